@@ -1,0 +1,126 @@
+//! The admin listener's endpoints: `/healthz`, `/readyz`, `/metrics`, and the token-protected
+//! `/admin/*` API (`/admin/config`, `/admin/upstreams`). Never mounted on the proxy port.
+
+use std::sync::atomic::Ordering;
+
+use actix_web::{
+    HttpRequest, HttpResponse,
+    http::{StatusCode, header},
+    web,
+};
+use serde_json::json;
+
+use crate::{error::error_response, server::Gateway};
+
+/// Registers the admin endpoints.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
+        .route("/admin/config", web::get().to(config))
+        .route("/admin/upstreams", web::get().to(upstreams))
+        .default_service(web::to(|| async {
+            error_response(StatusCode::NOT_FOUND, "no such admin endpoint", "")
+        }));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body("ok\n")
+}
+
+async fn readyz(gw: web::Data<Gateway>) -> HttpResponse {
+    if gw.ready.load(Ordering::Relaxed) {
+        HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .body("ready\n")
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain; charset=utf-8")
+            .body("draining\n")
+    }
+}
+
+async fn metrics(gw: web::Data<Gateway>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(gw.metrics.render())
+}
+
+async fn config(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
+    let rt = gw.runtime.load();
+    if let Some(denied) = authorize(&req, &rt.config.admin.token) {
+        return denied;
+    }
+    // Secrets are redacted by the config types' serializers.
+    HttpResponse::Ok().json(json!({ "generation": rt.generation, "config": &*rt.config }))
+}
+
+async fn upstreams(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
+    let rt = gw.runtime.load();
+    if let Some(denied) = authorize(&req, &rt.config.admin.token) {
+        return denied;
+    }
+    let upstreams: Vec<_> = rt
+        .upstreams
+        .iter()
+        .map(|u| {
+            let backends: Vec<_> = u
+                .backends
+                .iter()
+                .map(|b| {
+                    json!({
+                        "url": &*b.label,
+                        // Active health checking is not built yet: every backend is in rotation.
+                        "healthy": true,
+                        "in_flight": b.in_flight.load(Ordering::Relaxed),
+                        "weight": b.weight,
+                        "last_error": b.last_error.load().as_deref(),
+                    })
+                })
+                .collect();
+            json!({ "name": &*u.name, "strategy": u.strategy, "backends": backends })
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({ "upstreams": upstreams }))
+}
+
+/// DESIGN.md's admin rules: no token configured → 403; missing or wrong bearer → 401.
+fn authorize(req: &HttpRequest, token: &str) -> Option<HttpResponse> {
+    if token.is_empty() {
+        return Some(error_response(
+            StatusCode::FORBIDDEN,
+            "the admin API is disabled: set admin.token to enable it",
+            "",
+        ));
+    }
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(presented.as_bytes(), token.as_bytes()) {
+        return None;
+    }
+    let mut resp = error_response(
+        StatusCode::UNAUTHORIZED,
+        "missing or invalid admin token",
+        "",
+    );
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer realm=\"rustygate-admin\""),
+    );
+    Some(resp)
+}
+
+/// Compares without an early exit, so response timing does not reveal how much of a guess was
+/// right. The length difference still shows, which reveals nothing useful about the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,390 @@
+//! Loading a configuration: read the file, parse YAML, expand `${VAR}` references, deserialize
+//! into [`Config`] while collecting every unknown key and type error, then run the semantic
+//! checks of [`super::validate`]. Every problem found is returned at once, each with the key path
+//! and, where the YAML source allows, `line:column`.
+
+use std::{fmt, path::Path};
+
+use serde_yaml_ng::{Mapping, Value};
+
+use super::{Config, locate::Locator, validate};
+
+/// One problem found in a configuration.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ConfigIssue {
+    /// Key path such as `routes[3].upstream` (empty for the whole document).
+    pub path: String,
+    /// 1-based line in the file, when known.
+    pub line: Option<usize>,
+    /// 1-based column in the file, when known.
+    pub column: Option<usize>,
+    /// What is wrong, as a sentence.
+    pub message: String,
+}
+
+impl ConfigIssue {
+    /// An issue at a key path; its location is filled in later from the source.
+    pub fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            line: None,
+            column: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// A configuration that cannot be used, with every problem found in it.
+#[derive(Clone, Debug, thiserror::Error)]
+pub struct ConfigError {
+    /// The file (or `<inline>`) the configuration came from.
+    pub source_name: String,
+    /// All problems, in file order where locations are known.
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for issue in &self.issues {
+            write!(f, "error: {}", self.source_name)?;
+            if let Some(line) = issue.line {
+                write!(f, ":{line}")?;
+                if let Some(col) = issue.column {
+                    write!(f, ":{col}")?;
+                }
+            }
+            if issue.path.is_empty() {
+                writeln!(f, ": {}", issue.message)?;
+            } else {
+                writeln!(f, ": {}: {}", issue.path, issue.message)?;
+            }
+        }
+        let n = self.issues.len();
+        write!(
+            f,
+            "{n} error{}; configuration not applied",
+            if n == 1 { "" } else { "s" }
+        )
+    }
+}
+
+/// Reads and loads a configuration file.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        source_name: name.clone(),
+        issues: vec![ConfigIssue::at("", format!("cannot read the file: {e}"))],
+    })?;
+    load_str(&text, &name)
+}
+
+/// Loads a configuration from YAML text; `source_name` names it in error messages.
+pub fn load_str(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+    load_with_env(text, source_name, &|name| std::env::var(name).ok())
+}
+
+/// [`load_str`] with an explicit environment lookup (tests use a fixed map).
+pub fn load_with_env(
+    text: &str,
+    source_name: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let fail = |mut issues: Vec<ConfigIssue>| {
+        let locator = Locator::new(text);
+        for issue in &mut issues {
+            if issue.line.is_none() {
+                if let Some((line, column)) = locator.find(&issue.path) {
+                    issue.line = Some(line);
+                    issue.column = Some(column);
+                }
+            }
+        }
+        issues.sort_by_key(|i| (i.line.unwrap_or(usize::MAX), i.column.unwrap_or(0)));
+        ConfigError {
+            source_name: source_name.to_owned(),
+            issues,
+        }
+    };
+
+    let mut doc: Value = match serde_yaml_ng::from_str(text) {
+        Ok(Value::Null) => Value::Mapping(Mapping::new()),
+        Ok(v) => v,
+        Err(e) => {
+            let mut issue = ConfigIssue::at(
+                "",
+                format!("invalid YAML: {}", strip_location(&e.to_string())),
+            );
+            if let Some(loc) = e.location() {
+                issue.line = Some(loc.line());
+                issue.column = Some(loc.column());
+            }
+            return Err(fail(vec![issue]));
+        }
+    };
+    if !doc.is_mapping() {
+        return Err(fail(vec![ConfigIssue::at(
+            "",
+            "the configuration must be a mapping of keys (server:, routes:, …)",
+        )]));
+    }
+
+    let mut issues = Vec::new();
+    expand_env(&mut doc, &mut String::new(), env, &mut issues);
+
+    let (config, structural_only_unknown_keys) = deserialize_collecting(doc, &mut issues);
+    let Some(config) = config else {
+        return Err(fail(issues));
+    };
+    // Semantic checks assume the structure is right; after a type error some keys were dropped
+    // and the checks would report noise, so they run only when every structural issue was an
+    // unknown key (dropping one of those changes nothing else).
+    if issues.is_empty() || structural_only_unknown_keys {
+        issues.extend(validate::validate(&config));
+    }
+    if issues.is_empty() {
+        Ok(config)
+    } else {
+        Err(fail(issues))
+    }
+}
+
+/// Deserializes, removing each offending key and retrying, so that every unknown key and type
+/// error is reported rather than only the first. Returns the config (if the structure could be
+/// completed) and whether all issues found were unknown keys.
+fn deserialize_collecting(mut doc: Value, issues: &mut Vec<ConfigIssue>) -> (Option<Config>, bool) {
+    let mut only_unknown = true;
+    // Bounded: each round removes one key, and a document has finitely many.
+    for _ in 0..256 {
+        match serde_path_to_error::deserialize::<_, Config>(doc.clone()) {
+            Ok(config) => return (Some(config), only_unknown),
+            Err(err) => {
+                let segments: Vec<Seg> = err.path().iter().map(Seg::from).collect();
+                let message = err.inner().to_string();
+                let message = strip_location(&message);
+                if let Some(unknown) = unknown_field(message) {
+                    let suggestion = expected_names(message)
+                        .and_then(|names| closest(unknown, &names))
+                        .map(|s| format!("; did you mean `{s}`?"))
+                        .unwrap_or_default();
+                    let mut path = segments.clone();
+                    if !matches!(path.last(), Some(Seg::Key(k)) if k == unknown) {
+                        path.push(Seg::Key(unknown.to_owned()));
+                    }
+                    issues.push(ConfigIssue::at(
+                        fmt_path(&path),
+                        format!("unknown key `{unknown}`{suggestion}"),
+                    ));
+                    if !remove_at(&mut doc, &path) {
+                        return (None, false);
+                    }
+                    continue;
+                }
+                only_unknown = false;
+                let message = match unknown_variant(message) {
+                    Some(variant) => {
+                        let hint = expected_names(message)
+                            .and_then(|names| closest(variant, &names))
+                            .map(|s| format!("; did you mean `{s}`?"))
+                            .unwrap_or_default();
+                        format!("{message}{hint}")
+                    }
+                    None => message.to_owned(),
+                };
+                issues.push(ConfigIssue::at(fmt_path(&segments), message));
+                // A missing required key cannot be removed: stop here with what we have.
+                if segments.is_empty() || !remove_at(&mut doc, &segments) {
+                    return (None, false);
+                }
+            }
+        }
+    }
+    (None, false)
+}
+
+/// One step of a key path.
+#[derive(Clone, Debug, PartialEq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+impl From<&serde_path_to_error::Segment> for Seg {
+    fn from(s: &serde_path_to_error::Segment) -> Self {
+        use serde_path_to_error::Segment;
+        match s {
+            Segment::Seq { index } => Seg::Index(*index),
+            Segment::Map { key } => Seg::Key(key.clone()),
+            Segment::Enum { variant } => Seg::Key(variant.clone()),
+            Segment::Unknown => Seg::Key("?".into()),
+        }
+    }
+}
+
+fn fmt_path(path: &[Seg]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Seg::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// Removes the node at `path`; false if it is not there.
+fn remove_at(doc: &mut Value, path: &[Seg]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut node = doc;
+    for seg in parents {
+        node = match (seg, node) {
+            (Seg::Key(k), Value::Mapping(m)) => match m.get_mut(k.as_str()) {
+                Some(v) => v,
+                None => return false,
+            },
+            (Seg::Index(i), Value::Sequence(s)) => match s.get_mut(*i) {
+                Some(v) => v,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (last, node) {
+        (Seg::Key(k), Value::Mapping(m)) => m.remove(k.as_str()).is_some(),
+        (Seg::Index(i), Value::Sequence(s)) if *i < s.len() => {
+            s.remove(*i);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// serde_yaml appends " at line L column C" to messages; locations are reported separately.
+fn strip_location(message: &str) -> &str {
+    match message.rfind(" at line ") {
+        Some(i) => &message[..i],
+        None => message,
+    }
+}
+
+fn unknown_field(message: &str) -> Option<&str> {
+    backticked_after(message, "unknown field `")
+}
+
+fn unknown_variant(message: &str) -> Option<&str> {
+    backticked_after(message, "unknown variant `")
+}
+
+fn backticked_after<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = message.strip_prefix(prefix)?;
+    rest.split('`').next()
+}
+
+/// The names listed after "expected" in serde's unknown-field/variant messages.
+fn expected_names(message: &str) -> Option<Vec<&str>> {
+    let idx = message.find("expected ")?;
+    let names: Vec<&str> = message[idx..].split('`').skip(1).step_by(2).collect();
+    (!names.is_empty()).then_some(names)
+}
+
+/// The valid name closest to a misspelt one, if it is close enough to be a plausible typo.
+pub(crate) fn closest<'a>(wrong: &str, names: &[&'a str]) -> Option<&'a str> {
+    names
+        .iter()
+        .map(|n| (strsim::damerau_levenshtein(&wrong.to_lowercase(), n), *n))
+        .filter(|(d, n)| *d <= 2.max(n.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n)
+}
+
+/// Expands `${VAR}` and `${VAR:-default}` in every string scalar; `$$` is a literal `$`.
+fn expand_env(
+    node: &mut Value,
+    path: &mut String,
+    env: &dyn Fn(&str) -> Option<String>,
+    issues: &mut Vec<ConfigIssue>,
+) {
+    match node {
+        Value::String(s) if s.contains('$') => match expand_str(s, env) {
+            Ok(expanded) => *s = expanded,
+            Err(message) => issues.push(ConfigIssue::at(path.clone(), message)),
+        },
+        Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                expand_env(item, path, env, issues);
+                path.truncate(len);
+            }
+        }
+        Value::Mapping(map) => {
+            for (key, value) in map.iter_mut() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                match key {
+                    Value::String(k) => path.push_str(k),
+                    other => path.push_str(&format!("{other:?}")),
+                }
+                expand_env(value, path, env, issues);
+                path.truncate(len);
+            }
+        }
+        Value::Tagged(tagged) => expand_env(&mut tagged.value, path, env, issues),
+        _ => {}
+    }
+}
+
+/// Expands one string. Errors name the variable so the user knows what to set.
+pub(crate) fn expand_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        if let Some(after) = rest.strip_prefix("$$") {
+            out.push('$');
+            rest = after;
+        } else if let Some(after) = rest.strip_prefix("${") {
+            let end = after
+                .find('}')
+                .ok_or_else(|| format!("unterminated `${{` in {s:?}"))?;
+            let inner = &after[..end];
+            let (name, default) = match inner.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (inner, None),
+            };
+            let valid = !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit());
+            if !valid {
+                return Err(format!("invalid variable name {name:?} in `${{{inner}}}`"));
+            }
+            match (env(name), default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
+                    return Err(format!(
+                        "environment variable {name} is not set (use `${{{name}:-default}}` for a fallback)"
+                    ));
+                }
+            }
+            rest = &after[end + 1..];
+        } else {
+            out.push('$');
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,300 @@
+//! The configuration schema: plain serde types mirroring the YAML file (DESIGN.md), with their
+//! defaults. No logic lives here beyond defaults: loading is in [`load`], semantic checks in
+//! [`validate`], and turning a config into runtime objects in `crate::runtime`.
+//!
+//! Keys of features that are planned but not built yet (`auth`, `rate_limits`, `cors`, `tracing`,
+//! `plugins`, `defaults`, per-route policies, health checks and retries) are accepted by the parser
+//! only so that validation can reject them with a clear "not supported yet" message: a policy that
+//! is silently ignored would be a security hole.
+
+pub mod load;
+mod locate;
+pub mod units;
+pub mod validate;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize, Serializer};
+use serde_yaml_ng::Value;
+
+pub use load::{ConfigError, ConfigIssue, load_file, load_str};
+pub use units::{ByteSize, HumanDuration};
+
+/// The embedded default configuration (`config/default.yaml`), used when no file is given and
+/// the default path does not exist.
+pub const DEFAULT_CONFIG_YAML: &str = include_str!("../../../config/default.yaml");
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The proxy listener and connection handling.
+    pub server: ServerConfig,
+    /// The admin listener (metrics, health, admin API).
+    pub admin: AdminConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Named upstreams (backend pools) that routes refer to with `upstream:`.
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Routes, matched by host and longest path prefix.
+    pub routes: Vec<RouteConfig>,
+    /// Planned (distributed tracing): rejected until implemented.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<Value>,
+    /// Planned (JWT policies): rejected until implemented.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Value>,
+    /// Planned (rate-limit policies): rejected until implemented.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limits: Option<Value>,
+    /// Planned (CORS policies): rejected until implemented.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Value>,
+    /// Planned (WASM plugins): rejected until implemented.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugins: Option<Value>,
+    /// Planned (policies applied to every route): rejected until implemented.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<Value>,
+}
+
+/// `server:` — the proxy listener.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the proxy listener, `IP:PORT`.
+    pub listen: String,
+    /// Worker threads; 0 means one per CPU core.
+    #[serde(deserialize_with = "units::lenient_u32")]
+    pub workers: u32,
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_size: ByteSize,
+    /// How long a shutdown waits for in-flight requests.
+    pub shutdown_timeout: HumanDuration,
+    /// How long a client may take to send the request head; slower ones get 408.
+    pub client_header_timeout: HumanDuration,
+    /// Idle keep-alive connections are closed after this long.
+    pub keep_alive: HumanDuration,
+    /// CIDRs (or single addresses) of proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8080".into(),
+            workers: 0,
+            max_body_size: ByteSize::mib(10),
+            shutdown_timeout: HumanDuration::secs(30),
+            client_header_timeout: HumanDuration::secs(10),
+            keep_alive: HumanDuration::secs(75),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// `admin:` — the admin listener, never on the proxy port.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address of the admin listener, `IP:PORT`.
+    pub listen: String,
+    /// Bearer token for `/admin/*`; empty disables those endpoints (403).
+    #[serde(serialize_with = "redact")]
+    pub token: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8081".into(),
+            token: String::new(),
+        }
+    }
+}
+
+/// `log:` — logging.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Level filter (`error`, `warn`, `info`, `debug`, `trace` or a tracing directive);
+    /// `RUST_LOG` overrides it.
+    pub level: String,
+    /// Output format.
+    pub format: LogFormat,
+    /// Whether to write one access line per request.
+    #[serde(deserialize_with = "units::lenient_bool")]
+    pub access_log: bool,
+    /// Whether the access log's `path` includes the query string (queries can carry secrets).
+    #[serde(deserialize_with = "units::lenient_bool")]
+    pub include_query: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Json,
+            access_log: true,
+            include_query: false,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One JSON object per line (the default).
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+/// Load-balancing strategy of an upstream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Weighted round robin (smooth: weights are interleaved, not bursty).
+    #[default]
+    RoundRobin,
+    /// Planned: fewest in-flight requests.
+    LeastConnections,
+}
+
+/// One backend of an upstream.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// `http://host:port` with an optional base path.
+    #[serde(serialize_with = "redact_url")]
+    pub url: String,
+    /// Relative share of requests (1..=1000).
+    #[serde(default = "one", deserialize_with = "units::lenient_u32")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// `upstreams.NAME:` — a pool of backends.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// Load-balancing strategy.
+    pub strategy: Strategy,
+    /// The backends.
+    pub backends: Vec<BackendConfig>,
+    /// Time allowed to open a TCP connection to a backend.
+    pub connect_timeout: HumanDuration,
+    /// Time allowed per attempt for the backend's response head to arrive (504 after).
+    pub timeout: HumanDuration,
+    /// Send the client's `Host` to the backend (true) or the backend's own authority (false).
+    #[serde(deserialize_with = "units::lenient_bool")]
+    pub preserve_host: bool,
+    /// Planned (active health checks): rejected until implemented.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<Value>,
+    /// Planned (retries on another backend): rejected until implemented.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retries: Option<Value>,
+    /// Planned (retry conditions): rejected until implemented.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_on: Option<Value>,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::RoundRobin,
+            backends: Vec::new(),
+            connect_timeout: HumanDuration::secs(2),
+            timeout: HumanDuration::secs(30),
+            preserve_host: true,
+            health_check: None,
+            retries: None,
+            retry_on: None,
+        }
+    }
+}
+
+/// `routes[N]:` — one route.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteConfig {
+    /// Name used as the metrics label; defaults to the path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Path prefix, matched on segment boundaries; the longest prefix wins.
+    pub path: String,
+    /// Allowed methods; others get 405. Empty means any method.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// Host to match (case- and port-insensitive). Absent means any host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Name of an upstream from `upstreams:`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// A single backend URL (inline upstream).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "redact_opt_url"
+    )]
+    pub backend: Option<String>,
+    /// Several backends (inline upstream).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backends: Option<Vec<BackendConfig>>,
+    /// Strategy of the inline `backends:`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
+    /// Remove the matched prefix before forwarding.
+    #[serde(deserialize_with = "units::lenient_bool")]
+    pub strip_prefix: bool,
+    /// Per-attempt timeout overriding the upstream's `timeout`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+    /// Planned (JWT policy name): rejected until implemented.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Value>,
+    /// Planned (rate-limit policy name): rejected until implemented.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<Value>,
+    /// Planned (CORS policy name): rejected until implemented.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Value>,
+    /// Planned (plugin names): rejected until implemented.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugins: Option<Value>,
+}
+
+impl RouteConfig {
+    /// The route's name: `name:` if given, else its path.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.path)
+    }
+}
+
+/// Serializes a secret as `[redacted]` (or empty when unset) for `/admin/config`.
+fn redact<S: Serializer>(secret: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(if secret.is_empty() { "" } else { "[redacted]" })
+}
+
+/// Serializes a URL with any password in its userinfo replaced.
+fn redact_url<S: Serializer>(raw: &str, s: S) -> Result<S::Ok, S::Error> {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("redacted"));
+            s.serialize_str(u.as_str())
+        }
+        _ => s.serialize_str(raw),
+    }
+}
+
+fn redact_opt_url<S: Serializer>(raw: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match raw {
+        Some(r) => redact_url(r, s),
+        None => s.serialize_none(),
+    }
+}

@@ -1,0 +1,399 @@
+//! Semantic checks on a deserialized [`Config`]: everything serde's types cannot express
+//! (addresses, URLs, references between sections, duplicates, features not built yet).
+//! Returns every problem found, never only the first.
+
+use std::{collections::HashSet, net::SocketAddr};
+
+use super::{BackendConfig, Config, ConfigIssue, Strategy, load::closest};
+
+/// The largest weight a backend may have (the round-robin schedule is precomputed).
+pub const MAX_WEIGHT: u32 = 1000;
+
+const PLANNED: &str = "is not supported yet";
+
+/// Checks a configuration; an empty result means it can be compiled.
+pub fn validate(config: &Config) -> Vec<ConfigIssue> {
+    let mut issues = Vec::new();
+    let mut issue = |path: String, msg: String| issues.push(ConfigIssue::at(path, msg));
+
+    for (key, present, what) in [
+        ("tracing", config.tracing.is_some(), "distributed tracing"),
+        ("auth", config.auth.is_some(), "JWT authentication"),
+        ("rate_limits", config.rate_limits.is_some(), "rate limiting"),
+        ("cors", config.cors.is_some(), "CORS policies"),
+        ("plugins", config.plugins.is_some(), "WASM plugins"),
+        (
+            "defaults",
+            config.defaults.is_some(),
+            "default route policies",
+        ),
+    ] {
+        if present {
+            issue(
+                key.into(),
+                format!("`{key}` ({what}) {PLANNED} in this build; remove the key"),
+            );
+        }
+    }
+
+    let proxy_addr = check_listen(&config.server.listen, "server.listen", &mut issue);
+    let admin_addr = check_listen(&config.admin.listen, "admin.listen", &mut issue);
+    if let (Some(p), Some(a)) = (proxy_addr, admin_addr) {
+        if p.port() == a.port()
+            && p.port() != 0
+            && (p.ip() == a.ip() || p.ip().is_unspecified() || a.ip().is_unspecified())
+        {
+            issue(
+                "admin.listen".into(),
+                format!("the admin listener must not share the proxy's address {p}"),
+            );
+        }
+    }
+    if config.server.max_body_size.0 == 0 {
+        issue(
+            "server.max_body_size".into(),
+            "must be greater than 0".into(),
+        );
+    }
+    for (name, d) in [
+        ("client_header_timeout", config.server.client_header_timeout),
+        ("keep_alive", config.server.keep_alive),
+    ] {
+        if d.0.is_zero() {
+            issue(format!("server.{name}"), "must be greater than 0".into());
+        }
+    }
+    for (i, cidr) in config.server.trusted_proxies.iter().enumerate() {
+        if parse_cidr(cidr).is_none() {
+            issue(
+                format!("server.trusted_proxies[{i}]"),
+                format!("{cidr:?} is not an IP address or CIDR (like 10.0.0.0/8)"),
+            );
+        }
+    }
+    if let Err(e) = config.log.level.parse::<tracing_subscriber::EnvFilter>() {
+        issue(
+            "log.level".into(),
+            format!(
+                "invalid level {:?}: {e} (use error, warn, info, debug or trace)",
+                config.log.level
+            ),
+        );
+    }
+
+    for (name, up) in &config.upstreams {
+        let base = format!("upstreams.{name}");
+        if name.is_empty() {
+            issue(base.clone(), "an upstream name cannot be empty".into());
+        }
+        check_backends(&up.backends, &format!("{base}.backends"), &mut issue);
+        check_strategy(up.strategy, &format!("{base}.strategy"), &mut issue);
+        for (key, present, what) in [
+            (
+                "health_check",
+                up.health_check.is_some(),
+                "active health checking",
+            ),
+            (
+                "retries",
+                up.retries.is_some(),
+                "retrying on another backend",
+            ),
+            (
+                "retry_on",
+                up.retry_on.is_some(),
+                "retrying on another backend",
+            ),
+        ] {
+            if present {
+                issue(
+                    format!("{base}.{key}"),
+                    format!("`{key}` ({what}) {PLANNED} in this build; remove the key"),
+                );
+            }
+        }
+        if up.timeout.0.is_zero() {
+            issue(format!("{base}.timeout"), "must be greater than 0".into());
+        }
+        if up.connect_timeout.0.is_zero() {
+            issue(
+                format!("{base}.connect_timeout"),
+                "must be greater than 0".into(),
+            );
+        }
+    }
+
+    let upstream_names: Vec<&str> = config.upstreams.keys().map(String::as_str).collect();
+    let mut names = HashSet::new();
+    let mut matchers = HashSet::new();
+    for (i, route) in config.routes.iter().enumerate() {
+        let base = format!("routes[{i}]");
+        let path = &route.path;
+        if path.is_empty() {
+            issue(
+                format!("{base}.path"),
+                "a route needs a `path` (like /api/users)".into(),
+            );
+        } else if !path.starts_with('/') {
+            issue(
+                format!("{base}.path"),
+                format!("{path:?} must start with `/`"),
+            );
+        } else if path.contains(['?', '#']) || path.contains(char::is_whitespace) {
+            issue(
+                format!("{base}.path"),
+                format!("{path:?} must be a plain path prefix, without query, fragment or spaces"),
+            );
+        }
+        if let Some(name) = &route.name {
+            if name.is_empty() {
+                issue(format!("{base}.name"), "cannot be empty".into());
+            }
+        }
+        if !names.insert(route.display_name().to_owned()) {
+            issue(
+                format!("{base}.name"),
+                format!(
+                    "duplicate route name {:?} (names label metrics and must be unique; set `name:`)",
+                    route.display_name()
+                ),
+            );
+        }
+        let mut methods: Vec<String> = Vec::new();
+        for (j, m) in route.methods.iter().enumerate() {
+            let upper = m.to_ascii_uppercase();
+            if upper.is_empty() || !upper.bytes().all(|b| b.is_ascii_alphabetic()) {
+                issue(
+                    format!("{base}.methods[{j}]"),
+                    format!("{m:?} is not an HTTP method"),
+                );
+            }
+            methods.push(upper);
+        }
+        let host = route.host.as_deref().map(normalize_host);
+        if let Some(h) = &host {
+            if h.is_empty()
+                || !h.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']' | ':')
+                })
+            {
+                issue(
+                    format!("{base}.host"),
+                    format!(
+                        "{:?} is not a host name",
+                        route.host.as_deref().unwrap_or("")
+                    ),
+                );
+            }
+        }
+        // Same host and path with overlapping methods can never both be reached.
+        let trimmed = trim_prefix(path).to_owned();
+        let method_set: Vec<String> = if methods.is_empty() {
+            vec!["*".into()]
+        } else {
+            methods.clone()
+        };
+        for m in &method_set {
+            let overlapping = matchers.contains(&(host.clone(), trimmed.clone(), m.clone()))
+                || (m != "*"
+                    && matchers.contains(&(host.clone(), trimmed.clone(), "*".to_owned())))
+                || (m == "*" && matchers.iter().any(|(h, p, _)| h == &host && p == &trimmed));
+            if overlapping {
+                issue(
+                    format!("{base}.path"),
+                    format!(
+                        "duplicate route: another route already matches {path:?}{} with the same host and methods",
+                        host.as_ref()
+                            .map(|h| format!(" on host {h}"))
+                            .unwrap_or_default()
+                    ),
+                );
+                break;
+            }
+        }
+        for m in method_set {
+            matchers.insert((host.clone(), trimmed.clone(), m));
+        }
+
+        let targets = [
+            route.upstream.is_some(),
+            route.backend.is_some(),
+            route.backends.is_some(),
+        ];
+        match targets.iter().filter(|t| **t).count() {
+            0 => issue(
+                base.clone(),
+                "a route needs one of `upstream`, `backend` or `backends`".into(),
+            ),
+            1 => {}
+            _ => issue(
+                base.clone(),
+                "give only one of `upstream`, `backend` or `backends`".into(),
+            ),
+        }
+        if let Some(up) = &route.upstream {
+            if !config.upstreams.contains_key(up) {
+                let hint = closest(up, &upstream_names)
+                    .map(|s| format!("; did you mean {s:?}?"))
+                    .unwrap_or_default();
+                let known = if upstream_names.is_empty() {
+                    "none defined".to_owned()
+                } else {
+                    upstream_names.join(", ")
+                };
+                issue(
+                    format!("{base}.upstream"),
+                    format!("unknown upstream {up:?} (known: {known}){hint}"),
+                );
+            }
+        }
+        if let Some(url) = &route.backend {
+            if let Err(e) = check_url(url) {
+                issue(format!("{base}.backend"), e);
+            }
+        }
+        if let Some(backends) = &route.backends {
+            check_backends(backends, &format!("{base}.backends"), &mut issue);
+        }
+        if let Some(strategy) = route.strategy {
+            if route.backends.is_none() {
+                issue(
+                    format!("{base}.strategy"),
+                    "`strategy` applies to inline `backends:`; set it on the upstream instead"
+                        .into(),
+                );
+            }
+            check_strategy(strategy, &format!("{base}.strategy"), &mut issue);
+        }
+        if route.timeout.is_some_and(|t| t.0.is_zero()) {
+            issue(format!("{base}.timeout"), "must be greater than 0".into());
+        }
+        for (key, present, what) in [
+            ("auth", route.auth.is_some(), "JWT authentication"),
+            ("rate_limit", route.rate_limit.is_some(), "rate limiting"),
+            ("cors", route.cors.is_some(), "CORS"),
+            ("plugins", route.plugins.is_some(), "WASM plugins"),
+        ] {
+            if present {
+                issue(
+                    format!("{base}.{key}"),
+                    format!("`{key}` ({what}) {PLANNED} in this build; remove the key"),
+                );
+            }
+        }
+    }
+    issues
+}
+
+fn check_listen(
+    value: &str,
+    path: &str,
+    issue: &mut impl FnMut(String, String),
+) -> Option<SocketAddr> {
+    match value.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            issue(
+                path.into(),
+                format!("{value:?} is not an IP:PORT address (like 0.0.0.0:8080)"),
+            );
+            None
+        }
+    }
+}
+
+fn check_strategy(strategy: Strategy, path: &str, issue: &mut impl FnMut(String, String)) {
+    if strategy == Strategy::LeastConnections {
+        issue(
+            path.into(),
+            format!("strategy `least_connections` {PLANNED} in this build; use round_robin"),
+        );
+    }
+}
+
+fn check_backends(backends: &[BackendConfig], path: &str, issue: &mut impl FnMut(String, String)) {
+    if backends.is_empty() {
+        issue(path.into(), "needs at least one backend".into());
+    }
+    let mut seen = HashSet::new();
+    for (i, b) in backends.iter().enumerate() {
+        if let Err(e) = check_url(&b.url) {
+            issue(format!("{path}[{i}].url"), e);
+        }
+        if b.weight == 0 || b.weight > MAX_WEIGHT {
+            issue(
+                format!("{path}[{i}].weight"),
+                format!("must be between 1 and {MAX_WEIGHT}, found {}", b.weight),
+            );
+        }
+        if !seen.insert(b.url.trim_end_matches('/')) {
+            issue(
+                format!("{path}[{i}].url"),
+                format!("duplicate backend {:?}", b.url),
+            );
+        }
+    }
+}
+
+/// Checks a backend URL: `http://host[:port][/base/path]`.
+pub(crate) fn check_url(raw: &str) -> Result<url::Url, String> {
+    let u = url::Url::parse(raw)
+        .map_err(|e| format!("{raw:?} is not a valid URL ({e}); expected http://host:port"))?;
+    match u.scheme() {
+        "http" => {}
+        "https" => {
+            return Err(format!(
+                "{raw:?}: https backends {PLANNED} in this build; use http://"
+            ));
+        }
+        other => {
+            return Err(format!(
+                "{raw:?}: unsupported scheme {other:?}; expected http://"
+            ));
+        }
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{raw:?} has no host"));
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(format!(
+            "{:?}: credentials in backend URLs are not supported",
+            u.host_str().unwrap_or_default()
+        ));
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err(format!("{raw:?} must not have a query or fragment"));
+    }
+    Ok(u)
+}
+
+/// Parses `10.0.0.0/8` or a bare address (taken as a /32 or /128).
+pub(crate) fn parse_cidr(s: &str) -> Option<ipnet::IpNet> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
+/// Lower-cases a host and drops any port, as route host matching ignores both.
+pub(crate) fn normalize_host(host: &str) -> String {
+    let host = host.trim();
+    let without_port = if let Some(rest) = host.strip_prefix('[') {
+        // [v6]:port
+        rest.split(']')
+            .next()
+            .map(|h| format!("[{h}]"))
+            .unwrap_or_default()
+    } else if host.matches(':').count() == 1 {
+        host.split(':').next().unwrap_or_default().to_owned()
+    } else {
+        host.to_owned()
+    };
+    without_port.to_ascii_lowercase()
+}
+
+/// `/api/` and `/api` are the same prefix; `/` stays `/`.
+pub(crate) fn trim_prefix(path: &str) -> &str {
+    let t = path.trim_end_matches('/');
+    if t.is_empty() { "/" } else { t }
+}

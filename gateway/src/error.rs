@@ -1,0 +1,163 @@
+//! The gateway's own errors and their one mapping to HTTP: status, DESIGN.md's error code and
+//! the JSON body `{"status","error","message","request_id"}`. Every gateway-made error response
+//! is built here, so the table below is the whole contract.
+
+use actix_web::{
+    HttpResponse,
+    http::{StatusCode, header},
+};
+
+/// Why the gateway answered instead of the backend.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No route matched host and path.
+    #[error("no route matches this request")]
+    NoRoute,
+    /// A route matched but not its methods; carries the `Allow` value.
+    #[error("method not allowed on this route")]
+    MethodNotAllowed(header::HeaderValue),
+    /// The request body exceeds `server.max_body_size`.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The configured limit.
+        limit: u64,
+    },
+    /// The request cannot be forwarded as sent.
+    #[error("{0}")]
+    BadRequest(&'static str),
+    /// The upstream has no backend to choose.
+    #[error("no healthy backend available in upstream {0}")]
+    NoHealthyUpstream(std::sync::Arc<str>),
+    /// The connection to the backend failed (refused, unreachable, DNS); nothing was sent.
+    #[error("cannot connect to the backend")]
+    UpstreamConnect(#[source] awc::error::ConnectError),
+    /// The backend did not answer within the timeout (or the connect timed out).
+    #[error("the backend did not answer in time")]
+    UpstreamTimeout,
+    /// The connection broke or the backend's response was malformed.
+    #[error("the backend connection failed")]
+    UpstreamProtocol(#[source] awc::error::SendRequestError),
+    /// A bug or resource problem in the gateway.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl GatewayError {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NoHealthyUpstream(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UpstreamConnect(_) | Self::UpstreamProtocol(_) => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `reason` label of `rustygate_backend_failures_total`, for errors that involve a backend.
+    pub fn backend_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::UpstreamConnect(_) => Some("connect_error"),
+            Self::UpstreamTimeout => Some("timeout"),
+            Self::UpstreamProtocol(_) => Some("protocol_error"),
+            _ => None,
+        }
+    }
+
+    /// Builds the JSON error response.
+    pub fn to_response(&self, request_id: &str) -> HttpResponse {
+        let mut resp = error_response(self.status(), &self.to_string(), request_id);
+        if let Self::MethodNotAllowed(allow) = self {
+            resp.headers_mut().insert(header::ALLOW, allow.clone());
+        }
+        resp
+    }
+}
+
+/// DESIGN.md's `error` code for a status the gateway answers with.
+pub fn error_code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        413 => "payload_too_large",
+        429 => "too_many_requests",
+        431 => "headers_too_large",
+        502 => "bad_gateway",
+        503 => "no_healthy_upstream",
+        504 => "gateway_timeout",
+        _ => "internal_error",
+    }
+}
+
+/// A gateway-made JSON error response.
+pub fn error_response(status: StatusCode, message: &str, request_id: &str) -> HttpResponse {
+    let body = serde_json::json!({
+        "status": status.as_u16(),
+        "error": error_code(status),
+        "message": message,
+        "request_id": request_id,
+    });
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(body.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_maps_to_its_status_and_code() {
+        let cases: Vec<(GatewayError, u16, &str)> = vec![
+            (GatewayError::NoRoute, 404, "not_found"),
+            (
+                GatewayError::MethodNotAllowed(header::HeaderValue::from_static("GET")),
+                405,
+                "method_not_allowed",
+            ),
+            (
+                GatewayError::PayloadTooLarge { limit: 1 },
+                413,
+                "payload_too_large",
+            ),
+            (GatewayError::BadRequest("x"), 400, "bad_request"),
+            (
+                GatewayError::NoHealthyUpstream("u".into()),
+                503,
+                "no_healthy_upstream",
+            ),
+            (GatewayError::UpstreamTimeout, 504, "gateway_timeout"),
+            (GatewayError::Internal("x".into()), 500, "internal_error"),
+        ];
+        for (err, status, code) in cases {
+            assert_eq!(err.status().as_u16(), status, "{err:?}");
+            assert_eq!(error_code(err.status()), code);
+        }
+        assert_eq!(
+            error_code(StatusCode::from_u16(431).unwrap()),
+            "headers_too_large"
+        );
+        assert_eq!(
+            error_code(StatusCode::from_u16(408).unwrap()),
+            "request_timeout"
+        );
+    }
+
+    #[test]
+    fn method_not_allowed_carries_allow() {
+        let resp = GatewayError::MethodNotAllowed(header::HeaderValue::from_static("GET, POST"))
+            .to_response("id");
+        assert_eq!(resp.headers().get(header::ALLOW).unwrap(), "GET, POST");
+        assert_eq!(
+            resp.headers().get(header::CONTENT_TYPE).unwrap(),
+            "application/json"
+        );
+    }
+}

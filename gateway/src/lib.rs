@@ -1,0 +1,22 @@
+//! RustyGate: an observable HTTP reverse proxy / API gateway on actix-web.
+//!
+//! The life of a configuration: [`config`] parses and validates YAML into plain types,
+//! [`runtime`] compiles them into an immutable snapshot (route table, upstream pools), and
+//! [`server`] serves requests through [`pipeline`], which reads the current snapshot once per
+//! request. See `docs/architecture.md` for the picture.
+
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+pub mod admin;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod pipeline;
+pub mod proxy;
+pub mod routing;
+pub mod runtime;
+pub mod server;
+pub mod telemetry;
+pub mod testing;
+pub mod upstream;

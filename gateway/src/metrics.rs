@@ -1,0 +1,162 @@
+//! Prometheus metrics (names and labels are DESIGN.md's contract). One [`Metrics`] per gateway
+//! instance with its own registry, so several gateways in one process (tests) never share counts.
+//! Label values are bounded: route and upstream names come from config, methods outside the
+//! standard set are folded into `OTHER`, and raw paths are never used.
+
+use actix_web::http::Method;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Latency buckets in seconds: dense where a proxy's own latency lives (sub-millisecond to
+/// tens of milliseconds), sparse up to the default 30 s timeout.
+const DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The gateway's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `rustygate_requests_total{route,method,status}`
+    pub requests_total: IntCounterVec,
+    /// `rustygate_request_duration_seconds{route,method}`
+    pub request_duration: HistogramVec,
+    /// `rustygate_requests_in_flight{route}`
+    pub requests_in_flight: IntGaugeVec,
+    /// `rustygate_backend_requests_total{upstream,backend,outcome}`
+    pub backend_requests_total: IntCounterVec,
+    /// `rustygate_backend_failures_total{upstream,backend,reason}`
+    pub backend_failures_total: IntCounterVec,
+    /// `rustygate_config_generation`
+    pub config_generation: IntGauge,
+    /// `rustygate_log_lines_dropped_total`
+    pub log_lines_dropped: IntCounter,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let requests_total = counter(
+            "rustygate_requests_total",
+            "Requests handled, by route, method and status.",
+            &["route", "method", "status"],
+        );
+        let backend_requests_total = counter(
+            "rustygate_backend_requests_total",
+            "Attempts sent to backends, by outcome (status class or transport error).",
+            &["upstream", "backend", "outcome"],
+        );
+        let backend_failures_total = counter(
+            "rustygate_backend_failures_total",
+            "Backend attempts that failed: connect_error, timeout, protocol_error or status_5xx.",
+            &["upstream", "backend", "reason"],
+        );
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "rustygate_request_duration_seconds",
+                "Time from request arrival to the end of the response.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["route", "method"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(request_duration.clone()))
+            .expect("unique metric");
+        let requests_in_flight = IntGaugeVec::new(
+            Opts::new("rustygate_requests_in_flight", "Requests being handled."),
+            &["route"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(requests_in_flight.clone()))
+            .expect("unique metric");
+        let config_generation = IntGauge::new(
+            "rustygate_config_generation",
+            "Generation of the configuration in use.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(config_generation.clone()))
+            .expect("unique metric");
+        let log_lines_dropped = IntCounter::new(
+            "rustygate_log_lines_dropped_total",
+            "Log lines dropped because the log writer could not keep up.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(log_lines_dropped.clone()))
+            .expect("unique metric");
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "rustygate_build_info",
+                "Build information; the value is always 1.",
+            ),
+            &["version"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(build_info.clone()))
+            .expect("unique metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        Self {
+            registry,
+            requests_total,
+            request_duration,
+            requests_in_flight,
+            backend_requests_total,
+            backend_failures_total,
+            config_generation,
+            log_lines_dropped,
+        }
+    }
+
+    /// Renders the Prometheus text exposition.
+    pub fn render(&self) -> String {
+        if let Some(dropped) = crate::telemetry::logging::dropped_lines() {
+            let seen = self.log_lines_dropped.get();
+            if dropped > seen {
+                self.log_lines_dropped.inc_by(dropped - seen);
+            }
+        }
+        let mut buf = Vec::with_capacity(16 * 1024);
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("exposition is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The `method` label: standard methods as themselves, anything else `OTHER`.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}

@@ -1,0 +1,222 @@
+//! Per-request state carried through the pipeline, and [`Finish`]: the record of a request that
+//! is written — metrics and one access log line — exactly once, when it is dropped.
+
+use std::{cell::Cell, net::IpAddr, rc::Rc, sync::Arc, time::Instant};
+
+use actix_web::{
+    HttpRequest, HttpResponse,
+    http::{Method, StatusCode, header::HeaderValue},
+};
+
+use super::UNMATCHED;
+use crate::{
+    error::GatewayError, metrics::method_label, routing::Route, runtime::Runtime, server::Gateway,
+    telemetry::logging::ACCESS_TARGET, upstream::Backend,
+};
+
+/// What the pipeline knows about one request.
+pub struct RequestCtx {
+    gateway: Arc<Gateway>,
+    /// The runtime snapshot this request uses from start to end.
+    pub runtime: Arc<Runtime>,
+    start: Instant,
+    /// The request id (kept from the client if valid, else generated).
+    pub request_id: HeaderValue,
+    client_ip: IpAddr,
+    method: Method,
+    path: String,
+    trace_id: String,
+    route: Option<Arc<Route>>,
+    backend: Option<InFlight>,
+    attempts: u32,
+    bytes_in: Rc<Cell<u64>>,
+    /// The gateway-made error, if the gateway answered.
+    pub error: Option<String>,
+}
+
+/// Counts a request as in flight on a backend while it lives.
+struct InFlight(Arc<Backend>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl RequestCtx {
+    /// Starts the record of a request.
+    pub fn new(
+        gateway: Arc<Gateway>,
+        runtime: Arc<Runtime>,
+        req: &HttpRequest,
+        request_id: HeaderValue,
+        client_ip: IpAddr,
+        bytes_in: Rc<Cell<u64>>,
+    ) -> Self {
+        let uri = req.uri();
+        let path = match (runtime.log_query, uri.query()) {
+            (true, Some(q)) => format!("{}?{q}", uri.path()),
+            _ => uri.path().to_owned(),
+        };
+        Self {
+            gateway,
+            start: Instant::now(),
+            request_id,
+            client_ip,
+            method: req.method().clone(),
+            path,
+            trace_id: incoming_trace_id(req),
+            route: None,
+            backend: None,
+            attempts: 0,
+            bytes_in,
+            error: None,
+            runtime,
+        }
+    }
+
+    /// Records the matched route (from here on the request counts as in flight on it).
+    pub fn enter_route(&mut self, route: Arc<Route>) {
+        self.gateway
+            .metrics
+            .requests_in_flight
+            .with_label_values(&[&*route.name])
+            .inc();
+        self.route = Some(route);
+    }
+
+    /// Records the backend chosen for an attempt.
+    pub fn enter_backend(&mut self, backend: Arc<Backend>) {
+        backend
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.attempts += 1;
+        self.backend = Some(InFlight(backend));
+    }
+
+    /// Counts the outcome of the current attempt in the backend metrics.
+    pub fn record_attempt(&self, result: &Result<HttpResponse, GatewayError>) {
+        let (Some(route), Some(InFlight(backend))) = (&self.route, &self.backend) else {
+            return;
+        };
+        let m = &self.gateway.metrics;
+        let upstream = &*route.upstream.name;
+        let (outcome, failure) = match result {
+            Ok(resp) => {
+                let s = resp.status();
+                let class = match s.as_u16() {
+                    100..=199 => "1xx",
+                    200..=299 => "2xx",
+                    300..=399 => "3xx",
+                    400..=499 => "4xx",
+                    _ => "5xx",
+                };
+                (class, s.is_server_error().then_some("status_5xx"))
+            }
+            Err(e) => {
+                let reason = e.backend_reason().unwrap_or("error");
+                backend.last_error.store(Some(Arc::new(e.to_string())));
+                (reason, Some(reason))
+            }
+        };
+        m.backend_requests_total
+            .with_label_values(&[upstream, &backend.label, outcome])
+            .inc();
+        if let Some(reason) = failure {
+            m.backend_failures_total
+                .with_label_values(&[upstream, &backend.label, reason])
+                .inc();
+        }
+    }
+
+    /// Turns the context into the record written when the response ends.
+    pub fn finish(self, status: StatusCode) -> Finish {
+        Finish {
+            ctx: self,
+            status,
+            bytes_out: 0,
+            completed: false,
+        }
+    }
+}
+
+/// The trace id of an incoming W3C `traceparent`, so log lines correlate with the caller's
+/// trace before the gateway exports spans of its own.
+fn incoming_trace_id(req: &HttpRequest) -> String {
+    let Some(tp) = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return String::new();
+    };
+    let mut parts = tp.split('-');
+    match (parts.next(), parts.next()) {
+        (Some(ver), Some(id))
+            if ver.len() == 2 && id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            id.to_ascii_lowercase()
+        }
+        _ => String::new(),
+    }
+}
+
+/// The end of a request: dropped when the response body has been sent, or when the client went
+/// away mid-response. Dropping it writes the metrics and the access log line.
+pub struct Finish {
+    ctx: RequestCtx,
+    status: StatusCode,
+    /// Response body bytes sent so far.
+    pub bytes_out: u64,
+    /// Whether the response body was sent to the end.
+    pub completed: bool,
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        let ctx = &self.ctx;
+        let m = &ctx.gateway.metrics;
+        let elapsed = ctx.start.elapsed();
+        let route = ctx.route.as_ref().map_or(UNMATCHED, |r| &*r.name);
+        let method = method_label(&ctx.method);
+        m.requests_total
+            .with_label_values(&[route, method, self.status.as_str()])
+            .inc();
+        m.request_duration
+            .with_label_values(&[route, method])
+            .observe(elapsed.as_secs_f64());
+        if ctx.route.is_some() {
+            m.requests_in_flight.with_label_values(&[route]).dec();
+        }
+        if !ctx.runtime.access_log {
+            return;
+        }
+        let (upstream, backend) = match (&ctx.route, &ctx.backend) {
+            (Some(r), Some(InFlight(b))) => (&*r.upstream.name, &*b.label),
+            (Some(r), None) => (&*r.upstream.name, ""),
+            _ => ("", ""),
+        };
+        tracing::info!(
+            target: ACCESS_TARGET,
+            request_id = ctx.request_id.to_str().unwrap_or_default(),
+            trace_id = ctx.trace_id.as_str(),
+            span_id = "",
+            client_ip = %ctx.client_ip,
+            method = ctx.method.as_str(),
+            path = ctx.path.as_str(),
+            route,
+            upstream,
+            backend,
+            status = self.status.as_u16(),
+            duration_ms = (elapsed.as_micros() as f64) / 1000.0,
+            bytes_in = ctx.bytes_in.get(),
+            bytes_out = self.bytes_out,
+            attempts = ctx.attempts,
+            completed = self.completed,
+            error = ctx.error.as_deref(),
+            "access"
+        );
+    }
+}

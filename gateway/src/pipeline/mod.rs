@@ -1,0 +1,156 @@
+//! The request pipeline: the one place that sequences what happens to a request. actix hands
+//! every proxy-port request to [`handle`]; from there it reads top to bottom:
+//!
+//! 1. load the current runtime snapshot (once; the request keeps it to the end)
+//! 2. request id, client IP
+//! 3. route lookup (404 / 405 / the `/` banner)
+//! 4. request filters — none yet; auth, rate limits, CORS and plugins plug in here, in that order
+//! 5. body admission (413), backend choice (503), one forward attempt (502 / 504)
+//! 6. the response, whose body streams from the backend
+//! 7. [`finish`](ctx::Finish): metrics and the access log line, exactly once, when the response
+//!    body ends or the client goes away.
+
+mod body;
+mod ctx;
+
+use std::{cell::Cell, rc::Rc};
+
+use actix_web::{
+    HttpRequest, HttpResponse,
+    dev::Payload,
+    http::{Method, header},
+    web,
+};
+
+pub use body::MeteredBody;
+pub use ctx::RequestCtx;
+
+use crate::{
+    error::GatewayError,
+    proxy::{
+        forward::{self, Outgoing, RequestBody},
+        headers::{self as h, X_REQUEST_ID},
+    },
+    routing::RouteMatch,
+    server::Gateway,
+};
+
+/// The text `GET /` answers when no route claims `/`.
+pub const BANNER: &str = "RustyGate is running";
+
+/// The `route` label of requests no route matched.
+pub const UNMATCHED: &str = "(unmatched)";
+
+/// actix's entry point for every request on the proxy listener.
+pub async fn handle(
+    req: HttpRequest,
+    payload: web::Payload,
+    gw: web::Data<Gateway>,
+) -> HttpResponse<MeteredBody> {
+    let rt = gw.runtime.load_full();
+    let request_id = match req.headers().get(X_REQUEST_ID) {
+        Some(v) if h::is_valid_request_id(v.as_bytes()) => v.clone(),
+        _ => header::HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+            .expect("a UUID is a valid header value"),
+    };
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(std::net::Ipv6Addr::UNSPECIFIED.into());
+    let peer_trusted = rt.is_trusted_proxy(peer);
+    let client_ip = if peer_trusted {
+        h::client_ip(req.headers(), peer, |ip| rt.is_trusted_proxy(ip))
+    } else {
+        peer
+    };
+    let bytes_in = Rc::new(Cell::new(0u64));
+    let mut ctx = RequestCtx::new(
+        gw.clone().into_inner(),
+        rt.clone(),
+        &req,
+        request_id.clone(),
+        client_ip,
+        bytes_in.clone(),
+    );
+
+    let result = route_and_forward(
+        &req,
+        payload.into_inner(),
+        &mut ctx,
+        peer,
+        peer_trusted,
+        bytes_in,
+    )
+    .await;
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(err) => {
+            ctx.error = Some(err.to_string());
+            let mut resp = err.to_response(request_id.to_str().unwrap_or_default());
+            resp.headers_mut().insert(X_REQUEST_ID, request_id);
+            resp
+        }
+    };
+    let finish = ctx.finish(resp.status());
+    resp.map_body(|_, body| MeteredBody::new(body, finish))
+}
+
+async fn route_and_forward(
+    req: &HttpRequest,
+    payload: Payload,
+    ctx: &mut RequestCtx,
+    peer: std::net::IpAddr,
+    peer_trusted: bool,
+    bytes_in: Rc<Cell<u64>>,
+) -> Result<HttpResponse, GatewayError> {
+    let rt = ctx.runtime.clone();
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().host());
+    let path = req.uri().path();
+    let route = match rt.routes.find(host, path, req.method()) {
+        RouteMatch::Found(route) => route.clone(),
+        RouteMatch::NotFound
+            if path == "/" && matches!(*req.method(), Method::GET | Method::HEAD) =>
+        {
+            let mut resp = HttpResponse::Ok()
+                .content_type("text/plain; charset=utf-8")
+                .body(BANNER);
+            resp.headers_mut()
+                .insert(X_REQUEST_ID, ctx.request_id.clone());
+            return Ok(resp);
+        }
+        RouteMatch::NotFound => return Err(GatewayError::NoRoute),
+        RouteMatch::MethodNotAllowed(allow) => return Err(GatewayError::MethodNotAllowed(allow)),
+    };
+    ctx.enter_route(route.clone());
+
+    // Request filters (auth → rate limit → plugins) will run here, before any body is read.
+
+    let limit = rt.max_body_size;
+    let body = RequestBody::new(req, payload, limit, bytes_in.clone())?;
+    let pool = &route.upstream;
+    let backend = pool
+        .pick()
+        .ok_or_else(|| GatewayError::NoHealthyUpstream(pool.name.clone()))?
+        .clone();
+    ctx.enter_backend(backend.clone());
+    let out = Outgoing {
+        req,
+        route: &route,
+        backend: &backend,
+        peer,
+        peer_trusted,
+        request_id: &ctx.request_id,
+    };
+    let result = forward::attempt(&out, body).await;
+    let result = match result {
+        // A body cut at the limit surfaces as a send error; it is the client's fault, not the backend's.
+        Err(_) if bytes_in.get() > limit => Err(GatewayError::PayloadTooLarge { limit }),
+        other => other,
+    };
+    ctx.record_attempt(&result);
+    result
+}

@@ -1,0 +1,239 @@
+//! One upstream attempt: build the backend request (URI, headers, body), send it with the
+//! route's per-attempt timeout, and turn the backend's response head into the client response
+//! whose body is streamed through, never buffered.
+
+use std::{
+    cell::Cell,
+    net::IpAddr,
+    pin::Pin,
+    rc::Rc,
+    task::{Context, Poll},
+};
+
+use actix_web::{
+    HttpRequest, HttpResponse,
+    body::{BodyStream, BoxBody, None as NoBody, SizedStream},
+    dev::Payload,
+    error::PayloadError,
+    http::{Method, StatusCode, Uri, Version, header},
+};
+use awc::error::{ConnectError, SendRequestError};
+use bytes::Bytes;
+use futures_util::Stream;
+
+use super::{client, headers as h};
+use crate::{error::GatewayError, routing::Route, upstream::Backend};
+
+/// What the pipeline knows about the request that the attempt needs.
+pub struct Outgoing<'a> {
+    /// The client request (head only; the body is in `body`).
+    pub req: &'a HttpRequest,
+    /// The matched route.
+    pub route: &'a Route,
+    /// The chosen backend.
+    pub backend: &'a Backend,
+    /// The client's socket peer (appended to `X-Forwarded-For`).
+    pub peer: IpAddr,
+    /// Whether the peer is a trusted proxy (its `X-Forwarded-Proto/Host` are kept).
+    pub peer_trusted: bool,
+    /// The request id to send.
+    pub request_id: &'a header::HeaderValue,
+}
+
+/// How the request body is sent on.
+pub enum RequestBody {
+    /// No body (no `Content-Length` nor `Transfer-Encoding`).
+    Empty,
+    /// A body of known length, streamed.
+    Sized(u64, LimitedPayload),
+    /// A body of unknown length, streamed (chunked upstream).
+    Streamed(LimitedPayload),
+}
+
+impl RequestBody {
+    /// Decides how to forward the body. A declared length over `limit` is refused before any
+    /// byte is read; an undeclared one is cut when it passes the limit.
+    pub fn new(
+        req: &HttpRequest,
+        payload: Payload,
+        limit: u64,
+        seen: Rc<Cell<u64>>,
+    ) -> Result<Self, GatewayError> {
+        let headers = req.headers();
+        let stream = || LimitedPayload {
+            inner: payload,
+            seen,
+            limit,
+            exceeded: false,
+        };
+        if let Some(len) = headers.get(header::CONTENT_LENGTH) {
+            let len: u64 = len
+                .to_str()
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or(GatewayError::BadRequest("invalid Content-Length"))?;
+            if len > limit {
+                return Err(GatewayError::PayloadTooLarge { limit });
+            }
+            return Ok(Self::Sized(len, stream()));
+        }
+        let has_body = match req.version() {
+            Version::HTTP_2 | Version::HTTP_3 => !matches!(
+                *req.method(),
+                Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS
+            ),
+            _ => headers.contains_key(header::TRANSFER_ENCODING),
+        };
+        Ok(if has_body {
+            Self::Streamed(stream())
+        } else {
+            Self::Empty
+        })
+    }
+}
+
+/// The client's request body, counted and cut at the size limit.
+pub struct LimitedPayload {
+    inner: Payload,
+    seen: Rc<Cell<u64>>,
+    limit: u64,
+    exceeded: bool,
+}
+
+impl Stream for LimitedPayload {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.exceeded {
+            return Poll::Ready(Some(Err(PayloadError::Overflow)));
+        }
+        match Pin::new(&mut this.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                let total = this.seen.get() + chunk.len() as u64;
+                this.seen.set(total);
+                if total > this.limit {
+                    this.exceeded = true;
+                    return Poll::Ready(Some(Err(PayloadError::Overflow)));
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            other => other,
+        }
+    }
+}
+
+/// Sends the request to the backend and returns the response head, mapped to the client
+/// response (headers rewritten, body streaming from the backend).
+pub async fn attempt(out: &Outgoing<'_>, body: RequestBody) -> Result<HttpResponse, GatewayError> {
+    let req = out.req;
+    let pool = &out.route.upstream;
+    let uri = upstream_uri(out)?;
+    let mut up = client::for_worker(pool.connect_timeout)
+        .request(req.method().clone(), uri)
+        .no_decompress();
+    let headers = up.headers_mut();
+    h::copy_end_to_end(req.headers(), headers, &h::REQUEST_SET_BY_GATEWAY);
+    let client_host = req.headers().get(header::HOST).cloned().or_else(|| {
+        req.uri()
+            .authority()
+            .and_then(|a| header::HeaderValue::from_str(a.as_str()).ok())
+    });
+    let host = match (&client_host, pool.preserve_host) {
+        (Some(h), true) => h.clone(),
+        _ => out.backend.host_header.clone(),
+    };
+    headers.insert(header::HOST, host);
+    headers.insert(
+        h::X_FORWARDED_FOR,
+        h::forwarded_for(req.headers(), out.peer),
+    );
+    let keep = |name| {
+        out.peer_trusted
+            .then(|| req.headers().get(&name).cloned())
+            .flatten()
+    };
+    let proto = keep(h::X_FORWARDED_PROTO).unwrap_or(header::HeaderValue::from_static("http"));
+    headers.insert(h::X_FORWARDED_PROTO, proto);
+    if let Some(fwd_host) = keep(h::X_FORWARDED_HOST).or(client_host) {
+        headers.insert(h::X_FORWARDED_HOST, fwd_host);
+    }
+    headers.append(header::VIA, h::via_value(req.version()));
+    headers.insert(h::X_REQUEST_ID, out.request_id.clone());
+
+    let send = match body {
+        RequestBody::Empty => up.send_body(NoBody::new()),
+        RequestBody::Sized(len, stream) => up.send_body(SizedStream::new(len, stream)),
+        RequestBody::Streamed(stream) => up.send_stream(stream),
+    };
+    let resp = match actix_web::rt::time::timeout(out.route.timeout, send).await {
+        Err(_elapsed) => return Err(GatewayError::UpstreamTimeout),
+        Ok(Err(e)) => return Err(map_send_error(e)),
+        Ok(Ok(resp)) => resp,
+    };
+
+    let status = resp.status();
+    let head_only = req.method() == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || status.is_informational();
+    let mut client_resp = HttpResponse::new(status);
+    let out_headers = client_resp.headers_mut();
+    // HEAD and 304 answers carry the length of the body they describe; keep it as sent.
+    let skip: &[header::HeaderName] = if head_only {
+        &h::RESPONSE_SET_BY_GATEWAY[1..]
+    } else {
+        &h::RESPONSE_SET_BY_GATEWAY
+    };
+    h::copy_end_to_end(resp.headers(), out_headers, skip);
+    out_headers.append(header::VIA, h::via_value(resp.version()));
+    out_headers.insert(h::X_REQUEST_ID, out.request_id.clone());
+
+    let length = resp
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let body = if head_only {
+        BoxBody::new(NoBody::new())
+    } else {
+        // The client response streams the backend's body as it arrives.
+        match length {
+            Some(len) => BoxBody::new(SizedStream::new(len, resp)),
+            None => BoxBody::new(BodyStream::new(resp)),
+        }
+    };
+    Ok(client_resp.set_body(body))
+}
+
+/// `scheme://authority` of the backend, its base path, then the (possibly stripped) request
+/// path and query exactly as the client sent them.
+fn upstream_uri(out: &Outgoing<'_>) -> Result<Uri, GatewayError> {
+    let path = out.route.upstream_path(out.req.uri().path());
+    let query = out.req.uri().query();
+    let mut pq = String::with_capacity(
+        out.backend.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
+    );
+    pq.push_str(&out.backend.base_path);
+    pq.push_str(path);
+    if let Some(q) = query {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    Uri::builder()
+        .scheme(out.backend.scheme.clone())
+        .authority(out.backend.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .map_err(|_| GatewayError::BadRequest("the request path cannot be forwarded"))
+}
+
+fn map_send_error(e: SendRequestError) -> GatewayError {
+    match e {
+        SendRequestError::Connect(ConnectError::Timeout) | SendRequestError::Timeout => {
+            GatewayError::UpstreamTimeout
+        }
+        SendRequestError::Connect(c) => GatewayError::UpstreamConnect(c),
+        other => GatewayError::UpstreamProtocol(other),
+    }
+}

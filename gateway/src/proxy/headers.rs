@@ -1,0 +1,231 @@
+//! Header rules of a proxy (RFC 9110 §7.6): hop-by-hop headers are removed in both directions,
+//! `X-Forwarded-*`, `Via` and `X-Request-Id` are set, and the client IP is derived from the
+//! socket peer or, behind trusted proxies, from `X-Forwarded-For`.
+
+use std::net::IpAddr;
+
+use actix_web::http::{
+    Version,
+    header::{self, HeaderMap, HeaderName, HeaderValue},
+};
+
+/// The request id header.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// `X-Forwarded-For`.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Hop-by-hop headers of RFC 9110 §7.6.1 (plus the legacy `Proxy-Connection`): they describe one
+/// connection and are never forwarded. Headers named in `Connection` are removed as well.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "proxy-connection"
+            | "keep-alive"
+            | "te"
+            | "transfer-encoding"
+            | "upgrade"
+            | "trailer"
+    )
+}
+
+/// Whether `name` is listed in any `Connection` header of `headers`.
+fn named_in_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
+    headers.get_all(header::CONNECTION).any(|v| {
+        v.to_str()
+            .map(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case(name.as_str()))
+            })
+            .unwrap_or(false)
+    })
+}
+
+/// Copies end-to-end headers (repeats kept, order kept) except those in `also_skip`, which the
+/// caller sets itself.
+pub fn copy_end_to_end(src: &HeaderMap, dst: &mut HeaderMap, also_skip: &[HeaderName]) {
+    let has_connection = src.contains_key(header::CONNECTION);
+    for (name, value) in src.iter() {
+        if is_hop_by_hop(name)
+            || also_skip.contains(name)
+            || (has_connection && named_in_connection(src, name))
+        {
+            continue;
+        }
+        dst.append(name.clone(), value.clone());
+    }
+}
+
+/// Headers of the client request that the gateway sets itself instead of copying.
+pub const REQUEST_SET_BY_GATEWAY: [HeaderName; 7] = [
+    header::HOST,
+    header::CONTENT_LENGTH,
+    // The gateway answers `Expect: 100-continue` itself (actix does when the body is read), and
+    // the upstream client does not implement interim responses.
+    header::EXPECT,
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    X_REQUEST_ID,
+];
+
+/// Headers of the backend response that the gateway sets itself instead of copying.
+pub const RESPONSE_SET_BY_GATEWAY: [HeaderName; 2] = [header::CONTENT_LENGTH, X_REQUEST_ID];
+
+/// The `Via` value this hop adds (RFC 9110 §7.6.3), by the protocol version it received.
+pub fn via_value(version: Version) -> HeaderValue {
+    HeaderValue::from_static(match version {
+        Version::HTTP_09 => "0.9 rustygate",
+        Version::HTTP_10 => "1.0 rustygate",
+        Version::HTTP_2 => "2 rustygate",
+        Version::HTTP_3 => "3 rustygate",
+        _ => "1.1 rustygate",
+    })
+}
+
+/// `X-Forwarded-For` for the upstream request: the incoming list (all header lines, in order)
+/// with the peer appended.
+pub fn forwarded_for(incoming: &HeaderMap, peer: IpAddr) -> HeaderValue {
+    let mut list = String::new();
+    for v in incoming.get_all(X_FORWARDED_FOR) {
+        if let Ok(s) = v.to_str() {
+            let s = s.trim();
+            if !s.is_empty() {
+                if !list.is_empty() {
+                    list.push_str(", ");
+                }
+                list.push_str(s);
+            }
+        }
+    }
+    if !list.is_empty() {
+        list.push_str(", ");
+    }
+    list.push_str(&peer.to_string());
+    HeaderValue::from_str(&list).unwrap_or_else(|_| {
+        HeaderValue::from_str(&peer.to_string()).expect("an IP is a valid header value")
+    })
+}
+
+/// The client's address: the socket peer, unless the peer is a trusted proxy; then the
+/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+pub fn client_ip(
+    incoming: &HeaderMap,
+    peer: IpAddr,
+    is_trusted: impl Fn(IpAddr) -> bool,
+) -> IpAddr {
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let mut entries: Vec<&str> = Vec::new();
+    for v in incoming.get_all(X_FORWARDED_FOR) {
+        if let Ok(s) = v.to_str() {
+            entries.extend(s.split(','));
+        }
+    }
+    for entry in entries.iter().rev() {
+        match parse_forwarded_ip(entry) {
+            Some(ip) if is_trusted(ip) => continue,
+            Some(ip) => return ip,
+            // A garbled hop means the chain cannot be believed past this point.
+            None => return peer,
+        }
+    }
+    peer
+}
+
+/// Parses one `X-Forwarded-For` element: `1.2.3.4`, `1.2.3.4:5678`, `::1` or `[::1]:5678`.
+fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
+    let e = entry.trim();
+    if let Ok(ip) = e.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = e.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    e.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok())
+}
+
+/// Whether `X-Request-Id` from a client is kept: 1–128 characters of `[A-Za-z0-9._:-]`.
+pub fn is_valid_request_id(value: &[u8]) -> bool {
+    (1..=128).contains(&value.len())
+        && value
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        m
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_dropped() {
+        let src = map(&[
+            ("connection", "keep-alive, x-secret-hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret-hop", "1"),
+            ("te", "trailers"),
+            ("upgrade", "h2c"),
+            ("accept", "a"),
+            ("accept", "b"),
+            ("host", "h"),
+        ]);
+        let mut dst = HeaderMap::new();
+        copy_end_to_end(&src, &mut dst, &REQUEST_SET_BY_GATEWAY);
+        let names: Vec<_> = dst
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.to_str().unwrap()))
+            .collect();
+        assert_eq!(names, ["accept=a", "accept=b"]);
+    }
+
+    #[test]
+    fn forwarded_for_appends_to_all_lines() {
+        let src = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "2.2.2.2, 3.3.3.3"),
+        ]);
+        let v = forwarded_for(&src, "127.0.0.1".parse().unwrap());
+        assert_eq!(v, "1.1.1.1, 2.2.2.2, 3.3.3.3, 127.0.0.1");
+        assert_eq!(
+            forwarded_for(&HeaderMap::new(), "::1".parse().unwrap()),
+            "::1"
+        );
+    }
+
+    #[test]
+    fn client_ip_believes_only_trusted_peers() {
+        let src = map(&[("x-forwarded-for", "9.9.9.9, 10.0.0.5")]);
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        let untrusted = |_: IpAddr| false;
+        assert_eq!(client_ip(&src, peer, untrusted), peer);
+        let trusted = |ip: IpAddr| ip.to_string().starts_with("10.");
+        assert_eq!(
+            client_ip(&src, peer, trusted),
+            "9.9.9.9".parse::<IpAddr>().unwrap()
+        );
+        let garbled = map(&[("x-forwarded-for", "9.9.9.9, bogus")]);
+        assert_eq!(client_ip(&garbled, peer, trusted), peer);
+    }
+
+    #[test]
+    fn request_id_rules() {
+        assert!(is_valid_request_id(b"abc-123_x.y:z"));
+        assert!(!is_valid_request_id(b""));
+        assert!(!is_valid_request_id(&[b'a'; 129]));
+        assert!(!is_valid_request_id(b"has space"));
+        assert!(!is_valid_request_id(b"quote\""));
+    }
+}

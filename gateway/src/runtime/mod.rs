@@ -1,0 +1,124 @@
+//! The runtime snapshot: everything the request path needs, compiled once from a validated
+//! [`Config`] and never mutated afterwards. The gateway holds the current snapshot in an
+//! `ArcSwap`; each request loads it once and uses it to the end, so a reload (swap) never
+//! mixes two configurations within one request.
+
+use std::{net::IpAddr, sync::Arc};
+
+use crate::{
+    config::{Config, ConfigError, ConfigIssue, UpstreamConfig, validate},
+    routing::{Route, RouteTable},
+    upstream::UpstreamPool,
+};
+
+/// An immutable, compiled configuration.
+#[derive(Debug)]
+pub struct Runtime {
+    /// Increases by one with every configuration applied.
+    pub generation: u64,
+    /// The configuration this was compiled from (served, redacted, by `/admin/config`).
+    pub config: Arc<Config>,
+    /// Routes, best match first.
+    pub routes: RouteTable,
+    /// Every upstream pool, named and inline.
+    pub upstreams: Vec<Arc<UpstreamPool>>,
+    /// Largest request body accepted.
+    pub max_body_size: u64,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Write access log lines.
+    pub access_log: bool,
+    /// Keep the query string in the access log's `path`.
+    pub log_query: bool,
+}
+
+impl Runtime {
+    /// Compiles a validated configuration. Fails only on problems validation could not see.
+    pub fn compile(config: Config, generation: u64) -> Result<Self, ConfigError> {
+        let mut issues = Vec::new();
+        let mut upstreams: Vec<Arc<UpstreamPool>> = Vec::new();
+        for (name, up) in &config.upstreams {
+            match UpstreamPool::new(name, up) {
+                Ok(pool) => upstreams.push(Arc::new(pool)),
+                Err(e) => issues.push(ConfigIssue::at(format!("upstreams.{name}"), e)),
+            }
+        }
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for (i, rc) in config.routes.iter().enumerate() {
+            let pool = if let Some(name) = &rc.upstream {
+                upstreams.iter().find(|u| &*u.name == name).cloned()
+            } else {
+                // Inline `backend:` / `backends:` form an anonymous upstream named after the route.
+                let inline = UpstreamConfig {
+                    strategy: rc.strategy.unwrap_or_default(),
+                    backends: match (&rc.backend, &rc.backends) {
+                        (Some(url), _) => vec![crate::config::BackendConfig {
+                            url: url.clone(),
+                            weight: 1,
+                        }],
+                        (None, Some(list)) => list.clone(),
+                        (None, None) => Vec::new(),
+                    },
+                    ..UpstreamConfig::default()
+                };
+                match UpstreamPool::new(rc.display_name(), &inline) {
+                    Ok(pool) => {
+                        let pool = Arc::new(pool);
+                        upstreams.push(pool.clone());
+                        Some(pool)
+                    }
+                    Err(e) => {
+                        issues.push(ConfigIssue::at(format!("routes[{i}]"), e));
+                        None
+                    }
+                }
+            };
+            let Some(upstream) = pool else {
+                issues.push(ConfigIssue::at(
+                    format!("routes[{i}]"),
+                    "route has no upstream",
+                ));
+                continue;
+            };
+            routes.push(Arc::new(Route {
+                name: rc.display_name().into(),
+                prefix: validate::trim_prefix(&rc.path).to_owned(),
+                host: rc.host.as_deref().map(validate::normalize_host),
+                methods: rc
+                    .methods
+                    .iter()
+                    .filter_map(|m| m.to_ascii_uppercase().parse().ok())
+                    .collect(),
+                strip_prefix: rc.strip_prefix,
+                timeout: rc.timeout.map(|t| t.0).unwrap_or(upstream.timeout),
+                upstream,
+            }));
+        }
+        if !issues.is_empty() {
+            return Err(ConfigError {
+                source_name: "<compile>".into(),
+                issues,
+            });
+        }
+        Ok(Self {
+            generation,
+            max_body_size: config.server.max_body_size.0,
+            trusted_proxies: config
+                .server
+                .trusted_proxies
+                .iter()
+                .filter_map(|c| validate::parse_cidr(c))
+                .collect(),
+            access_log: config.log.access_log,
+            log_query: config.log.include_query,
+            routes: RouteTable::new(routes),
+            upstreams,
+            config: Arc::new(config),
+        })
+    }
+
+    /// Whether a peer address belongs to a trusted proxy.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+}

@@ -1,0 +1,112 @@
+//! The listeners: the proxy (one catch-all handler into the pipeline) and the admin API, each an
+//! actix `HttpServer` on its own address. Routing is not actix's: actix builds its router once
+//! per worker, so everything that must be reloadable lives in the runtime snapshot instead.
+
+use std::{
+    io,
+    net::SocketAddr,
+    sync::{Arc, atomic::AtomicBool},
+    time::Duration,
+};
+
+use actix_web::{App, HttpServer, dev::Server, web};
+use arc_swap::ArcSwap;
+
+use crate::{admin, config::Config, metrics::Metrics, pipeline, runtime::Runtime};
+
+/// State shared by every worker of both listeners.
+pub struct Gateway {
+    /// The current runtime snapshot.
+    pub runtime: ArcSwap<Runtime>,
+    /// Metrics registry and handles.
+    pub metrics: Metrics,
+    /// Whether `/readyz` answers 200 (false while draining).
+    pub ready: AtomicBool,
+}
+
+impl Gateway {
+    /// Wraps a compiled runtime.
+    pub fn new(runtime: Runtime) -> Arc<Self> {
+        let metrics = Metrics::new();
+        metrics.config_generation.set(runtime.generation as i64);
+        Arc::new(Self {
+            runtime: ArcSwap::from_pointee(runtime),
+            metrics,
+            ready: AtomicBool::new(true),
+        })
+    }
+}
+
+/// The two bound (not yet running) servers and their addresses.
+pub struct Servers {
+    /// The proxy listener's bound addresses.
+    pub proxy_addrs: Vec<SocketAddr>,
+    /// The admin listener's bound addresses.
+    pub admin_addrs: Vec<SocketAddr>,
+    /// The proxy server future.
+    pub proxy: Server,
+    /// The admin server future.
+    pub admin: Server,
+}
+
+/// Binds both listeners. Must run inside an actix system (`#[actix_web::main]` or
+/// `actix_web::rt::System`). `handle_signals` lets actix stop gracefully on SIGINT/SIGTERM.
+pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io::Result<Servers> {
+    let workers = match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n as usize,
+    };
+    let data = web::Data::from(gateway.clone());
+    let proxy_data = data.clone();
+    let mut proxy = HttpServer::new(move || {
+        App::new()
+            .app_data(proxy_data.clone())
+            .default_service(web::to(pipeline::handle))
+    })
+    .workers(workers)
+    .client_request_timeout(config.server.client_header_timeout.0)
+    .keep_alive(config.server.keep_alive.0)
+    .shutdown_timeout(config.server.shutdown_timeout.0.as_secs())
+    .backlog(4096)
+    .bind(config.server.listen.as_str())
+    .map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot listen on {} (server.listen): {e}",
+                config.server.listen
+            ),
+        )
+    })?;
+    let admin_data = data;
+    let mut admin = HttpServer::new(move || {
+        App::new()
+            .app_data(admin_data.clone())
+            .configure(admin::routes)
+    })
+    .workers(1)
+    .client_request_timeout(Duration::from_secs(10))
+    .shutdown_timeout(config.server.shutdown_timeout.0.as_secs())
+    .bind(config.admin.listen.as_str())
+    .map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot listen on {} (admin.listen): {e}",
+                config.admin.listen
+            ),
+        )
+    })?;
+    if !handle_signals {
+        proxy = proxy.disable_signals();
+        admin = admin.disable_signals();
+    }
+    let proxy_addrs = proxy.addrs();
+    let admin_addrs = admin.addrs();
+    Ok(Servers {
+        proxy_addrs,
+        admin_addrs,
+        proxy: proxy.run(),
+        admin: admin.run(),
+    })
+}

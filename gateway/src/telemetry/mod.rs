@@ -1,0 +1,3 @@
+//! Telemetry: structured logging now; OpenTelemetry tracing plugs in here later.
+
+pub mod logging;
