@@ -137,9 +137,14 @@ pub fn load_with_env(
     };
     // Semantic checks assume the structure is right; after a type error some keys were dropped
     // and the checks would report noise, so they run only when every structural issue was an
-    // unknown key (dropping one of those changes nothing else).
+    // unknown key. Even then, a section with a misspelt key is left to that message alone
+    // (`bakend:` would otherwise also read as "a route needs a backend").
     if issues.is_empty() || structural_only_unknown_keys {
-        issues.extend(validate::validate(&config));
+        let typo_sections: Vec<String> =
+            issues.iter().filter_map(|i| i.path.rsplit_once(['.', '[']).map(|(parent, _)| parent.to_owned())).collect();
+        issues.extend(validate::validate(&config).into_iter().filter(|i| {
+            !typo_sections.iter().any(|s| i.path == *s || i.path.starts_with(&format!("{s}.")))
+        }));
     }
     if issues.is_empty() {
         Ok(config)

@@ -1,1 +1,233 @@
+//! Golden tests of configuration loading: what loads, and the exact messages of what does not.
 
+use std::collections::HashMap;
+
+use super::*;
+use crate::config::{ByteSize, HumanDuration, Strategy};
+
+fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    move |name| map.get(name).cloned()
+}
+
+fn load(yaml: &str) -> Result<Config, ConfigError> {
+    load_with_env(yaml, "test.yaml", &env(&[]))
+}
+
+fn errors(yaml: &str) -> Vec<String> {
+    let err = load(yaml).expect_err("config should be rejected");
+    err.to_string().lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn the_seed_snippets_load_verbatim() {
+    let cfg = load(
+        r#"
+routes:
+  - path: "/api/test"
+    backend: "http://localhost:8001"
+  - path: "/api/users"
+    backends:
+      - url: "http://users1:8001"
+      - url: "http://users2:8001"
+    strategy: "round_robin"
+"#,
+    )
+    .unwrap();
+    assert_eq!(cfg.routes.len(), 2);
+    assert_eq!(cfg.routes[0].backend.as_deref(), Some("http://localhost:8001"));
+    assert_eq!(cfg.routes[1].backends.as_ref().unwrap().len(), 2);
+    assert_eq!(cfg.routes[1].strategy, Some(Strategy::RoundRobin));
+    assert_eq!(cfg.server.listen, "0.0.0.0:8080");
+    assert_eq!(cfg.admin.listen, "0.0.0.0:8081");
+}
+
+#[test]
+fn the_embedded_default_config_loads() {
+    let cfg = load(crate::config::DEFAULT_CONFIG_YAML).unwrap();
+    assert_eq!(cfg.routes[0].path, "/api/test");
+}
+
+#[test]
+fn durations_sizes_and_env_expand() {
+    let yaml = r#"
+server:
+  listen: "${HOST:-127.0.0.1}:${PORT}"
+  workers: "${WORKERS:-3}"
+  max_body_size: 512KiB
+  shutdown_timeout: 250ms
+  keep_alive: 1m
+admin:
+  listen: "127.0.0.1:9091"
+  token: "${TOKEN:-}"
+upstreams:
+  users:
+    backends: [ { url: "http://u1:8001", weight: 2 } ]
+    timeout: 5s
+routes:
+  - path: /price
+    upstream: users
+    strip_prefix: "true"
+  - path: /dollar
+    backend: "http://cost$$:80"
+"#;
+    let cfg = load_with_env(yaml, "t", &env(&[("PORT", "9090")])).unwrap();
+    assert_eq!(cfg.server.listen, "127.0.0.1:9090");
+    assert_eq!(cfg.server.workers, 3);
+    assert_eq!(cfg.server.max_body_size, ByteSize::kib(512));
+    assert_eq!(cfg.server.shutdown_timeout, HumanDuration::millis(250));
+    assert_eq!(cfg.server.keep_alive, HumanDuration::secs(60));
+    assert_eq!(cfg.admin.token, "");
+    assert_eq!(cfg.upstreams["users"].backends[0].weight, 2);
+    assert!(cfg.routes[0].strip_prefix);
+}
+
+#[test]
+fn an_unset_variable_is_an_error_naming_it() {
+    let e = errors("server:\n  listen: \"0.0.0.0:${PORT}\"\n");
+    assert_eq!(
+        e[0],
+        "error: test.yaml:2:3: server.listen: environment variable PORT is not set (use `${PORT:-default}` for a fallback)"
+    );
+}
+
+#[test]
+fn unknown_keys_are_named_with_a_suggestion_and_location() {
+    let e = errors(
+        r#"
+routes:
+  - path: /api
+    bakend: "http://localhost:8001"
+servr:
+  listen: "0.0.0.0:80"
+"#,
+    );
+    assert_eq!(
+        e,
+        [
+            "error: test.yaml:4:5: routes[0].bakend: unknown key `bakend`; did you mean `backend`?",
+            "error: test.yaml:5:1: servr: unknown key `servr`; did you mean `server`?",
+            "2 errors; configuration not applied",
+        ]
+    );
+}
+
+#[test]
+fn semantic_errors_are_all_reported_at_once() {
+    let e = errors(
+        r#"
+upstreams:
+  users:
+    backends: []
+  orders:
+    backends:
+      - url: "ftp://orders:21"
+      - url: "http://orders2:80"
+        weight: 0
+routes:
+  - path: /api/users
+    upstream: user
+  - path: api/orders
+    upstream: orders
+  - path: /api/users/
+    backend: "http://a:1"
+  - path: /nothing
+"#,
+    );
+    assert_eq!(
+        e,
+        [
+            "error: test.yaml:4:5: upstreams.users.backends: needs at least one backend",
+            "error: test.yaml:7:9: upstreams.orders.backends[0].url: \"ftp://orders:21\": unsupported scheme \"ftp\"; expected http://",
+            "error: test.yaml:9:9: upstreams.orders.backends[1].weight: must be between 1 and 1000, found 0",
+            "error: test.yaml:12:5: routes[0].upstream: unknown upstream \"user\" (known: orders, users); did you mean \"users\"?",
+            "error: test.yaml:13:5: routes[1].path: \"api/orders\" must start with `/`",
+            "error: test.yaml:15:5: routes[2].path: duplicate route: another route already matches \"/api/users/\" with the same host and methods",
+            "error: test.yaml:17:5: routes[3]: a route needs one of `upstream`, `backend` or `backends`",
+            "7 errors; configuration not applied",
+        ]
+    );
+}
+
+#[test]
+fn type_errors_are_located_and_collected() {
+    let e = errors(
+        r#"
+server:
+  workers: many
+  keep_alive: 30
+log:
+  format: jsn
+"#,
+    );
+    assert_eq!(
+        e,
+        [
+            "error: test.yaml:3:3: server.workers: expected a non-negative whole number, found \"many\"",
+            "error: test.yaml:4:3: server.keep_alive: invalid duration 30: a unit is required, like 30s or 30ms",
+            "error: test.yaml:6:3: log.format: unknown variant `jsn`, expected `json` or `pretty`; did you mean `json`?",
+            "3 errors; configuration not applied",
+        ]
+    );
+}
+
+#[test]
+fn invalid_yaml_points_at_the_syntax_error() {
+    let e = errors("routes:\n  - path: /a\n    backend: [unclosed\n");
+    assert!(e[0].starts_with("error: test.yaml:4:1: invalid YAML: "), "{e:?}");
+    assert_eq!(errors("- just\n- a list\n")[0], "error: test.yaml: the configuration must be a mapping of keys (server:, routes:, …)");
+}
+
+#[test]
+fn features_not_built_yet_are_rejected_not_ignored() {
+    let e = errors(
+        r#"
+auth:
+  users-jwt: { algorithms: [HS256], secret: s }
+upstreams:
+  u:
+    backends: [ { url: "http://a:1" } ]
+    retries: 2
+    strategy: least_connections
+routes:
+  - path: /a
+    upstream: u
+    auth: users-jwt
+"#,
+    );
+    assert_eq!(
+        e,
+        [
+            "error: test.yaml:2:1: auth: `auth` (JWT authentication) is not supported yet in this build; remove the key",
+            "error: test.yaml:7:5: upstreams.u.retries: `retries` (retrying on another backend) is not supported yet in this build; remove the key",
+            "error: test.yaml:8:5: upstreams.u.strategy: strategy `least_connections` is not supported yet in this build; use round_robin",
+            "error: test.yaml:12:5: routes[0].auth: `auth` (JWT authentication) is not supported yet in this build; remove the key",
+            "4 errors; configuration not applied",
+        ]
+    );
+}
+
+#[test]
+fn listener_and_route_checks() {
+    let e = errors(
+        r#"
+server: { listen: "0.0.0.0:8080", trusted_proxies: ["10.0.0.0/8", "not-a-cidr"] }
+admin: { listen: "127.0.0.1:8080" }
+routes:
+  - { name: a, path: /a, backend: "https://secure:443" }
+  - { name: a, path: /b, backend: "http://user:pw@b:1", methods: [GET, "P0ST"] }
+"#,
+    );
+    assert_eq!(
+        e,
+        [
+            "error: test.yaml:2:67: server.trusted_proxies[1]: \"not-a-cidr\" is not an IP address or CIDR (like 10.0.0.0/8)",
+            "error: test.yaml:3:10: admin.listen: the admin listener must not share the proxy's address 0.0.0.0:8080",
+            "error: test.yaml:5:26: routes[0].backend: \"https://secure:443\": https backends is not supported yet in this build; use http://",
+            "error: test.yaml:6:7: routes[1].name: duplicate route name \"a\" (names label metrics and must be unique; set `name:`)",
+            "error: test.yaml:6:26: routes[1].backend: \"b\": credentials in backend URLs are not supported",
+            "error: test.yaml:6:72: routes[1].methods[1]: \"P0ST\" is not an HTTP method",
+            "6 errors; configuration not applied",
+        ]
+    );
+}
