@@ -19,33 +19,23 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics))
         .route("/admin/config", web::get().to(config))
         .route("/admin/upstreams", web::get().to(upstreams))
-        .default_service(web::to(|| async {
-            error_response(StatusCode::NOT_FOUND, "no such admin endpoint", "")
-        }));
+        .default_service(web::to(|| async { error_response(StatusCode::NOT_FOUND, "no such admin endpoint", "") }));
 }
 
 async fn healthz() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .body("ok\n")
+    HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ok\n")
 }
 
 async fn readyz(gw: web::Data<Gateway>) -> HttpResponse {
     if gw.ready.load(Ordering::Relaxed) {
-        HttpResponse::Ok()
-            .content_type("text/plain; charset=utf-8")
-            .body("ready\n")
+        HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ready\n")
     } else {
-        HttpResponse::ServiceUnavailable()
-            .content_type("text/plain; charset=utf-8")
-            .body("draining\n")
+        HttpResponse::ServiceUnavailable().content_type("text/plain; charset=utf-8").body("draining\n")
     }
 }
 
 async fn metrics(gw: web::Data<Gateway>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(gw.metrics.render())
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(gw.metrics.render())
 }
 
 async fn config(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
@@ -104,15 +94,9 @@ fn authorize(req: &HttpRequest, token: &str) -> Option<HttpResponse> {
     if constant_time_eq(presented.as_bytes(), token.as_bytes()) {
         return None;
     }
-    let mut resp = error_response(
-        StatusCode::UNAUTHORIZED,
-        "missing or invalid admin token",
-        "",
-    );
-    resp.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        header::HeaderValue::from_static("Bearer realm=\"rustygate-admin\""),
-    );
+    let mut resp = error_response(StatusCode::UNAUTHORIZED, "missing or invalid admin token", "");
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"rustygate-admin\""));
     Some(resp)
 }
 

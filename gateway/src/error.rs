@@ -104,9 +104,7 @@ pub fn error_response(status: StatusCode, message: &str, request_id: &str) -> Ht
         "message": message,
         "request_id": request_id,
     });
-    HttpResponse::build(status)
-        .content_type("application/json")
-        .body(body.to_string())
+    HttpResponse::build(status).content_type("application/json").body(body.to_string())
 }
 
 #[cfg(test)]
@@ -117,22 +115,10 @@ mod tests {
     fn every_kind_maps_to_its_status_and_code() {
         let cases: Vec<(GatewayError, u16, &str)> = vec![
             (GatewayError::NoRoute, 404, "not_found"),
-            (
-                GatewayError::MethodNotAllowed(header::HeaderValue::from_static("GET")),
-                405,
-                "method_not_allowed",
-            ),
-            (
-                GatewayError::PayloadTooLarge { limit: 1 },
-                413,
-                "payload_too_large",
-            ),
+            (GatewayError::MethodNotAllowed(header::HeaderValue::from_static("GET")), 405, "method_not_allowed"),
+            (GatewayError::PayloadTooLarge { limit: 1 }, 413, "payload_too_large"),
             (GatewayError::BadRequest("x"), 400, "bad_request"),
-            (
-                GatewayError::NoHealthyUpstream("u".into()),
-                503,
-                "no_healthy_upstream",
-            ),
+            (GatewayError::NoHealthyUpstream("u".into()), 503, "no_healthy_upstream"),
             (GatewayError::UpstreamTimeout, 504, "gateway_timeout"),
             (GatewayError::Internal("x".into()), 500, "internal_error"),
         ];
@@ -140,24 +126,14 @@ mod tests {
             assert_eq!(err.status().as_u16(), status, "{err:?}");
             assert_eq!(error_code(err.status()), code);
         }
-        assert_eq!(
-            error_code(StatusCode::from_u16(431).unwrap()),
-            "headers_too_large"
-        );
-        assert_eq!(
-            error_code(StatusCode::from_u16(408).unwrap()),
-            "request_timeout"
-        );
+        assert_eq!(error_code(StatusCode::from_u16(431).unwrap()), "headers_too_large");
+        assert_eq!(error_code(StatusCode::from_u16(408).unwrap()), "request_timeout");
     }
 
     #[test]
     fn method_not_allowed_carries_allow() {
-        let resp = GatewayError::MethodNotAllowed(header::HeaderValue::from_static("GET, POST"))
-            .to_response("id");
+        let resp = GatewayError::MethodNotAllowed(header::HeaderValue::from_static("GET, POST")).to_response("id");
         assert_eq!(resp.headers().get(header::ALLOW).unwrap(), "GET, POST");
-        assert_eq!(
-            resp.headers().get(header::CONTENT_TYPE).unwrap(),
-            "application/json"
-        );
+        assert_eq!(resp.headers().get(header::CONTENT_TYPE).unwrap(), "application/json");
     }
 }

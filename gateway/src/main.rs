@@ -15,11 +15,7 @@ use rustygate::{
 const DEFAULT_CONFIG: &str = "config/default.yaml";
 
 #[derive(Parser)]
-#[command(
-    name = "rustygate",
-    version,
-    about = "An observable HTTP reverse proxy / API gateway"
-)]
+#[command(name = "rustygate", version, about = "An observable HTTP reverse proxy / API gateway")]
 struct Cli {
     /// Configuration file (YAML).
     #[arg(long, short, global = true, env = "RUSTYGATE_CONFIG")]
@@ -47,11 +43,7 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Run) {
         Command::Check => {
-            println!(
-                "configuration is valid: {} routes, {} upstreams",
-                config.routes.len(),
-                config.upstreams.len()
-            );
+            println!("configuration is valid: {} routes, {} upstreams", config.routes.len(), config.upstreams.len());
             ExitCode::SUCCESS
         }
         Command::Run => match run(config) {
@@ -67,13 +59,8 @@ fn main() -> ExitCode {
 fn load(path: Option<&std::path::Path>) -> Result<Config, config::ConfigError> {
     match path {
         Some(p) => config::load_file(p),
-        None if std::path::Path::new(DEFAULT_CONFIG).exists() => {
-            config::load_file(DEFAULT_CONFIG.as_ref())
-        }
-        None => config::load_str(
-            config::DEFAULT_CONFIG_YAML,
-            "<embedded config/default.yaml>",
-        ),
+        None if std::path::Path::new(DEFAULT_CONFIG).exists() => config::load_file(DEFAULT_CONFIG.as_ref()),
+        None => config::load_str(config::DEFAULT_CONFIG_YAML, "<embedded config/default.yaml>"),
     }
 }
 

@@ -5,15 +5,13 @@
 
 use actix_web::http::Method;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets in seconds: dense where a proxy's own latency lives (sub-millisecond to
 /// tens of milliseconds), sparse up to the default 30 s timeout.
-const DURATION_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
+const DURATION_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 /// The gateway's metrics.
 #[derive(Clone)]
@@ -41,9 +39,7 @@ impl Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
             c
         };
         let requests_total = counter(
@@ -70,47 +66,27 @@ impl Metrics {
             &["route", "method"],
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(request_duration.clone()))
-            .expect("unique metric");
-        let requests_in_flight = IntGaugeVec::new(
-            Opts::new("rustygate_requests_in_flight", "Requests being handled."),
-            &["route"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(requests_in_flight.clone()))
-            .expect("unique metric");
-        let config_generation = IntGauge::new(
-            "rustygate_config_generation",
-            "Generation of the configuration in use.",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(config_generation.clone()))
-            .expect("unique metric");
+        registry.register(Box::new(request_duration.clone())).expect("unique metric");
+        let requests_in_flight =
+            IntGaugeVec::new(Opts::new("rustygate_requests_in_flight", "Requests being handled."), &["route"])
+                .expect("valid metric");
+        registry.register(Box::new(requests_in_flight.clone())).expect("unique metric");
+        let config_generation = IntGauge::new("rustygate_config_generation", "Generation of the configuration in use.")
+            .expect("valid metric");
+        registry.register(Box::new(config_generation.clone())).expect("unique metric");
         let log_lines_dropped = IntCounter::new(
             "rustygate_log_lines_dropped_total",
             "Log lines dropped because the log writer could not keep up.",
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(log_lines_dropped.clone()))
-            .expect("unique metric");
+        registry.register(Box::new(log_lines_dropped.clone())).expect("unique metric");
         let build_info = IntGaugeVec::new(
-            Opts::new(
-                "rustygate_build_info",
-                "Build information; the value is always 1.",
-            ),
+            Opts::new("rustygate_build_info", "Build information; the value is always 1."),
             &["version"],
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(build_info.clone()))
-            .expect("unique metric");
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
+        registry.register(Box::new(build_info.clone())).expect("unique metric");
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         Self {
             registry,
             requests_total,
@@ -132,9 +108,7 @@ impl Metrics {
             }
         }
         let mut buf = Vec::with_capacity(16 * 1024);
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .expect("text encoding cannot fail");
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding cannot fail");
         String::from_utf8(buf).expect("exposition is UTF-8")
     }
 }

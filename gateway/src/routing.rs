@@ -85,10 +85,7 @@ impl RouteTable {
                 .then(a.methods.is_empty().cmp(&b.methods.is_empty()))
         });
         let claims_root = routes.iter().any(|r| r.prefix == "/");
-        Self {
-            routes,
-            claims_root,
-        }
+        Self { routes, claims_root }
     }
 
     /// Whether some route serves `/` (else the gateway answers its banner there).
@@ -122,14 +119,8 @@ impl RouteTable {
         }
         match allowed {
             Some(list) => {
-                let joined = list
-                    .iter()
-                    .map(|m| m.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                RouteMatch::MethodNotAllowed(
-                    HeaderValue::from_str(&joined).unwrap_or(HeaderValue::from_static("")),
-                )
+                let joined = list.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
+                RouteMatch::MethodNotAllowed(HeaderValue::from_str(&joined).unwrap_or(HeaderValue::from_static("")))
             }
             None => RouteMatch::NotFound,
         }
@@ -177,10 +168,7 @@ mod tests {
 
     #[test]
     fn prefix_matches_on_segment_boundaries_and_longest_wins() {
-        let t = RouteTable::new(vec![
-            route("api", "/api", None, &[]),
-            route("test", "/api/test", None, &[]),
-        ]);
+        let t = RouteTable::new(vec![route("api", "/api", None, &[]), route("test", "/api/test", None, &[])]);
         let get = Method::GET;
         assert_eq!(name(t.find(None, "/api/test", &get)), "test");
         assert_eq!(name(t.find(None, "/api/test/x", &get)), "test");
@@ -192,14 +180,8 @@ mod tests {
 
     #[test]
     fn host_is_case_and_port_insensitive() {
-        let t = RouteTable::new(vec![
-            route("any", "/", None, &[]),
-            route("h", "/", Some("api.example.com"), &[]),
-        ]);
-        assert_eq!(
-            name(t.find(Some("API.Example.com:8080"), "/x", &Method::GET)),
-            "h"
-        );
+        let t = RouteTable::new(vec![route("any", "/", None, &[]), route("h", "/", Some("api.example.com"), &[])]);
+        assert_eq!(name(t.find(Some("API.Example.com:8080"), "/x", &Method::GET)), "h");
         assert_eq!(name(t.find(Some("other.com"), "/x", &Method::GET)), "any");
         assert_eq!(name(t.find(None, "/x", &Method::GET)), "any");
         assert!(t.claims_root());
@@ -212,14 +194,8 @@ mod tests {
             route("write", "/orders", None, &[Method::POST]),
         ]);
         assert_eq!(name(t.find(None, "/orders/1", &Method::POST)), "write");
-        assert_eq!(
-            name(t.find(None, "/orders/1", &Method::DELETE)),
-            "405 GET, HEAD, POST"
-        );
-        let t = RouteTable::new(vec![
-            route("read", "/orders", None, &[Method::GET]),
-            route("root", "/", None, &[]),
-        ]);
+        assert_eq!(name(t.find(None, "/orders/1", &Method::DELETE)), "405 GET, HEAD, POST");
+        let t = RouteTable::new(vec![route("read", "/orders", None, &[Method::GET]), route("root", "/", None, &[])]);
         assert_eq!(name(t.find(None, "/orders", &Method::DELETE)), "root");
     }
 

@@ -29,11 +29,7 @@ impl Gateway {
     pub fn new(runtime: Runtime) -> Arc<Self> {
         let metrics = Metrics::new();
         metrics.config_generation.set(runtime.generation as i64);
-        Arc::new(Self {
-            runtime: ArcSwap::from_pointee(runtime),
-            metrics,
-            ready: AtomicBool::new(true),
-        })
+        Arc::new(Self { runtime: ArcSwap::from_pointee(runtime), metrics, ready: AtomicBool::new(true) })
     }
 }
 
@@ -58,55 +54,31 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
     };
     let data = web::Data::from(gateway.clone());
     let proxy_data = data.clone();
-    let mut proxy = HttpServer::new(move || {
-        App::new()
-            .app_data(proxy_data.clone())
-            .default_service(web::to(pipeline::handle))
-    })
-    .workers(workers)
-    .client_request_timeout(config.server.client_header_timeout.0)
-    .keep_alive(config.server.keep_alive.0)
-    .shutdown_timeout(config.server.shutdown_timeout.0.as_secs())
-    .backlog(4096)
-    .bind(config.server.listen.as_str())
-    .map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!(
-                "cannot listen on {} (server.listen): {e}",
-                config.server.listen
-            ),
-        )
-    })?;
+    let mut proxy =
+        HttpServer::new(move || App::new().app_data(proxy_data.clone()).default_service(web::to(pipeline::handle)))
+            .workers(workers)
+            .client_request_timeout(config.server.client_header_timeout.0)
+            .keep_alive(config.server.keep_alive.0)
+            .shutdown_timeout(config.server.shutdown_timeout.0.as_secs())
+            .backlog(4096)
+            .bind(config.server.listen.as_str())
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen on {} (server.listen): {e}", config.server.listen))
+            })?;
     let admin_data = data;
-    let mut admin = HttpServer::new(move || {
-        App::new()
-            .app_data(admin_data.clone())
-            .configure(admin::routes)
-    })
-    .workers(1)
-    .client_request_timeout(Duration::from_secs(10))
-    .shutdown_timeout(config.server.shutdown_timeout.0.as_secs())
-    .bind(config.admin.listen.as_str())
-    .map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!(
-                "cannot listen on {} (admin.listen): {e}",
-                config.admin.listen
-            ),
-        )
-    })?;
+    let mut admin = HttpServer::new(move || App::new().app_data(admin_data.clone()).configure(admin::routes))
+        .workers(1)
+        .client_request_timeout(Duration::from_secs(10))
+        .shutdown_timeout(config.server.shutdown_timeout.0.as_secs())
+        .bind(config.admin.listen.as_str())
+        .map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen on {} (admin.listen): {e}", config.admin.listen))
+        })?;
     if !handle_signals {
         proxy = proxy.disable_signals();
         admin = admin.disable_signals();
     }
     let proxy_addrs = proxy.addrs();
     let admin_addrs = admin.addrs();
-    Ok(Servers {
-        proxy_addrs,
-        admin_addrs,
-        proxy: proxy.run(),
-        admin: admin.run(),
-    })
+    Ok(Servers { proxy_addrs, admin_addrs, proxy: proxy.run(), admin: admin.run() })
 }

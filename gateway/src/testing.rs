@@ -45,19 +45,12 @@ impl TestGateway {
             actix_web::rt::System::new().block_on(async move {
                 let servers = server::bind(gw, &config, false).expect("test gateway binds");
                 let handles = vec![servers.proxy.handle(), servers.admin.handle()];
-                tx.send((servers.proxy_addrs[0], servers.admin_addrs[0], handles))
-                    .expect("test waits");
+                tx.send((servers.proxy_addrs[0], servers.admin_addrs[0], handles)).expect("test waits");
                 let _ = futures_util::future::join(servers.proxy, servers.admin).await;
             });
         });
         let (addr, admin_addr, handles) = rx.recv().expect("test gateway started");
-        Self {
-            addr,
-            admin_addr,
-            gateway,
-            handles,
-            thread: Some(thread),
-        }
+        Self { addr, admin_addr, gateway, handles, thread: Some(thread) }
     }
 
     /// `http://ADDR` of the proxy listener followed by `path`.
@@ -78,16 +71,17 @@ impl TestGateway {
     fn shutdown(&mut self, graceful: bool) {
         let handles = std::mem::take(&mut self.handles);
         if let Some(thread) = self.thread.take() {
-            // Stopping needs a runtime to drive the futures; a tiny one suffices.
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                for h in handles {
-                    h.stop(graceful).await;
-                }
+            // Stopping needs a runtime to drive the futures. It runs on a thread of its own
+            // because the caller may itself be inside a runtime (a `#[tokio::test]`).
+            let stopper = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                rt.block_on(async {
+                    for h in handles {
+                        h.stop(graceful).await;
+                    }
+                });
             });
+            let _ = stopper.join();
             let _ = thread.join();
         }
     }

@@ -44,18 +44,9 @@ pub(crate) async fn health(state: web::Data<Shared>) -> HttpResponse {
         status: &'a str,
         backend: &'a str,
     }
-    let (code, status) = if state.healthy() {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "unhealthy")
-    };
-    state.json(
-        code,
-        Health {
-            status,
-            backend: &state.name,
-        },
-    )
+    let (code, status) =
+        if state.healthy() { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "unhealthy") };
+    state.json(code, Health { status, backend: &state.name })
 }
 
 /// Body of `POST /control/health`.
@@ -99,10 +90,7 @@ pub(crate) async fn fail(payload: Payload, state: web::Data<Shared>) -> HttpResp
     } else {
         let status = body.status.unwrap_or(500);
         if status != 0 && !(200..=599).contains(&status) {
-            return state.error(
-                StatusCode::BAD_REQUEST,
-                "status must be 0 (drop the connection) or from 200 to 599",
-            );
+            return state.error(StatusCode::BAD_REQUEST, "status must be 0 (drop the connection) or from 200 to 599");
         }
         state.fail_next(body.count.unwrap_or(1), status);
     }
@@ -122,12 +110,7 @@ pub(crate) async fn reset(state: web::Data<Shared>) -> HttpResponse {
 
 /// Any other `/control/*` request: 405 on a known path with the wrong method, else 404.
 pub(crate) async fn not_found(req: HttpRequest, state: web::Data<Shared>) -> HttpResponse {
-    const KNOWN: [&str; 4] = [
-        "/control/health",
-        "/control/fail",
-        "/control/stats",
-        "/control/reset",
-    ];
+    const KNOWN: [&str; 4] = ["/control/health", "/control/fail", "/control/stats", "/control/reset"];
     if KNOWN.contains(&req.path()) {
         state.error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
     } else {

@@ -42,11 +42,7 @@ struct Echo<'a> {
 }
 
 /// `ANY /*`: echoes the request.
-pub(crate) async fn echo(
-    req: HttpRequest,
-    mut payload: Payload,
-    state: web::Data<Shared>,
-) -> HttpResponse {
+pub(crate) async fn echo(req: HttpRequest, mut payload: Payload, state: web::Data<Shared>) -> HttpResponse {
     if let Some(res) = gate::admit(&state, &mut payload).await {
         return res;
     }
@@ -54,11 +50,7 @@ pub(crate) async fn echo(
 }
 
 /// `ANY /delay/{ms}`: waits `ms` milliseconds (at most 60 s), then echoes.
-pub(crate) async fn delay(
-    req: HttpRequest,
-    mut payload: Payload,
-    state: web::Data<Shared>,
-) -> HttpResponse {
+pub(crate) async fn delay(req: HttpRequest, mut payload: Payload, state: web::Data<Shared>) -> HttpResponse {
     if let Some(res) = gate::admit(&state, &mut payload).await {
         return res;
     }
@@ -71,11 +63,7 @@ pub(crate) async fn delay(
 }
 
 /// `ANY /status/{code}`: answers with that status (200 to 599).
-pub(crate) async fn status(
-    req: HttpRequest,
-    mut payload: Payload,
-    state: web::Data<Shared>,
-) -> HttpResponse {
+pub(crate) async fn status(req: HttpRequest, mut payload: Payload, state: web::Data<Shared>) -> HttpResponse {
     if let Some(res) = gate::admit(&state, &mut payload).await {
         return res;
     }
@@ -85,10 +73,7 @@ pub(crate) async fn status(
         .and_then(|code| StatusCode::from_u16(code).ok())
     {
         Some(code) => state.status_response(code, false),
-        None => state.error(
-            StatusCode::BAD_REQUEST,
-            "status must be an integer from 200 to 599",
-        ),
+        None => state.error(StatusCode::BAD_REQUEST, "status must be an integer from 200 to 599"),
     }
 }
 
@@ -102,23 +87,14 @@ async fn respond_echo(req: &HttpRequest, payload: Payload, state: &Shared) -> Ht
     let (body_length, body_sha256) = match digest(payload).await {
         Ok(digest) => digest,
         Err(err) => {
-            return state.error(
-                StatusCode::BAD_REQUEST,
-                format_args!("reading the request body failed: {err}"),
-            );
+            return state.error(StatusCode::BAD_REQUEST, format_args!("reading the request body failed: {err}"));
         }
     };
-    let mut headers: Vec<(&str, Cow<'_, str>)> = req
-        .headers()
-        .iter()
-        .map(|(name, value)| (name.as_str(), String::from_utf8_lossy(value.as_bytes())))
-        .collect();
+    let mut headers: Vec<(&str, Cow<'_, str>)> =
+        req.headers().iter().map(|(name, value)| (name.as_str(), String::from_utf8_lossy(value.as_bytes()))).collect();
     // Stable: repeated headers stay in the order received.
     headers.sort_by(|a, b| a.0.cmp(b.0));
-    let traceparent = req
-        .headers()
-        .get("traceparent")
-        .map(|value| String::from_utf8_lossy(value.as_bytes()));
+    let traceparent = req.headers().get("traceparent").map(|value| String::from_utf8_lossy(value.as_bytes()));
     let uri = req.uri();
     state.json(
         StatusCode::OK,

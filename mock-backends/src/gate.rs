@@ -27,9 +27,7 @@ use crate::state::Shared;
 /// injected for it, returns the response to send instead of running the handler.
 pub(crate) async fn admit(state: &Shared, payload: &mut Payload) -> Option<HttpResponse> {
     state.record_hit();
-    let injected = state
-        .take_failure()
-        .or_else(|| state.roll_error_rate().then_some(500));
+    let injected = state.take_failure().or_else(|| state.roll_error_rate().then_some(500));
     if !state.latency.is_zero() {
         sleep(state.latency).await;
     }
@@ -68,10 +66,7 @@ impl MessageBody for DropConnection {
         BodySize::Stream
     }
 
-    fn poll_next(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+    fn poll_next(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
         Poll::Ready(Some(Err(io::Error::new(
             io::ErrorKind::ConnectionAborted,
             "mock backend: injected connection drop",

@@ -62,10 +62,7 @@ fn build(opts: &MockOptions, state: Arc<Shared>, mode: Mode) -> io::Result<(Serv
         Mode::Embedded => http.shutdown_timeout(1).disable_signals(),
     };
     let http = http.bind_auto_h2c(opts.bind)?;
-    let addr = *http
-        .addrs()
-        .first()
-        .ok_or_else(|| io::Error::other("no listening address"))?;
+    let addr = *http.addrs().first().ok_or_else(|| io::Error::other("no listening address"))?;
     Ok((http.run(), addr))
 }
 
@@ -104,12 +101,8 @@ impl MockServer {
     ///
     /// If the server cannot start (e.g. `name` is not a valid header value).
     pub fn start(name: &str) -> MockServer {
-        let opts = MockOptions {
-            name: name.to_owned(),
-            ..Default::default()
-        };
-        MockServer::start_with(opts)
-            .unwrap_or_else(|err| panic!("mock backend {name:?} failed to start: {err}"))
+        let opts = MockOptions { name: name.to_owned(), ..Default::default() };
+        MockServer::start_with(opts).unwrap_or_else(|err| panic!("mock backend {name:?} failed to start: {err}"))
     }
 
     /// Starts a backend with these options; returns once it listens.
@@ -122,33 +115,23 @@ impl MockServer {
         let state = Arc::new(Shared::new(&opts)?);
         let (tx, rx) = mpsc::channel();
         let thread_state = Arc::clone(&state);
-        let thread = thread::Builder::new()
-            .name(format!("mock-{}", opts.name))
-            .spawn(move || {
-                actix_web::rt::System::new().block_on(async move {
-                    match build(&opts, thread_state, Mode::Embedded) {
-                        Ok((server, addr)) => {
-                            let _ = tx.send(Ok((addr, server.handle())));
-                            let _ = server.await;
-                        }
-                        Err(err) => {
-                            let _ = tx.send(Err(err));
-                        }
+        let thread = thread::Builder::new().name(format!("mock-{}", opts.name)).spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                match build(&opts, thread_state, Mode::Embedded) {
+                    Ok((server, addr)) => {
+                        let _ = tx.send(Ok((addr, server.handle())));
+                        let _ = server.await;
                     }
-                });
-            })?;
-        let started = rx.recv().unwrap_or_else(|_| {
-            Err(io::Error::other(
-                "mock backend thread exited before listening",
-            ))
-        });
+                    Err(err) => {
+                        let _ = tx.send(Err(err));
+                    }
+                }
+            });
+        })?;
+        let started =
+            rx.recv().unwrap_or_else(|_| Err(io::Error::other("mock backend thread exited before listening")));
         match started {
-            Ok((addr, handle)) => Ok(MockServer {
-                addr,
-                state,
-                handle,
-                thread: Some(thread),
-            }),
+            Ok((addr, handle)) => Ok(MockServer { addr, state, handle, thread: Some(thread) }),
             Err(err) => {
                 let _ = thread.join();
                 Err(err)

@@ -64,11 +64,7 @@ impl Shared {
                 format!("backend name {:?} is not a valid header value", opts.name),
             )
         })?;
-        let error_rate = if opts.error_rate.is_nan() {
-            0.0
-        } else {
-            opts.error_rate.clamp(0.0, 1.0)
-        };
+        let error_rate = if opts.error_rate.is_nan() { 0.0 } else { opts.error_rate.clamp(0.0, 1.0) };
         Ok(Shared {
             name: opts.name.clone(),
             header,
@@ -103,11 +99,7 @@ impl Shared {
     /// Makes the next `count` requests answer `status` (0: drop the connection). A status that
     /// is neither 0 nor in `200..=599` is replaced by 500; `count == 0` clears.
     pub(crate) fn fail_next(&self, count: u64, status: u16) {
-        let status = if status == 0 || (200..=599).contains(&status) {
-            status
-        } else {
-            500
-        };
+        let status = if status == 0 || (200..=599).contains(&status) { status } else { 500 };
         let word = (u64::from(status) << COUNT_BITS) | count.min(COUNT_MASK);
         self.failures.store(word, Ordering::Release);
     }
@@ -120,9 +112,7 @@ impl Shared {
     /// Consumes one pending failure, returning its status.
     pub(crate) fn take_failure(&self) -> Option<u16> {
         self.failures
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
-                (word & COUNT_MASK != 0).then(|| word - 1)
-            })
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| (word & COUNT_MASK != 0).then(|| word - 1))
             .ok()
             .map(|previous| (previous >> COUNT_BITS) as u16)
     }
@@ -131,14 +121,7 @@ impl Shared {
     pub(crate) fn pending_failures(&self) -> PendingFailures {
         let word = self.failures.load(Ordering::Acquire);
         let remaining = word & COUNT_MASK;
-        PendingFailures {
-            remaining,
-            status: if remaining == 0 {
-                0
-            } else {
-                (word >> COUNT_BITS) as u16
-            },
-        }
+        PendingFailures { remaining, status: if remaining == 0 { 0 } else { (word >> COUNT_BITS) as u16 } }
     }
 
     /// Back to the initial state: no hits, healthy, no pending failures.
@@ -178,14 +161,7 @@ impl Shared {
         if matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED) {
             return self.response(status).finish();
         }
-        self.json(
-            status,
-            StatusBody {
-                status: status.as_u16(),
-                backend: &self.name,
-                injected,
-            },
-        )
+        self.json(status, StatusBody { status: status.as_u16(), backend: &self.name, injected })
     }
 
     /// A JSON error answer `{"status", "backend", "error"}`.
@@ -196,14 +172,7 @@ impl Shared {
             backend: &'a str,
             error: String,
         }
-        self.json(
-            status,
-            ErrorBody {
-                status: status.as_u16(),
-                backend: &self.name,
-                error: error.to_string(),
-            },
-        )
+        self.json(status, ErrorBody { status: status.as_u16(), backend: &self.name, error: error.to_string() })
     }
 }
 
@@ -234,15 +203,9 @@ mod tests {
 
     #[test]
     fn invalid_names_and_rates() {
-        let bad = MockOptions {
-            name: "a\nb".into(),
-            ..Default::default()
-        };
+        let bad = MockOptions { name: "a\nb".into(), ..Default::default() };
         assert!(Shared::new(&bad).is_err());
-        let nan = MockOptions {
-            error_rate: f64::NAN,
-            ..Default::default()
-        };
+        let nan = MockOptions { error_rate: f64::NAN, ..Default::default() };
         assert_eq!(Shared::new(&nan).unwrap().error_rate, 0.0);
     }
 }

@@ -43,10 +43,7 @@ const DEFAULT_DRIP_INTERVAL_MS: u64 = 100;
 fn pattern() -> &'static Bytes {
     static PATTERN: OnceLock<Bytes> = OnceLock::new();
     PATTERN.get_or_init(|| {
-        (0..CHUNK + PATTERN_MODULUS as usize)
-            .map(|i| (i as u64 % PATTERN_MODULUS) as u8)
-            .collect::<Vec<u8>>()
-            .into()
+        (0..CHUNK + PATTERN_MODULUS as usize).map(|i| (i as u64 % PATTERN_MODULUS) as u8).collect::<Vec<u8>>().into()
     })
 }
 
@@ -80,17 +77,10 @@ impl MessageBody for PatternBody {
     type Error = Infallible;
 
     fn size(&self) -> BodySize {
-        if self.chunked {
-            BodySize::Stream
-        } else {
-            BodySize::Sized(self.len)
-        }
+        if self.chunked { BodySize::Stream } else { BodySize::Sized(self.len) }
     }
 
-    fn poll_next(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+    fn poll_next(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
         let remaining = self.len - self.sent;
         if remaining == 0 {
             return Poll::Ready(None);
@@ -104,49 +94,31 @@ impl MessageBody for PatternBody {
 
 /// `ANY /bytes/{n}[?chunked=1]`: `n` pattern bytes (at most 8 GiB), with a content-length
 /// unless `chunked` is set.
-pub(crate) async fn bytes(
-    req: HttpRequest,
-    mut payload: Payload,
-    state: web::Data<Shared>,
-) -> HttpResponse {
+pub(crate) async fn bytes(req: HttpRequest, mut payload: Payload, state: web::Data<Shared>) -> HttpResponse {
     if let Some(res) = gate::admit(&state, &mut payload).await {
         return res;
     }
     gate::drain(&mut payload).await;
     let Some(len) = param::<u64>(&req, "n").filter(|n| *n <= MAX_BYTES) else {
-        return state.error(
-            StatusCode::BAD_REQUEST,
-            format_args!("n must be an integer from 0 to {MAX_BYTES}"),
-        );
+        return state.error(StatusCode::BAD_REQUEST, format_args!("n must be an integer from 0 to {MAX_BYTES}"));
     };
-    let chunked = query_value(req.query_string(), "chunked")
-        .is_some_and(|v| matches!(v, "1" | "true" | "yes" | ""));
-    state
-        .response(StatusCode::OK)
-        .insert_header((header::CONTENT_TYPE, "application/octet-stream"))
-        .body(PatternBody {
-            sent: 0,
-            len,
-            chunked,
-        })
+    let chunked = query_value(req.query_string(), "chunked").is_some_and(|v| matches!(v, "1" | "true" | "yes" | ""));
+    state.response(StatusCode::OK).insert_header((header::CONTENT_TYPE, "application/octet-stream")).body(PatternBody {
+        sent: 0,
+        len,
+        chunked,
+    })
 }
 
 /// `ANY /drip/{n}?interval_ms=X`: `n` chunks of one `.` each, `X` ms apart (default 100),
 /// with chunked transfer encoding.
-pub(crate) async fn drip(
-    req: HttpRequest,
-    mut payload: Payload,
-    state: web::Data<Shared>,
-) -> HttpResponse {
+pub(crate) async fn drip(req: HttpRequest, mut payload: Payload, state: web::Data<Shared>) -> HttpResponse {
     if let Some(res) = gate::admit(&state, &mut payload).await {
         return res;
     }
     gate::drain(&mut payload).await;
     let Some(count) = param::<u64>(&req, "n").filter(|n| *n <= MAX_DRIPS) else {
-        return state.error(
-            StatusCode::BAD_REQUEST,
-            format_args!("n must be an integer from 0 to {MAX_DRIPS}"),
-        );
+        return state.error(StatusCode::BAD_REQUEST, format_args!("n must be an integer from 0 to {MAX_DRIPS}"));
     };
     let interval_ms = match query_value(req.query_string(), "interval_ms") {
         None => DEFAULT_DRIP_INTERVAL_MS,
@@ -167,10 +139,7 @@ pub(crate) async fn drip(
         }
         Some((Ok::<_, Infallible>(Bytes::from_static(b".")), sent + 1))
     });
-    state
-        .response(StatusCode::OK)
-        .insert_header((header::CONTENT_TYPE, "application/octet-stream"))
-        .streaming(drops)
+    state.response(StatusCode::OK).insert_header((header::CONTENT_TYPE, "application/octet-stream")).streaming(drops)
 }
 
 /// The raw value of the first `key` in a query string (`Some("")` for a bare `key`).
@@ -187,11 +156,7 @@ mod tests {
 
     #[test]
     fn chunks_follow_the_pattern() {
-        let mut body = PatternBody {
-            sent: 0,
-            len: CHUNK as u64 * 2 + 7,
-            chunked: false,
-        };
+        let mut body = PatternBody { sent: 0, len: CHUNK as u64 * 2 + 7, chunked: false };
         let mut all = Vec::new();
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);
@@ -206,10 +171,7 @@ mod tests {
 
     #[test]
     fn empty_pattern_digest() {
-        assert_eq!(
-            pattern_sha256(0),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(pattern_sha256(0), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 
     #[test]

@@ -14,11 +14,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 fn client() -> Client {
-    Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
+    Client::builder().no_proxy().timeout(Duration::from_secs(20)).build().unwrap()
 }
 
 async fn body_json(res: reqwest::Response) -> Value {
@@ -34,9 +30,7 @@ async fn get_json(client: &Client, url: String) -> (StatusCode, Value) {
 /// Writes a raw HTTP/1.1 request and reads until the server closes the connection.
 fn raw_exchange(server: &MockServer, request: &str) -> Vec<u8> {
     let mut stream = TcpStream::connect(server.addr()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     stream.write_all(request.as_bytes()).unwrap();
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
@@ -50,10 +44,7 @@ async fn echo_reports_the_request_as_received() {
         .post(format!("{}/a%2Fb?x=1&x=2", server.url()))
         .header("x-multi", "first")
         .header("x-single", "one")
-        .header(
-            "traceparent",
-            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-        )
+        .header("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
         .header("x-multi", "second")
         .body("hello")
         .send()
@@ -71,22 +62,13 @@ async fn echo_reports_the_request_as_received() {
     assert_eq!(body["http_version"], "HTTP/1.1");
     assert_eq!(body["body_length"], 5);
     assert_eq!(body["body_sha256"], hex::encode(Sha256::digest(b"hello")));
-    assert_eq!(
-        body["traceparent"],
-        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-    );
+    assert_eq!(body["traceparent"], "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
     let headers = body["headers"].as_array().unwrap();
     let multi: Vec<&Value> = headers.iter().filter(|h| h[0] == "x-multi").collect();
-    assert_eq!(
-        multi,
-        [&json!(["x-multi", "first"]), &json!(["x-multi", "second"])]
-    );
+    assert_eq!(multi, [&json!(["x-multi", "first"]), &json!(["x-multi", "second"])]);
     assert!(headers.contains(&json!(["x-single", "one"])));
     let names: Vec<&str> = headers.iter().map(|h| h[0].as_str().unwrap()).collect();
-    assert!(
-        names.is_sorted(),
-        "headers are listed sorted by name: {names:?}"
-    );
+    assert!(names.is_sorted(), "headers are listed sorted by name: {names:?}");
 
     let (_, plain) = get_json(&client(), format!("{}/plain", server.url())).await;
     assert_eq!(plain["query"], "");
@@ -110,12 +92,7 @@ fn echo_keeps_the_raw_request_target_from_a_plain_thread() {
     assert_eq!(body["path"], "/x/%7e/a%2Fb/..%2f");
     assert_eq!(body["query"], "q=%20&q=2");
     assert_eq!(body["uri"], "/x/%7e/a%2Fb/..%2f?q=%20&q=2");
-    let dups: Vec<&Value> = body["headers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|h| h[0] == "x-dup")
-        .collect();
+    let dups: Vec<&Value> = body["headers"].as_array().unwrap().iter().filter(|h| h[0] == "x-dup").collect();
     assert_eq!(dups, [&json!(["x-dup", "1"]), &json!(["x-dup", "2"])]);
     server.stop();
 }
@@ -132,9 +109,7 @@ async fn echo_streams_large_uploads() {
     let chunks = (0..CHUNKS).map(move |_| Ok::<_, std::io::Error>(chunk.clone()));
     let res = client()
         .put(format!("{}/upload", server.url()))
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            chunks,
-        )))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
         .send()
         .await
         .unwrap();
@@ -147,22 +122,11 @@ async fn echo_streams_large_uploads() {
 async fn status_endpoint() {
     let server = MockServer::start("status");
     let c = client();
-    let res = c
-        .delete(format!("{}/status/418", server.url()))
-        .send()
-        .await
-        .unwrap();
+    let res = c.delete(format!("{}/status/418", server.url())).send().await.unwrap();
     assert_eq!(res.status(), 418);
     assert_eq!(res.headers()["x-backend"], "status");
-    assert_eq!(
-        body_json(res).await,
-        json!({"status": 418, "backend": "status"})
-    );
-    let res = c
-        .get(format!("{}/status/204", server.url()))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(body_json(res).await, json!({"status": 418, "backend": "status"}));
+    let res = c.get(format!("{}/status/204", server.url())).send().await.unwrap();
     assert_eq!(res.status(), 204);
     assert!(res.bytes().await.unwrap().is_empty());
     for bad in ["100", "600", "abc"] {
@@ -177,11 +141,7 @@ async fn bytes_match_the_pattern_with_and_without_content_length() {
     let server = MockServer::start("bytes");
     let c = client();
     let n: u64 = 3 * 64 * 1024 + 1234;
-    let res = c
-        .get(format!("{}/bytes/{n}", server.url()))
-        .send()
-        .await
-        .unwrap();
+    let res = c.get(format!("{}/bytes/{n}", server.url())).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-length"], n.to_string().as_str());
     assert_eq!(res.headers()["x-backend"], "bytes");
@@ -191,21 +151,13 @@ async fn bytes_match_the_pattern_with_and_without_content_length() {
     assert_eq!(body[300], 49);
     assert_eq!(hex::encode(Sha256::digest(&body)), pattern_sha256(n));
 
-    let res = c
-        .get(format!("{}/bytes/{n}?chunked=1", server.url()))
-        .send()
-        .await
-        .unwrap();
+    let res = c.get(format!("{}/bytes/{n}?chunked=1", server.url())).send().await.unwrap();
     assert!(res.headers().get("content-length").is_none());
     assert_eq!(res.headers()["transfer-encoding"], "chunked");
     let body = res.bytes().await.unwrap();
     assert_eq!(hex::encode(Sha256::digest(&body)), pattern_sha256(n));
 
-    let res = c
-        .get(format!("{}/bytes/0", server.url()))
-        .send()
-        .await
-        .unwrap();
+    let res = c.get(format!("{}/bytes/0", server.url())).send().await.unwrap();
     assert_eq!(res.headers()["content-length"], "0");
     let (status, _) = get_json(&c, format!("{}/bytes/{}", server.url(), 9u64 << 30)).await;
     assert_eq!(status, 400);
@@ -215,11 +167,7 @@ async fn bytes_match_the_pattern_with_and_without_content_length() {
 async fn drip_streams_one_byte_at_a_time() {
     let server = MockServer::start("drip");
     let started = Instant::now();
-    let mut res = client()
-        .get(format!("{}/drip/3?interval_ms=150", server.url()))
-        .send()
-        .await
-        .unwrap();
+    let mut res = client().get(format!("{}/drip/3?interval_ms=150", server.url())).send().await.unwrap();
     assert!(res.headers().get("content-length").is_none());
     let first = res.chunk().await.unwrap().unwrap();
     assert_eq!(&first[..], b".");
@@ -265,18 +213,10 @@ async fn fail_control_counts_down_exactly() {
         .unwrap();
     assert_eq!(res.status(), 200);
     for _ in 0..2 {
-        let res = c
-            .post(format!("{}/anything", server.url()))
-            .body(vec![1u8; 100_000])
-            .send()
-            .await
-            .unwrap();
+        let res = c.post(format!("{}/anything", server.url())).body(vec![1u8; 100_000]).send().await.unwrap();
         assert_eq!(res.status(), 503);
         assert_eq!(res.headers()["x-backend"], "flaky");
-        assert_eq!(
-            body_json(res).await,
-            json!({"status": 503, "backend": "flaky", "injected": true})
-        );
+        assert_eq!(body_json(res).await, json!({"status": 503, "backend": "flaky", "injected": true}));
     }
     let (status, _) = get_json(&c, format!("{}/anything", server.url())).await;
     assert_eq!(status, 200);
@@ -284,12 +224,8 @@ async fn fail_control_counts_down_exactly() {
     server.fail_next(5, 502);
     let (status, _) = get_json(&c, format!("{}/bytes/10", server.url())).await;
     assert_eq!(status, 502);
-    let res = c
-        .post(format!("{}/control/fail", server.url()))
-        .body(json!({"reset": true}).to_string())
-        .send()
-        .await
-        .unwrap();
+    let res =
+        c.post(format!("{}/control/fail", server.url())).body(json!({"reset": true}).to_string()).send().await.unwrap();
     assert_eq!(body_json(res).await["fail_remaining"], 0);
     let (status, _) = get_json(&c, format!("{}/status/201", server.url())).await;
     assert_eq!(status, 201);
@@ -308,11 +244,7 @@ async fn fail_control_counts_down_exactly() {
 async fn fail_status_zero_closes_the_connection_without_answer() {
     let server = MockServer::start("reset");
     server.fail_next(1, 0);
-    let err = client()
-        .get(format!("{}/x", server.url()))
-        .send()
-        .await
-        .unwrap_err();
+    let err = client().get(format!("{}/x", server.url())).send().await.unwrap_err();
     assert!(!err.is_timeout(), "{err:?}");
     let (status, _) = get_json(&client(), format!("{}/x", server.url())).await;
     assert_eq!(status, 200);
@@ -324,12 +256,8 @@ async fn fail_status_zero_closes_the_connection_without_answer() {
 
 #[tokio::test]
 async fn error_rate_one_fails_everything_but_control() {
-    let server = MockServer::start_with(MockOptions {
-        name: "broken".into(),
-        error_rate: 1.0,
-        ..Default::default()
-    })
-    .unwrap();
+    let server =
+        MockServer::start_with(MockOptions { name: "broken".into(), error_rate: 1.0, ..Default::default() }).unwrap();
     let c = client();
     let (status, body) = get_json(&c, format!("{}/x", server.url())).await;
     assert_eq!(status, 500);
@@ -346,12 +274,7 @@ async fn health_flips() {
     assert_eq!(status, 200);
     assert_eq!(body, json!({"status": "ok", "backend": "healthy"}));
 
-    let res = c
-        .post(format!("{}/control/health", server.url()))
-        .body(r#"{"healthy": false}"#)
-        .send()
-        .await
-        .unwrap();
+    let res = c.post(format!("{}/control/health", server.url())).body(r#"{"healthy": false}"#).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let (status, body) = get_json(&c, format!("{}/health", server.url())).await;
     assert_eq!(status, 503);
@@ -361,12 +284,7 @@ async fn health_flips() {
     let (status, _) = get_json(&c, format!("{}/health", server.url())).await;
     assert_eq!(status, 200);
 
-    let res = c
-        .post(format!("{}/control/health", server.url()))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let res = c.post(format!("{}/control/health", server.url())).body("{}").send().await.unwrap();
     assert_eq!(res.status(), 400);
 }
 
@@ -375,13 +293,7 @@ async fn stats_count_hits_but_not_control_or_health() {
     let server = MockServer::start("counted");
     let c = client();
     for path in ["/a", "/status/500", "/bytes/3", "/health", "/control/stats"] {
-        c.get(format!("{}{path}", server.url()))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        c.get(format!("{}{path}", server.url())).send().await.unwrap().bytes().await.unwrap();
     }
     let (_, stats) = get_json(&c, format!("{}/control/stats", server.url())).await;
     assert_eq!(stats["backend"], "counted");
@@ -391,11 +303,7 @@ async fn stats_count_hits_but_not_control_or_health() {
 
     server.set_healthy(false);
     server.fail_next(3, 503);
-    let res = c
-        .post(format!("{}/control/reset", server.url()))
-        .send()
-        .await
-        .unwrap();
+    let res = c.post(format!("{}/control/reset", server.url())).send().await.unwrap();
     let stats: Value = body_json(res).await;
     assert_eq!(stats["hits"], 0);
     assert_eq!(stats["healthy"], true);
@@ -411,11 +319,7 @@ async fn stats_count_hits_but_not_control_or_health() {
 #[tokio::test]
 async fn speaks_h2c_with_prior_knowledge() {
     let server = MockServer::start("h2");
-    let c = Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let c = Client::builder().no_proxy().http2_prior_knowledge().build().unwrap();
     let (status, body) = get_json(&c, format!("{}/h2?a=b", server.url())).await;
     assert_eq!(status, 200);
     assert_eq!(body["http_version"], "HTTP/2.0");
@@ -427,10 +331,7 @@ async fn speaks_h2c_with_prior_knowledge() {
 fn stop_closes_the_listener() {
     let server = MockServer::start("stopped");
     let addr = server.addr();
-    let answer = raw_exchange(
-        &server,
-        "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-    );
+    let answer = raw_exchange(&server, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     assert!(answer.starts_with(b"HTTP/1.1 200"));
     let started = Instant::now();
     server.stop();
@@ -455,10 +356,6 @@ fn mock_server_can_be_shared_between_threads() {
 
 #[test]
 fn invalid_names_are_rejected() {
-    let err = MockServer::start_with(MockOptions {
-        name: "bad\nname".into(),
-        ..Default::default()
-    })
-    .unwrap_err();
+    let err = MockServer::start_with(MockOptions { name: "bad\nname".into(), ..Default::default() }).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
 }

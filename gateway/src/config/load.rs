@@ -25,12 +25,7 @@ pub struct ConfigIssue {
 impl ConfigIssue {
     /// An issue at a key path; its location is filled in later from the source.
     pub fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            line: None,
-            column: None,
-            message: message.into(),
-        }
+        Self { path: path.into(), line: None, column: None, message: message.into() }
     }
 }
 
@@ -60,11 +55,7 @@ impl fmt::Display for ConfigError {
             }
         }
         let n = self.issues.len();
-        write!(
-            f,
-            "{n} error{}; configuration not applied",
-            if n == 1 { "" } else { "s" }
-        )
+        write!(f, "{n} error{}; configuration not applied", if n == 1 { "" } else { "s" })
     }
 }
 
@@ -100,20 +91,14 @@ pub fn load_with_env(
             }
         }
         issues.sort_by_key(|i| (i.line.unwrap_or(usize::MAX), i.column.unwrap_or(0)));
-        ConfigError {
-            source_name: source_name.to_owned(),
-            issues,
-        }
+        ConfigError { source_name: source_name.to_owned(), issues }
     };
 
     let mut doc: Value = match serde_yaml_ng::from_str(text) {
         Ok(Value::Null) => Value::Mapping(Mapping::new()),
         Ok(v) => v,
         Err(e) => {
-            let mut issue = ConfigIssue::at(
-                "",
-                format!("invalid YAML: {}", strip_location(&e.to_string())),
-            );
+            let mut issue = ConfigIssue::at("", format!("invalid YAML: {}", strip_location(&e.to_string())));
             if let Some(loc) = e.location() {
                 issue.line = Some(loc.line());
                 issue.column = Some(loc.column());
@@ -142,15 +127,13 @@ pub fn load_with_env(
     if issues.is_empty() || structural_only_unknown_keys {
         let typo_sections: Vec<String> =
             issues.iter().filter_map(|i| i.path.rsplit_once(['.', '[']).map(|(parent, _)| parent.to_owned())).collect();
-        issues.extend(validate::validate(&config).into_iter().filter(|i| {
-            !typo_sections.iter().any(|s| i.path == *s || i.path.starts_with(&format!("{s}.")))
-        }));
+        issues.extend(
+            validate::validate(&config)
+                .into_iter()
+                .filter(|i| !typo_sections.iter().any(|s| i.path == *s || i.path.starts_with(&format!("{s}.")))),
+        );
     }
-    if issues.is_empty() {
-        Ok(config)
-    } else {
-        Err(fail(issues))
-    }
+    if issues.is_empty() { Ok(config) } else { Err(fail(issues)) }
 }
 
 /// Deserializes, removing each offending key and retrying, so that every unknown key and type
@@ -175,10 +158,7 @@ fn deserialize_collecting(mut doc: Value, issues: &mut Vec<ConfigIssue>) -> (Opt
                     if !matches!(path.last(), Some(Seg::Key(k)) if k == unknown) {
                         path.push(Seg::Key(unknown.to_owned()));
                     }
-                    issues.push(ConfigIssue::at(
-                        fmt_path(&path),
-                        format!("unknown key `{unknown}`{suggestion}"),
-                    ));
+                    issues.push(ConfigIssue::at(fmt_path(&path), format!("unknown key `{unknown}`{suggestion}")));
                     if !remove_at(&mut doc, &path) {
                         return (None, false);
                     }
@@ -358,9 +338,7 @@ pub(crate) fn expand_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Resul
             out.push('$');
             rest = after;
         } else if let Some(after) = rest.strip_prefix("${") {
-            let end = after
-                .find('}')
-                .ok_or_else(|| format!("unterminated `${{` in {s:?}"))?;
+            let end = after.find('}').ok_or_else(|| format!("unterminated `${{` in {s:?}"))?;
             let inner = &after[..end];
             let (name, default) = match inner.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),

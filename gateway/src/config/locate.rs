@@ -52,14 +52,12 @@ impl Locator {
                 },
             };
             match event {
-                Event::MappingStart(..) => stack.push(Frame::Map {
-                    path: value_path.unwrap_or_else(|| "?".into()),
-                    key: None,
-                }),
-                Event::SequenceStart(..) => stack.push(Frame::Seq {
-                    path: value_path.unwrap_or_else(|| "?".into()),
-                    next: 0,
-                }),
+                Event::MappingStart(..) => {
+                    stack.push(Frame::Map { path: value_path.unwrap_or_else(|| "?".into()), key: None })
+                }
+                Event::SequenceStart(..) => {
+                    stack.push(Frame::Seq { path: value_path.unwrap_or_else(|| "?".into()), next: 0 })
+                }
                 Event::MappingEnd | Event::SequenceEnd => {
                     stack.pop();
                 }
@@ -87,9 +85,5 @@ impl Locator {
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
+    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
 }

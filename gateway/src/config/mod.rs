@@ -106,10 +106,7 @@ pub struct AdminConfig {
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self {
-            listen: "0.0.0.0:8081".into(),
-            token: String::new(),
-        }
+        Self { listen: "0.0.0.0:8081".into(), token: String::new() }
     }
 }
 
@@ -132,12 +129,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self {
-            level: "info".into(),
-            format: LogFormat::Json,
-            access_log: true,
-            include_query: false,
-        }
+        Self { level: "info".into(), format: LogFormat::Json, access_log: true, include_query: false }
     }
 }
 
@@ -238,10 +230,7 @@ pub struct RouteConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
     /// A single backend URL (inline upstream).
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "redact_opt_url"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "redact_opt_url")]
     pub backend: Option<String>,
     /// Several backends (inline upstream).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -30,9 +30,9 @@ impl FromStr for HumanDuration {
         if s == "0" {
             return Ok(Self(Duration::ZERO));
         }
-        humantime::parse_duration(s).map(Self).map_err(|_| {
-            format!("invalid duration {s:?}: expected a number with a unit, like 250ms, 5s, 1m")
-        })
+        humantime::parse_duration(s)
+            .map(Self)
+            .map_err(|_| format!("invalid duration {s:?}: expected a number with a unit, like 250ms, 5s, 1m"))
     }
 }
 
@@ -60,9 +60,7 @@ impl<'de> Deserialize<'de> for HumanDuration {
                 if v == 0 {
                     return Ok(HumanDuration(Duration::ZERO));
                 }
-                Err(E::custom(format!(
-                    "invalid duration {v}: a unit is required, like {v}s or {v}ms"
-                )))
+                Err(E::custom(format!("invalid duration {v}: a unit is required, like {v}s or {v}ms")))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<HumanDuration, E> {
                 if v < 0 {
@@ -103,9 +101,7 @@ impl FromStr for ByteSize {
     fn from_str(s: &str) -> Result<Self, String> {
         bytesize::ByteSize::from_str(s.trim())
             .map(|b| Self(b.as_u64()))
-            .map_err(|_| {
-                format!("invalid size {s:?}: expected a number with a unit, like 512KiB or 10MiB")
-            })
+            .map_err(|_| format!("invalid size {s:?}: expected a number with a unit, like 512KiB or 10MiB"))
     }
 }
 
@@ -136,9 +132,7 @@ impl<'de> Deserialize<'de> for ByteSize {
                 Ok(ByteSize(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
-                u64::try_from(v)
-                    .map(ByteSize)
-                    .map_err(|_| E::custom("a size cannot be negative"))
+                u64::try_from(v).map(ByteSize).map_err(|_| E::custom("a size cannot be negative"))
             }
         }
         d.deserialize_any(V)
@@ -167,9 +161,7 @@ pub fn lenient_u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
             u32::try_from(v).map_err(|_| E::custom(format!("{v} is out of range (0..=4294967295)")))
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<u32, E> {
-            v.trim().parse().map_err(|_| {
-                E::custom(format!("expected a non-negative whole number, found {v:?}"))
-            })
+            v.trim().parse().map_err(|_| E::custom(format!("expected a non-negative whole number, found {v:?}")))
         }
     }
     d.deserialize_any(V)
@@ -203,18 +195,9 @@ mod tests {
 
     #[test]
     fn durations_parse_with_units() {
-        assert_eq!(
-            "250ms".parse::<HumanDuration>().unwrap().0,
-            Duration::from_millis(250)
-        );
-        assert_eq!(
-            "5s".parse::<HumanDuration>().unwrap().0,
-            Duration::from_secs(5)
-        );
-        assert_eq!(
-            "1m".parse::<HumanDuration>().unwrap().0,
-            Duration::from_secs(60)
-        );
+        assert_eq!("250ms".parse::<HumanDuration>().unwrap().0, Duration::from_millis(250));
+        assert_eq!("5s".parse::<HumanDuration>().unwrap().0, Duration::from_secs(5));
+        assert_eq!("1m".parse::<HumanDuration>().unwrap().0, Duration::from_secs(60));
         assert!("5".parse::<HumanDuration>().is_err());
         assert!("five seconds".parse::<HumanDuration>().is_err());
         assert_eq!(HumanDuration::secs(75).to_string(), "1m 15s");

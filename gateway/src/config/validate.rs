@@ -22,17 +22,10 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
         ("rate_limits", config.rate_limits.is_some(), "rate limiting"),
         ("cors", config.cors.is_some(), "CORS policies"),
         ("plugins", config.plugins.is_some(), "WASM plugins"),
-        (
-            "defaults",
-            config.defaults.is_some(),
-            "default route policies",
-        ),
+        ("defaults", config.defaults.is_some(), "default route policies"),
     ] {
         if present {
-            issue(
-                key.into(),
-                format!("`{key}` ({what}) {PLANNED} in this build; remove the key"),
-            );
+            issue(key.into(), format!("`{key}` ({what}) {PLANNED} in this build; remove the key"));
         }
     }
 
@@ -43,22 +36,15 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
             && p.port() != 0
             && (p.ip() == a.ip() || p.ip().is_unspecified() || a.ip().is_unspecified())
         {
-            issue(
-                "admin.listen".into(),
-                format!("the admin listener must not share the proxy's address {p}"),
-            );
+            issue("admin.listen".into(), format!("the admin listener must not share the proxy's address {p}"));
         }
     }
     if config.server.max_body_size.0 == 0 {
-        issue(
-            "server.max_body_size".into(),
-            "must be greater than 0".into(),
-        );
+        issue("server.max_body_size".into(), "must be greater than 0".into());
     }
-    for (name, d) in [
-        ("client_header_timeout", config.server.client_header_timeout),
-        ("keep_alive", config.server.keep_alive),
-    ] {
+    for (name, d) in
+        [("client_header_timeout", config.server.client_header_timeout), ("keep_alive", config.server.keep_alive)]
+    {
         if d.0.is_zero() {
             issue(format!("server.{name}"), "must be greater than 0".into());
         }
@@ -74,10 +60,7 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
     if let Err(e) = config.log.level.parse::<tracing_subscriber::EnvFilter>() {
         issue(
             "log.level".into(),
-            format!(
-                "invalid level {:?}: {e} (use error, warn, info, debug or trace)",
-                config.log.level
-            ),
+            format!("invalid level {:?}: {e} (use error, warn, info, debug or trace)", config.log.level),
         );
     }
 
@@ -89,37 +72,19 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
         check_backends(&up.backends, &format!("{base}.backends"), &mut issue);
         check_strategy(up.strategy, &format!("{base}.strategy"), &mut issue);
         for (key, present, what) in [
-            (
-                "health_check",
-                up.health_check.is_some(),
-                "active health checking",
-            ),
-            (
-                "retries",
-                up.retries.is_some(),
-                "retrying on another backend",
-            ),
-            (
-                "retry_on",
-                up.retry_on.is_some(),
-                "retrying on another backend",
-            ),
+            ("health_check", up.health_check.is_some(), "active health checking"),
+            ("retries", up.retries.is_some(), "retrying on another backend"),
+            ("retry_on", up.retry_on.is_some(), "retrying on another backend"),
         ] {
             if present {
-                issue(
-                    format!("{base}.{key}"),
-                    format!("`{key}` ({what}) {PLANNED} in this build; remove the key"),
-                );
+                issue(format!("{base}.{key}"), format!("`{key}` ({what}) {PLANNED} in this build; remove the key"));
             }
         }
         if up.timeout.0.is_zero() {
             issue(format!("{base}.timeout"), "must be greater than 0".into());
         }
         if up.connect_timeout.0.is_zero() {
-            issue(
-                format!("{base}.connect_timeout"),
-                "must be greater than 0".into(),
-            );
+            issue(format!("{base}.connect_timeout"), "must be greater than 0".into());
         }
     }
 
@@ -130,15 +95,9 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
         let base = format!("routes[{i}]");
         let path = &route.path;
         if path.is_empty() {
-            issue(
-                format!("{base}.path"),
-                "a route needs a `path` (like /api/users)".into(),
-            );
+            issue(format!("{base}.path"), "a route needs a `path` (like /api/users)".into());
         } else if !path.starts_with('/') {
-            issue(
-                format!("{base}.path"),
-                format!("{path:?} must start with `/`"),
-            );
+            issue(format!("{base}.path"), format!("{path:?} must start with `/`"));
         } else if path.contains(['?', '#']) || path.contains(char::is_whitespace) {
             issue(
                 format!("{base}.path"),
@@ -163,49 +122,31 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
         for (j, m) in route.methods.iter().enumerate() {
             let upper = m.to_ascii_uppercase();
             if upper.is_empty() || !upper.bytes().all(|b| b.is_ascii_alphabetic()) {
-                issue(
-                    format!("{base}.methods[{j}]"),
-                    format!("{m:?} is not an HTTP method"),
-                );
+                issue(format!("{base}.methods[{j}]"), format!("{m:?} is not an HTTP method"));
             }
             methods.push(upper);
         }
         let host = route.host.as_deref().map(normalize_host);
         if let Some(h) = &host {
             if h.is_empty()
-                || !h.chars().all(|c| {
-                    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']' | ':')
-                })
+                || !h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']' | ':'))
             {
-                issue(
-                    format!("{base}.host"),
-                    format!(
-                        "{:?} is not a host name",
-                        route.host.as_deref().unwrap_or("")
-                    ),
-                );
+                issue(format!("{base}.host"), format!("{:?} is not a host name", route.host.as_deref().unwrap_or("")));
             }
         }
         // Same host and path with overlapping methods can never both be reached.
         let trimmed = trim_prefix(path).to_owned();
-        let method_set: Vec<String> = if methods.is_empty() {
-            vec!["*".into()]
-        } else {
-            methods.clone()
-        };
+        let method_set: Vec<String> = if methods.is_empty() { vec!["*".into()] } else { methods.clone() };
         for m in &method_set {
             let overlapping = matchers.contains(&(host.clone(), trimmed.clone(), m.clone()))
-                || (m != "*"
-                    && matchers.contains(&(host.clone(), trimmed.clone(), "*".to_owned())))
+                || (m != "*" && matchers.contains(&(host.clone(), trimmed.clone(), "*".to_owned())))
                 || (m == "*" && matchers.iter().any(|(h, p, _)| h == &host && p == &trimmed));
             if overlapping {
                 issue(
                     format!("{base}.path"),
                     format!(
                         "duplicate route: another route already matches {path:?}{} with the same host and methods",
-                        host.as_ref()
-                            .map(|h| format!(" on host {h}"))
-                            .unwrap_or_default()
+                        host.as_ref().map(|h| format!(" on host {h}")).unwrap_or_default()
                     ),
                 );
                 break;
@@ -215,36 +156,18 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
             matchers.insert((host.clone(), trimmed.clone(), m));
         }
 
-        let targets = [
-            route.upstream.is_some(),
-            route.backend.is_some(),
-            route.backends.is_some(),
-        ];
+        let targets = [route.upstream.is_some(), route.backend.is_some(), route.backends.is_some()];
         match targets.iter().filter(|t| **t).count() {
-            0 => issue(
-                base.clone(),
-                "a route needs one of `upstream`, `backend` or `backends`".into(),
-            ),
+            0 => issue(base.clone(), "a route needs one of `upstream`, `backend` or `backends`".into()),
             1 => {}
-            _ => issue(
-                base.clone(),
-                "give only one of `upstream`, `backend` or `backends`".into(),
-            ),
+            _ => issue(base.clone(), "give only one of `upstream`, `backend` or `backends`".into()),
         }
         if let Some(up) = &route.upstream {
             if !config.upstreams.contains_key(up) {
-                let hint = closest(up, &upstream_names)
-                    .map(|s| format!("; did you mean {s:?}?"))
-                    .unwrap_or_default();
-                let known = if upstream_names.is_empty() {
-                    "none defined".to_owned()
-                } else {
-                    upstream_names.join(", ")
-                };
-                issue(
-                    format!("{base}.upstream"),
-                    format!("unknown upstream {up:?} (known: {known}){hint}"),
-                );
+                let hint = closest(up, &upstream_names).map(|s| format!("; did you mean {s:?}?")).unwrap_or_default();
+                let known =
+                    if upstream_names.is_empty() { "none defined".to_owned() } else { upstream_names.join(", ") };
+                issue(format!("{base}.upstream"), format!("unknown upstream {up:?} (known: {known}){hint}"));
             }
         }
         if let Some(url) = &route.backend {
@@ -259,8 +182,7 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
             if route.backends.is_none() {
                 issue(
                     format!("{base}.strategy"),
-                    "`strategy` applies to inline `backends:`; set it on the upstream instead"
-                        .into(),
+                    "`strategy` applies to inline `backends:`; set it on the upstream instead".into(),
                 );
             }
             check_strategy(strategy, &format!("{base}.strategy"), &mut issue);
@@ -275,28 +197,18 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
             ("plugins", route.plugins.is_some(), "WASM plugins"),
         ] {
             if present {
-                issue(
-                    format!("{base}.{key}"),
-                    format!("`{key}` ({what}) {PLANNED} in this build; remove the key"),
-                );
+                issue(format!("{base}.{key}"), format!("`{key}` ({what}) {PLANNED} in this build; remove the key"));
             }
         }
     }
     issues
 }
 
-fn check_listen(
-    value: &str,
-    path: &str,
-    issue: &mut impl FnMut(String, String),
-) -> Option<SocketAddr> {
+fn check_listen(value: &str, path: &str, issue: &mut impl FnMut(String, String)) -> Option<SocketAddr> {
     match value.parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
-            issue(
-                path.into(),
-                format!("{value:?} is not an IP:PORT address (like 0.0.0.0:8080)"),
-            );
+            issue(path.into(), format!("{value:?} is not an IP:PORT address (like 0.0.0.0:8080)"));
             None
         }
     }
@@ -304,10 +216,7 @@ fn check_listen(
 
 fn check_strategy(strategy: Strategy, path: &str, issue: &mut impl FnMut(String, String)) {
     if strategy == Strategy::LeastConnections {
-        issue(
-            path.into(),
-            format!("strategy `least_connections` {PLANNED} in this build; use round_robin"),
-        );
+        issue(path.into(), format!("strategy `least_connections` {PLANNED} in this build; use round_robin"));
     }
 }
 
@@ -321,45 +230,31 @@ fn check_backends(backends: &[BackendConfig], path: &str, issue: &mut impl FnMut
             issue(format!("{path}[{i}].url"), e);
         }
         if b.weight == 0 || b.weight > MAX_WEIGHT {
-            issue(
-                format!("{path}[{i}].weight"),
-                format!("must be between 1 and {MAX_WEIGHT}, found {}", b.weight),
-            );
+            issue(format!("{path}[{i}].weight"), format!("must be between 1 and {MAX_WEIGHT}, found {}", b.weight));
         }
         if !seen.insert(b.url.trim_end_matches('/')) {
-            issue(
-                format!("{path}[{i}].url"),
-                format!("duplicate backend {:?}", b.url),
-            );
+            issue(format!("{path}[{i}].url"), format!("duplicate backend {:?}", b.url));
         }
     }
 }
 
 /// Checks a backend URL: `http://host[:port][/base/path]`.
 pub(crate) fn check_url(raw: &str) -> Result<url::Url, String> {
-    let u = url::Url::parse(raw)
-        .map_err(|e| format!("{raw:?} is not a valid URL ({e}); expected http://host:port"))?;
+    let u = url::Url::parse(raw).map_err(|e| format!("{raw:?} is not a valid URL ({e}); expected http://host:port"))?;
     match u.scheme() {
         "http" => {}
         "https" => {
-            return Err(format!(
-                "{raw:?}: https backends {PLANNED} in this build; use http://"
-            ));
+            return Err(format!("{raw:?}: https backends {PLANNED} in this build; use http://"));
         }
         other => {
-            return Err(format!(
-                "{raw:?}: unsupported scheme {other:?}; expected http://"
-            ));
+            return Err(format!("{raw:?}: unsupported scheme {other:?}; expected http://"));
         }
     }
     if u.host_str().is_none_or(str::is_empty) {
         return Err(format!("{raw:?} has no host"));
     }
     if !u.username().is_empty() || u.password().is_some() {
-        return Err(format!(
-            "{:?}: credentials in backend URLs are not supported",
-            u.host_str().unwrap_or_default()
-        ));
+        return Err(format!("{:?}: credentials in backend URLs are not supported", u.host_str().unwrap_or_default()));
     }
     if u.query().is_some() || u.fragment().is_some() {
         return Err(format!("{raw:?} must not have a query or fragment"));
@@ -370,9 +265,7 @@ pub(crate) fn check_url(raw: &str) -> Result<url::Url, String> {
 /// Parses `10.0.0.0/8` or a bare address (taken as a /32 or /128).
 pub(crate) fn parse_cidr(s: &str) -> Option<ipnet::IpNet> {
     let s = s.trim();
-    s.parse::<ipnet::IpNet>()
-        .ok()
-        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+    s.parse::<ipnet::IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 /// Lower-cases a host and drops any port, as route host matching ignores both.
@@ -380,10 +273,7 @@ pub(crate) fn normalize_host(host: &str) -> String {
     let host = host.trim();
     let without_port = if let Some(rest) = host.strip_prefix('[') {
         // [v6]:port
-        rest.split(']')
-            .next()
-            .map(|h| format!("[{h}]"))
-            .unwrap_or_default()
+        rest.split(']').next().map(|h| format!("[{h}]")).unwrap_or_default()
     } else if host.matches(':').count() == 1 {
         host.split(':').next().unwrap_or_default().to_owned()
     } else {

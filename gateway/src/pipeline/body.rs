@@ -24,10 +24,7 @@ impl MeteredBody {
         if matches!(inner.size(), BodySize::None | BodySize::Sized(0)) {
             finish.completed = true;
         }
-        Self {
-            inner,
-            finish: Some(finish),
-        }
+        Self { inner, finish: Some(finish) }
     }
 }
 
@@ -38,10 +35,7 @@ impl MessageBody for MeteredBody {
         self.inner.size()
     }
 
-    fn poll_next(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_next(cx);
         match &polled {

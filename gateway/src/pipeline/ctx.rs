@@ -39,9 +39,7 @@ struct InFlight(Arc<Backend>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0
-            .in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -79,19 +77,13 @@ impl RequestCtx {
 
     /// Records the matched route (from here on the request counts as in flight on it).
     pub fn enter_route(&mut self, route: Arc<Route>) {
-        self.gateway
-            .metrics
-            .requests_in_flight
-            .with_label_values(&[&*route.name])
-            .inc();
+        self.gateway.metrics.requests_in_flight.with_label_values(&[&*route.name]).inc();
         self.route = Some(route);
     }
 
     /// Records the backend chosen for an attempt.
     pub fn enter_backend(&mut self, backend: Arc<Backend>) {
-        backend
-            .in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        backend.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.attempts += 1;
         self.backend = Some(InFlight(backend));
     }
@@ -121,42 +113,27 @@ impl RequestCtx {
                 (reason, Some(reason))
             }
         };
-        m.backend_requests_total
-            .with_label_values(&[upstream, &backend.label, outcome])
-            .inc();
+        m.backend_requests_total.with_label_values(&[upstream, &backend.label, outcome]).inc();
         if let Some(reason) = failure {
-            m.backend_failures_total
-                .with_label_values(&[upstream, &backend.label, reason])
-                .inc();
+            m.backend_failures_total.with_label_values(&[upstream, &backend.label, reason]).inc();
         }
     }
 
     /// Turns the context into the record written when the response ends.
     pub fn finish(self, status: StatusCode) -> Finish {
-        Finish {
-            ctx: self,
-            status,
-            bytes_out: 0,
-            completed: false,
-        }
+        Finish { ctx: self, status, bytes_out: 0, completed: false }
     }
 }
 
 /// The trace id of an incoming W3C `traceparent`, so log lines correlate with the caller's
 /// trace before the gateway exports spans of its own.
 fn incoming_trace_id(req: &HttpRequest) -> String {
-    let Some(tp) = req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(tp) = req.headers().get("traceparent").and_then(|v| v.to_str().ok()) else {
         return String::new();
     };
     let mut parts = tp.split('-');
     match (parts.next(), parts.next()) {
-        (Some(ver), Some(id))
-            if ver.len() == 2 && id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) =>
-        {
+        (Some(ver), Some(id)) if ver.len() == 2 && id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
             id.to_ascii_lowercase()
         }
         _ => String::new(),
@@ -181,12 +158,8 @@ impl Drop for Finish {
         let elapsed = ctx.start.elapsed();
         let route = ctx.route.as_ref().map_or(UNMATCHED, |r| &*r.name);
         let method = method_label(&ctx.method);
-        m.requests_total
-            .with_label_values(&[route, method, self.status.as_str()])
-            .inc();
-        m.request_duration
-            .with_label_values(&[route, method])
-            .observe(elapsed.as_secs_f64());
+        m.requests_total.with_label_values(&[route, method, self.status.as_str()]).inc();
+        m.request_duration.with_label_values(&[route, method]).observe(elapsed.as_secs_f64());
         if ctx.route.is_some() {
             m.requests_in_flight.with_label_values(&[route]).dec();
         }

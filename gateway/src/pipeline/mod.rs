@@ -42,46 +42,20 @@ pub const BANNER: &str = "RustyGate is running";
 pub const UNMATCHED: &str = "(unmatched)";
 
 /// actix's entry point for every request on the proxy listener.
-pub async fn handle(
-    req: HttpRequest,
-    payload: web::Payload,
-    gw: web::Data<Gateway>,
-) -> HttpResponse<MeteredBody> {
+pub async fn handle(req: HttpRequest, payload: web::Payload, gw: web::Data<Gateway>) -> HttpResponse<MeteredBody> {
     let rt = gw.runtime.load_full();
     let request_id = match req.headers().get(X_REQUEST_ID) {
         Some(v) if h::is_valid_request_id(v.as_bytes()) => v.clone(),
-        _ => header::HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-            .expect("a UUID is a valid header value"),
+        _ => header::HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid header value"),
     };
-    let peer = req
-        .peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or(std::net::Ipv6Addr::UNSPECIFIED.into());
+    let peer = req.peer_addr().map(|a| a.ip()).unwrap_or(std::net::Ipv6Addr::UNSPECIFIED.into());
     let peer_trusted = rt.is_trusted_proxy(peer);
-    let client_ip = if peer_trusted {
-        h::client_ip(req.headers(), peer, |ip| rt.is_trusted_proxy(ip))
-    } else {
-        peer
-    };
+    let client_ip = if peer_trusted { h::client_ip(req.headers(), peer, |ip| rt.is_trusted_proxy(ip)) } else { peer };
     let bytes_in = Rc::new(Cell::new(0u64));
-    let mut ctx = RequestCtx::new(
-        gw.clone().into_inner(),
-        rt.clone(),
-        &req,
-        request_id.clone(),
-        client_ip,
-        bytes_in.clone(),
-    );
+    let mut ctx =
+        RequestCtx::new(gw.clone().into_inner(), rt.clone(), &req, request_id.clone(), client_ip, bytes_in.clone());
 
-    let result = route_and_forward(
-        &req,
-        payload.into_inner(),
-        &mut ctx,
-        peer,
-        peer_trusted,
-        bytes_in,
-    )
-    .await;
+    let result = route_and_forward(&req, payload.into_inner(), &mut ctx, peer, peer_trusted, bytes_in).await;
     let resp = match result {
         Ok(resp) => resp,
         Err(err) => {
@@ -104,22 +78,13 @@ async fn route_and_forward(
     bytes_in: Rc<Cell<u64>>,
 ) -> Result<HttpResponse, GatewayError> {
     let rt = ctx.runtime.clone();
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri().host());
+    let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).or_else(|| req.uri().host());
     let path = req.uri().path();
     let route = match rt.routes.find(host, path, req.method()) {
         RouteMatch::Found(route) => route.clone(),
-        RouteMatch::NotFound
-            if path == "/" && matches!(*req.method(), Method::GET | Method::HEAD) =>
-        {
-            let mut resp = HttpResponse::Ok()
-                .content_type("text/plain; charset=utf-8")
-                .body(BANNER);
-            resp.headers_mut()
-                .insert(X_REQUEST_ID, ctx.request_id.clone());
+        RouteMatch::NotFound if path == "/" && matches!(*req.method(), Method::GET | Method::HEAD) => {
+            let mut resp = HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(BANNER);
+            resp.headers_mut().insert(X_REQUEST_ID, ctx.request_id.clone());
             return Ok(resp);
         }
         RouteMatch::NotFound => return Err(GatewayError::NoRoute),
@@ -132,19 +97,9 @@ async fn route_and_forward(
     let limit = rt.max_body_size;
     let body = RequestBody::new(req, payload, limit, bytes_in.clone())?;
     let pool = &route.upstream;
-    let backend = pool
-        .pick()
-        .ok_or_else(|| GatewayError::NoHealthyUpstream(pool.name.clone()))?
-        .clone();
+    let backend = pool.pick().ok_or_else(|| GatewayError::NoHealthyUpstream(pool.name.clone()))?.clone();
     ctx.enter_backend(backend.clone());
-    let out = Outgoing {
-        req,
-        route: &route,
-        backend: &backend,
-        peer,
-        peer_trusted,
-        request_id: &ctx.request_id,
-    };
+    let out = Outgoing { req, route: &route, backend: &backend, peer, peer_trusted, request_id: &ctx.request_id };
     let result = forward::attempt(&out, body).await;
     let result = match result {
         // A body cut at the limit surfaces as a send error; it is the client's fault, not the backend's.

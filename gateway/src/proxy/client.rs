@@ -21,13 +21,8 @@ thread_local! {
 
 /// The calling worker's client for the given connect timeout.
 pub fn for_worker(connect_timeout: Duration) -> Client {
-    CLIENTS.with(|clients| {
-        clients
-            .borrow_mut()
-            .entry(connect_timeout)
-            .or_insert_with(|| build(connect_timeout))
-            .clone()
-    })
+    CLIENTS
+        .with(|clients| clients.borrow_mut().entry(connect_timeout).or_insert_with(|| build(connect_timeout)).clone())
 }
 
 fn build(connect_timeout: Duration) -> Client {

@@ -53,19 +53,9 @@ pub enum RequestBody {
 impl RequestBody {
     /// Decides how to forward the body. A declared length over `limit` is refused before any
     /// byte is read; an undeclared one is cut when it passes the limit.
-    pub fn new(
-        req: &HttpRequest,
-        payload: Payload,
-        limit: u64,
-        seen: Rc<Cell<u64>>,
-    ) -> Result<Self, GatewayError> {
+    pub fn new(req: &HttpRequest, payload: Payload, limit: u64, seen: Rc<Cell<u64>>) -> Result<Self, GatewayError> {
         let headers = req.headers();
-        let stream = || LimitedPayload {
-            inner: payload,
-            seen,
-            limit,
-            exceeded: false,
-        };
+        let stream = || LimitedPayload { inner: payload, seen, limit, exceeded: false };
         if let Some(len) = headers.get(header::CONTENT_LENGTH) {
             let len: u64 = len
                 .to_str()
@@ -78,17 +68,12 @@ impl RequestBody {
             return Ok(Self::Sized(len, stream()));
         }
         let has_body = match req.version() {
-            Version::HTTP_2 | Version::HTTP_3 => !matches!(
-                *req.method(),
-                Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS
-            ),
+            Version::HTTP_2 | Version::HTTP_3 => {
+                !matches!(*req.method(), Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS)
+            }
             _ => headers.contains_key(header::TRANSFER_ENCODING),
         };
-        Ok(if has_body {
-            Self::Streamed(stream())
-        } else {
-            Self::Empty
-        })
+        Ok(if has_body { Self::Streamed(stream()) } else { Self::Empty })
     }
 }
 
@@ -129,30 +114,21 @@ pub async fn attempt(out: &Outgoing<'_>, body: RequestBody) -> Result<HttpRespon
     let req = out.req;
     let pool = &out.route.upstream;
     let uri = upstream_uri(out)?;
-    let mut up = client::for_worker(pool.connect_timeout)
-        .request(req.method().clone(), uri)
-        .no_decompress();
+    let mut up = client::for_worker(pool.connect_timeout).request(req.method().clone(), uri).no_decompress();
     let headers = up.headers_mut();
     h::copy_end_to_end(req.headers(), headers, &h::REQUEST_SET_BY_GATEWAY);
-    let client_host = req.headers().get(header::HOST).cloned().or_else(|| {
-        req.uri()
-            .authority()
-            .and_then(|a| header::HeaderValue::from_str(a.as_str()).ok())
-    });
+    let client_host = req
+        .headers()
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| req.uri().authority().and_then(|a| header::HeaderValue::from_str(a.as_str()).ok()));
     let host = match (&client_host, pool.preserve_host) {
         (Some(h), true) => h.clone(),
         _ => out.backend.host_header.clone(),
     };
     headers.insert(header::HOST, host);
-    headers.insert(
-        h::X_FORWARDED_FOR,
-        h::forwarded_for(req.headers(), out.peer),
-    );
-    let keep = |name| {
-        out.peer_trusted
-            .then(|| req.headers().get(&name).cloned())
-            .flatten()
-    };
+    headers.insert(h::X_FORWARDED_FOR, h::forwarded_for(req.headers(), out.peer));
+    let keep = |name| out.peer_trusted.then(|| req.headers().get(&name).cloned()).flatten();
     let proto = keep(h::X_FORWARDED_PROTO).unwrap_or(header::HeaderValue::from_static("http"));
     headers.insert(h::X_FORWARDED_PROTO, proto);
     if let Some(fwd_host) = keep(h::X_FORWARDED_HOST).or(client_host) {
@@ -173,18 +149,12 @@ pub async fn attempt(out: &Outgoing<'_>, body: RequestBody) -> Result<HttpRespon
     };
 
     let status = resp.status();
-    let head_only = req.method() == Method::HEAD
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-        || status.is_informational();
     let mut client_resp = HttpResponse::new(status);
     let out_headers = client_resp.headers_mut();
-    // HEAD and 304 answers carry the length of the body they describe; keep it as sent.
-    let skip: &[header::HeaderName] = if head_only {
-        &h::RESPONSE_SET_BY_GATEWAY[1..]
-    } else {
-        &h::RESPONSE_SET_BY_GATEWAY
-    };
+    // actix writes `Content-Length` from the body's size, except on 304, where the header
+    // (the length of the representation described) is kept as the backend sent it.
+    let skip: &[header::HeaderName] =
+        if status == StatusCode::NOT_MODIFIED { &h::RESPONSE_SET_BY_GATEWAY[1..] } else { &h::RESPONSE_SET_BY_GATEWAY };
     h::copy_end_to_end(resp.headers(), out_headers, skip);
     out_headers.append(header::VIA, h::via_value(resp.version()));
     out_headers.insert(h::X_REQUEST_ID, out.request_id.clone());
@@ -194,14 +164,19 @@ pub async fn attempt(out: &Outgoing<'_>, body: RequestBody) -> Result<HttpRespon
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse::<u64>().ok());
-    let body = if head_only {
-        BoxBody::new(NoBody::new())
-    } else {
-        // The client response streams the backend's body as it arrives.
-        match length {
-            Some(len) => BoxBody::new(SizedStream::new(len, resp)),
-            None => BoxBody::new(BodyStream::new(resp)),
+    let bodiless_status =
+        status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED || status.is_informational();
+    let body = match (req.method() == Method::HEAD, length) {
+        _ if bodiless_status => BoxBody::new(NoBody::new()),
+        // A HEAD answer announces the length of the body a GET would get; actix sends the
+        // head only, so a sized empty stream carries that length.
+        (true, Some(len)) => {
+            BoxBody::new(SizedStream::new(len, futures_util::stream::empty::<Result<Bytes, PayloadError>>()))
         }
+        (true, None) => BoxBody::new(NoBody::new()),
+        // Otherwise the client response streams the backend's body as it arrives.
+        (false, Some(len)) => BoxBody::new(SizedStream::new(len, resp)),
+        (false, None) => BoxBody::new(BodyStream::new(resp)),
     };
     Ok(client_resp.set_body(body))
 }
@@ -211,9 +186,7 @@ pub async fn attempt(out: &Outgoing<'_>, body: RequestBody) -> Result<HttpRespon
 fn upstream_uri(out: &Outgoing<'_>) -> Result<Uri, GatewayError> {
     let path = out.route.upstream_path(out.req.uri().path());
     let query = out.req.uri().query();
-    let mut pq = String::with_capacity(
-        out.backend.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
-    );
+    let mut pq = String::with_capacity(out.backend.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1));
     pq.push_str(&out.backend.base_path);
     pq.push_str(path);
     if let Some(q) = query {
@@ -230,9 +203,7 @@ fn upstream_uri(out: &Outgoing<'_>) -> Result<Uri, GatewayError> {
 
 fn map_send_error(e: SendRequestError) -> GatewayError {
     match e {
-        SendRequestError::Connect(ConnectError::Timeout) | SendRequestError::Timeout => {
-            GatewayError::UpstreamTimeout
-        }
+        SendRequestError::Connect(ConnectError::Timeout) | SendRequestError::Timeout => GatewayError::UpstreamTimeout,
         SendRequestError::Connect(c) => GatewayError::UpstreamConnect(c),
         other => GatewayError::UpstreamProtocol(other),
     }

@@ -23,25 +23,14 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "connection"
-            | "proxy-connection"
-            | "keep-alive"
-            | "te"
-            | "transfer-encoding"
-            | "upgrade"
-            | "trailer"
+        "connection" | "proxy-connection" | "keep-alive" | "te" | "transfer-encoding" | "upgrade" | "trailer"
     )
 }
 
 /// Whether `name` is listed in any `Connection` header of `headers`.
 fn named_in_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
     headers.get_all(header::CONNECTION).any(|v| {
-        v.to_str()
-            .map(|s| {
-                s.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case(name.as_str()))
-            })
-            .unwrap_or(false)
+        v.to_str().map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(name.as_str()))).unwrap_or(false)
     })
 }
 
@@ -50,10 +39,7 @@ fn named_in_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
 pub fn copy_end_to_end(src: &HeaderMap, dst: &mut HeaderMap, also_skip: &[HeaderName]) {
     let has_connection = src.contains_key(header::CONNECTION);
     for (name, value) in src.iter() {
-        if is_hop_by_hop(name)
-            || also_skip.contains(name)
-            || (has_connection && named_in_connection(src, name))
-        {
+        if is_hop_by_hop(name) || also_skip.contains(name) || (has_connection && named_in_connection(src, name)) {
             continue;
         }
         dst.append(name.clone(), value.clone());
@@ -106,18 +92,13 @@ pub fn forwarded_for(incoming: &HeaderMap, peer: IpAddr) -> HeaderValue {
         list.push_str(", ");
     }
     list.push_str(&peer.to_string());
-    HeaderValue::from_str(&list).unwrap_or_else(|_| {
-        HeaderValue::from_str(&peer.to_string()).expect("an IP is a valid header value")
-    })
+    HeaderValue::from_str(&list)
+        .unwrap_or_else(|_| HeaderValue::from_str(&peer.to_string()).expect("an IP is a valid header value"))
 }
 
 /// The client's address: the socket peer, unless the peer is a trusted proxy; then the
 /// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
-pub fn client_ip(
-    incoming: &HeaderMap,
-    peer: IpAddr,
-    is_trusted: impl Fn(IpAddr) -> bool,
-) -> IpAddr {
+pub fn client_ip(incoming: &HeaderMap, peer: IpAddr, is_trusted: impl Fn(IpAddr) -> bool) -> IpAddr {
     if !is_trusted(peer) {
         return peer;
     }
@@ -153,9 +134,7 @@ fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
 /// Whether `X-Request-Id` from a client is kept: 1–128 characters of `[A-Za-z0-9._:-]`.
 pub fn is_valid_request_id(value: &[u8]) -> bool {
     (1..=128).contains(&value.len())
-        && value
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+        && value.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 #[cfg(test)]
@@ -184,25 +163,16 @@ mod tests {
         ]);
         let mut dst = HeaderMap::new();
         copy_end_to_end(&src, &mut dst, &REQUEST_SET_BY_GATEWAY);
-        let names: Vec<_> = dst
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.to_str().unwrap()))
-            .collect();
+        let names: Vec<_> = dst.iter().map(|(k, v)| format!("{k}={}", v.to_str().unwrap())).collect();
         assert_eq!(names, ["accept=a", "accept=b"]);
     }
 
     #[test]
     fn forwarded_for_appends_to_all_lines() {
-        let src = map(&[
-            ("x-forwarded-for", "1.1.1.1"),
-            ("x-forwarded-for", "2.2.2.2, 3.3.3.3"),
-        ]);
+        let src = map(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "2.2.2.2, 3.3.3.3")]);
         let v = forwarded_for(&src, "127.0.0.1".parse().unwrap());
         assert_eq!(v, "1.1.1.1, 2.2.2.2, 3.3.3.3, 127.0.0.1");
-        assert_eq!(
-            forwarded_for(&HeaderMap::new(), "::1".parse().unwrap()),
-            "::1"
-        );
+        assert_eq!(forwarded_for(&HeaderMap::new(), "::1".parse().unwrap()), "::1");
     }
 
     #[test]
@@ -212,10 +182,7 @@ mod tests {
         let untrusted = |_: IpAddr| false;
         assert_eq!(client_ip(&src, peer, untrusted), peer);
         let trusted = |ip: IpAddr| ip.to_string().starts_with("10.");
-        assert_eq!(
-            client_ip(&src, peer, trusted),
-            "9.9.9.9".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(client_ip(&src, peer, trusted), "9.9.9.9".parse::<IpAddr>().unwrap());
         let garbled = map(&[("x-forwarded-for", "9.9.9.9, bogus")]);
         assert_eq!(client_ip(&garbled, peer, trusted), peer);
     }

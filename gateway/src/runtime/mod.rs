@@ -52,10 +52,7 @@ impl Runtime {
                 let inline = UpstreamConfig {
                     strategy: rc.strategy.unwrap_or_default(),
                     backends: match (&rc.backend, &rc.backends) {
-                        (Some(url), _) => vec![crate::config::BackendConfig {
-                            url: url.clone(),
-                            weight: 1,
-                        }],
+                        (Some(url), _) => vec![crate::config::BackendConfig { url: url.clone(), weight: 1 }],
                         (None, Some(list)) => list.clone(),
                         (None, None) => Vec::new(),
                     },
@@ -74,41 +71,26 @@ impl Runtime {
                 }
             };
             let Some(upstream) = pool else {
-                issues.push(ConfigIssue::at(
-                    format!("routes[{i}]"),
-                    "route has no upstream",
-                ));
+                issues.push(ConfigIssue::at(format!("routes[{i}]"), "route has no upstream"));
                 continue;
             };
             routes.push(Arc::new(Route {
                 name: rc.display_name().into(),
                 prefix: validate::trim_prefix(&rc.path).to_owned(),
                 host: rc.host.as_deref().map(validate::normalize_host),
-                methods: rc
-                    .methods
-                    .iter()
-                    .filter_map(|m| m.to_ascii_uppercase().parse().ok())
-                    .collect(),
+                methods: rc.methods.iter().filter_map(|m| m.to_ascii_uppercase().parse().ok()).collect(),
                 strip_prefix: rc.strip_prefix,
                 timeout: rc.timeout.map(|t| t.0).unwrap_or(upstream.timeout),
                 upstream,
             }));
         }
         if !issues.is_empty() {
-            return Err(ConfigError {
-                source_name: "<compile>".into(),
-                issues,
-            });
+            return Err(ConfigError { source_name: "<compile>".into(), issues });
         }
         Ok(Self {
             generation,
             max_body_size: config.server.max_body_size.0,
-            trusted_proxies: config
-                .server
-                .trusted_proxies
-                .iter()
-                .filter_map(|c| validate::parse_cidr(c))
-                .collect(),
+            trusted_proxies: config.server.trusted_proxies.iter().filter_map(|c| validate::parse_cidr(c)).collect(),
             access_log: config.log.access_log,
             log_query: config.log.include_query,
             routes: RouteTable::new(routes),

@@ -62,11 +62,7 @@ pub struct UpstreamPool {
 impl UpstreamPool {
     /// Builds a pool from its (validated) configuration.
     pub fn new(name: &str, config: &UpstreamConfig) -> Result<Self, String> {
-        let backends = config
-            .backends
-            .iter()
-            .map(Backend::new)
-            .collect::<Result<Vec<_>, _>>()?;
+        let backends = config.backends.iter().map(Backend::new).collect::<Result<Vec<_>, _>>()?;
         let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
         Ok(Self {
             name: name.into(),
@@ -93,10 +89,7 @@ impl UpstreamPool {
     #[cfg(test)]
     pub(crate) fn for_tests(name: &str) -> Self {
         let cfg = UpstreamConfig {
-            backends: vec![BackendConfig {
-                url: "http://127.0.0.1:1".into(),
-                weight: 1,
-            }],
+            backends: vec![BackendConfig { url: "http://127.0.0.1:1".into(), weight: 1 }],
             ..Default::default()
         };
         Self::new(name, &cfg).expect("valid test pool")
@@ -117,12 +110,9 @@ impl Backend {
         Ok(Self {
             label: label.into(),
             scheme: Scheme::HTTP,
-            authority: authority
-                .parse()
-                .map_err(|e| format!("{:?}: {e}", config.url))?,
+            authority: authority.parse().map_err(|e| format!("{:?}: {e}", config.url))?,
             base_path,
-            host_header: HeaderValue::from_str(&authority)
-                .map_err(|e| format!("{:?}: {e}", config.url))?,
+            host_header: HeaderValue::from_str(&authority).map_err(|e| format!("{:?}: {e}", config.url))?,
             weight: config.weight,
             in_flight: AtomicU64::new(0),
             last_error: ArcSwapOption::empty(),
@@ -140,11 +130,8 @@ pub fn smooth_weighted_schedule(weights: &[u32]) -> Vec<usize> {
         for (c, w) in current.iter_mut().zip(weights) {
             *c += i64::from(*w);
         }
-        let (best, _) = current
-            .iter()
-            .enumerate()
-            .max_by_key(|(i, c)| (**c, std::cmp::Reverse(*i)))
-            .expect("non-empty");
+        let (best, _) =
+            current.iter().enumerate().max_by_key(|(i, c)| (**c, std::cmp::Reverse(*i))).expect("non-empty");
         current[best] -= total;
         schedule.push(best);
     }
@@ -172,17 +159,12 @@ mod tests {
         let cfg = UpstreamConfig {
             backends: ["http://a:1", "http://b:2/base/"]
                 .iter()
-                .map(|u| BackendConfig {
-                    url: (*u).into(),
-                    weight: 1,
-                })
+                .map(|u| BackendConfig { url: (*u).into(), weight: 1 })
                 .collect(),
             ..Default::default()
         };
         let pool = UpstreamPool::new("u", &cfg).unwrap();
-        let picks: Vec<String> = (0..4)
-            .map(|_| pool.pick().unwrap().authority.to_string())
-            .collect();
+        let picks: Vec<String> = (0..4).map(|_| pool.pick().unwrap().authority.to_string()).collect();
         assert_eq!(picks, ["a:1", "b:2", "a:1", "b:2"]);
         assert_eq!(pool.backends[1].base_path, "/base");
     }

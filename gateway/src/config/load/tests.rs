@@ -175,7 +175,10 @@ log:
 fn invalid_yaml_points_at_the_syntax_error() {
     let e = errors("routes:\n  - path: /a\n    backend: [unclosed\n");
     assert!(e[0].starts_with("error: test.yaml:4:1: invalid YAML: "), "{e:?}");
-    assert_eq!(errors("- just\n- a list\n")[0], "error: test.yaml: the configuration must be a mapping of keys (server:, routes:, …)");
+    assert_eq!(
+        errors("- just\n- a list\n")[0],
+        "error: test.yaml: the configuration must be a mapping of keys (server:, routes:, …)"
+    );
 }
 
 #[test]

@@ -1,0 +1,72 @@
+//! Helpers shared by the integration tests: gateway configs around mock backends, a raw HTTP/1.1
+//! client for byte-exact checks, and metric lookups.
+#![allow(dead_code)]
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    time::Duration,
+};
+
+pub use mock_backends::{MockServer, pattern_sha256};
+pub use rustygate::testing::TestGateway;
+
+/// Starts a gateway from YAML in which `{b0}`, `{b1}`, … are replaced by the backends' URLs.
+pub fn gateway(yaml: &str, backends: &[&MockServer]) -> TestGateway {
+    let mut text = yaml.to_owned();
+    for (i, b) in backends.iter().enumerate() {
+        text = text.replace(&format!("{{b{i}}}"), &b.url());
+    }
+    TestGateway::start(&text).unwrap_or_else(|e| panic!("test config rejected:\n{e}"))
+}
+
+/// Sends raw bytes and reads the whole answer (the request should ask `Connection: close`).
+pub fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).expect("write");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The JSON body of a raw HTTP response.
+pub fn raw_json(response: &str) -> serde_json::Value {
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {response}"))
+}
+
+/// Headers the echo saw, as (name, value) pairs in the echo's order.
+pub fn echoed_headers(echo: &serde_json::Value) -> Vec<(String, String)> {
+    echo["headers"]
+        .as_array()
+        .expect("headers array")
+        .iter()
+        .map(|p| (p[0].as_str().unwrap().to_owned(), p[1].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// All values of one echoed header.
+pub fn echoed(echo: &serde_json::Value, name: &str) -> Vec<String> {
+    echoed_headers(echo).into_iter().filter(|(k, _)| k == name).map(|(_, v)| v).collect()
+}
+
+/// The value of a sample in Prometheus text, matching a metric name and label pairs; 0 if absent.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A reqwest client without connection reuse surprises.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+/// Fetches the gateway's metrics text.
+pub async fn scrape(gw: &TestGateway) -> String {
+    client().get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap()
+}
