@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: gateway configs around mock backends, a raw HTTP/1.1
 //! client for byte-exact checks, and metric lookups.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::{
     io::{Read, Write},

@@ -1,0 +1,553 @@
+#!/usr/bin/env python3
+"""RustyGate benchmark driver: gateway vs NGINX vs direct-to-backend, with wrk.
+
+Starts the mock backend, the gateway (plus optional extra gateway variants) and NGINX
+(same worker count), then interleaves short wrk runs:
+
+    for round in 1..R:            (target order rotated each round to spread drift)
+      for scenario in scenarios:  small = GET /echo, 16k = GET /bytes/16384
+        for target in targets:    gateway, nginx, direct, extra gateways...
+          wrk -t1 -c64 -d10s --latency URL
+
+For each run it records requests/s, p50/p99 latency, socket errors + non-2xx, the proxy's CPU
+time per request (utime+stime from /proc/PID/stat; NGINX = master + workers) and the backend's.
+Prints markdown tables of the medians over rounds (plus gateway/nginx ratios) on stdout and
+writes every raw run + the medians to loadtest/results/bench-<timestamp>.json.
+
+    python3 loadtest/bench.py                       # full run (release binaries), ~5 min
+    python3 loadtest/bench.py --smoke --profile debug   # CI smoke, < 40 s
+
+Python 3.11 stdlib only; loopback only; every wrk run is bounded by -d.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.dont_write_bytecode = True  # no __pycache__ in the work tree
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness as H  # noqa: E402
+
+# Scenario registry: add an entry to benchmark another request shape.
+#   path:   request path (identical on every target)
+#   check:  preflight check of one response body (returns an error string or None)
+SCENARIOS = {
+    "small": {
+        "path": "/echo",
+        "desc": "GET /echo (mock backend's ~600 B JSON echo)",
+        "check": lambda body: None if body.lstrip().startswith(b"{") else "body is not a JSON object",
+    },
+    "16k": {
+        "path": "/bytes/16384",
+        "desc": "GET /bytes/16384 (16 KiB body with content-length)",
+        "check": lambda body: (None if body == H.byte_pattern(16384)
+                               else f"expected the 16384-byte i%251 pattern, got {len(body)} bytes"),
+    },
+}
+
+DEFAULT_TARGETS = ("gateway", "nginx", "direct")
+
+
+@dataclass
+class Target:
+    """Something wrk can hit. kind: 'gateway' (rustygate process), 'nginx', 'direct' (no proxy)."""
+    name: str
+    kind: str
+    port: int
+    service: H.Managed | None = None
+    headers: list = field(default_factory=list)
+    admin_port: int | None = None
+    config: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def proxy_pids(self) -> list[int]:
+        return self.service.pids() if self.service else []
+
+
+# ---------------------------------------------------------------------------
+# Setup
+# ---------------------------------------------------------------------------
+
+def render_nginx_conf(template: Path, nginx_bin: str, prefix: Path, workers: int,
+                      listen_port: int, backend_port: int) -> str:
+    try:
+        built = subprocess.run([nginx_bin, "-V"], capture_output=True, text=True, timeout=10).stderr
+    except (OSError, subprocess.TimeoutExpired):
+        built = ""
+    temp_lines = [f"    proxy_temp_path {prefix}/tmp/proxy;"]
+    for mod in ("fastcgi", "uwsgi", "scgi"):
+        if f"--without-http_{mod}_module" not in built:
+            temp_lines.append(f"    {mod}_temp_path {prefix}/tmp/{mod};")
+    values = {"@WORKERS@": str(workers), "@PREFIX@": str(prefix),
+              "@LISTEN@": f"127.0.0.1:{listen_port}", "@BACKEND@": f"127.0.0.1:{backend_port}",
+              "@TEMP_PATHS@": "\n".join(temp_lines)}
+    out = []
+    for line in template.read_text().splitlines():
+        if not line.lstrip().startswith("#"):  # placeholders in comments stay as documentation
+            for key, val in values.items():
+                line = line.replace(key, val)
+        out.append(line)
+    text = "\n".join(out) + "\n"
+    left = [k for k in values if any(k in ln for ln in text.splitlines() if not ln.lstrip().startswith("#"))]
+    if left:
+        raise H.HarnessError(f"nginx template still has placeholders {left}")
+    return text
+
+
+def start_nginx(sup: H.Supervisor, nginx_bin: str, args) -> H.Managed:
+    prefix = sup.workdir / "nginx"
+    (prefix / "tmp").mkdir(parents=True, exist_ok=True)
+    # When started as root, nginx workers run as an unprivileged user: they must be able to
+    # traverse the prefix to reach the temp dirs (nginx creates and chowns the leaf dirs itself).
+    for d in (sup.workdir, prefix, prefix / "tmp"):
+        os.chmod(d, 0o755)
+    conf = prefix / "nginx.conf"
+    conf.write_text(render_nginx_conf(Path(args.nginx_template), nginx_bin, prefix, args.nginx_workers,
+                                      args.nginx_port, args.backend_port))
+    H.check_port_free(args.nginx_port)
+    m = sup.start("nginx", [nginx_bin, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")])
+    try:
+        sup.wait_http(m, "127.0.0.1", args.nginx_port, "/health", timeout=args.startup_timeout)
+    except H.HarnessError as e:
+        err = prefix / "error.log"
+        tail = err.read_text(errors="replace")[-2000:] if err.exists() else ""
+        raise H.HarnessError(f"{e}\nnginx error.log:\n{tail}")
+    return m
+
+
+def setup_extra_gateway(sup: H.Supervisor, spec: str, index: int, args) -> Target:
+    """--extra-gateway NAME=CONFIGFILE.
+
+    The config may use placeholders @LISTEN@, @ADMIN@ (host:port), @BACKEND@ (URL) and @WORKERS@;
+    they are replaced by ports chosen here (--extra-base-port + 2*index, +1). Without
+    placeholders the file is used as is and its server/admin `listen:` ports are read from it.
+    """
+    if "=" not in spec:
+        raise H.HarnessError(f"--extra-gateway expects NAME=CONFIGFILE, got {spec!r}")
+    name, path = spec.split("=", 1)
+    name = name.strip()
+    if not name or name in DEFAULT_TARGETS:
+        raise H.HarnessError(f"--extra-gateway name {name!r} is empty or clashes with a built-in target")
+    src = Path(path).expanduser()
+    if not src.is_file():
+        raise H.HarnessError(f"--extra-gateway {name}: config file not found: {src}")
+    text = src.read_text()
+    listen_port = args.extra_base_port + 2 * index
+    admin_port = listen_port + 1
+    if any(p in text for p in ("@LISTEN@", "@ADMIN@", "@BACKEND@", "@WORKERS@")):
+        text = (text.replace("@LISTEN@", f"127.0.0.1:{listen_port}")
+                    .replace("@ADMIN@", f"127.0.0.1:{admin_port}")
+                    .replace("@BACKEND@", f"http://127.0.0.1:{args.backend_port}")
+                    .replace("@WORKERS@", str(args.gateway_workers)))
+    else:
+        ports = H.listen_ports_from_yaml(text)
+        if "server" not in ports or "admin" not in ports:
+            raise H.HarnessError(f"--extra-gateway {name}: cannot find server/admin listen ports in {src} "
+                                 f"(use the @LISTEN@/@ADMIN@/@BACKEND@ placeholders)")
+        listen_port, admin_port = ports["server"], ports["admin"]
+    cfg = sup.workdir / f"gateway-{name}.yaml"
+    cfg.write_text(text)
+    m = H.start_gateway(sup, args.gateway_bin, cfg, listen_port, admin_port, name=f"gateway-{name}",
+                        timeout=args.startup_timeout)
+    return Target(name, "gateway", listen_port, m, admin_port=admin_port, config=text)
+
+
+def preflight(targets: list[Target], scenarios: list[str]) -> list[str]:
+    """One plain request per target and scenario; checks status and body."""
+    problems = []
+    for t in targets:
+        hdrs = dict(h.split(":", 1) for h in t.headers)
+        hdrs = {k.strip(): v.strip() for k, v in hdrs.items()}
+        for s in scenarios:
+            path = SCENARIOS[s]["path"]
+            try:
+                status, _, body = H.http_get("127.0.0.1", t.port, path, timeout=10, headers=hdrs)
+            except Exception as e:  # noqa: BLE001 - reported, not raised
+                problems.append(f"{t.name} {path}: {type(e).__name__}: {e}")
+                continue
+            if status != 200:
+                problems.append(f"{t.name} {path}: HTTP {status}: {body[:200]!r}")
+                continue
+            err = SCENARIOS[s]["check"](body)
+            if err:
+                problems.append(f"{t.name} {path}: {err}")
+    return problems
+
+
+# ---------------------------------------------------------------------------
+# Measuring
+# ---------------------------------------------------------------------------
+
+def cpu_snapshot(pids: list[int]) -> dict:
+    return {p: H.cpu_seconds(p) for p in pids}
+
+
+def cpu_delta(before: dict, after_pids: list[int]) -> float:
+    """CPU seconds used between the snapshot and now, over processes present at both times
+    (processes that appear later, e.g. a respawned nginx worker, count from zero)."""
+    total = 0.0
+    for p in after_pids:
+        now = H.cpu_seconds(p)
+        total += now - before.get(p, 0.0) if p in before else now
+    return max(total, 0.0)
+
+
+def measure(target: Target, scenario: str, args, backend: H.Managed, wrk_bin: str,
+            workdir: Path, duration: float) -> dict:
+    url = target.base_url + SCENARIOS[scenario]["path"]
+    argv = H.wrk_argv(wrk_bin, url, duration, args.connections, args.threads,
+                      script=H.WRK_DIR / "report.lua", headers=target.headers,
+                      timeout_s=args.wrk_timeout)
+    proxy_pids = target.proxy_pids()
+    backend_pids = backend.pids()
+    p0, b0 = cpu_snapshot(proxy_pids), cpu_snapshot(backend_pids)
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    res = H.run_wrk(argv, workdir)
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proxy_cpu = cpu_delta(p0, target.proxy_pids()) if target.service else None
+    backend_cpu = cpu_delta(b0, backend.pids())
+    n = res["requests"]
+    return {
+        "target": target.name, "kind": target.kind, "scenario": scenario, "url": url,
+        "wrk_argv": argv,
+        "requests": n, "rps": res["rps"], "duration_s": res["duration_s"],
+        "p50_us": res["latency_us"].get("p50"), "p90_us": res["latency_us"].get("p90"),
+        "p99_us": res["latency_us"].get("p99"), "p999_us": res["latency_us"].get("p99.9"),
+        "latency_us": res["latency_us"], "latency_avg_us": res["latency_avg_us"],
+        "errors": res["errors"], "error_total": res["error_total"], "bytes_read": res["bytes_read"],
+        "proxy_pids": proxy_pids,
+        "proxy_cpu_s": proxy_cpu,
+        "proxy_cpu_us_per_req": (proxy_cpu * 1e6 / n) if (proxy_cpu is not None and n) else None,
+        "backend_cpu_s": backend_cpu,
+        "backend_cpu_us_per_req": (backend_cpu * 1e6 / n) if n else None,
+        "wrk_cpu_s": (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime),
+        "wrk_output": res["raw"],
+    }
+
+
+def median_or_none(values):
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def summarise(runs: list[dict], targets: list[Target], scenarios: list[str]) -> dict:
+    med: dict = {}
+    for s in scenarios:
+        med[s] = {}
+        for t in targets:
+            rs = [r for r in runs if r["scenario"] == s and r["target"] == t.name]
+            if not rs:
+                continue
+            med[s][t.name] = {
+                "rounds": len(rs),
+                "rps": median_or_none(r["rps"] for r in rs),
+                "p50_us": median_or_none(r["p50_us"] for r in rs),
+                "p99_us": median_or_none(r["p99_us"] for r in rs),
+                "proxy_cpu_us_per_req": median_or_none(r["proxy_cpu_us_per_req"] for r in rs),
+                "backend_cpu_us_per_req": median_or_none(r["backend_cpu_us_per_req"] for r in rs),
+                "requests_total": sum(r["requests"] for r in rs),
+                "errors_total": sum(r["error_total"] for r in rs),
+                "rps_min": min(r["rps"] for r in rs), "rps_max": max(r["rps"] for r in rs),
+            }
+    return med
+
+
+def ratio(a, b):
+    return (a / b) if (a is not None and b) else None
+
+
+def ratios(med: dict) -> dict:
+    """X/nginx for every proxy target X other than nginx (gateway and the extra gateways)."""
+    out: dict = {}
+    for s, per in med.items():
+        base = per.get("nginx")
+        if not base:
+            continue
+        out[s] = {}
+        for name, m in per.items():
+            if name in ("nginx", "direct"):
+                continue
+            out[s][f"{name}/nginx"] = {
+                "rps": ratio(m["rps"], base["rps"]),
+                "cpu_per_req": ratio(m["proxy_cpu_us_per_req"], base["proxy_cpu_us_per_req"]),
+                "p99": ratio(m["p99_us"], base["p99_us"]),
+            }
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Output
+# ---------------------------------------------------------------------------
+
+def fmt_lat(us) -> str:
+    if us is None:
+        return "n/a"
+    if us >= 1e6:
+        return f"{us / 1e6:.2f} s"
+    if us >= 1e3:
+        return f"{us / 1e3:.2f} ms"
+    return f"{us:.0f} µs"
+
+
+def fmt_num(x, nd=1) -> str:
+    return "n/a" if x is None else f"{x:,.{nd}f}"
+
+
+def fmt_ratio(x) -> str:
+    return "n/a" if x is None else f"{x:.2f}×"
+
+
+def markdown(meta: dict, med: dict, rat: dict, mem: dict) -> str:
+    a = meta["args"]
+    out = [f"## RustyGate benchmark — {meta['timestamp']}", ""]
+    out.append(f"wrk -t{a['threads']} -c{a['connections']} -d{a['duration_s']:g}s, "
+               f"{a['rounds']} round(s), medians over rounds. Workers: gateway {a['gateway_workers']}, "
+               f"nginx {a['nginx_workers']}, backend {a['backend_workers']}. "
+               f"Host: {meta['host']['cpus']} CPUs, {meta['host']['kernel']}. "
+               + (f"Gateway: `{meta['gateway_bin']}`." if meta["gateway_bin"] else "Gateway: not run."))
+    for note in meta.get("notes", []):
+        out.append("")
+        out.append(f"> {note}")
+    for s, per in med.items():
+        out += ["", f"### `{s}` — {SCENARIOS[s]['desc']}", "",
+                "| target | req/s | p50 | p99 | proxy CPU µs/req | backend CPU µs/req | requests | errors |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, m in per.items():
+            out.append(f"| {name} | {fmt_num(m['rps'], 0)} | {fmt_lat(m['p50_us'])} | {fmt_lat(m['p99_us'])} | "
+                       f"{fmt_num(m['proxy_cpu_us_per_req'])} | {fmt_num(m['backend_cpu_us_per_req'])} | "
+                       f"{m['requests_total']:,} | {m['errors_total']:,} |")
+        if rat.get(s):
+            out += ["", "| ratio | req/s | proxy CPU/req | p99 |", "|---|---:|---:|---:|"]
+            for name, r in rat[s].items():
+                out.append(f"| {name} | {fmt_ratio(r['rps'])} | {fmt_ratio(r['cpu_per_req'])} | {fmt_ratio(r['p99'])} |")
+    if mem:
+        out += ["", "### Memory at the end", "", "| process | pids | VmRSS | VmHWM |", "|---|---:|---:|---:|"]
+        for name, m in mem.items():
+            out.append(f"| {name} | {len(m['pids'])} | {H.fmt_mib(m['rss_kib'])} | {H.fmt_mib(m['hwm_kib'])} |")
+    return "\n".join(out) + "\n"
+
+
+def tool_version(argv: list) -> str | None:
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = (p.stdout + p.stderr).strip().splitlines()
+    return text[0] if text else None
+
+
+# ---------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    H.add_binary_args(ap)
+    ap.add_argument("--nginx-bin", default=None, help="nginx binary (default: from PATH or /usr/sbin)")
+    ap.add_argument("--wrk-bin", default=None, help="wrk binary (default: from PATH)")
+    ap.add_argument("--nginx-template", default=str(H.HERE / "nginx.conf.tmpl"))
+    ap.add_argument("--smoke", action="store_true",
+                    help="CI smoke: 1 round, 2 s per run, no warm-up; exit 1 only if a target errs")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--duration", default="10s", help="wrk -d per run (default 10s)")
+    ap.add_argument("--warmup", default="2s", help="one wrk run per target and scenario before round 1 "
+                                                   "(default 2s; 0 to skip; --smoke: 0)")
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--wrk-timeout", default="5s", help="wrk --timeout: slower responses count as errors")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma list of {', '.join(SCENARIOS)}")
+    ap.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
+                    help="comma list of built-in targets to run: gateway,nginx,direct (extra gateways are "
+                         "always added)")
+    ap.add_argument("--extra-gateway", action="append", default=[], metavar="NAME=CONFIGFILE",
+                    help="additional gateway variant run as its own target (repeatable); see README")
+    ap.add_argument("--header", action="append", default=[], metavar="TARGET=NAME: VALUE",
+                    help="extra request header for one target, e.g. 'jwt=Authorization: Bearer X' (repeatable)")
+    ap.add_argument("--gateway-workers", type=int, default=1)
+    ap.add_argument("--nginx-workers", type=int, default=None, help="default: same as --gateway-workers")
+    ap.add_argument("--backend-workers", type=int, default=1)
+    ap.add_argument("--gateway-config", default=None,
+                    help="use this gateway config instead of the generated one (its ports must match "
+                         "--gateway-port/--admin-port)")
+    ap.add_argument("--backend-port", type=int, default=18001)
+    ap.add_argument("--gateway-port", type=int, default=18080)
+    ap.add_argument("--admin-port", type=int, default=18081)
+    ap.add_argument("--nginx-port", type=int, default=18090)
+    ap.add_argument("--extra-base-port", type=int, default=18100,
+                    help="first port for --extra-gateway configs with placeholders (2 ports each)")
+    ap.add_argument("--startup-timeout", type=float, default=30.0)
+    ap.add_argument("--out-dir", default=str(H.RESULTS_DIR))
+    ap.add_argument("--keep-workdir", action="store_true", help="keep configs and process logs (temp dir)")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.rounds, args.duration, args.warmup = 1, "2s", "0"
+    args.duration_s = H.parse_seconds(args.duration)
+    args.warmup_s = H.parse_seconds(args.warmup)
+    args.wrk_timeout = H.parse_seconds(args.wrk_timeout)
+    if args.nginx_workers is None:
+        args.nginx_workers = args.gateway_workers
+    args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    for s in args.scenario_list:
+        if s not in SCENARIOS:
+            ap.error(f"unknown scenario {s!r} (known: {', '.join(SCENARIOS)})")
+    args.target_list = [t.strip() for t in args.targets.split(",") if t.strip()]
+    for t in args.target_list:
+        if t not in DEFAULT_TARGETS:
+            ap.error(f"unknown target {t!r} (built-in: {', '.join(DEFAULT_TARGETS)}; use --extra-gateway)")
+    if args.rounds < 1 or args.duration_s < 1:
+        ap.error("--rounds must be >= 1 and --duration >= 1s")
+    return args
+
+
+def run(args) -> int:
+    need_gateway = "gateway" in args.target_list or bool(args.extra_gateway)
+    H.resolve_binaries(args, gateway=need_gateway)
+    wrk_bin = H.require_wrk(args.wrk_bin)
+    nginx_bin = None
+    notes = []
+    if "nginx" in args.target_list:
+        nginx_bin = H.find_tool("nginx", args.nginx_bin)
+        if not nginx_bin:
+            print("SKIP nginx: not installed (apt-get install -y nginx-light to compare against NGINX)", flush=True)
+            notes.append("SKIP nginx: not installed")
+            args.target_list.remove("nginx")
+    headers: dict = {}
+    for h in args.header:
+        if "=" not in h or ":" not in h.split("=", 1)[1]:
+            raise H.HarnessError(f"--header expects TARGET=Name: value, got {h!r}")
+        t, hv = h.split("=", 1)
+        headers.setdefault(t.strip(), []).append(hv.strip())
+
+    ts = time.strftime("%Y%m%d-%H%M%S")
+    with H.Supervisor(keep_workdir=args.keep_workdir) as sup:
+        if args.keep_workdir:
+            H.log(f"work dir (kept): {sup.workdir}")
+        backend = H.start_backend(sup, args.mock_bin, args.backend_port, args.backend_workers,
+                                  timeout=args.startup_timeout)
+        targets: list[Target] = []
+        if "gateway" in args.target_list:
+            if args.gateway_config:
+                cfg = Path(args.gateway_config).expanduser()
+                cfg_text = cfg.read_text()
+            else:
+                cfg_text = H.gateway_config_text(args.gateway_port, args.admin_port, args.backend_port,
+                                                 args.gateway_workers)
+                cfg = sup.workdir / "gateway.yaml"
+                cfg.write_text(cfg_text)
+            gw = H.start_gateway(sup, args.gateway_bin, cfg, args.gateway_port, args.admin_port,
+                                 timeout=args.startup_timeout)
+            targets.append(Target("gateway", "gateway", args.gateway_port, gw, admin_port=args.admin_port,
+                                  config=cfg_text))
+        if nginx_bin:
+            ng = start_nginx(sup, nginx_bin, args)
+            targets.append(Target("nginx", "nginx", args.nginx_port, ng))
+        if "direct" in args.target_list:
+            targets.append(Target("direct", "direct", args.backend_port, None))
+        for i, spec in enumerate(args.extra_gateway):
+            targets.append(setup_extra_gateway(sup, spec, i, args))
+        for t in targets:
+            t.headers = headers.get(t.name, [])
+        unknown = set(headers) - {t.name for t in targets}
+        if unknown:
+            raise H.HarnessError(f"--header for unknown target(s): {', '.join(sorted(unknown))}")
+
+        problems = preflight(targets, args.scenario_list)
+        if problems:
+            print("FAIL preflight (one plain request per target and scenario):", flush=True)
+            for p in problems:
+                print(f"  - {p}", flush=True)
+            return 1
+
+        if args.warmup_s > 0:
+            for s in args.scenario_list:
+                for t in targets:
+                    H.log(f"warm-up {t.name} {s} {args.warmup_s:g}s")
+                    measure(t, s, args, backend, wrk_bin, sup.workdir, args.warmup_s)
+
+        runs: list[dict] = []
+        total = args.rounds * len(args.scenario_list) * len(targets)
+        for rnd in range(args.rounds):
+            order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]
+            for s in args.scenario_list:
+                for t in order:
+                    r = measure(t, s, args, backend, wrk_bin, sup.workdir, args.duration_s)
+                    r["round"] = rnd + 1
+                    runs.append(r)
+                    H.log(f"[{len(runs)}/{total}] round {rnd + 1} {s:5} {t.name:10} "
+                          f"{r['rps']:10,.0f} req/s  p50 {fmt_lat(r['p50_us']):>9}  p99 {fmt_lat(r['p99_us']):>9}  "
+                          f"proxy {fmt_num(r['proxy_cpu_us_per_req'])} µs/req  errors {r['error_total']}")
+
+        mem = {}
+        for t in targets:
+            if t.service:
+                pids = t.proxy_pids()
+                mem[t.name] = {"pids": pids, "rss_kib": H.rss_kib(pids), "hwm_kib": H.hwm_kib(pids)}
+        bp = backend.pids()
+        mem["backend"] = {"pids": bp, "rss_kib": H.rss_kib(bp), "hwm_kib": H.hwm_kib(bp)}
+        logs = {m.name: m.log_tail(10) for m in sup.services}
+
+    med = summarise(runs, targets, args.scenario_list)
+    rat = ratios(med)
+    meta = {
+        "timestamp": ts,
+        "args": {k: v for k, v in vars(args).items() if k not in ("scenario_list", "target_list")}
+        | {"duration_s": args.duration_s, "warmup_s": args.warmup_s},
+        "gateway_bin": getattr(args, "gateway_bin", None), "mock_bin": args.mock_bin,
+        "nginx_bin": nginx_bin, "wrk_bin": wrk_bin,
+        "versions": {"wrk": tool_version([wrk_bin, "-v"]),
+                     "nginx": tool_version([nginx_bin, "-v"]) if nginx_bin else None,
+                     "gateway": tool_version([args.gateway_bin, "--version"]) if need_gateway else None},
+        "host": {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version()},
+        "targets": [{"name": t.name, "kind": t.kind, "url": t.base_url, "headers": t.headers,
+                     "config": t.config} for t in targets],
+        "notes": notes,
+    }
+    md = markdown(meta, med, rat, mem)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out_path = out_dir / f"bench-{ts}{'-smoke' if args.smoke else ''}.json"
+    out_path.write_text(json.dumps({"meta": meta, "medians": med, "ratios": rat, "memory": mem,
+                                    "runs": runs, "service_log_tails": logs, "markdown": md}, indent=2))
+    print(md, flush=True)
+    print(f"results: {out_path}", flush=True)
+
+    bad = [f"{r['target']} {r['scenario']} (round {r['round']}): {r['requests']} requests, "
+           f"errors {r['errors']}" for r in runs if r["requests"] == 0 or r["error_total"] > 0]
+    if bad:
+        print("FAIL: some targets did not answer cleanly:", flush=True)
+        for b in bad:
+            print(f"  - {b}", flush=True)
+        return 1
+    if args.smoke:
+        print(f"SMOKE OK: {', '.join(t.name for t in targets)} answered {', '.join(args.scenario_list)} "
+              f"with no errors", flush=True)
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except H.HarnessError as e:
+        print(f"ERROR: {e}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: all started processes were stopped", file=sys.stderr, flush=True)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
