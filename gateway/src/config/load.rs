@@ -83,11 +83,11 @@ pub fn load_with_env(
     let fail = |mut issues: Vec<ConfigIssue>| {
         let locator = Locator::new(text);
         for issue in &mut issues {
-            if issue.line.is_none() {
-                if let Some((line, column)) = locator.find(&issue.path) {
-                    issue.line = Some(line);
-                    issue.column = Some(column);
-                }
+            if issue.line.is_none()
+                && let Some((line, column)) = locator.find(&issue.path)
+            {
+                issue.line = Some(line);
+                issue.column = Some(column);
             }
         }
         issues.sort_by_key(|i| (i.line.unwrap_or(usize::MAX), i.column.unwrap_or(0)));

@@ -31,13 +31,12 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
 
     let proxy_addr = check_listen(&config.server.listen, "server.listen", &mut issue);
     let admin_addr = check_listen(&config.admin.listen, "admin.listen", &mut issue);
-    if let (Some(p), Some(a)) = (proxy_addr, admin_addr) {
-        if p.port() == a.port()
-            && p.port() != 0
-            && (p.ip() == a.ip() || p.ip().is_unspecified() || a.ip().is_unspecified())
-        {
-            issue("admin.listen".into(), format!("the admin listener must not share the proxy's address {p}"));
-        }
+    if let (Some(p), Some(a)) = (proxy_addr, admin_addr)
+        && p.port() == a.port()
+        && p.port() != 0
+        && (p.ip() == a.ip() || p.ip().is_unspecified() || a.ip().is_unspecified())
+    {
+        issue("admin.listen".into(), format!("the admin listener must not share the proxy's address {p}"));
     }
     if config.server.max_body_size.0 == 0 {
         issue("server.max_body_size".into(), "must be greater than 0".into());
@@ -104,10 +103,10 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
                 format!("{path:?} must be a plain path prefix, without query, fragment or spaces"),
             );
         }
-        if let Some(name) = &route.name {
-            if name.is_empty() {
-                issue(format!("{base}.name"), "cannot be empty".into());
-            }
+        if let Some(name) = &route.name
+            && name.is_empty()
+        {
+            issue(format!("{base}.name"), "cannot be empty".into());
         }
         if !names.insert(route.display_name().to_owned()) {
             issue(
@@ -127,12 +126,11 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
             methods.push(upper);
         }
         let host = route.host.as_deref().map(normalize_host);
-        if let Some(h) = &host {
-            if h.is_empty()
-                || !h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']' | ':'))
-            {
-                issue(format!("{base}.host"), format!("{:?} is not a host name", route.host.as_deref().unwrap_or("")));
-            }
+        if let Some(h) = &host
+            && (h.is_empty()
+                || !h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']' | ':')))
+        {
+            issue(format!("{base}.host"), format!("{:?} is not a host name", route.host.as_deref().unwrap_or("")));
         }
         // Same host and path with overlapping methods can never both be reached.
         let trimmed = trim_prefix(path).to_owned();
@@ -162,18 +160,17 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
             1 => {}
             _ => issue(base.clone(), "give only one of `upstream`, `backend` or `backends`".into()),
         }
-        if let Some(up) = &route.upstream {
-            if !config.upstreams.contains_key(up) {
-                let hint = closest(up, &upstream_names).map(|s| format!("; did you mean {s:?}?")).unwrap_or_default();
-                let known =
-                    if upstream_names.is_empty() { "none defined".to_owned() } else { upstream_names.join(", ") };
-                issue(format!("{base}.upstream"), format!("unknown upstream {up:?} (known: {known}){hint}"));
-            }
+        if let Some(up) = &route.upstream
+            && !config.upstreams.contains_key(up)
+        {
+            let hint = closest(up, &upstream_names).map(|s| format!("; did you mean {s:?}?")).unwrap_or_default();
+            let known = if upstream_names.is_empty() { "none defined".to_owned() } else { upstream_names.join(", ") };
+            issue(format!("{base}.upstream"), format!("unknown upstream {up:?} (known: {known}){hint}"));
         }
-        if let Some(url) = &route.backend {
-            if let Err(e) = check_url(url) {
-                issue(format!("{base}.backend"), e);
-            }
+        if let Some(url) = &route.backend
+            && let Err(e) = check_url(url)
+        {
+            issue(format!("{base}.backend"), e);
         }
         if let Some(backends) = &route.backends {
             check_backends(backends, &format!("{base}.backends"), &mut issue);
