@@ -18,13 +18,13 @@ release: ## optimised build; prints the binary sizes
 
 test: lint check-config bench-smoke unit ## everything CI runs: lint, config check, benchmark smoke, all tests (last)
 
-unit: ## all tests of the workspace (unit, integration, process)
+unit: ## all tests of the workspace (doc tests, then unit, integration and process tests)
+	$(CARGO) test --locked --workspace --doc
 	@if cargo nextest --version >/dev/null 2>&1; then \
 	  $(CARGO) nextest run --locked --workspace --no-fail-fast; \
 	else \
 	  $(CARGO) test --locked --workspace --no-fail-fast; \
 	fi
-	$(CARGO) test --locked --workspace --doc
 
 lint: fmt clippy ## formatting and clippy, warnings denied
 
@@ -45,10 +45,10 @@ down: ## stop the native lab
 	./scripts/lab-down.sh
 
 bench: release ## wrk benchmark: gateway vs NGINX vs direct, 5 interleaved rounds (not part of `make test`)
-	$(PYTHON) loadtest/bench.py
+	$(PYTHON) loadtest/bench.py --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml $(BENCH_ARGS)
 
 bench-smoke: build ## a few seconds of the benchmark harness, no thresholds (keeps it working)
-	$(PYTHON) loadtest/bench.py --smoke --profile debug
+	$(PYTHON) loadtest/bench.py --smoke --profile debug --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml
 
 soak: release ## leak check: RSS across 1,000,000 requests with connection churn
 	$(PYTHON) loadtest/soak.py

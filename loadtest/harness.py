@@ -619,3 +619,16 @@ def parse_size(text: str) -> int:
     exp = " KMGT".index(unit.upper()) if unit else 0
     base = 1000 if (b and not i and unit) else 1024  # 'MB' is decimal, 'MiB'/'M' binary
     return int(float(num) * base ** exp)
+
+
+def cli_main(parse_args, run, argv=None) -> int:
+    """The shared entry point of the scripts: exit 2 on a setup problem, 130 on Ctrl-C."""
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except HarnessError as e:
+        print(f"ERROR: {e}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: all started processes were stopped", file=sys.stderr, flush=True)
+        return 130

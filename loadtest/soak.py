@@ -234,15 +234,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except H.HarnessError as e:
-        print(f"ERROR: {e}", file=sys.stderr, flush=True)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: all started processes were stopped", file=sys.stderr, flush=True)
-        return 130
+    return H.cli_main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,9 @@ use actix_web::{
     http::{StatusCode, header},
 };
 
+/// The cause of an upstream failure, whichever client saw it.
+pub type BoxError = Box<dyn std::error::Error>;
+
 /// Why the gateway answered instead of the backend.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -30,13 +33,13 @@ pub enum GatewayError {
     NoHealthyUpstream(std::sync::Arc<str>),
     /// The connection to the backend failed (refused, unreachable, DNS); nothing was sent.
     #[error("cannot connect to the backend")]
-    UpstreamConnect(#[source] awc::error::ConnectError),
+    UpstreamConnect(#[source] BoxError),
     /// The backend did not answer within the timeout (or the connect timed out).
     #[error("the backend did not answer in time")]
     UpstreamTimeout,
     /// The connection broke or the backend's response was malformed.
     #[error("the backend connection failed")]
-    UpstreamProtocol(#[source] awc::error::SendRequestError),
+    UpstreamProtocol(#[source] BoxError),
     /// A bug or resource problem in the gateway.
     #[error("internal error")]
     Internal(String),

@@ -11,6 +11,11 @@ use rustygate::{
     telemetry::logging,
 };
 
+/// glibc's malloc showed up as ~11% of the gateway's CPU under load (perf); mimalloc's
+/// per-thread heaps suit actix's thread-per-core workers (see docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The default configuration path; if it does not exist, the embedded default is used.
 const DEFAULT_CONFIG: &str = "config/default.yaml";
 

@@ -205,17 +205,8 @@ async fn bodies_stream_both_ways_intact() {
     assert_eq!(echoed(&echo, "content-length"), ["3000000"]);
 
     // Unknown length (chunked).
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = body.chunks(100_000).map(|c| Ok(c.to_vec())).collect();
-    let stream = futures_util::stream::iter(chunks);
-    let echo: serde_json::Value = c
-        .put(gw.url("/api/test/up"))
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echo: serde_json::Value =
+        c.put(gw.url("/api/test/up")).body(chunked(&body, 100_000)).send().await.unwrap().json().await.unwrap();
     assert_eq!(echo["body_sha256"], sha);
     assert_eq!(echoed(&echo, "transfer-encoding"), ["chunked"]);
 
@@ -318,4 +309,43 @@ routes:
         assert_eq!(c.get(gw.url("/weighted")).send().await.unwrap().status(), 200);
     }
     assert_eq!(bs.iter().map(|b| b.hits()).collect::<Vec<_>>(), [50, 100, 150]);
+}
+
+/// The reqwest client (kept for benchmarking the client choice) forwards the same way.
+#[tokio::test]
+async fn the_reqwest_client_forwards_faithfully_too() {
+    let b = MockServer::start("b0");
+    let gw = gateway(
+        &format!(
+            "server: {{ upstream_client: reqwest }}\n{}\n  - {{ name: slow, path: /slow, backend: \"{{b0}}\", strip_prefix: true, timeout: 300ms }}\n",
+            ONE_ROUTE.trim_end()
+        ),
+        &[&b],
+    );
+    let resp = raw(
+        gw.addr,
+        b"GET /api/test/a%2Fb?x=1&x=2 HTTP/1.1\r\nHost: front:1\r\nX-Multi: one\r\nX-Multi: two\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\n\r\n",
+    );
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let echo = raw_json(&resp);
+    assert_eq!(echo["path"], "/api/test/a%2Fb");
+    assert_eq!(echo["query"], "x=1&x=2");
+    assert_eq!(echoed(&echo, "x-multi"), ["one", "two"]);
+    assert_eq!(echoed(&echo, "host"), ["front:1"]);
+    assert!(echoed(&echo, "x-hop").is_empty());
+
+    let c = client();
+    let body: Vec<u8> = (0..1_000_000u32).map(|i| (i % 241) as u8).collect();
+    let sha = hex::encode(Sha256::digest(&body));
+    let echo: serde_json::Value =
+        c.post(gw.url("/api/test/up")).body(body.clone()).send().await.unwrap().json().await.unwrap();
+    assert_eq!((echo["body_length"].as_u64(), echo["body_sha256"].as_str()), (Some(1_000_000), Some(sha.as_str())));
+    let echo: serde_json::Value =
+        c.put(gw.url("/api/test/up")).body(chunked(&body, 65536)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(echo["body_sha256"], sha);
+    let bytes = c.get(gw.url("/mock/bytes/2000000")).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(hex::encode(Sha256::digest(&bytes)), pattern_sha256(2_000_000));
+    let head = raw(gw.addr, b"HEAD /mock/bytes/99 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(head.to_ascii_lowercase().contains("content-length: 99\r\n") && head.ends_with("\r\n\r\n"), "{head}");
+    assert_eq!(c.get(gw.url("/slow/delay/3000")).send().await.unwrap().status(), 504);
 }

@@ -77,6 +77,19 @@ pub struct ServerConfig {
     pub keep_alive: HumanDuration,
     /// CIDRs (or single addresses) of proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<String>,
+    /// The forwarding client: `awc` (default) or `reqwest` (kept for benchmarking the choice).
+    pub upstream_client: UpstreamClient,
+}
+
+/// The HTTP client that forwards requests to backends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamClient {
+    /// awc on each worker's own event loop (recommended).
+    #[default]
+    Awc,
+    /// reqwest (hyper), one client per worker.
+    Reqwest,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +102,7 @@ impl Default for ServerConfig {
             client_header_timeout: HumanDuration::secs(10),
             keep_alive: HumanDuration::secs(75),
             trusted_proxies: Vec::new(),
+            upstream_client: UpstreamClient::Awc,
         }
     }
 }

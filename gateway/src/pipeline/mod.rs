@@ -100,7 +100,7 @@ async fn route_and_forward(
     let backend = pool.pick().ok_or_else(|| GatewayError::NoHealthyUpstream(pool.name.clone()))?.clone();
     ctx.enter_backend(backend.clone());
     let out = Outgoing { req, route: &route, backend: &backend, peer, peer_trusted, request_id: &ctx.request_id };
-    let result = forward::attempt(&out, body).await;
+    let result = forward::attempt(&out, body, rt.client).await;
     let result = match result {
         // A body cut at the limit surfaces as a send error; it is the client's fault, not the backend's.
         Err(_) if bytes_in.get() > limit => Err(GatewayError::PayloadTooLarge { limit }),

@@ -7,8 +7,14 @@
 use std::{cell::RefCell, collections::HashMap, time::Duration};
 
 use actix_tls::connect::{ConnectError, ConnectInfo, Connector as TcpConnector, Resolver};
-use actix_web::http::Uri;
-use awc::{Client, Connector};
+use actix_web::{
+    body::{None as NoBody, SizedStream},
+    http::{Method, Uri, header::HeaderMap},
+};
+use awc::{Client, Connector, error::SendRequestError};
+
+use super::forward::{RequestBody, UpstreamResponse};
+use crate::error::GatewayError;
 
 /// How long an idle pooled upstream connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(60);
@@ -49,4 +55,46 @@ fn build(connect_timeout: Duration) -> Client {
         // Timeouts are the pipeline's (per attempt), not the client's 5 s default.
         .disable_timeout()
         .finish()
+}
+
+/// Sends one request with the calling worker's awc client; `timeout` bounds the wait for the
+/// response head.
+pub async fn send(
+    connect_timeout: Duration,
+    method: &Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: RequestBody,
+    timeout: Duration,
+) -> Result<UpstreamResponse<awc::ClientResponse>, GatewayError> {
+    let mut up = for_worker(connect_timeout).request(method.clone(), uri).no_decompress();
+    *up.headers_mut() = headers;
+    // A body of size "none" keeps awc from adding `Content-Length: 0` to bodiless requests.
+    let send = match body {
+        RequestBody::Empty => up.send_body(NoBody::new()),
+        RequestBody::Sized(len, stream) => up.send_body(SizedStream::new(len, stream)),
+        RequestBody::Streamed(stream) => up.send_stream(stream),
+    };
+    let resp = match actix_web::rt::time::timeout(timeout, send).await {
+        Err(_elapsed) => return Err(GatewayError::UpstreamTimeout),
+        Ok(Err(e)) => return Err(map_error(e)),
+        Ok(Ok(resp)) => resp,
+    };
+    // Take the head's headers rather than copying them.
+    let (mut status, mut version, mut headers) = Default::default();
+    let body = resp.map_body(|head, payload| {
+        (status, version, headers) = (head.status, head.version, std::mem::take(&mut head.headers));
+        payload
+    });
+    Ok(UpstreamResponse { status, version, headers, body })
+}
+
+fn map_error(e: SendRequestError) -> GatewayError {
+    match e {
+        SendRequestError::Connect(awc::error::ConnectError::Timeout) | SendRequestError::Timeout => {
+            GatewayError::UpstreamTimeout
+        }
+        SendRequestError::Connect(c) => GatewayError::UpstreamConnect(Box::new(c)),
+        other => GatewayError::UpstreamProtocol(Box::new(other)),
+    }
 }

@@ -17,12 +17,11 @@ use actix_web::{
     error::PayloadError,
     http::{Method, StatusCode, Uri, Version, header},
 };
-use awc::error::{ConnectError, SendRequestError};
 use bytes::Bytes;
 use futures_util::Stream;
 
-use super::{client, headers as h};
-use crate::{error::GatewayError, routing::Route, upstream::Backend};
+use super::headers as h;
+use crate::{config::UpstreamClient, error::GatewayError, routing::Route, upstream::Backend};
 
 /// What the pipeline knows about the request that the attempt needs.
 pub struct Outgoing<'a> {
@@ -108,21 +107,55 @@ impl Stream for LimitedPayload {
     }
 }
 
+/// The backend's response head and its body, in actix types whichever client fetched it.
+pub struct UpstreamResponse<S> {
+    /// Status.
+    pub status: StatusCode,
+    /// Protocol version the backend answered with.
+    pub version: Version,
+    /// Headers as received.
+    pub headers: header::HeaderMap,
+    /// The body, streaming.
+    pub body: S,
+}
+
 /// Sends the request to the backend and returns the response head, mapped to the client
 /// response (headers rewritten, body streaming from the backend).
-pub async fn attempt(out: &Outgoing<'_>, body: RequestBody) -> Result<HttpResponse, GatewayError> {
-    let req = out.req;
-    let pool = &out.route.upstream;
+pub async fn attempt(
+    out: &Outgoing<'_>,
+    body: RequestBody,
+    client: UpstreamClient,
+) -> Result<HttpResponse, GatewayError> {
     let uri = upstream_uri(out)?;
-    let mut up = client::for_worker(pool.connect_timeout).request(req.method().clone(), uri).no_decompress();
-    let headers = up.headers_mut();
+    let mut headers = header::HeaderMap::with_capacity(out.req.headers().len() + 6);
+    upstream_headers(out, &mut headers);
+    let pool = &out.route.upstream;
+    let timeout = out.route.timeout;
+    match client {
+        UpstreamClient::Awc => {
+            let resp = super::client::send(pool.connect_timeout, out.req.method(), uri, headers, body, timeout).await?;
+            Ok(client_response(out, resp))
+        }
+        UpstreamClient::Reqwest => {
+            let resp =
+                super::reqwest_client::send(pool.connect_timeout, out.req.method(), &uri, &headers, body, timeout)
+                    .await?;
+            Ok(client_response(out, resp))
+        }
+    }
+}
+
+/// The headers of the upstream request: the client's end-to-end headers, then `Host`,
+/// `X-Forwarded-*`, `Via` and `X-Request-Id`.
+fn upstream_headers(out: &Outgoing<'_>, headers: &mut header::HeaderMap) {
+    let req = out.req;
     h::copy_end_to_end(req.headers(), headers, &h::REQUEST_SET_BY_GATEWAY);
     let client_host = req
         .headers()
         .get(header::HOST)
         .cloned()
         .or_else(|| req.uri().authority().and_then(|a| header::HeaderValue::from_str(a.as_str()).ok()));
-    let host = match (&client_host, pool.preserve_host) {
+    let host = match (&client_host, out.route.upstream.preserve_host) {
         (Some(h), true) => h.clone(),
         _ => out.backend.host_header.clone(),
     };
@@ -136,37 +169,34 @@ pub async fn attempt(out: &Outgoing<'_>, body: RequestBody) -> Result<HttpRespon
     }
     headers.append(header::VIA, h::via_value(req.version()));
     headers.insert(h::X_REQUEST_ID, out.request_id.clone());
+}
 
-    let send = match body {
-        RequestBody::Empty => up.send_body(NoBody::new()),
-        RequestBody::Sized(len, stream) => up.send_body(SizedStream::new(len, stream)),
-        RequestBody::Streamed(stream) => up.send_stream(stream),
-    };
-    let resp = match actix_web::rt::time::timeout(out.route.timeout, send).await {
-        Err(_elapsed) => return Err(GatewayError::UpstreamTimeout),
-        Ok(Err(e)) => return Err(map_send_error(e)),
-        Ok(Ok(resp)) => resp,
-    };
-
-    let status = resp.status();
+/// The client response for a backend response: hop-by-hop headers dropped, `Via` and
+/// `X-Request-Id` added, the body streamed as it arrives.
+fn client_response<S, E>(out: &Outgoing<'_>, resp: UpstreamResponse<S>) -> HttpResponse
+where
+    S: Stream<Item = Result<Bytes, E>> + 'static,
+    E: Into<Box<dyn std::error::Error>> + 'static,
+{
+    let status = resp.status;
     let mut client_resp = HttpResponse::new(status);
     let out_headers = client_resp.headers_mut();
     // actix writes `Content-Length` from the body's size, except on 304, where the header
     // (the length of the representation described) is kept as the backend sent it.
     let skip: &[header::HeaderName] =
         if status == StatusCode::NOT_MODIFIED { &h::RESPONSE_SET_BY_GATEWAY[1..] } else { &h::RESPONSE_SET_BY_GATEWAY };
-    h::copy_end_to_end(resp.headers(), out_headers, skip);
-    out_headers.append(header::VIA, h::via_value(resp.version()));
+    h::copy_end_to_end(&resp.headers, out_headers, skip);
+    out_headers.append(header::VIA, h::via_value(resp.version));
     out_headers.insert(h::X_REQUEST_ID, out.request_id.clone());
 
     let length = resp
-        .headers()
+        .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse::<u64>().ok());
     let bodiless_status =
         status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED || status.is_informational();
-    let body = match (req.method() == Method::HEAD, length) {
+    let body = match (out.req.method() == Method::HEAD, length) {
         _ if bodiless_status => BoxBody::new(NoBody::new()),
         // A HEAD answer announces the length of the body a GET would get; actix sends the
         // head only, so a sized empty stream carries that length.
@@ -174,11 +204,10 @@ pub async fn attempt(out: &Outgoing<'_>, body: RequestBody) -> Result<HttpRespon
             BoxBody::new(SizedStream::new(len, futures_util::stream::empty::<Result<Bytes, PayloadError>>()))
         }
         (true, None) => BoxBody::new(NoBody::new()),
-        // Otherwise the client response streams the backend's body as it arrives.
-        (false, Some(len)) => BoxBody::new(SizedStream::new(len, resp)),
-        (false, None) => BoxBody::new(BodyStream::new(resp)),
+        (false, Some(len)) => BoxBody::new(SizedStream::new(len, resp.body)),
+        (false, None) => BoxBody::new(BodyStream::new(resp.body)),
     };
-    Ok(client_resp.set_body(body))
+    client_resp.set_body(body)
 }
 
 /// `scheme://authority` of the backend, its base path, then the (possibly stripped) request
@@ -199,12 +228,4 @@ fn upstream_uri(out: &Outgoing<'_>) -> Result<Uri, GatewayError> {
         .path_and_query(pq)
         .build()
         .map_err(|_| GatewayError::BadRequest("the request path cannot be forwarded"))
-}
-
-fn map_send_error(e: SendRequestError) -> GatewayError {
-    match e {
-        SendRequestError::Connect(ConnectError::Timeout) | SendRequestError::Timeout => GatewayError::UpstreamTimeout,
-        SendRequestError::Connect(c) => GatewayError::UpstreamConnect(c),
-        other => GatewayError::UpstreamProtocol(other),
-    }
 }

@@ -1,6 +1,9 @@
-//! Forwarding to a backend: the upstream client (awc, one per worker), header rewriting, and
-//! one attempt of sending a request and receiving the response head.
+//! Forwarding to a backend: the upstream clients (awc by default, one per worker; reqwest for
+//! comparison), header rewriting, and one attempt of sending a request and receiving the
+//! response head.
 
 pub mod client;
 pub mod forward;
 pub mod headers;
+pub mod http_compat;
+pub mod reqwest_client;

@@ -6,7 +6,7 @@
 use std::{net::IpAddr, sync::Arc};
 
 use crate::{
-    config::{Config, ConfigError, ConfigIssue, UpstreamConfig, validate},
+    config::{Config, ConfigError, ConfigIssue, UpstreamClient, UpstreamConfig, validate},
     routing::{Route, RouteTable},
     upstream::UpstreamPool,
 };
@@ -30,6 +30,8 @@ pub struct Runtime {
     pub access_log: bool,
     /// Keep the query string in the access log's `path`.
     pub log_query: bool,
+    /// The forwarding client.
+    pub client: UpstreamClient,
 }
 
 impl Runtime {
@@ -93,6 +95,7 @@ impl Runtime {
             trusted_proxies: config.server.trusted_proxies.iter().filter_map(|c| validate::parse_cidr(c)).collect(),
             access_log: config.log.access_log,
             log_query: config.log.include_query,
+            client: config.server.upstream_client,
             routes: RouteTable::new(routes),
             upstreams,
             config: Arc::new(config),

@@ -70,3 +70,9 @@ pub fn client() -> reqwest::Client {
 pub async fn scrape(gw: &TestGateway) -> String {
     client().get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap()
 }
+
+/// A request body of unknown length (sent chunked): `data` in pieces of `chunk` bytes.
+pub fn chunked(data: &[u8], chunk: usize) -> reqwest::Body {
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> = data.chunks(chunk).map(|c| Ok(c.to_vec())).collect();
+    reqwest::Body::wrap_stream(futures_util::stream::iter(pieces))
+}

@@ -1,0 +1,93 @@
+//! The alternative forwarding client: reqwest (hyper), one per worker. It is not the default
+//! (awc is, for the CPU cost per request measured in DESIGN.md); it is kept selectable
+//! (`server.upstream_client: reqwest`) so `make bench` keeps measuring that choice side by side.
+//! Differences to know: hyper adds `Accept: */*` when the client sent no `Accept`, and request
+//! bodies cross a channel because reqwest needs a `Send` stream and actix's payload is not.
+
+use std::{cell::RefCell, collections::HashMap, time::Duration};
+
+use actix_web::http::{Method, Uri, header::HeaderMap};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+
+use super::{
+    forward::{RequestBody, UpstreamResponse},
+    http_compat as compat,
+};
+use crate::error::GatewayError;
+
+/// How long an idle pooled upstream connection is kept.
+const POOL_IDLE: Duration = Duration::from_secs(60);
+
+thread_local! {
+    static CLIENTS: RefCell<HashMap<Duration, reqwest::Client>> = RefCell::new(HashMap::new());
+}
+
+fn for_worker(connect_timeout: Duration) -> Result<reqwest::Client, GatewayError> {
+    CLIENTS.with(|clients| {
+        if let Some(c) = clients.borrow().get(&connect_timeout) {
+            return Ok(c.clone());
+        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .http1_only()
+            .connect_timeout(connect_timeout)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(POOL_IDLE)
+            .build()
+            .map_err(|e| GatewayError::Internal(format!("cannot build the reqwest client: {e}")))?;
+        clients.borrow_mut().insert(connect_timeout, client.clone());
+        Ok(client)
+    })
+}
+
+/// Sends one request with the calling worker's reqwest client.
+pub async fn send(
+    connect_timeout: Duration,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: RequestBody,
+    timeout: Duration,
+) -> Result<UpstreamResponse<impl Stream<Item = Result<Bytes, reqwest::Error>> + use<>>, GatewayError> {
+    let client = for_worker(connect_timeout)?;
+    let mut request =
+        client.request(compat::method_to_1(method), uri.to_string()).headers(compat::headers_to_1(headers));
+    request = match body {
+        RequestBody::Empty => request,
+        RequestBody::Sized(len, payload) => {
+            request.header(reqwest::header::CONTENT_LENGTH, len).body(reqwest::Body::wrap_stream(bridge(payload)))
+        }
+        RequestBody::Streamed(payload) => request.body(reqwest::Body::wrap_stream(bridge(payload))),
+    };
+    let resp = match actix_web::rt::time::timeout(timeout, request.send()).await {
+        Err(_elapsed) => return Err(GatewayError::UpstreamTimeout),
+        Ok(Err(e)) if e.is_timeout() => return Err(GatewayError::UpstreamTimeout),
+        Ok(Err(e)) if e.is_connect() => return Err(GatewayError::UpstreamConnect(Box::new(e))),
+        Ok(Err(e)) => return Err(GatewayError::UpstreamProtocol(Box::new(e))),
+        Ok(Ok(resp)) => resp,
+    };
+    Ok(UpstreamResponse {
+        status: compat::status_from_1(resp.status()),
+        version: compat::version_from_1(resp.version()),
+        headers: compat::headers_from_1(resp.headers()),
+        body: resp.bytes_stream(),
+    })
+}
+
+/// Moves the (thread-bound) client payload into a `Send` stream through a small channel,
+/// pumped by a task on the worker's own event loop.
+fn bridge(mut payload: super::forward::LimitedPayload) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    actix_web::rt::spawn(async move {
+        while let Some(item) = payload.next().await {
+            let item = item.map_err(|e| std::io::Error::other(e.to_string()));
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+}
