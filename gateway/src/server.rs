@@ -61,6 +61,8 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
             .keep_alive(config.server.keep_alive.0)
             .shutdown_timeout(config.server.shutdown_timeout.0.as_secs())
             .backlog(4096)
+            // Response heads are small writes; they must not wait for Nagle's algorithm.
+            .tcp_nodelay(true)
             .bind(config.server.listen.as_str())
             .map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot listen on {} (server.listen): {e}", config.server.listen))
