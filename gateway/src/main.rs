@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rustygate::{
     config::{self, Config},
+    healthcheck,
     runtime::Runtime,
     server::{self, Gateway},
     telemetry::logging,
@@ -35,38 +36,50 @@ enum Command {
     Run,
     /// Validate the configuration: exit 0 if valid, else print every error and exit 1.
     Check,
+    /// Probe a running gateway's admin `/healthz`: exit 0 if it answers 200, else 1.
+    Health {
+        /// The URL to probe.
+        #[arg(long, default_value = healthcheck::DEFAULT_URL)]
+        url: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match load(cli.config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(1);
+    let result = match cli.command.unwrap_or(Command::Run) {
+        // The probe needs no configuration: it must work in a bare container.
+        Command::Health { url } => health(&url),
+        Command::Check => load(cli.config.as_deref()).map(|config| {
+            println!("configuration is valid: {} routes, {} upstreams", config.routes.len(), config.upstreams.len());
+        }),
+        Command::Run => {
+            load(cli.config.as_deref()).and_then(|config| run(config).map_err(|e| format!("rustygate: {e:#}")))
         }
     };
-    match cli.command.unwrap_or(Command::Run) {
-        Command::Check => {
-            println!("configuration is valid: {} routes, {} upstreams", config.routes.len(), config.upstreams.len());
-            ExitCode::SUCCESS
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::from(1)
         }
-        Command::Run => match run(config) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("rustygate: {e:#}");
-                ExitCode::from(1)
-            }
-        },
     }
 }
 
-fn load(path: Option<&std::path::Path>) -> Result<Config, config::ConfigError> {
+fn health(url: &str) -> Result<(), String> {
+    match healthcheck::probe(url, std::time::Duration::from_secs(3)) {
+        Ok(200) => Ok(()),
+        Ok(status) => Err(format!("rustygate health: {url} answered {status}")),
+        Err(e) => Err(format!("rustygate health: {e}")),
+    }
+}
+
+fn load(path: Option<&std::path::Path>) -> Result<Config, String> {
     match path {
         Some(p) => config::load_file(p),
         None if std::path::Path::new(DEFAULT_CONFIG).exists() => config::load_file(DEFAULT_CONFIG.as_ref()),
         None => config::load_str(config::DEFAULT_CONFIG_YAML, "<embedded config/default.yaml>"),
     }
+    .map_err(|e| e.to_string())
 }
 
 fn run(config: Config) -> anyhow::Result<()> {

@@ -275,3 +275,19 @@ fn large_bodies_stream_through_a_gateway_process_in_bounded_memory() {
     eprintln!("gateway peak RSS (VmHWM) after 256 MiB up + down: {:.1} MiB", hwm as f64 / 1048576.0);
     assert!(hwm < 64 * 1024 * 1024, "peak RSS {hwm} bytes: bodies were buffered");
 }
+
+#[test]
+fn the_health_subcommand_probes_the_admin_listener() {
+    let b = MockServer::start("b0");
+    let (gw, _dir) = Proc::start(&format!("routes:\n  - {{ path: /, backend: \"{}\" }}\n", b.url()), &[]);
+    let url = format!("http://127.0.0.1:{}/healthz", gw.admin);
+    let ok = Command::new(BIN).args(["health", "--url", &url]).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let not_found =
+        Command::new(BIN).args(["health", "--url", &format!("http://127.0.0.1:{}/nope", gw.admin)]).output().unwrap();
+    assert_eq!(not_found.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&not_found.stderr).contains("answered 404"));
+    drop(gw);
+    let down = Command::new(BIN).args(["health", "--url", &url]).output().unwrap();
+    assert_eq!(down.status.code(), Some(1));
+}
