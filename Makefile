@@ -3,20 +3,66 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/rustygate-target
 CARGO ?= cargo
 PYTHON ?= python3
+MUSL := x86_64-unknown-linux-musl
+COMPOSE ?= docker compose -f compose/docker-compose.yml
+# True when a Docker engine answers (not just a client being installed).
+DOCKER_ENGINE = docker info >/dev/null 2>&1
 
-.PHONY: help build release test unit lint fmt clippy lab down check-config bench bench-smoke soak stream clean-lab
+.PHONY: help build build-release release image test unit lint fmt clippy check-config check-compose \
+        check-prometheus check-dashboards check-static check-k6 demo-native lab up down ps logs demo \
+        loadtest bench bench-smoke soak stream
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+# --- build ---------------------------------------------------------------------------------
 
 build: ## debug build of the gateway and the mock backend
 	$(CARGO) build --locked --workspace --bins
 
-release: ## optimised build; prints the binary sizes
+build-release: ## optimised glibc build (what `make bench` measures)
 	$(CARGO) build --locked --release --workspace --bins
-	@ls -l $(CARGO_TARGET_DIR)/release/rustygate $(CARGO_TARGET_DIR)/release/mock-backend | awk '{printf "%s: %.1f MiB\n", $$9, $$5/1048576}'
 
-test: lint check-config bench-smoke unit ## everything CI runs: lint, config check, benchmark smoke, all tests (last)
+release: ## static musl binaries, stripped, as shipped in the image; prints their size
+	$(CARGO) build --locked --release --target $(MUSL) -p rustygate -p mock-backends
+	@for b in rustygate mock-backend; do f=$(CARGO_TARGET_DIR)/$(MUSL)/release/$$b; \
+	  printf '%s: %.1f MiB, %s\n' "$$f" "$$(stat -c %s $$f | awk '{print $$1/1048576}')" "$$(ldd $$f 2>&1 | head -1 | xargs)"; done
+
+image: ## build the container image (needs a Docker engine)
+	docker build -t rustygate:dev .
+
+# --- the lab -------------------------------------------------------------------------------
+
+lab: build ## native lab in the foreground: gateway + 3 mock backends (+ Prometheus); Ctrl-C stops it
+	./scripts/lab.sh run
+
+up: ## the lab: the compose stack, or the native lab (detached) where no Docker engine answers
+	@if $(DOCKER_ENGINE); then $(COMPOSE) up -d --build; else \
+	  echo "make up: no Docker engine answers here; starting the native lab instead (same ports)"; \
+	  $(MAKE) --no-print-directory build && ./scripts/lab.sh start; fi
+
+down: ## stop the lab (compose stack and/or native lab)
+	@if $(DOCKER_ENGINE); then $(COMPOSE) down; fi
+	@./scripts/lab.sh stop
+
+ps: ## what the lab runs
+	@if $(DOCKER_ENGINE); then $(COMPOSE) ps; fi
+	@./scripts/lab.sh status
+
+logs: ## follow the lab's logs
+	@if $(DOCKER_ENGINE) && [ -n "$$($(COMPOSE) ps -q)" ]; then $(COMPOSE) logs -f; else ./scripts/lab.sh logs; fi
+
+demo: ## every demo scenario against the running lab: PASS/FAIL/SKIP with evidence
+	@LAB_MODE=$$( $(DOCKER_ENGINE) && [ -n "$$($(COMPOSE) ps -q 2>/dev/null)" ] && echo compose || echo native ) \
+	  $(PYTHON) scripts/demo.py
+
+loadtest: ## load against the running lab: k6 in compose, wrk natively
+	@if $(DOCKER_ENGINE) && [ -n "$$($(COMPOSE) ps -q)" ]; then $(COMPOSE) --profile loadtest run --rm k6; \
+	else wrk -t2 -c32 -d20s --latency -s loadtest/wrk/loadtest.lua http://127.0.0.1:8080; fi
+
+# --- checks (all run by `make test`) -------------------------------------------------------
+
+test: lint check-config check-compose check-prometheus check-k6 check-static check-dashboards demo-native bench-smoke unit ## everything CI runs; the test runner's summary is last
 
 unit: ## all tests of the workspace (doc tests, then unit, integration and process tests)
 	$(CARGO) test --locked --workspace --doc
@@ -34,24 +80,43 @@ fmt:
 clippy:
 	$(CARGO) clippy --locked --workspace --all-targets --all-features -- -D warnings
 
-check-config: build ## validate the shipped configurations
+check-config: build ## validate the shipped gateway configurations
 	$(CARGO_TARGET_DIR)/debug/rustygate check --config config/default.yaml
 	$(CARGO_TARGET_DIR)/debug/rustygate check --config compose/rustygate.lab.yaml
 
-lab: build ## native lab: gateway + 3 mock backends on loopback (Ctrl-C or `make down` stops it)
-	./scripts/lab.sh
+check-compose: ## the compose file is valid (Debian's docker-compose; no engine needed)
+	docker-compose -f compose/docker-compose.yml config -q
 
-down: ## stop the native lab
-	./scripts/lab-down.sh
+check-prometheus: ## Prometheus configs and alert rules are valid, and every alert fires in its unit test
+	promtool check config compose/prometheus/prometheus.yml
+	promtool check config compose/prometheus/prometheus.native.yml
+	promtool check rules compose/prometheus/alerts.yml
+	promtool test rules compose/prometheus/alerts.test.yml
 
-bench: release ## wrk benchmark: gateway vs NGINX vs direct, 5 interleaved rounds (not part of `make test`)
+check-dashboards: build ## every dashboard query returns data from a real Prometheus scraping a real gateway
+	$(PYTHON) scripts/check_dashboards.py
+
+check-static: ## a static musl build serves from an empty chroot (what the scratch image relies on)
+	$(CARGO) build --locked --target $(MUSL) -p rustygate
+	./scripts/check_static.sh
+
+check-k6: ## the k6 scripts parse
+	@for f in loadtest/k6/*.js; do node --check --input-type=module < $$f || exit 1; echo "node --check $$f: ok"; done
+
+demo-native: build ## the demo against a fresh native lab, then stop it
+	./scripts/lab.sh start
+	@LAB_MODE=native $(PYTHON) scripts/demo.py; rc=$$?; ./scripts/lab.sh stop; exit $$rc
+
+# --- benchmarks (never part of `make test` beyond the smoke run) ----------------------------
+
+bench: build-release ## wrk: gateway (awc and reqwest clients) vs NGINX vs direct, 5 interleaved rounds
 	$(PYTHON) loadtest/bench.py --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml $(BENCH_ARGS)
 
 bench-smoke: build ## a few seconds of the benchmark harness, no thresholds (keeps it working)
 	$(PYTHON) loadtest/bench.py --smoke --profile debug --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml
 
-soak: release ## leak check: RSS across 1,000,000 requests with connection churn
+soak: build-release ## leak check: RSS across 1,000,000 requests with connection churn
 	$(PYTHON) loadtest/soak.py
 
-stream: release ## 1 GiB up and down through the gateway: intact, bounded memory
+stream: build-release ## 1 GiB up and down through the gateway: intact, bounded memory
 	$(PYTHON) loadtest/stream.py

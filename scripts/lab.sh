@@ -1,59 +1,133 @@
 #!/usr/bin/env bash
-# The native lab: three mock backends (ports 8001-8003) and the gateway (8080, admin 8081),
-# all on loopback. Runs in the foreground with the gateway's JSON log on stdout; Ctrl-C (or
-# `make down` from another terminal) stops everything it started. PIDs live in .lab/.
+# The native lab: three mock backends (8001-8003), the gateway (8080, admin 8081) and, when
+# Debian's prometheus is installed, Prometheus (9090) scraping it — all on loopback, the same
+# layout as the compose stack. PIDs and logs live in .lab/.
+#
+#   scripts/lab.sh run            foreground, gateway log on stdout; Ctrl-C stops everything
+#   scripts/lab.sh start          detached (used by `make up` without a Docker engine)
+#   scripts/lab.sh stop           stops what start/run started (by recorded PID), nothing else
+#   scripts/lab.sh status         one line per process
+#   scripts/lab.sh logs           tails the logs
+#   scripts/lab.sh stop-backend N / start-backend N   (the demo's failover adapter)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-$HOME/.cache/rustygate-target}"
-profile="${PROFILE:-debug}"
-bin="$target/$profile"
+bin="$target/${PROFILE:-debug}"
 state=.lab
 mkdir -p "$state"
 
-if [ -s "$state/pids" ]; then
-  echo "lab: already running (PIDs in $state/pids); run 'make down' first" >&2
-  exit 1
-fi
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-for port in 8001 8002 8003 8080 8081; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "lab: port $port is already in use; stop what uses it (or 'make down')" >&2
+wait_port() { # port pid name
+  for _ in $(seq 150); do
+    port_busy "$1" && return 0
+    kill -0 "$2" 2>/dev/null || { echo "lab: $3 exited; see $state/$3.log" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "lab: $3 did not listen on :$1 within 15 s" >&2
+  return 1
+}
+
+# Starts one process in the background, records "name pid" in .lab/pids.
+spawn() { # name log command...
+  local name=$1 log=$2
+  shift 2
+  "$@" > "$log" 2>&1 &
+  echo "$name $!" >> "$state/pids"
+}
+
+start_backend() {
+  spawn "backend$1" "$state/backend$1.log" "$bin/mock-backend" --port "800$1" --name "backend$1"
+  wait_port "800$1" "$(pid_of "backend$1")" "backend$1"
+}
+
+pid_of() { awk -v n="$1" '$1 == n { p = $2 } END { print p }' "$state/pids" 2>/dev/null; }
+
+stop_pid() {
+  kill "$1" 2>/dev/null || return 0
+  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null || true
+}
+
+start() { # gateway_log
+  if [ -s "$state/pids" ]; then
+    echo "lab: already running (see '$0 status'); stop it first" >&2
     exit 1
   fi
-done
-
-cleanup() {
-  trap - INT TERM EXIT
-  if [ -s "$state/pids" ]; then
-    while read -r pid; do kill "$pid" 2>/dev/null || true; done < "$state/pids"
-    while read -r pid; do
-      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -9 "$pid" 2>/dev/null || true
-    done < "$state/pids"
+  for f in "$bin/rustygate" "$bin/mock-backend"; do
+    [ -x "$f" ] || { echo "lab: $f is missing; run 'make build'" >&2; exit 1; }
+  done
+  local ports="8001 8002 8003 8080 8081"
+  command -v prometheus >/dev/null && ports="$ports 9090"
+  for port in $ports; do
+    if port_busy "$port"; then
+      echo "lab: port $port is already in use; stop what uses it" >&2
+      exit 1
+    fi
+  done
+  : > "$state/pids"
+  for i in 1 2 3; do start_backend "$i"; done
+  spawn gateway "$1" "$bin/rustygate" --config compose/rustygate.lab.yaml
+  wait_port 8081 "$(pid_of gateway)" gateway
+  if command -v prometheus >/dev/null; then
+    mkdir -p "$state/prometheus"
+    spawn prometheus "$state/prometheus.log" prometheus \
+      --config.file=compose/prometheus/prometheus.native.yml \
+      --storage.tsdb.path="$state/prometheus" \
+      --web.listen-address=127.0.0.1:9090 --web.enable-lifecycle
+    wait_port 9090 "$(pid_of prometheus)" prometheus
   fi
-  rm -f "$state/pids"
-  echo "lab: stopped" >&2
-}
-trap cleanup INT TERM EXIT
-
-: > "$state/pids"
-for i in 1 2 3; do
-  "$bin/mock-backend" --port "800$i" --name "backend$i" > "$state/backend$i.log" 2>&1 &
-  echo $! >> "$state/pids"
-done
-"$bin/rustygate" --config compose/rustygate.lab.yaml &
-gw=$!
-echo "$gw" >> "$state/pids"
-
-for _ in $(seq 100); do
-  (exec 3<>/dev/tcp/127.0.0.1/8081) 2>/dev/null && break
-  kill -0 "$gw" 2>/dev/null || { echo "lab: the gateway exited; see the lines above" >&2; exit 1; }
-  sleep 0.1
-done
-cat >&2 <<MSG
+  cat >&2 <<MSG
 lab: running — gateway http://127.0.0.1:8080 (admin http://127.0.0.1:8081, token lab-admin-token)
-lab: backends http://127.0.0.1:8001 8002 8003 (logs in $state/)
-lab: try   curl localhost:8080/api/test/echo
-lab: stop  Ctrl-C here, or 'make down'
+lab: backends http://127.0.0.1:8001 8002 8003; $(command -v prometheus >/dev/null && echo "Prometheus http://127.0.0.1:9090" || echo "no Prometheus (apt-get install prometheus)")
+lab: logs in $state/; try: curl localhost:8080/api/test/echo
 MSG
-wait "$gw"
+}
+
+stop() {
+  if [ ! -s "$state/pids" ]; then
+    echo "lab: nothing running"
+    return 0
+  fi
+  while read -r _ pid; do stop_pid "$pid"; done < "$state/pids"
+  rm -f "$state/pids"
+  echo "lab: stopped"
+}
+
+case "${1:-run}" in
+  run)
+    trap 'trap - INT TERM EXIT; stop >&2' INT TERM EXIT
+    start /dev/stdout
+    echo "lab: Ctrl-C stops everything" >&2
+    wait "$(pid_of gateway)"
+    ;;
+  start)
+    start "$state/gateway.log"
+    ;;
+  stop)
+    stop
+    ;;
+  status)
+    [ -s "$state/pids" ] || { echo "lab: nothing running"; exit 0; }
+    while read -r name pid; do
+      if kill -0 "$pid" 2>/dev/null; then echo "$name pid $pid running"; else echo "$name pid $pid exited"; fi
+    done < "$state/pids"
+    ;;
+  logs)
+    tail -n 20 -F "$state"/*.log
+    ;;
+  stop-backend)
+    pid=$(pid_of "backend$2")
+    [ -n "$pid" ] || { echo "lab: backend$2 unknown" >&2; exit 1; }
+    stop_pid "$pid"
+    # Forget the PID at once: a recycled PID must never be signalled later.
+    awk -v n="backend$2" '$1 != n' "$state/pids" > "$state/pids.new" && mv "$state/pids.new" "$state/pids"
+    ;;
+  start-backend)
+    start_backend "$2"
+    ;;
+  *)
+    echo "usage: $0 run|start|stop|status|logs|stop-backend N|start-backend N" >&2
+    exit 2
+    ;;
+esac
