@@ -109,8 +109,9 @@ demo-native: build ## the demo against a fresh native lab, then stop it
 
 # --- benchmarks (never part of `make test` beyond the smoke run) ----------------------------
 
-bench: build-release ## wrk: gateway (awc and reqwest clients) vs NGINX vs direct, 5 interleaved rounds
-	$(PYTHON) loadtest/bench.py --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml $(BENCH_ARGS)
+bench: build-release release ## wrk: gateway (glibc, static musl, reqwest client) vs NGINX vs direct, 5 interleaved rounds
+	$(PYTHON) loadtest/bench.py --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml \
+	  --extra-gateway gateway-musl=loadtest/configs/gateway.yaml,$(CARGO_TARGET_DIR)/$(MUSL)/release/rustygate $(BENCH_ARGS)
 
 bench-smoke: build ## a few seconds of the benchmark harness, no thresholds (keeps it working)
 	$(PYTHON) loadtest/bench.py --smoke --profile debug --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml

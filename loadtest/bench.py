@@ -129,15 +129,20 @@ def start_nginx(sup: H.Supervisor, nginx_bin: str, args) -> H.Managed:
 
 
 def setup_extra_gateway(sup: H.Supervisor, spec: str, index: int, args) -> Target:
-    """--extra-gateway NAME=CONFIGFILE.
+    """--extra-gateway NAME=CONFIGFILE[,BINARY].
 
-    The config may use placeholders @LISTEN@, @ADMIN@ (host:port), @BACKEND@ (URL) and @WORKERS@;
+    BINARY (default: --gateway-bin) runs another build of the gateway, e.g. the static musl
+    release binary that the image ships. The config may use placeholders @LISTEN@, @ADMIN@ (host:port), @BACKEND@ (URL) and @WORKERS@;
     they are replaced by ports chosen here (--extra-base-port + 2*index, +1). Without
     placeholders the file is used as is and its server/admin `listen:` ports are read from it.
     """
     if "=" not in spec:
         raise H.HarnessError(f"--extra-gateway expects NAME=CONFIGFILE, got {spec!r}")
     name, path = spec.split("=", 1)
+    path, _, binary = path.partition(",")
+    gateway_bin = str(Path(binary).expanduser()) if binary else args.gateway_bin
+    if not Path(gateway_bin).is_file():
+        raise H.HarnessError(f"--extra-gateway {name}: gateway binary not found: {gateway_bin}")
     name = name.strip()
     if not name or name in DEFAULT_TARGETS:
         raise H.HarnessError(f"--extra-gateway name {name!r} is empty or clashes with a built-in target")
@@ -160,7 +165,7 @@ def setup_extra_gateway(sup: H.Supervisor, spec: str, index: int, args) -> Targe
         listen_port, admin_port = ports["server"], ports["admin"]
     cfg = sup.workdir / f"gateway-{name}.yaml"
     cfg.write_text(text)
-    m = H.start_gateway(sup, args.gateway_bin, cfg, listen_port, admin_port, name=f"gateway-{name}",
+    m = H.start_gateway(sup, gateway_bin, cfg, listen_port, admin_port, name=f"gateway-{name}",
                         timeout=args.startup_timeout)
     return Target(name, "gateway", listen_port, m, admin_port=admin_port, config=text)
 
@@ -372,7 +377,7 @@ def parse_args(argv=None):
     ap.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
                     help="comma list of built-in targets to run: gateway,nginx,direct (extra gateways are "
                          "always added)")
-    ap.add_argument("--extra-gateway", action="append", default=[], metavar="NAME=CONFIGFILE",
+    ap.add_argument("--extra-gateway", action="append", default=[], metavar="NAME=CONFIGFILE[,BINARY]",
                     help="additional gateway variant run as its own target (repeatable); see README")
     ap.add_argument("--header", action="append", default=[], metavar="TARGET=NAME: VALUE",
                     help="extra request header for one target, e.g. 'jwt=Authorization: Bearer X' (repeatable)")
