@@ -1,0 +1,643 @@
+#!/usr/bin/env python3
+"""Check every dashboard query against a real Prometheus that scraped a real gateway.
+
+Starts two mock backends, the gateway (debug build) and Debian's `prometheus` (1 s scrapes,
+temporary storage, alerts.yml loaded), all on loopback; drives ~20 s of mixed traffic (2xx,
+404 unmatched, backend 500s, a 502 from a route to a closed port, slow /delay requests); then
+evaluates every PromQL target of every dashboard under dashboards/ through /api/v1/query, with
+Grafana's variables substituted ($route and other query variables -> ".*",
+$__rate_interval / $__interval -> 30s, $__range -> 5m). One line per panel:
+
+    PASS <title>: N series
+    EXPECTED-EMPTY <title>              (listed in dashboards/expected-empty.txt)
+    FAIL <title>: no data | query error ... | listed in expected-empty.txt but returned data
+
+Exit status: 0 all good; 1 any FAIL (including a panel of expected-empty.txt that now returns
+data, or a stale line there); 2 setup problem (missing binary, a process that would not start,
+no scrapes). Every process started is stopped (SIGTERM, then SIGKILL) whatever happens.
+
+Python 3.11 standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Values substituted for Grafana's built-in variables (a Prometheus with 1 s scrapes and
+# ~20 s of traffic: 30 s windows hold plenty of samples).
+BUILTINS = {
+    "__rate_interval": "30s",
+    "__interval": "30s",
+    "__interval_ms": "30000",
+    "__rate_interval_ms": "30000",
+    "__range": "5m",
+    "__range_s": "300",
+    "__range_ms": "300000",
+}
+
+DEFAULT_PORTS = {"backend1": 19001, "backend2": 19002, "closed": 19003,
+                 "proxy": 19080, "admin": 19081, "prometheus": 19090}
+
+
+class SetupError(Exception):
+    """Something the check needs could not be set up (exit 2)."""
+
+
+# ------------------------------------------------------------------------------------ processes
+
+class Processes:
+    """Processes this script started, stopped by PID (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, logdir: Path):
+        self.logdir = logdir
+        self.procs: list[tuple[str, subprocess.Popen, Path]] = []
+
+    def start(self, name: str, argv: list[str]) -> subprocess.Popen:
+        log = self.logdir / f"{name}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        self.procs.append((name, proc, log))
+        return proc
+
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        for n, _, log in self.procs:
+            if n == name:
+                try:
+                    text = log.read_text(errors="replace").splitlines()
+                except OSError:
+                    return ""
+                return "\n".join(f"    {name}| {line}" for line in text[-lines:])
+        return ""
+
+    def check_alive(self) -> None:
+        for name, proc, _ in self.procs:
+            if proc.poll() is not None:
+                raise SetupError(f"{name} exited with status {proc.returncode}\n{self.log_tail(name)}")
+
+    def stop_all(self) -> None:
+        for _, proc, _ in reversed(self.procs):
+            if proc.poll() is None:
+                try:
+                    proc.send_signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 5
+        for _, proc, _ in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        self.procs.clear()
+
+
+# ---------------------------------------------------------------------------------------- ports
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def choose_ports() -> dict[str, int]:
+    """The fixed 190xx ports when all are free, else free ephemeral ports for everything."""
+    if all(port_is_free(p) for p in DEFAULT_PORTS.values()):
+        return dict(DEFAULT_PORTS)
+    ports: dict[str, int] = {}
+    holders = []
+    try:
+        for name in DEFAULT_PORTS:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            holders.append(s)
+            ports[name] = s.getsockname()[1]
+    finally:
+        for s in holders:
+            s.close()
+    print(f"note: some of ports {sorted(DEFAULT_PORTS.values())} are in use; using free ports {ports}")
+    return ports
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def wait_until(what: str, probe, procs: Processes, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        procs.check_alive()
+        try:
+            if probe():
+                return
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            last = f" ({e})"
+        time.sleep(0.1)
+    raise SetupError(f"{what} not ready after {timeout:.0f}s{last}")
+
+
+# ----------------------------------------------------------------------------------- prometheus
+
+class Prometheus:
+    def __init__(self, base: str):
+        self.base = base
+
+    def api(self, path: str, params: dict[str, str] | None = None, timeout: float = 10.0) -> dict:
+        data = urllib.parse.urlencode(params or {}).encode()
+        req = urllib.request.Request(self.base + path, data=data if params else None,
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            body = e.read()
+            try:
+                return json.loads(body)
+            except ValueError:
+                return {"status": "error", "error": f"HTTP {e.code}: {body[:200]!r}"}
+
+    def query(self, expr: str) -> dict:
+        return self.api("/api/v1/query", {"query": expr, "time": f"{time.time():.3f}"})
+
+    def scalar(self, expr: str) -> float | None:
+        r = self.query(expr)
+        if r.get("status") != "success" or not r["data"]["result"]:
+            return None
+        res = r["data"]["result"]
+        value = res[1] if r["data"]["resultType"] == "scalar" else res[0]["value"][1]
+        return float(value)
+
+
+# ----------------------------------------------------------------------------------------- load
+
+# (weight, method, path): mostly 2xx, some unmatched 404s, backend 500s, a route to a closed
+# port (502), and a few slow requests.
+TRAFFIC = [
+    (30, "GET", "/api/test/echo"),
+    (10, "POST", "/api/test/echo"),
+    (30, "GET", "/api/users/echo"),
+    (8, "GET", "/nope"),
+    (4, "GET", "/api/users/status/500"),
+    (4, "GET", "/api/broken/anything"),
+    (4, "HEAD", "/api/users/echo"),
+]
+
+
+def drive_load(host: str, port: int, seconds: float, threads: int = 4) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+    weights = [w for w, _, _ in TRAFFIC]
+
+    def record(key: str) -> None:
+        with lock:
+            counts[key] = counts.get(key, 0) + 1
+
+    def one(conn_holder: list, method: str, path: str) -> None:
+        body = b'{"hello":"rustygate"}' if method == "POST" else None
+        for attempt in range(2):
+            if conn_holder[0] is None:
+                conn_holder[0] = http.client.HTTPConnection(host, port, timeout=5)
+            conn = conn_holder[0]
+            try:
+                headers = {"Content-Type": "application/json"} if body else {}
+                conn.request(method, path, body=body, headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                record(str(resp.status))
+                if resp.getheader("connection", "").lower() == "close":
+                    conn.close()
+                    conn_holder[0] = None
+                return
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                conn_holder[0] = None
+                if attempt == 1:
+                    record(f"error:{type(e).__name__}")
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        holder: list = [None]
+        while time.monotonic() < stop_at:
+            _, method, path = rng.choices(TRAFFIC, weights=weights)[0]
+            one(holder, method, path)
+            time.sleep(0.01)
+        if holder[0] is not None:
+            holder[0].close()
+
+    def slow_worker() -> None:
+        # a few slow requests: latency buckets above a few ms, in-flight above 0
+        holder: list = [None]
+        while time.monotonic() < stop_at - 0.5:
+            one(holder, "GET", "/api/users/delay/300")
+            time.sleep(0.7)
+        if holder[0] is not None:
+            holder[0].close()
+
+    pool = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
+    pool.append(threading.Thread(target=slow_worker, daemon=True))
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(timeout=seconds + 15)
+    return counts
+
+
+# ----------------------------------------------------------------------------------- dashboards
+
+VAR_RE = re.compile(r"\$\{(\w+)(?::[\w]+)?\}|\$(\w+)|\[\[(\w+)(?::\w+)?\]\]")
+LEFTOVER_RE = re.compile(r"\$\{?\w+|\[\[\w+")
+EQ_VAR_RE = re.compile(r'(\w+)\s*(!?=)(?![~=])\s*"\s*(?:\$\{?(\w+)|\[\[(\w+))')
+
+
+def load_expected_empty(path: Path) -> tuple[dict[str, str], list[str]]:
+    entries: dict[str, str] = {}
+    problems = []
+    if not path.exists():
+        return entries, problems
+    for n, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        title, sep, reason = line.partition("|")
+        title, reason = title.strip(), reason.strip()
+        if not sep or not title or not reason:
+            problems.append(f"{path.name}:{n}: expected '<panel title> | <reason>', got {raw!r}")
+            continue
+        if title in entries:
+            problems.append(f"{path.name}:{n}: {title!r} listed twice")
+        entries[title] = reason
+    return entries, problems
+
+
+def walk_panels(panels: list) -> list[dict]:
+    out = []
+    for p in panels or []:
+        out.append(p)
+        out.extend(walk_panels(p.get("panels", [])))
+    return out
+
+
+def variable_values(dash: dict) -> tuple[dict[str, str], set[str], list[dict]]:
+    """Substitution value for each dashboard variable, the multi-value ones, and query variables."""
+    values: dict[str, str] = {}
+    multi: set[str] = set()
+    queries = []
+    for v in dash.get("templating", {}).get("list", []):
+        name, kind = v.get("name"), v.get("type")
+        if not name:
+            continue
+        if kind in ("query", "custom"):
+            values[name] = v.get("allValue") or ".*"
+            if v.get("multi") or v.get("includeAll"):
+                multi.add(name)
+            if kind == "query":
+                queries.append(v)
+        elif kind == "constant":
+            values[name] = str(v.get("query", ""))
+        elif kind == "interval":
+            values[name] = "30s"
+        elif kind == "textbox":
+            cur = (v.get("current") or {}).get("value")
+            values[name] = cur if isinstance(cur, str) and cur else ".*"
+        elif kind == "datasource":
+            values[name] = "prometheus"
+    return values, multi, queries
+
+
+def substitute(expr: str, values: dict[str, str]) -> str:
+    def repl(m: re.Match) -> str:
+        name = m.group(1) or m.group(2) or m.group(3)
+        if name in BUILTINS:
+            return BUILTINS[name]
+        if name in values:
+            return values[name]
+        return m.group(0)
+    return VAR_RE.sub(repl, expr)
+
+
+def is_prometheus(ds, panel_ds) -> bool:
+    ds = ds or panel_ds
+    if ds is None:
+        return True  # the default data source is Prometheus
+    if isinstance(ds, str):
+        return ds.lower() in ("prometheus", "${datasource}", "$datasource")
+    uid, kind = str(ds.get("uid", "")), str(ds.get("type", ""))
+    return kind == "prometheus" or uid == "prometheus" or (uid.startswith("$") and kind in ("", "prometheus"))
+
+
+def count_series(result: dict) -> tuple[int, int]:
+    """(series, series with a non-NaN value) of a successful /api/v1/query answer."""
+    data = result["data"]
+    kind, res = data["resultType"], data["result"]
+    if kind in ("scalar", "string"):
+        return 1, 0 if kind == "scalar" and math.isnan(float(res[1])) else 1
+    if kind == "vector":
+        return len(res), sum(1 for s in res if not math.isnan(float(s["value"][1])))
+    return len(res), sum(1 for s in res if any(not math.isnan(float(v)) for _, v in s["values"]))
+
+
+class Report:
+    def __init__(self) -> None:
+        self.counts = {"PASS": 0, "EXPECTED-EMPTY": 0, "FAIL": 0, "SKIP": 0}
+
+    def line(self, verdict: str, text: str) -> None:
+        self.counts[verdict] = self.counts.get(verdict, 0) + 1
+        print(f"{verdict} {text}", flush=True)
+
+
+def check_variable(prom: Prometheus, v: dict, report: Report) -> None:
+    q = v.get("query")
+    q = q.get("query", "") if isinstance(q, dict) else (q or v.get("definition", ""))
+    q = q.strip()
+    m = re.fullmatch(r"label_values\(\s*(?:(.+?)\s*,\s*)?(\w+)\s*\)", q, re.S)
+    if m:
+        params = {"match[]": m.group(1)} if m.group(1) else {}
+        url = f"/api/v1/label/{m.group(2)}/values"
+        r = prom.api(url + ("?" + urllib.parse.urlencode(params) if params else ""))
+    elif (m := re.fullmatch(r"query_result\((.+)\)", q, re.S)):
+        r = prom.query(m.group(1))
+    else:
+        report.line("SKIP", f"variable ${v['name']}: query {q!r} not checked")
+        return
+    if r.get("status") != "success":
+        report.line("FAIL", f"variable ${v['name']}: query error {r.get('error')}")
+    elif not r["data"] or (isinstance(r["data"], dict) and not r["data"]["result"]):
+        report.line("FAIL", f"variable ${v['name']}: no values for {q}")
+    else:
+        vals = r["data"] if isinstance(r["data"], list) else r["data"]["result"]
+        shown = ", ".join(map(str, vals[:6])) if isinstance(r["data"], list) else ""
+        report.line("PASS", f"variable ${v['name']}: {len(vals)} values" + (f" ({shown})" if shown else ""))
+
+
+def check_dashboard(prom: Prometheus, path: Path, expected: dict[str, str], seen: set[str],
+                    report: Report) -> None:
+    rel = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+    try:
+        dash = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        report.line("FAIL", f"{rel}: not valid JSON: {e}")
+        return
+    if "dashboard" in dash and "panels" not in dash:
+        dash = dash["dashboard"]
+    print(f"== {rel}: {dash.get('title', '(untitled)')}")
+    values, multi, var_queries = variable_values(dash)
+    for v in var_queries:
+        check_variable(prom, v, report)
+
+    titles: set[str] = set()
+    for panel in walk_panels(dash.get("panels", [])):
+        targets = [t for t in panel.get("targets", []) or [] if isinstance(t, dict)]
+        if panel.get("type") == "row" or not targets:
+            continue
+        title = panel.get("title") or f"(untitled panel id {panel.get('id')})"
+        if title in titles:
+            report.line("FAIL", f"{title}: duplicate panel title in {rel} (expected-empty.txt is keyed by title)")
+            continue
+        titles.add(title)
+        seen.add(title)
+        listed = title in expected
+
+        total = valid = 0
+        problems: list[str] = []
+        evaluated = 0
+        for t in targets:
+            expr = t.get("expr")
+            ref = t.get("refId", "?")
+            if not is_prometheus(t.get("datasource"), panel.get("datasource")) or not expr:
+                continue
+            evaluated += 1
+            tag = f"[{ref}] " if len(targets) > 1 else ""
+            for m in EQ_VAR_RE.finditer(expr):
+                var = m.group(3) or m.group(4)
+                if var in multi:
+                    problems.append(f"{tag}{m.group(1)}{m.group(2)}\"${var}\": a multi-value variable needs =~ / !~")
+            q = substitute(expr, values)
+            if (left := LEFTOVER_RE.search(q)):
+                problems.append(f"{tag}unresolved variable {left.group(0)} in {q!r}")
+                continue
+            r = prom.query(q)
+            if r.get("status") != "success":
+                problems.append(f"{tag}query error: {r.get('errorType', '')}: {r.get('error')} in {q!r}")
+                continue
+            n, ok = count_series(r)
+            total += n
+            valid += ok
+            if not listed and n == 0:
+                problems.append(f"{tag}no data for {q!r}")
+            elif not listed and ok == 0:
+                problems.append(f"{tag}{n} series, all NaN, for {q!r}")
+        if evaluated == 0:
+            report.line("SKIP", f"{title}: no Prometheus query")
+            continue
+        if listed and not problems and total > 0:
+            problems.append(f"listed in expected-empty.txt ({expected[title]}) but returned {total} series: "
+                            "the feature has landed, delete its line")
+        if problems:
+            report.line("FAIL", f"{title}: " + "; ".join(problems))
+        elif listed:
+            report.line("EXPECTED-EMPTY", title)
+        else:
+            report.line("PASS", f"{title}: {total} series")
+
+
+def check_rules(prom: Prometheus, report: Report) -> None:
+    r = prom.api("/api/v1/rules")
+    if r.get("status") != "success":
+        report.line("FAIL", f"alert rules: cannot list them: {r.get('error')}")
+        return
+    rules = [rule for g in r["data"]["groups"] for rule in g["rules"]]
+    bad = [f"{rule['name']}: {rule.get('health')} {rule.get('lastError', '')}".strip()
+           for rule in rules if rule.get("health") != "ok"]
+    if not rules:
+        report.line("FAIL", "alert rules: none loaded")
+    elif bad:
+        report.line("FAIL", "alert rules: " + "; ".join(bad))
+    else:
+        report.line("PASS", f"alert rules: {len(rules)} rules evaluated without error")
+    alerts = prom.api("/api/v1/alerts")
+    active = [f"{a['labels'].get('alertname')}{{{','.join(f'{k}={v}' for k, v in sorted(a['labels'].items()) if k not in ('alertname', 'severity', 'service'))}}} {a['state']}"
+              for a in alerts.get("data", {}).get("alerts", [])]
+    if active:
+        print("info: alerts pending/firing after the load (its 500s and 502s are deliberate): "
+              + "; ".join(sorted(active)))
+
+
+# ----------------------------------------------------------------------------------------- main
+
+def parse_args() -> argparse.Namespace:
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or Path.home() / ".cache/rustygate-target")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--gateway-bin", default=str(target / "debug/rustygate"))
+    p.add_argument("--mock-bin", default=str(target / "debug/mock-backend"))
+    p.add_argument("--prometheus-bin", default="prometheus")
+    p.add_argument("--dashboards-dir", default=str(REPO / "dashboards"))
+    p.add_argument("--expected-empty", default=None, help="default: DASHBOARDS_DIR/expected-empty.txt")
+    p.add_argument("--rules", default=str(REPO / "compose/prometheus/alerts.yml"),
+                   help="alert rules loaded into the test Prometheus ('' for none)")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds of load (default 20)")
+    p.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (logs, TSDB)")
+    return p.parse_args()
+
+
+def executable(path: str, what: str) -> str:
+    found = shutil.which(path) if os.sep not in path else (path if os.access(path, os.X_OK) else None)
+    if not found:
+        raise SetupError(f"{what} not found or not executable: {path}"
+                         + (" (build it: make build)" if what != "prometheus" else
+                            " (apt-get install prometheus)"))
+    return found
+
+
+def gateway_config(ports: dict[str, int]) -> str:
+    b1, b2 = f"http://127.0.0.1:{ports['backend1']}", f"http://127.0.0.1:{ports['backend2']}"
+    return f"""# written by scripts/check_dashboards.py
+server: {{ listen: "127.0.0.1:{ports['proxy']}", workers: 1 }}
+admin: {{ listen: "127.0.0.1:{ports['admin']}", token: "check-dashboards" }}
+log: {{ level: warn, access_log: false }}
+upstreams:
+  users:
+    backends: [ {{ url: "{b1}" }}, {{ url: "{b2}" }} ]
+routes:
+  - {{ name: test, path: /api/test, backend: "{b1}" }}
+  - {{ name: users, path: /api/users, upstream: users, strip_prefix: true }}
+  - {{ name: broken, path: /api/broken, backend: "http://127.0.0.1:{ports['closed']}" }}
+"""
+
+
+def prometheus_config(ports: dict[str, int], rules: str) -> str:
+    cfg = {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [{"job_name": "rustygate", "metrics_path": "/metrics",
+                            "static_configs": [{"targets": [f"127.0.0.1:{ports['admin']}"]}]}],
+    }
+    if rules:
+        cfg["rule_files"] = [str(Path(rules).resolve())]
+    return json.dumps(cfg, indent=2)  # JSON is YAML
+
+
+def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
+    started = time.monotonic()
+    gateway = executable(args.gateway_bin, "gateway binary")
+    mock = executable(args.mock_bin, "mock-backend binary")
+    prometheus = executable(args.prometheus_bin, "prometheus")
+    dash_dir = Path(args.dashboards_dir).resolve()
+    dashboards = sorted(dash_dir.rglob("*.json"))
+    if not dashboards:
+        raise SetupError(f"no dashboards (*.json) under {dash_dir}")
+    if args.rules and not Path(args.rules).exists():
+        raise SetupError(f"rules file not found: {args.rules}")
+    expected_path = Path(args.expected_empty) if args.expected_empty else dash_dir / "expected-empty.txt"
+    expected, expected_problems = load_expected_empty(expected_path)
+
+    ports = choose_ports()
+    (tmp / "gateway.yaml").write_text(gateway_config(ports))
+    (tmp / "prometheus.yml").write_text(prometheus_config(ports, args.rules))
+
+    for i in (1, 2):
+        procs.start(f"backend{i}", [mock, "--port", str(ports[f"backend{i}"]), "--name", f"b{i}"])
+    procs.start("gateway", [gateway, "--config", str(tmp / "gateway.yaml")])
+    procs.start("prometheus", [prometheus, f"--config.file={tmp / 'prometheus.yml'}",
+                               f"--storage.tsdb.path={tmp / 'tsdb'}",
+                               f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
+                               "--log.level=warn"])
+    for i in (1, 2):
+        wait_until(f"backend{i}", lambda i=i: http_get(f"http://127.0.0.1:{ports[f'backend{i}']}/health")[0] == 200,
+                   procs, 15)
+    wait_until("gateway admin", lambda: http_get(f"http://127.0.0.1:{ports['admin']}/healthz")[0] == 200, procs, 15)
+    prom = Prometheus(f"http://127.0.0.1:{ports['prometheus']}")
+    wait_until("prometheus", lambda: http_get(prom.base + "/-/ready")[0] == 200, procs, 20)
+    wait_until("first scrape of the gateway", lambda: prom.scalar('up{job="rustygate"}') == 1, procs, 15)
+    print(f"setup: 2 mock backends, gateway (proxy :{ports['proxy']}, admin :{ports['admin']}), "
+          f"prometheus :{ports['prometheus']} ready in {time.monotonic() - started:.1f}s")
+
+    counts = drive_load("127.0.0.1", ports["proxy"], args.duration)
+    procs.check_alive()
+    summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+    print(f"load: {sum(counts.values())} requests in {args.duration:.0f}s ({summary})")
+    if not any(k.startswith("2") for k in counts):
+        raise SetupError("the load got no 2xx answer from the gateway\n" + procs.log_tail("gateway"))
+
+    # let Prometheus take a few scrapes after the load and evaluate the rules on them
+    time.sleep(2.5)
+    scrapes = prom.scalar('count_over_time(up{job="rustygate"}[1m])') or 0
+    if prom.scalar('up{job="rustygate"}') != 1 or scrapes < 5:
+        raise SetupError(f"prometheus did not scrape the gateway (up != 1 or only {scrapes:.0f} scrapes)\n"
+                         + procs.log_tail("prometheus"))
+    print(f"prometheus: {scrapes:.0f} scrapes of the gateway in the last minute")
+
+    report = Report()
+    for problem in expected_problems:
+        report.line("FAIL", problem)
+    if args.rules:
+        check_rules(prom, report)
+    seen: set[str] = set()
+    for path in dashboards:
+        check_dashboard(prom, path, expected, seen, report)
+    for title in sorted(set(expected) - seen):
+        report.line("FAIL", f"{title}: listed in {expected_path.name} but no dashboard has a panel with that title")
+
+    c = report.counts
+    print(f"summary: {c['PASS']} PASS, {c['EXPECTED-EMPTY']} EXPECTED-EMPTY, {c['FAIL']} FAIL"
+          + (f", {c['SKIP']} SKIP" if c["SKIP"] else "")
+          + f" ({time.monotonic() - started:.0f}s)")
+    return 1 if c["FAIL"] else 0
+
+
+def main() -> int:
+    args = parse_args()
+
+    def terminate(signum, _frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGHUP, terminate)
+
+    tmp = Path(tempfile.mkdtemp(prefix="check-dashboards-"))
+    procs = Processes(tmp)
+    try:
+        return run(args, tmp, procs)
+    except SetupError as e:
+        print(f"SETUP ERROR: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        procs.stop_all()
+        if args.keep_tmp:
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
