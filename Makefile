@@ -8,7 +8,7 @@ COMPOSE ?= docker compose -f compose/docker-compose.yml
 # True when a Docker engine answers (not just a client being installed).
 DOCKER_ENGINE = docker info >/dev/null 2>&1
 
-.PHONY: help build build-release release image test unit lint fmt clippy check-config check-compose \
+.PHONY: help build build-release release release-musl-malloc image test unit lint fmt clippy check-config check-compose \
         check-prometheus check-dashboards check-static check-k6 demo-native lab up down ps logs demo \
         loadtest bench bench-smoke soak stream
 
@@ -27,6 +27,10 @@ release: ## static musl binaries, stripped, as shipped in the image; prints thei
 	$(CARGO) build --locked --release --target $(MUSL) -p rustygate -p mock-backends
 	@for b in rustygate mock-backend; do f=$(CARGO_TARGET_DIR)/$(MUSL)/release/$$b; \
 	  printf '%s: %.1f MiB, %s\n' "$$f" "$$(stat -c %s $$f | awk '{print $$1/1048576}')" "$$(ldd $$f 2>&1 | head -1 | xargs)"; done
+
+release-musl-malloc: ## the static musl build with musl's own malloc, kept for `make bench`'s allocator comparison
+	$(CARGO) build --locked --release --target $(MUSL) -p rustygate --no-default-features
+	cp $(CARGO_TARGET_DIR)/$(MUSL)/release/rustygate $(CARGO_TARGET_DIR)/$(MUSL)/release/rustygate-musl-malloc
 
 image: ## build the container image (needs a Docker engine)
 	docker build -t rustygate:dev .
@@ -109,9 +113,12 @@ demo-native: build ## the demo against a fresh native lab, then stop it
 
 # --- benchmarks (never part of `make test` beyond the smoke run) ----------------------------
 
-bench: build-release release ## wrk: gateway (glibc, static musl, reqwest client) vs NGINX vs direct, 5 interleaved rounds
+# Order matters: the mimalloc musl build (`release`) must come after the musl-malloc one.
+bench: build-release release-musl-malloc release ## wrk: the gateway's builds and clients vs NGINX vs direct, 5 interleaved rounds
 	$(PYTHON) loadtest/bench.py --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml \
-	  --extra-gateway gateway-musl=loadtest/configs/gateway.yaml,$(CARGO_TARGET_DIR)/$(MUSL)/release/rustygate $(BENCH_ARGS)
+	  --extra-gateway gateway-musl=loadtest/configs/gateway.yaml,$(CARGO_TARGET_DIR)/$(MUSL)/release/rustygate \
+	  --extra-gateway gateway-musl-malloc=loadtest/configs/gateway.yaml,$(CARGO_TARGET_DIR)/$(MUSL)/release/rustygate-musl-malloc \
+	  $(BENCH_ARGS)
 
 bench-smoke: build ## a few seconds of the benchmark harness, no thresholds (keeps it working)
 	$(PYTHON) loadtest/bench.py --smoke --profile debug --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml

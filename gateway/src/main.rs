@@ -14,6 +14,7 @@ use rustygate::{
 
 /// glibc's malloc showed up as ~11% of the gateway's CPU under load (perf); mimalloc's
 /// per-thread heaps suit actix's thread-per-core workers (see docs/benchmarks.md).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
