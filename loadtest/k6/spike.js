@@ -12,17 +12,20 @@ import { SUMMARY_TREND_STATS, envInt, hit, routeFor } from './common.js';
 const BASE_RATE = envInt('BASE_RATE', 100);
 const SPIKE_RATE = envInt('SPIKE_RATE', 3000);
 
+// 30 s at the baseline rate, starting at `startTime`.
+const steady = (startTime) => ({
+  executor: 'constant-arrival-rate',
+  rate: BASE_RATE,
+  timeUnit: '1s',
+  duration: '30s',
+  preAllocatedVUs: 20,
+  maxVUs: 100,
+  startTime,
+});
+
 export const options = {
   scenarios: {
-    baseline: {
-      executor: 'constant-arrival-rate',
-      rate: BASE_RATE,
-      timeUnit: '1s',
-      duration: '30s',
-      preAllocatedVUs: 20,
-      maxVUs: 100,
-      startTime: '0s',
-    },
+    baseline: steady('0s'),
     spike: {
       executor: 'ramping-arrival-rate',
       startRate: BASE_RATE,
@@ -36,15 +39,7 @@ export const options = {
       ],
       startTime: '30s',
     },
-    recovery: {
-      executor: 'constant-arrival-rate',
-      rate: BASE_RATE,
-      timeUnit: '1s',
-      duration: '30s',
-      preAllocatedVUs: 20,
-      maxVUs: 100,
-      startTime: '80s',
-    },
+    recovery: steady('80s'),
   },
   thresholds: {
     // A spike may be slow, it must not fail.
