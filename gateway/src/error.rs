@@ -25,6 +25,9 @@ pub enum GatewayError {
         /// The configured limit.
         limit: u64,
     },
+    /// A policy refused the request (e.g. a CORS preflight from an origin not allowed).
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// The request cannot be forwarded as sent.
     #[error("{0}")]
     BadRequest(&'static str),
@@ -53,6 +56,7 @@ impl GatewayError {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NoHealthyUpstream(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamConnect(_) | Self::UpstreamProtocol(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -121,6 +125,7 @@ mod tests {
             (GatewayError::MethodNotAllowed(header::HeaderValue::from_static("GET")), 405, "method_not_allowed"),
             (GatewayError::PayloadTooLarge { limit: 1 }, 413, "payload_too_large"),
             (GatewayError::BadRequest("x"), 400, "bad_request"),
+            (GatewayError::Forbidden("x"), 403, "forbidden"),
             (GatewayError::NoHealthyUpstream("u".into()), 503, "no_healthy_upstream"),
             (GatewayError::UpstreamTimeout, 504, "gateway_timeout"),
             (GatewayError::Internal("x".into()), 500, "internal_error"),

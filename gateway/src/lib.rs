@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod config;
 pub mod error;
+pub mod filters;
 pub mod healthcheck;
 pub mod metrics;
 pub mod pipeline;

@@ -24,6 +24,8 @@ pub struct Route {
     pub strip_prefix: bool,
     /// Per-attempt timeout for the backend's response head.
     pub timeout: std::time::Duration,
+    /// The route's CORS policy.
+    pub cors: Option<Arc<crate::filters::cors::CorsPolicy>>,
 }
 
 impl Route {
@@ -155,6 +157,7 @@ mod tests {
             upstream: Arc::new(UpstreamPool::for_tests(name)),
             strip_prefix: true,
             timeout: std::time::Duration::from_secs(1),
+            cors: None,
         })
     }
 

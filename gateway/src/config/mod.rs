@@ -2,7 +2,7 @@
 //! defaults. No logic lives here beyond defaults: loading is in [`load`], semantic checks in
 //! [`validate`], and turning a config into runtime objects in `crate::runtime`.
 //!
-//! Keys of features that are planned but not built yet (`auth`, `rate_limits`, `cors`, `tracing`,
+//! Keys of features that are planned but not built yet (`auth`, `rate_limits`, `tracing`,
 //! `plugins`, `defaults`, per-route policies, health checks and retries) are accepted by the parser
 //! only so that validation can reject them with a clear "not supported yet" message: a policy that
 //! is silently ignored would be a security hole.
@@ -47,9 +47,8 @@ pub struct Config {
     /// Planned (rate-limit policies): rejected until implemented.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limits: Option<Value>,
-    /// Planned (CORS policies): rejected until implemented.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cors: Option<Value>,
+    /// Named CORS policies that routes refer to with `cors:`.
+    pub cors: BTreeMap<String, CorsConfig>,
     /// Planned (WASM plugins): rejected until implemented.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plugins: Option<Value>,
@@ -264,9 +263,9 @@ pub struct RouteConfig {
     /// Planned (rate-limit policy name): rejected until implemented.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<Value>,
-    /// Planned (CORS policy name): rejected until implemented.
+    /// Name of a CORS policy from `cors:`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cors: Option<Value>,
+    pub cors: Option<String>,
     /// Planned (plugin names): rejected until implemented.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plugins: Option<Value>,
@@ -276,6 +275,40 @@ impl RouteConfig {
     /// The route's name: `name:` if given, else its path.
     pub fn display_name(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.path)
+    }
+}
+
+/// `cors.NAME:` — a CORS policy. Preflights are answered by the gateway; responses to allowed
+/// origins get the CORS headers; requests without `Origin` are untouched.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Allowed origins: exact (`https://app.example.com`), wildcard subdomains
+    /// (`https://*.example.com`), or `*` (any; not with credentials).
+    pub allow_origins: Vec<String>,
+    /// Methods a preflight may ask for.
+    pub allow_methods: Vec<String>,
+    /// Request headers a preflight may ask for; `*` allows whatever is asked.
+    pub allow_headers: Vec<String>,
+    /// Response headers scripts may read (`Access-Control-Expose-Headers`).
+    pub expose_headers: Vec<String>,
+    /// Allow cookies and `Authorization` (`Access-Control-Allow-Credentials: true`).
+    #[serde(deserialize_with = "units::lenient_bool")]
+    pub allow_credentials: bool,
+    /// How long browsers may cache a preflight answer.
+    pub max_age: HumanDuration,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            allow_origins: Vec::new(),
+            allow_methods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].map(String::from).to_vec(),
+            allow_headers: vec!["*".into()],
+            expose_headers: Vec::new(),
+            allow_credentials: false,
+            max_age: HumanDuration::secs(600),
+        }
     }
 }
 

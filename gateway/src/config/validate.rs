@@ -20,7 +20,6 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
         ("tracing", config.tracing.is_some(), "distributed tracing"),
         ("auth", config.auth.is_some(), "JWT authentication"),
         ("rate_limits", config.rate_limits.is_some(), "rate limiting"),
-        ("cors", config.cors.is_some(), "CORS policies"),
         ("plugins", config.plugins.is_some(), "WASM plugins"),
         ("defaults", config.defaults.is_some(), "default route policies"),
     ] {
@@ -86,6 +85,11 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
             issue(format!("{base}.connect_timeout"), "must be greater than 0".into());
         }
     }
+
+    for (name, policy) in &config.cors {
+        check_cors(policy, &format!("cors.{name}"), &mut issue);
+    }
+    let cors_names: Vec<&str> = config.cors.keys().map(String::as_str).collect();
 
     let upstream_names: Vec<&str> = config.upstreams.keys().map(String::as_str).collect();
     let mut names = HashSet::new();
@@ -163,9 +167,12 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
         if let Some(up) = &route.upstream
             && !config.upstreams.contains_key(up)
         {
-            let hint = closest(up, &upstream_names).map(|s| format!("; did you mean {s:?}?")).unwrap_or_default();
-            let known = if upstream_names.is_empty() { "none defined".to_owned() } else { upstream_names.join(", ") };
-            issue(format!("{base}.upstream"), format!("unknown upstream {up:?} (known: {known}){hint}"));
+            issue(format!("{base}.upstream"), unknown_reference("upstream", up, &upstream_names));
+        }
+        if let Some(policy) = &route.cors
+            && !config.cors.contains_key(policy)
+        {
+            issue(format!("{base}.cors"), unknown_reference("CORS policy", policy, &cors_names));
         }
         if let Some(url) = &route.backend
             && let Err(e) = check_url(url)
@@ -190,7 +197,6 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
         for (key, present, what) in [
             ("auth", route.auth.is_some(), "JWT authentication"),
             ("rate_limit", route.rate_limit.is_some(), "rate limiting"),
-            ("cors", route.cors.is_some(), "CORS"),
             ("plugins", route.plugins.is_some(), "WASM plugins"),
         ] {
             if present {
@@ -199,6 +205,44 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
         }
     }
     issues
+}
+
+/// "unknown upstream \"x\" (known: a, b); did you mean \"a\"?"
+fn unknown_reference(kind: &str, name: &str, known: &[&str]) -> String {
+    let hint = closest(name, known).map(|s| format!("; did you mean {s:?}?")).unwrap_or_default();
+    let list = if known.is_empty() { "none defined".to_owned() } else { known.join(", ") };
+    format!("unknown {kind} {name:?} (known: {list}){hint}")
+}
+
+fn check_cors(policy: &super::CorsConfig, path: &str, issue: &mut impl FnMut(String, String)) {
+    if policy.allow_origins.is_empty() {
+        issue(format!("{path}.allow_origins"), "list at least one origin (or \"*\")".into());
+    }
+    for (i, origin) in policy.allow_origins.iter().enumerate() {
+        if origin == "*" {
+            if policy.allow_credentials {
+                issue(
+                    format!("{path}.allow_origins[{i}]"),
+                    "\"*\" cannot be combined with allow_credentials: true (browsers refuse it); list the origins".into(),
+                );
+            }
+        } else if let Err(e) = crate::filters::cors::OriginPattern::parse(origin) {
+            issue(format!("{path}.allow_origins[{i}]"), e);
+        }
+    }
+    for (i, m) in policy.allow_methods.iter().enumerate() {
+        if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
+            issue(format!("{path}.allow_methods[{i}]"), format!("{m:?} is not an HTTP method"));
+        }
+    }
+    for (key, list) in [("allow_headers", &policy.allow_headers), ("expose_headers", &policy.expose_headers)] {
+        for (i, h) in list.iter().enumerate() {
+            let wildcard_ok = key == "allow_headers" && h == "*";
+            if !wildcard_ok && actix_web::http::header::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                issue(format!("{path}.{key}[{i}]"), format!("{h:?} is not a header name"));
+            }
+        }
+    }
 }
 
 fn check_listen(value: &str, path: &str, issue: &mut impl FnMut(String, String)) -> Option<SocketAddr> {

@@ -32,6 +32,8 @@ pub struct RequestCtx {
     bytes_in: Rc<Cell<u64>>,
     /// The gateway-made error, if the gateway answered.
     pub error: Option<String>,
+    /// A CORS preflight was answered complete by the route's policy.
+    pub preflight_answered: bool,
 }
 
 /// Counts a request as in flight on a backend while it lives.
@@ -71,8 +73,14 @@ impl RequestCtx {
             attempts: 0,
             bytes_in,
             error: None,
+            preflight_answered: false,
             runtime,
         }
+    }
+
+    /// The matched route, once there is one.
+    pub fn route(&self) -> Option<&Arc<Route>> {
+        self.route.as_ref()
     }
 
     /// Records the matched route (from here on the request counts as in flight on it).

@@ -4,7 +4,8 @@
 //! 1. load the current runtime snapshot (once; the request keeps it to the end)
 //! 2. request id, client IP
 //! 3. route lookup (404 / 405 / the `/` banner)
-//! 4. request filters — none yet; auth, rate limits, CORS and plugins plug in here, in that order
+//! 4. request filters, in this order: CORS preflight (answered here, never forwarded); auth, rate
+//!    limits and plugins plug in after it as they land
 //! 5. body admission (413), backend choice (503), one forward attempt (502 / 504)
 //! 6. the response, whose body streams from the backend
 //! 7. [`finish`](ctx::Finish): metrics and the access log line, exactly once, when the response
@@ -56,7 +57,7 @@ pub async fn handle(req: HttpRequest, payload: web::Payload, gw: web::Data<Gatew
         RequestCtx::new(gw.clone().into_inner(), rt.clone(), &req, request_id.clone(), client_ip, bytes_in.clone());
 
     let result = route_and_forward(&req, payload.into_inner(), &mut ctx, peer, peer_trusted, bytes_in).await;
-    let resp = match result {
+    let mut resp = match result {
         Ok(resp) => resp,
         Err(err) => {
             ctx.error = Some(err.to_string());
@@ -65,6 +66,13 @@ pub async fn handle(req: HttpRequest, payload: web::Payload, gw: web::Data<Gatew
             resp
         }
     };
+    // Response filters. CORS headers go on backend and gateway answers alike (so scripts can
+    // read error bodies), but not on a preflight, which was answered complete.
+    if let Some(cors) = ctx.route().and_then(|r| r.cors.as_ref())
+        && !ctx.preflight_answered
+    {
+        cors.decorate(req.headers(), resp.headers_mut());
+    }
     let finish = ctx.finish(resp.status());
     resp.map_body(|_, body| MeteredBody::new(body, finish))
 }
@@ -92,7 +100,16 @@ async fn route_and_forward(
     };
     ctx.enter_route(route.clone());
 
-    // Request filters (auth → rate limit → plugins) will run here, before any body is read.
+    // Request filters, before any body is read. CORS preflights first: they carry no
+    // credentials, so auth (next, when it lands) must not see them.
+    if let Some(answer) = route.cors.as_ref().and_then(|cors| cors.preflight(req)) {
+        // Answered complete either way: a rejected preflight gets no CORS headers.
+        ctx.preflight_answered = true;
+        let mut resp = answer.map_err(GatewayError::Forbidden)?;
+        resp.headers_mut().insert(X_REQUEST_ID, ctx.request_id.clone());
+        return Ok(resp);
+    }
+    // Auth → rate limit → plugins will run here.
 
     let limit = rt.max_body_size;
     let body = RequestBody::new(req, payload, limit, bytes_in.clone())?;

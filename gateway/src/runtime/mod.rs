@@ -7,6 +7,7 @@ use std::{net::IpAddr, sync::Arc};
 
 use crate::{
     config::{Config, ConfigError, ConfigIssue, UpstreamClient, UpstreamConfig, validate},
+    filters::cors::CorsPolicy,
     routing::{Route, RouteTable},
     upstream::UpstreamPool,
 };
@@ -43,6 +44,16 @@ impl Runtime {
             match UpstreamPool::new(name, up) {
                 Ok(pool) => upstreams.push(Arc::new(pool)),
                 Err(e) => issues.push(ConfigIssue::at(format!("upstreams.{name}"), e)),
+            }
+        }
+        // One compiled policy per name, shared by every route that names it.
+        let mut cors_policies = std::collections::HashMap::new();
+        for (name, policy) in &config.cors {
+            match CorsPolicy::new(name, policy) {
+                Ok(p) => {
+                    cors_policies.insert(name.as_str(), Arc::new(p));
+                }
+                Err(e) => issues.push(ConfigIssue::at(format!("cors.{name}"), e)),
             }
         }
         let mut routes = Vec::with_capacity(config.routes.len());
@@ -82,6 +93,7 @@ impl Runtime {
                 host: rc.host.as_deref().map(validate::normalize_host),
                 methods: rc.methods.iter().filter_map(|m| m.to_ascii_uppercase().parse().ok()).collect(),
                 strip_prefix: rc.strip_prefix,
+                cors: rc.cors.as_deref().and_then(|name| cors_policies.get(name).cloned()),
                 timeout: rc.timeout.map(|t| t.0).unwrap_or(upstream.timeout),
                 upstream,
             }));

@@ -1,0 +1,252 @@
+//! CORS (the Fetch standard's CORS protocol): a compiled policy answers preflights itself
+//! (`OPTIONS` + `Origin` + `Access-Control-Request-Method`, never forwarded) and adds the CORS
+//! response headers for allowed origins. Requests without `Origin` are untouched, and a
+//! disallowed origin simply gets no CORS headers (the browser then blocks the response).
+//! Everything that can be is precomputed here, at compile time.
+
+use std::collections::HashSet;
+
+use actix_web::{
+    HttpRequest, HttpResponse,
+    http::{
+        Method, StatusCode,
+        header::{self, HeaderMap, HeaderValue},
+    },
+};
+
+use crate::config::CorsConfig;
+
+/// One entry of `allow_origins` other than `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginPattern {
+    /// `scheme://host[:port]`, lower-cased.
+    Exact(String),
+    /// `scheme://*.domain[:port]`: any subdomain (one or more labels) of `domain`.
+    Subdomains {
+        /// `https://`
+        scheme: String,
+        /// `.example.com`
+        suffix: String,
+        /// `:8443` or empty
+        port: String,
+    },
+}
+
+impl OriginPattern {
+    /// Parses an origin pattern, explaining what is wrong with a bad one.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let lower = raw.trim().to_ascii_lowercase();
+        let (scheme, rest) = lower
+            .split_once("://")
+            .ok_or_else(|| format!("{raw:?} is not an origin: expected scheme://host[:port], like https://app.example.com"))?;
+        if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')) {
+            return Err(format!("{raw:?}: invalid scheme"));
+        }
+        if rest.contains(['/', '?', '#']) {
+            return Err(format!("{raw:?}: an origin has no path, query or fragment (drop the trailing part)"));
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || rest.starts_with('[') => {
+                if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(format!("{raw:?}: invalid port"));
+                }
+                (h, format!(":{p}"))
+            }
+            _ => (rest, String::new()),
+        };
+        let host_ok = |h: &str| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'));
+        if let Some(domain) = host.strip_prefix("*.") {
+            if !host_ok(domain) || domain.contains('*') || !domain.contains('.') {
+                return Err(format!("{raw:?}: a wildcard must be a whole leading label of a domain, like https://*.example.com"));
+            }
+            return Ok(Self::Subdomains { scheme: format!("{scheme}://"), suffix: format!(".{domain}"), port });
+        }
+        if !host_ok(host) {
+            return Err(format!("{raw:?}: invalid host (a wildcard is only allowed as the first label: https://*.example.com)"));
+        }
+        Ok(Self::Exact(format!("{scheme}://{host}{port}")))
+    }
+
+    fn matches(&self, origin: &str) -> bool {
+        match self {
+            Self::Exact(_) => false, // exact origins are looked up in a set
+            Self::Subdomains { scheme, suffix, port } => {
+                let Some(rest) = origin.strip_prefix(scheme.as_str()) else { return false };
+                let Some(host) = rest.strip_suffix(port.as_str()) else { return false };
+                // With no port in the pattern, an origin with a port does not match.
+                if port.is_empty() && host.contains(':') {
+                    return false;
+                }
+                match host.strip_suffix(suffix.as_str()) {
+                    Some(sub) => !sub.is_empty() && sub.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-')) && !sub.starts_with('.') && !sub.ends_with('.'),
+                    None => false,
+                }
+            }
+        }
+    }
+}
+
+/// A compiled CORS policy.
+#[derive(Debug)]
+pub struct CorsPolicy {
+    /// The policy's name (for logs).
+    pub name: String,
+    any_origin: bool,
+    exact: HashSet<String>,
+    wildcards: Vec<OriginPattern>,
+    methods: Vec<Method>,
+    methods_value: HeaderValue,
+    /// `None`: any requested header is allowed (reflected).
+    headers: Option<HashSet<String>>,
+    expose_value: Option<HeaderValue>,
+    credentials: bool,
+    max_age_value: HeaderValue,
+}
+
+const VARY_PREFLIGHT: &str = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
+
+impl CorsPolicy {
+    /// Compiles a validated policy.
+    pub fn new(name: &str, config: &CorsConfig) -> Result<Self, String> {
+        let mut exact = HashSet::new();
+        let mut wildcards = Vec::new();
+        let mut any_origin = false;
+        for o in &config.allow_origins {
+            if o == "*" {
+                any_origin = true;
+                continue;
+            }
+            match OriginPattern::parse(o)? {
+                OriginPattern::Exact(e) => {
+                    exact.insert(e);
+                }
+                w => wildcards.push(w),
+            }
+        }
+        let methods: Vec<Method> =
+            config.allow_methods.iter().filter_map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok()).collect();
+        let list = |items: Vec<String>| HeaderValue::from_str(&items.join(", ")).map_err(|e| e.to_string());
+        let headers = if config.allow_headers.iter().any(|h| h == "*") {
+            None
+        } else {
+            Some(config.allow_headers.iter().map(|h| h.to_ascii_lowercase()).collect())
+        };
+        Ok(Self {
+            name: name.to_owned(),
+            any_origin,
+            exact,
+            wildcards,
+            methods_value: list(methods.iter().map(|m| m.to_string()).collect())?,
+            methods,
+            headers,
+            expose_value: if config.expose_headers.is_empty() { None } else { Some(list(config.expose_headers.clone())?) },
+            credentials: config.allow_credentials,
+            max_age_value: HeaderValue::from(config.max_age.0.as_secs()),
+        })
+    }
+
+    fn origin_allowed(&self, origin: &str) -> bool {
+        if self.any_origin {
+            return true;
+        }
+        let lower = origin.to_ascii_lowercase();
+        self.exact.contains(&lower) || self.wildcards.iter().any(|w| w.matches(&lower))
+    }
+
+    /// `Access-Control-Allow-Origin` for an allowed origin: `*` when any origin is allowed
+    /// without credentials, else the origin itself (which then varies by `Origin`).
+    fn allow_origin_value(&self, origin: &HeaderValue) -> HeaderValue {
+        if self.any_origin && !self.credentials { HeaderValue::from_static("*") } else { origin.clone() }
+    }
+
+    /// If `req` is a CORS preflight, answers it: 204 with the CORS headers when the origin,
+    /// method and headers are allowed, else 403 without them. `None` for any other request.
+    pub fn preflight(&self, req: &HttpRequest) -> Option<Result<HttpResponse, &'static str>> {
+        let headers = req.headers();
+        if req.method() != Method::OPTIONS {
+            return None;
+        }
+        let origin = headers.get(header::ORIGIN)?;
+        let requested_method = headers.get(header::ACCESS_CONTROL_REQUEST_METHOD)?;
+        let origin_str = origin.to_str().unwrap_or_default();
+        if !self.origin_allowed(origin_str) {
+            return Some(Err("CORS preflight rejected: origin not allowed"));
+        }
+        let method_ok = Method::from_bytes(requested_method.as_bytes()).is_ok_and(|m| self.methods.contains(&m));
+        if !method_ok {
+            return Some(Err("CORS preflight rejected: method not allowed"));
+        }
+        let requested_headers = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS);
+        if let (Some(allowed), Some(requested)) = (&self.headers, requested_headers) {
+            let all_ok = requested
+                .to_str()
+                .unwrap_or("\u{0}")
+                .split(',')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .all(|h| allowed.contains(&h));
+            if !all_ok {
+                return Some(Err("CORS preflight rejected: header not allowed"));
+            }
+        }
+        let mut resp = HttpResponse::new(StatusCode::NO_CONTENT);
+        let out = resp.headers_mut();
+        out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, self.allow_origin_value(origin));
+        out.insert(header::ACCESS_CONTROL_ALLOW_METHODS, self.methods_value.clone());
+        if let Some(requested) = requested_headers {
+            // Either every requested header is in the list (checked above) or any is allowed:
+            // answering with the request's own list is right in both cases.
+            out.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
+        }
+        if self.credentials {
+            out.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+        }
+        out.insert(header::ACCESS_CONTROL_MAX_AGE, self.max_age_value.clone());
+        out.insert(header::VARY, HeaderValue::from_static(VARY_PREFLIGHT));
+        Some(Ok(resp))
+    }
+
+    /// Adds the CORS response headers for an allowed `Origin` (to backend and gateway answers
+    /// alike, so scripts can read error bodies too). Requests without `Origin`, and origins
+    /// not allowed, are left untouched.
+    pub fn decorate(&self, request_headers: &HeaderMap, response_headers: &mut HeaderMap) {
+        let Some(origin) = request_headers.get(header::ORIGIN) else { return };
+        if !self.origin_allowed(origin.to_str().unwrap_or_default()) {
+            return;
+        }
+        // The backend's own CORS headers are replaced: the policy is the gateway's.
+        response_headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, self.allow_origin_value(origin));
+        if self.credentials {
+            response_headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+        }
+        if let Some(expose) = &self.expose_value {
+            response_headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone());
+        }
+        if !(self.any_origin && !self.credentials) {
+            response_headers.append(header::VARY, HeaderValue::from_static("Origin"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_patterns_parse_and_match() {
+        let w = OriginPattern::parse("https://*.Example.com").unwrap();
+        assert!(w.matches("https://app.example.com"));
+        assert!(w.matches("https://a.b.example.com"));
+        assert!(!w.matches("https://example.com"));
+        assert!(!w.matches("https://evil-example.com"));
+        assert!(!w.matches("http://app.example.com"));
+        assert!(!w.matches("https://app.example.com:8443"));
+        let wp = OriginPattern::parse("https://*.example.com:8443").unwrap();
+        assert!(wp.matches("https://app.example.com:8443"));
+        assert!(!wp.matches("https://app.example.com"));
+        assert_eq!(OriginPattern::parse("http://LOCALHOST:3000").unwrap(), OriginPattern::Exact("http://localhost:3000".into()));
+        for bad in ["example.com", "https://app.example.com/path", "https://a.*.example.com", "https://*.com", "https://x:port"] {
+            assert!(OriginPattern::parse(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+}
