@@ -9,7 +9,7 @@ COMPOSE ?= docker compose -f compose/docker-compose.yml
 DOCKER_ENGINE = docker info >/dev/null 2>&1
 
 .PHONY: help build build-release release release-musl-malloc image test unit lint fmt clippy check-config check-compose \
-        check-prometheus check-dashboards check-static check-k6 demo-native lab up down ps logs demo \
+        check-prometheus check-dashboards check-static check-k6 check-cors-browser demo-native lab up down ps logs demo \
         loadtest bench bench-smoke soak stream
 
 help: ## list the targets
@@ -66,7 +66,7 @@ loadtest: ## load against the running lab: k6 in compose, wrk natively
 
 # --- checks (all run by `make test`) -------------------------------------------------------
 
-test: lint check-config check-compose check-prometheus check-k6 check-static check-dashboards demo-native bench-smoke unit ## everything CI runs; the test runner's summary is last
+test: lint check-config check-compose check-prometheus check-k6 check-static check-dashboards check-cors-browser demo-native bench-smoke unit ## everything CI runs; the test runner's summary is last
 
 unit: ## all tests of the workspace (doc tests, then unit, integration and process tests)
 	$(CARGO) test --locked --workspace --doc
@@ -103,6 +103,9 @@ check-dashboards: build ## every dashboard query returns data from a real Promet
 check-static: ## a static musl build serves from an empty chroot (what the scratch image relies on)
 	$(CARGO) build --locked --target $(MUSL) -p rustygate
 	./scripts/check_static.sh
+
+check-cors-browser: build ## CORS in headless Chromium: the allowed origin's fetch works, another origin's is blocked
+	$(PYTHON) scripts/check_cors_browser.py
 
 check-k6: ## the k6 scripts parse
 	@for f in loadtest/k6/*.js; do node --check --input-type=module < $$f || exit 1; echo "node --check $$f: ok"; done

@@ -22,7 +22,13 @@ routes:
   - { name: plain, path: /plain, backend: "{b0}" }
 "#;
 
-fn preflight(gw: &TestGateway, path: &str, origin: &str, method: &str, headers: Option<&str>) -> reqwest::RequestBuilder {
+fn preflight(
+    gw: &TestGateway,
+    path: &str,
+    origin: &str,
+    method: &str,
+    headers: Option<&str>,
+) -> reqwest::RequestBuilder {
     let mut r = client()
         .request(reqwest::Method::OPTIONS, gw.url(path))
         .header("origin", origin)

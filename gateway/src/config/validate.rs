@@ -223,7 +223,8 @@ fn check_cors(policy: &super::CorsConfig, path: &str, issue: &mut impl FnMut(Str
             if policy.allow_credentials {
                 issue(
                     format!("{path}.allow_origins[{i}]"),
-                    "\"*\" cannot be combined with allow_credentials: true (browsers refuse it); list the origins".into(),
+                    "\"*\" cannot be combined with allow_credentials: true (browsers refuse it); list the origins"
+                        .into(),
                 );
             }
         } else if let Err(e) = crate::filters::cors::OriginPattern::parse(origin) {

@@ -36,9 +36,9 @@ impl OriginPattern {
     /// Parses an origin pattern, explaining what is wrong with a bad one.
     pub fn parse(raw: &str) -> Result<Self, String> {
         let lower = raw.trim().to_ascii_lowercase();
-        let (scheme, rest) = lower
-            .split_once("://")
-            .ok_or_else(|| format!("{raw:?} is not an origin: expected scheme://host[:port], like https://app.example.com"))?;
+        let (scheme, rest) = lower.split_once("://").ok_or_else(|| {
+            format!("{raw:?} is not an origin: expected scheme://host[:port], like https://app.example.com")
+        })?;
         if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')) {
             return Err(format!("{raw:?}: invalid scheme"));
         }
@@ -54,15 +54,22 @@ impl OriginPattern {
             }
             _ => (rest, String::new()),
         };
-        let host_ok = |h: &str| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'));
+        let host_ok = |h: &str| {
+            !h.is_empty()
+                && h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'))
+        };
         if let Some(domain) = host.strip_prefix("*.") {
             if !host_ok(domain) || domain.contains('*') || !domain.contains('.') {
-                return Err(format!("{raw:?}: a wildcard must be a whole leading label of a domain, like https://*.example.com"));
+                return Err(format!(
+                    "{raw:?}: a wildcard must be a whole leading label of a domain, like https://*.example.com"
+                ));
             }
             return Ok(Self::Subdomains { scheme: format!("{scheme}://"), suffix: format!(".{domain}"), port });
         }
         if !host_ok(host) {
-            return Err(format!("{raw:?}: invalid host (a wildcard is only allowed as the first label: https://*.example.com)"));
+            return Err(format!(
+                "{raw:?}: invalid host (a wildcard is only allowed as the first label: https://*.example.com)"
+            ));
         }
         Ok(Self::Exact(format!("{scheme}://{host}{port}")))
     }
@@ -78,7 +85,12 @@ impl OriginPattern {
                     return false;
                 }
                 match host.strip_suffix(suffix.as_str()) {
-                    Some(sub) => !sub.is_empty() && sub.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-')) && !sub.starts_with('.') && !sub.ends_with('.'),
+                    Some(sub) => {
+                        !sub.is_empty()
+                            && sub.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
+                            && !sub.starts_with('.')
+                            && !sub.ends_with('.')
+                    }
                     None => false,
                 }
             }
@@ -123,8 +135,11 @@ impl CorsPolicy {
                 w => wildcards.push(w),
             }
         }
-        let methods: Vec<Method> =
-            config.allow_methods.iter().filter_map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok()).collect();
+        let methods: Vec<Method> = config
+            .allow_methods
+            .iter()
+            .filter_map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
+            .collect();
         let list = |items: Vec<String>| HeaderValue::from_str(&items.join(", ")).map_err(|e| e.to_string());
         let headers = if config.allow_headers.iter().any(|h| h == "*") {
             None
@@ -139,7 +154,11 @@ impl CorsPolicy {
             methods_value: list(methods.iter().map(|m| m.to_string()).collect())?,
             methods,
             headers,
-            expose_value: if config.expose_headers.is_empty() { None } else { Some(list(config.expose_headers.clone())?) },
+            expose_value: if config.expose_headers.is_empty() {
+                None
+            } else {
+                Some(list(config.expose_headers.clone())?)
+            },
             credentials: config.allow_credentials,
             max_age_value: HeaderValue::from(config.max_age.0.as_secs()),
         })
@@ -153,10 +172,15 @@ impl CorsPolicy {
         self.exact.contains(&lower) || self.wildcards.iter().any(|w| w.matches(&lower))
     }
 
-    /// `Access-Control-Allow-Origin` for an allowed origin: `*` when any origin is allowed
-    /// without credentials, else the origin itself (which then varies by `Origin`).
+    /// Whether answers name the request's origin (and so vary by `Origin`): always, except for
+    /// `allow_origins: ["*"]` without credentials, which answers `*`.
+    fn reflects_origin(&self) -> bool {
+        !self.any_origin || self.credentials
+    }
+
+    /// `Access-Control-Allow-Origin` for an allowed origin.
     fn allow_origin_value(&self, origin: &HeaderValue) -> HeaderValue {
-        if self.any_origin && !self.credentials { HeaderValue::from_static("*") } else { origin.clone() }
+        if self.reflects_origin() { origin.clone() } else { HeaderValue::from_static("*") }
     }
 
     /// If `req` is a CORS preflight, answers it: 204 with the CORS headers when the origin,
@@ -222,7 +246,7 @@ impl CorsPolicy {
         if let Some(expose) = &self.expose_value {
             response_headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone());
         }
-        if !(self.any_origin && !self.credentials) {
+        if self.reflects_origin() {
             response_headers.append(header::VARY, HeaderValue::from_static("Origin"));
         }
     }
@@ -244,8 +268,17 @@ mod tests {
         let wp = OriginPattern::parse("https://*.example.com:8443").unwrap();
         assert!(wp.matches("https://app.example.com:8443"));
         assert!(!wp.matches("https://app.example.com"));
-        assert_eq!(OriginPattern::parse("http://LOCALHOST:3000").unwrap(), OriginPattern::Exact("http://localhost:3000".into()));
-        for bad in ["example.com", "https://app.example.com/path", "https://a.*.example.com", "https://*.com", "https://x:port"] {
+        assert_eq!(
+            OriginPattern::parse("http://LOCALHOST:3000").unwrap(),
+            OriginPattern::Exact("http://localhost:3000".into())
+        );
+        for bad in [
+            "example.com",
+            "https://app.example.com/path",
+            "https://a.*.example.com",
+            "https://*.com",
+            "https://x:port",
+        ] {
             assert!(OriginPattern::parse(bad).is_err(), "{bad} should be rejected");
         }
     }
