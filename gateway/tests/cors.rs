@@ -55,6 +55,7 @@ async fn allowed_preflights_are_answered_by_the_gateway() {
     assert_eq!(h["access-control-allow-credentials"], "true");
     assert_eq!(h["access-control-max-age"], "600");
     assert!(h["vary"].to_str().unwrap().contains("Origin"));
+    assert!(h.contains_key("x-request-id"));
 
     let sub = preflight(&gw, "/api/x", "https://a.b.example.org", "GET", None).send().await.unwrap();
     assert_eq!(sub.status(), 204);

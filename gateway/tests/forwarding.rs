@@ -42,6 +42,7 @@ async fn routes_by_prefix_and_answers_the_banner() {
 
     let banner = c.get(gw.url("/")).send().await.unwrap();
     assert_eq!(banner.status(), 200);
+    assert!(banner.headers().contains_key("x-request-id"), "every answer carries the request id");
     assert_eq!(banner.text().await.unwrap(), "RustyGate is running");
     assert_eq!(b.hits(), 2 + 1, "404s and the banner never reach the backend");
 }

@@ -61,11 +61,11 @@ pub async fn handle(req: HttpRequest, payload: web::Payload, gw: web::Data<Gatew
         Ok(resp) => resp,
         Err(err) => {
             ctx.error = Some(err.to_string());
-            let mut resp = err.to_response(request_id.to_str().unwrap_or_default());
-            resp.headers_mut().insert(X_REQUEST_ID, request_id);
-            resp
+            err.to_response(request_id.to_str().unwrap_or_default())
         }
     };
+    // Every answer, the backend's or the gateway's, carries the request id.
+    resp.headers_mut().insert(X_REQUEST_ID, request_id);
     // Response filters. CORS headers go on backend and gateway answers alike (so scripts can
     // read error bodies), but not on a preflight, which was answered complete.
     if let Some(cors) = ctx.route().and_then(|r| r.cors.as_ref())
@@ -91,9 +91,7 @@ async fn route_and_forward(
     let route = match rt.routes.find(host, path, req.method()) {
         RouteMatch::Found(route) => route.clone(),
         RouteMatch::NotFound if path == "/" && matches!(*req.method(), Method::GET | Method::HEAD) => {
-            let mut resp = HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(BANNER);
-            resp.headers_mut().insert(X_REQUEST_ID, ctx.request_id.clone());
-            return Ok(resp);
+            return Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(BANNER));
         }
         RouteMatch::NotFound => return Err(GatewayError::NoRoute),
         RouteMatch::MethodNotAllowed(allow) => return Err(GatewayError::MethodNotAllowed(allow)),
@@ -105,9 +103,7 @@ async fn route_and_forward(
     if let Some(answer) = route.cors.as_ref().and_then(|cors| cors.preflight(req)) {
         // Answered complete either way: a rejected preflight gets no CORS headers.
         ctx.preflight_answered = true;
-        let mut resp = answer.map_err(GatewayError::Forbidden)?;
-        resp.headers_mut().insert(X_REQUEST_ID, ctx.request_id.clone());
-        return Ok(resp);
+        return answer.map_err(GatewayError::Forbidden);
     }
     // Auth → rate limit → plugins will run here.
 

@@ -171,8 +171,8 @@ fn upstream_headers(out: &Outgoing<'_>, headers: &mut header::HeaderMap) {
     headers.insert(h::X_REQUEST_ID, out.request_id.clone());
 }
 
-/// The client response for a backend response: hop-by-hop headers dropped, `Via` and
-/// `X-Request-Id` added, the body streamed as it arrives.
+/// The client response for a backend response: hop-by-hop headers dropped, `Via` added (the
+/// pipeline adds `X-Request-Id`), the body streamed as it arrives.
 fn client_response<S, E>(out: &Outgoing<'_>, resp: UpstreamResponse<S>) -> HttpResponse
 where
     S: Stream<Item = Result<Bytes, E>> + 'static,
@@ -187,7 +187,6 @@ where
         if status == StatusCode::NOT_MODIFIED { &h::RESPONSE_SET_BY_GATEWAY[1..] } else { &h::RESPONSE_SET_BY_GATEWAY };
     h::copy_end_to_end(&resp.headers, out_headers, skip);
     out_headers.append(header::VIA, h::via_value(resp.version));
-    out_headers.insert(h::X_REQUEST_ID, out.request_id.clone());
 
     let length = resp
         .headers
