@@ -23,7 +23,6 @@ Python 3.11 stdlib only; loopback only; every wrk run is bounded by -d.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -521,13 +520,9 @@ def run(args) -> int:
         "notes": notes,
     }
     md = markdown(meta, med, rat, mem)
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out_path = out_dir / f"bench-{ts}{'-smoke' if args.smoke else ''}.json"
-    out_path.write_text(json.dumps({"meta": meta, "medians": med, "ratios": rat, "memory": mem,
-                                    "runs": runs, "service_log_tails": logs, "markdown": md}, indent=2))
-    print(md, flush=True)
-    print(f"results: {out_path}", flush=True)
+    H.publish(args.out_dir, f"bench-{ts}{'-smoke' if args.smoke else ''}",
+              {"meta": meta, "medians": med, "ratios": rat, "memory": mem, "runs": runs,
+               "service_log_tails": logs}, md)
 
     bad = [f"{r['target']} {r['scenario']} (round {r['round']}): {r['requests']} requests, "
            f"errors {r['errors']}" for r in runs if r["requests"] == 0 or r["error_total"] > 0]

@@ -632,3 +632,15 @@ def cli_main(parse_args, run, argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted: all started processes were stopped", file=sys.stderr, flush=True)
         return 130
+
+
+def publish(out_dir: str, name: str, payload: dict, markdown: str) -> Path:
+    """Writes a run's JSON (`payload` plus its markdown) to OUT_DIR/NAME.json and prints the
+    markdown and where the JSON went."""
+    directory = Path(out_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.json"
+    path.write_text(json.dumps({**payload, "markdown": markdown}, indent=2))
+    print(markdown, flush=True)
+    print(f"results: {path}", flush=True)
+    return path

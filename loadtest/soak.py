@@ -25,7 +25,6 @@ exceeded --max-error-rate, or fewer than --requests requests were done within --
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import socket
 import sys
@@ -202,8 +201,8 @@ def run(args) -> int:
         f"gateway `{args.gateway_bin}` (workers {args.gateway_workers}), path {args.path}, "
         f"keep-alive wrk -c{args.keepalive_connections} + `Connection: close` wrk -c{args.close_connections}",
         "",
-        f"| measure | value |",
-        f"|---|---:|",
+        "| measure | value |",
+        "|---|---:|",
         f"| gateway VmRSS at start | {H.fmt_mib(start_rss)} |",
         f"| warm-up requests | {warm['requests']:,} (errors {warm['error_total']}) |",
         f"| VmRSS after warm-up | {H.fmt_mib(warm_rss)} |",
@@ -220,16 +219,11 @@ def run(args) -> int:
                  f"PASS: VmRSS delta {delta_mib:+.2f} MiB <= {args.max_growth_mib:g} MiB after "
                  f"{soak['requests']:,} requests")
     md = "\n".join(lines)
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out_path = out_dir / f"soak-{ts}.json"
-    out_path.write_text(json.dumps({
+    H.publish(args.out_dir, f"soak-{ts}", {
         "timestamp": ts, "args": vars(args), "start_rss_kib": start_rss, "warm_rss_kib": warm_rss,
         "final_rss_kib": final_rss, "final_hwm_kib": final_hwm, "delta_mib": delta_mib,
         "churn_probe": {"ok": churn_ok, "message": churn_msg},
-        "warmup": warm, "soak": soak, "failures": failures, "markdown": md}, indent=2))
-    print(md, flush=True)
-    print(f"results: {out_path}", flush=True)
+        "warmup": warm, "soak": soak, "failures": failures}, md)
     return 1 if failures else 0
 
 

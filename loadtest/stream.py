@@ -295,13 +295,8 @@ def run(args) -> int:
     lines.append("FAIL:\n" + "\n".join(f"  - {p}" for p in problems) if problems else
                  "PASS: bodies intact both ways, gateway peak RSS within the limit")
     md = "\n".join(lines)
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out_path = out_dir / f"stream-{ts}.json"
-    out_path.write_text(json.dumps({"timestamp": ts, "args": vars(args), "expected_sha256": exp_sha,
-                                    "results": results, "problems": problems, "markdown": md}, indent=2))
-    print(md, flush=True)
-    print(f"results: {out_path}", flush=True)
+    H.publish(args.out_dir, f"stream-{ts}", {"timestamp": ts, "args": vars(args), "expected_sha256": exp_sha,
+                                             "results": results, "problems": problems}, md)
     return 1 if problems else 0
 
 
