@@ -644,3 +644,16 @@ def publish(out_dir: str, name: str, payload: dict, markdown: str) -> Path:
     print(markdown, flush=True)
     print(f"results: {path}", flush=True)
     return path
+
+
+def add_single_gateway_args(ap) -> None:
+    """The flags of the scripts that run one backend and one gateway (soak, stream)."""
+    ap.add_argument("--gateway-workers", type=int, default=1)
+    ap.add_argument("--backend-workers", type=int, default=1)
+    ap.add_argument("--gateway-config", default=None, help="use this config instead of the generated one")
+    ap.add_argument("--backend-port", type=int, default=18001)
+    ap.add_argument("--gateway-port", type=int, default=18080)
+    ap.add_argument("--admin-port", type=int, default=18081)
+    ap.add_argument("--startup-timeout", type=float, default=30.0)
+    ap.add_argument("--out-dir", default=str(RESULTS_DIR))
+    ap.add_argument("--keep-workdir", action="store_true")

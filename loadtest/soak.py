@@ -137,15 +137,7 @@ def parse_args(argv=None):
     ap.add_argument("--max-seconds", type=float, default=1800, help="time bound per phase (default 1800)")
     ap.add_argument("--wrk-timeout", type=float, default=5.0)
     ap.add_argument("--settle", type=float, default=2.0, help="idle seconds before each RSS reading")
-    ap.add_argument("--gateway-workers", type=int, default=1)
-    ap.add_argument("--backend-workers", type=int, default=1)
-    ap.add_argument("--gateway-config", default=None, help="use this config instead of the generated one")
-    ap.add_argument("--backend-port", type=int, default=18001)
-    ap.add_argument("--gateway-port", type=int, default=18080)
-    ap.add_argument("--admin-port", type=int, default=18081)
-    ap.add_argument("--startup-timeout", type=float, default=30.0)
-    ap.add_argument("--out-dir", default=str(H.RESULTS_DIR))
-    ap.add_argument("--keep-workdir", action="store_true")
+    H.add_single_gateway_args(ap)
     return ap.parse_args(argv)
 
 

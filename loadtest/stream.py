@@ -198,15 +198,7 @@ def parse_args(argv=None):
     ap.add_argument("--route-timeout", type=float, default=600.0,
                     help="route `timeout:` in the generated config, seconds: the upload's response head "
                          "only comes after the whole body (default 600)")
-    ap.add_argument("--gateway-workers", type=int, default=1)
-    ap.add_argument("--backend-workers", type=int, default=1)
-    ap.add_argument("--gateway-config", default=None, help="use this config instead of the generated one")
-    ap.add_argument("--backend-port", type=int, default=18001)
-    ap.add_argument("--gateway-port", type=int, default=18080)
-    ap.add_argument("--admin-port", type=int, default=18081)
-    ap.add_argument("--startup-timeout", type=float, default=30.0)
-    ap.add_argument("--out-dir", default=str(H.RESULTS_DIR))
-    ap.add_argument("--keep-workdir", action="store_true")
+    H.add_single_gateway_args(ap)
     args = ap.parse_args(argv)
     try:
         args.size_bytes = H.parse_size(args.size)

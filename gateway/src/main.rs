@@ -7,7 +7,6 @@ use clap::{Parser, Subcommand};
 use rustygate::{
     config::{self, Config},
     healthcheck,
-    runtime::Runtime,
     server::{self, Gateway},
     telemetry::logging,
 };
@@ -85,9 +84,8 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, String> {
 
 fn run(config: Config) -> anyhow::Result<()> {
     let _log_guard = logging::init(&config.log);
-    let runtime = Runtime::compile(config.clone(), 1).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let routes = runtime.routes.routes().len();
-    let gateway = Gateway::new(runtime);
+    let gateway = Gateway::new(config.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let routes = config.routes.len();
     actix_web::rt::System::new().block_on(async move {
         let servers = server::bind(gateway, &config, true).context("starting the listeners")?;
         tracing::info!(

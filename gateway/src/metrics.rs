@@ -3,9 +3,12 @@
 //! Label values are bounded: route and upstream names come from config, methods outside the
 //! standard set are folded into `OTHER`, and raw paths are never used.
 
+use std::sync::OnceLock;
+
 use actix_web::http::Method;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Latency buckets in seconds: dense where a proxy's own latency lives (sub-millisecond to
@@ -119,18 +122,58 @@ impl Default for Metrics {
     }
 }
 
+/// The `method` label values: the standard methods, and `OTHER` for anything else.
+const METHOD_LABELS: [&str; 10] =
+    ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "OTHER"];
+
+fn method_index(method: &Method) -> usize {
+    match *method {
+        Method::GET => 0,
+        Method::POST => 1,
+        Method::PUT => 2,
+        Method::DELETE => 3,
+        Method::HEAD => 4,
+        Method::OPTIONS => 5,
+        Method::PATCH => 6,
+        Method::CONNECT => 7,
+        Method::TRACE => 8,
+        _ => 9,
+    }
+}
+
 /// The `method` label: standard methods as themselves, anything else `OTHER`.
 pub fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::PATCH => "PATCH",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => "OTHER",
+    METHOD_LABELS[method_index(method)]
+}
+
+/// A route's metric series, resolved once per route (duration series once per method seen),
+/// so the request path does no label lookups for them.
+#[derive(Debug)]
+pub struct RouteMetrics {
+    /// `rustygate_requests_in_flight{route}`
+    pub in_flight: IntGauge,
+    route: String,
+    vec: HistogramVec,
+    durations: [OnceLock<Histogram>; METHOD_LABELS.len()],
+}
+
+impl RouteMetrics {
+    /// `rustygate_request_duration_seconds{route,method}` for this route; the series is created
+    /// the first time the method is seen, so unused methods export nothing.
+    pub fn duration(&self, method: &Method) -> &Histogram {
+        let i = method_index(method);
+        self.durations[i].get_or_init(|| self.vec.with_label_values(&[self.route.as_str(), METHOD_LABELS[i]]))
+    }
+}
+
+impl Metrics {
+    /// Resolves the series of the route named `route`.
+    pub fn for_route(&self, route: &str) -> RouteMetrics {
+        RouteMetrics {
+            in_flight: self.requests_in_flight.with_label_values(&[route]),
+            route: route.to_owned(),
+            vec: self.request_duration.clone(),
+            durations: Default::default(),
+        }
     }
 }

@@ -26,6 +26,8 @@ pub struct Route {
     pub timeout: std::time::Duration,
     /// The route's CORS policy.
     pub cors: Option<Arc<crate::filters::cors::CorsPolicy>>,
+    /// The route's metric series.
+    pub metrics: crate::metrics::RouteMetrics,
 }
 
 impl Route {
@@ -158,6 +160,7 @@ mod tests {
             strip_prefix: true,
             timeout: std::time::Duration::from_secs(1),
             cors: None,
+            metrics: crate::metrics::Metrics::new().for_route(name),
         })
     }
 

@@ -12,7 +12,13 @@ use std::{
 use actix_web::{App, HttpServer, dev::Server, web};
 use arc_swap::ArcSwap;
 
-use crate::{admin, config::Config, metrics::Metrics, pipeline, runtime::Runtime};
+use crate::{
+    admin,
+    config::{Config, ConfigError},
+    metrics::Metrics,
+    pipeline,
+    runtime::Runtime,
+};
 
 /// State shared by every worker of both listeners.
 pub struct Gateway {
@@ -25,11 +31,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Wraps a compiled runtime.
-    pub fn new(runtime: Runtime) -> Arc<Self> {
+    /// Compiles `config` (generation 1) with a fresh metrics registry.
+    pub fn new(config: Config) -> Result<Arc<Self>, ConfigError> {
         let metrics = Metrics::new();
+        let runtime = Runtime::compile(config, 1, &metrics)?;
         metrics.config_generation.set(runtime.generation as i64);
-        Arc::new(Self { runtime: ArcSwap::from_pointee(runtime), metrics, ready: AtomicBool::new(true) })
+        Ok(Arc::new(Self { runtime: ArcSwap::from_pointee(runtime), metrics, ready: AtomicBool::new(true) }))
     }
 }
 

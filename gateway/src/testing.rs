@@ -7,7 +7,6 @@ use actix_web::dev::ServerHandle;
 
 use crate::{
     config::{self, Config, ConfigError},
-    runtime::Runtime,
     server::{self, Gateway},
 };
 
@@ -37,8 +36,7 @@ impl TestGateway {
 
     /// Starts a gateway from an already loaded configuration, on the addresses it names.
     pub fn start_config(config: Config) -> Self {
-        let runtime = Runtime::compile(config.clone(), 1).expect("a validated config compiles");
-        let gateway = Gateway::new(runtime);
+        let gateway = Gateway::new(config.clone()).expect("a validated config compiles");
         let (tx, rx) = std::sync::mpsc::channel();
         let gw = gateway.clone();
         let thread = std::thread::spawn(move || {

@@ -56,8 +56,9 @@ impl RequestCtx {
         bytes_in: Rc<Cell<u64>>,
     ) -> Self {
         let uri = req.uri();
-        let path = match (runtime.log_query, uri.query()) {
-            (true, Some(q)) => format!("{}?{q}", uri.path()),
+        let path = match (runtime.access_log, runtime.log_query, uri.query()) {
+            (false, ..) => String::new(), // only the access log reads it
+            (true, true, Some(q)) => format!("{}?{q}", uri.path()),
             _ => uri.path().to_owned(),
         };
         Self {
@@ -85,7 +86,7 @@ impl RequestCtx {
 
     /// Records the matched route (from here on the request counts as in flight on it).
     pub fn enter_route(&mut self, route: Arc<Route>) {
-        self.gateway.metrics.requests_in_flight.with_label_values(&[&*route.name]).inc();
+        route.metrics.in_flight.inc();
         self.route = Some(route);
     }
 
@@ -167,9 +168,12 @@ impl Drop for Finish {
         let route = ctx.route.as_ref().map_or(UNMATCHED, |r| &*r.name);
         let method = method_label(&ctx.method);
         m.requests_total.with_label_values(&[route, method, self.status.as_str()]).inc();
-        m.request_duration.with_label_values(&[route, method]).observe(elapsed.as_secs_f64());
-        if ctx.route.is_some() {
-            m.requests_in_flight.with_label_values(&[route]).dec();
+        match &ctx.route {
+            Some(r) => {
+                r.metrics.duration(&ctx.method).observe(elapsed.as_secs_f64());
+                r.metrics.in_flight.dec();
+            }
+            None => m.request_duration.with_label_values(&[route, method]).observe(elapsed.as_secs_f64()),
         }
         if !ctx.runtime.access_log {
             return;

@@ -8,6 +8,7 @@ use std::{net::IpAddr, sync::Arc};
 use crate::{
     config::{Config, ConfigError, ConfigIssue, UpstreamClient, UpstreamConfig, validate},
     filters::cors::CorsPolicy,
+    metrics::Metrics,
     routing::{Route, RouteTable},
     upstream::UpstreamPool,
 };
@@ -36,8 +37,9 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Compiles a validated configuration. Fails only on problems validation could not see.
-    pub fn compile(config: Config, generation: u64) -> Result<Self, ConfigError> {
+    /// Compiles a validated configuration, resolving each route's metric series in `metrics`.
+    /// Fails only on problems validation could not see.
+    pub fn compile(config: Config, generation: u64, metrics: &Metrics) -> Result<Self, ConfigError> {
         let mut issues = Vec::new();
         let mut upstreams: Vec<Arc<UpstreamPool>> = Vec::new();
         for (name, up) in &config.upstreams {
@@ -94,6 +96,7 @@ impl Runtime {
                 methods: rc.methods.iter().filter_map(|m| m.to_ascii_uppercase().parse().ok()).collect(),
                 strip_prefix: rc.strip_prefix,
                 cors: rc.cors.as_deref().and_then(|name| cors_policies.get(name).cloned()),
+                metrics: metrics.for_route(rc.display_name()),
                 timeout: rc.timeout.map(|t| t.0).unwrap_or(upstream.timeout),
                 upstream,
             }));
