@@ -74,7 +74,6 @@ pub enum RouteMatch<'a> {
 #[derive(Debug, Default)]
 pub struct RouteTable {
     routes: Vec<Arc<Route>>,
-    claims_root: bool,
 }
 
 impl RouteTable {
@@ -88,18 +87,7 @@ impl RouteTable {
                 .then(b.host.is_some().cmp(&a.host.is_some()))
                 .then(a.methods.is_empty().cmp(&b.methods.is_empty()))
         });
-        let claims_root = routes.iter().any(|r| r.prefix == "/");
-        Self { routes, claims_root }
-    }
-
-    /// Whether some route serves `/` (else the gateway answers its banner there).
-    pub fn claims_root(&self) -> bool {
-        self.claims_root
-    }
-
-    /// All routes, best match first.
-    pub fn routes(&self) -> &[Arc<Route>] {
-        &self.routes
+        Self { routes }
     }
 
     /// Finds the route for a request. A route whose host and path match but whose methods do not
@@ -181,7 +169,6 @@ mod tests {
         assert_eq!(name(t.find(None, "/api/testing", &get)), "api");
         assert_eq!(name(t.find(None, "/apix", &get)), "404");
         assert_eq!(name(t.find(None, "/", &get)), "404");
-        assert!(!t.claims_root());
     }
 
     #[test]
@@ -190,7 +177,6 @@ mod tests {
         assert_eq!(name(t.find(Some("API.Example.com:8080"), "/x", &Method::GET)), "h");
         assert_eq!(name(t.find(Some("other.com"), "/x", &Method::GET)), "any");
         assert_eq!(name(t.find(None, "/x", &Method::GET)), "any");
-        assert!(t.claims_root());
     }
 
     #[test]
