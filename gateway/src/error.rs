@@ -28,6 +28,15 @@ pub enum GatewayError {
     /// A policy refused the request (e.g. a CORS preflight from an origin not allowed).
     #[error("{0}")]
     Forbidden(&'static str),
+    /// The route's JWT policy refused the request.
+    #[error("{}", .0.description())]
+    Unauthorized(crate::filters::jwt::Rejection),
+    /// The route's rate limit refused the request (its headers are added by the pipeline).
+    #[error("rate limit exceeded; retry after {retry_after} s")]
+    TooManyRequests {
+        /// Seconds until a request is allowed again.
+        retry_after: u64,
+    },
     /// The request cannot be forwarded as sent.
     #[error("{0}")]
     BadRequest(&'static str),
@@ -57,6 +66,8 @@ impl GatewayError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NoHealthyUpstream(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamConnect(_) | Self::UpstreamProtocol(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -77,8 +88,14 @@ impl GatewayError {
     /// Builds the JSON error response.
     pub fn to_response(&self, request_id: &str) -> HttpResponse {
         let mut resp = error_response(self.status(), &self.to_string(), request_id);
-        if let Self::MethodNotAllowed(allow) = self {
-            resp.headers_mut().insert(header::ALLOW, allow.clone());
+        match self {
+            Self::MethodNotAllowed(allow) => {
+                resp.headers_mut().insert(header::ALLOW, allow.clone());
+            }
+            Self::Unauthorized(rejection) => {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, rejection.challenge());
+            }
+            _ => {}
         }
         resp
     }
@@ -126,6 +143,8 @@ mod tests {
             (GatewayError::PayloadTooLarge { limit: 1 }, 413, "payload_too_large"),
             (GatewayError::BadRequest("x"), 400, "bad_request"),
             (GatewayError::Forbidden("x"), 403, "forbidden"),
+            (GatewayError::Unauthorized(crate::filters::jwt::Rejection::Expired), 401, "unauthorized"),
+            (GatewayError::TooManyRequests { retry_after: 1 }, 429, "too_many_requests"),
             (GatewayError::NoHealthyUpstream("u".into()), 503, "no_healthy_upstream"),
             (GatewayError::UpstreamTimeout, 504, "gateway_timeout"),
             (GatewayError::Internal("x".into()), 500, "internal_error"),

@@ -9,6 +9,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod admin;
+pub mod background;
 pub mod config;
 pub mod error;
 pub mod filters;

@@ -49,8 +49,12 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Run) {
         // The probe needs no configuration: it must work in a bare container.
         Command::Health { url } => health(&url),
-        Command::Check => load(cli.config.as_deref()).map(|config| {
-            println!("configuration is valid: {} routes, {} upstreams", config.routes.len(), config.upstreams.len());
+        // Compiling too catches what only compiling sees, such as an unreadable key file.
+        Command::Check => load(cli.config.as_deref()).and_then(|config| {
+            let (routes, upstreams) = (config.routes.len(), config.upstreams.len());
+            Gateway::new(config).map_err(|e| e.to_string())?;
+            println!("configuration is valid: {routes} routes, {upstreams} upstreams");
+            Ok(())
         }),
         Command::Run => {
             load(cli.config.as_deref()).and_then(|config| run(config).map_err(|e| format!("rustygate: {e:#}")))

@@ -6,6 +6,8 @@
 use std::sync::OnceLock;
 
 use actix_web::http::Method;
+
+use crate::filters::jwt::Rejection;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -34,6 +36,14 @@ pub struct Metrics {
     pub config_generation: IntGauge,
     /// `rustygate_log_lines_dropped_total`
     pub log_lines_dropped: IntCounter,
+    /// `rustygate_rate_limited_total{route}`
+    pub rate_limited_total: IntCounterVec,
+    /// `rustygate_auth_rejected_total{route,reason}`
+    pub auth_rejected_total: IntCounterVec,
+    /// `rustygate_rate_limit_keys{policy}`
+    pub rate_limit_keys: IntGaugeVec,
+    /// `rustygate_jwks_fetches_total{policy,result}`
+    pub jwks_fetches: crate::filters::jwt::JwksMetrics,
 }
 
 impl Metrics {
@@ -60,6 +70,18 @@ impl Metrics {
             "Backend attempts that failed: connect_error, timeout, protocol_error or status_5xx.",
             &["upstream", "backend", "reason"],
         );
+        let rate_limited_total =
+            counter("rustygate_rate_limited_total", "Requests refused with 429 by a rate limit, by route.", &["route"]);
+        let auth_rejected_total = counter(
+            "rustygate_auth_rejected_total",
+            "Requests refused with 401 by a JWT policy, by route and reason.",
+            &["route", "reason"],
+        );
+        let jwks_fetches = crate::filters::jwt::JwksMetrics(counter(
+            "rustygate_jwks_fetches_total",
+            "JWKS loads (scheduled and on unknown kid), by policy and result.",
+            &["policy", "result"],
+        ));
         let request_duration = HistogramVec::new(
             HistogramOpts::new(
                 "rustygate_request_duration_seconds",
@@ -74,6 +96,12 @@ impl Metrics {
             IntGaugeVec::new(Opts::new("rustygate_requests_in_flight", "Requests being handled."), &["route"])
                 .expect("valid metric");
         registry.register(Box::new(requests_in_flight.clone())).expect("unique metric");
+        let rate_limit_keys = IntGaugeVec::new(
+            Opts::new("rustygate_rate_limit_keys", "Keys (buckets) a rate-limit policy holds after the last eviction."),
+            &["policy"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(rate_limit_keys.clone())).expect("unique metric");
         let config_generation = IntGauge::new("rustygate_config_generation", "Generation of the configuration in use.")
             .expect("valid metric");
         registry.register(Box::new(config_generation.clone())).expect("unique metric");
@@ -99,6 +127,10 @@ impl Metrics {
             backend_failures_total,
             config_generation,
             log_lines_dropped,
+            rate_limited_total,
+            auth_rejected_total,
+            rate_limit_keys,
+            jwks_fetches,
         }
     }
 
@@ -152,12 +184,26 @@ pub fn method_label(method: &Method) -> &'static str {
 pub struct RouteMetrics {
     /// `rustygate_requests_in_flight{route}`
     pub in_flight: IntGauge,
+    /// `rustygate_rate_limited_total{route}`, on routes with a rate limit.
+    pub rate_limited: Option<IntCounter>,
+    /// `rustygate_auth_rejected_total{route,reason}` in [`Rejection::ALL`] order, on routes
+    /// with a JWT policy.
+    pub auth_rejected: Vec<IntCounter>,
     route: String,
     vec: HistogramVec,
     durations: [OnceLock<Histogram>; METHOD_LABELS.len()],
 }
 
 impl RouteMetrics {
+    /// Counts a 401 of this route's JWT policy.
+    pub fn auth_rejected(&self, reason: Rejection) {
+        if let Some(i) = Rejection::ALL.iter().position(|r| *r == reason)
+            && let Some(c) = self.auth_rejected.get(i)
+        {
+            c.inc();
+        }
+    }
+
     /// `rustygate_request_duration_seconds{route,method}` for this route; the series is created
     /// the first time the method is seen, so unused methods export nothing.
     pub fn duration(&self, method: &Method) -> &Histogram {
@@ -167,10 +213,17 @@ impl RouteMetrics {
 }
 
 impl Metrics {
-    /// Resolves the series of the route named `route`.
-    pub fn for_route(&self, route: &str) -> RouteMetrics {
+    /// Resolves the series of the route named `route`. The counters of its policies are created
+    /// at zero, so that rates and alerts work before the first rejection.
+    pub fn for_route(&self, route: &str, has_auth: bool, has_rate_limit: bool) -> RouteMetrics {
         RouteMetrics {
             in_flight: self.requests_in_flight.with_label_values(&[route]),
+            rate_limited: has_rate_limit.then(|| self.rate_limited_total.with_label_values(&[route])),
+            auth_rejected: if has_auth {
+                Rejection::ALL.iter().map(|r| self.auth_rejected_total.with_label_values(&[route, r.label()])).collect()
+            } else {
+                Vec::new()
+            },
             route: route.to_owned(),
             vec: self.request_duration.clone(),
             durations: Default::default(),

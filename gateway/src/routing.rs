@@ -26,6 +26,10 @@ pub struct Route {
     pub timeout: std::time::Duration,
     /// The route's CORS policy.
     pub cors: Option<Arc<crate::filters::cors::CorsPolicy>>,
+    /// The route's JWT policy.
+    pub auth: Option<Arc<crate::filters::jwt::JwtPolicy>>,
+    /// The route's rate limit.
+    pub rate_limit: Option<Arc<crate::filters::rate_limit::RateLimit>>,
     /// The route's metric series.
     pub metrics: crate::metrics::RouteMetrics,
 }
@@ -148,7 +152,9 @@ mod tests {
             strip_prefix: true,
             timeout: std::time::Duration::from_secs(1),
             cors: None,
-            metrics: crate::metrics::Metrics::new().for_route(name),
+            auth: None,
+            rate_limit: None,
+            metrics: crate::metrics::Metrics::new().for_route(name, false, false),
         })
     }
 

@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 
 use crate::{
     admin,
+    background::Background,
     config::{Config, ConfigError},
     metrics::Metrics,
     pipeline,
@@ -28,15 +29,29 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// Whether `/readyz` answers 200 (false while draining).
     pub ready: AtomicBool,
+    /// Runs policy timers (JWKS refresh, rate-limit eviction).
+    pub background: Background,
 }
 
 impl Gateway {
     /// Compiles `config` (generation 1) with a fresh metrics registry.
     pub fn new(config: Config) -> Result<Arc<Self>, ConfigError> {
         let metrics = Metrics::new();
-        let runtime = Runtime::compile(config, 1, &metrics)?;
+        let background = Background::start().map_err(|e| ConfigError {
+            source_name: "<startup>".into(),
+            issues: vec![crate::config::ConfigIssue::at(
+                String::new(),
+                format!("cannot start the background thread: {e}"),
+            )],
+        })?;
+        let runtime = Runtime::compile(config, 1, &metrics, background.handle())?;
         metrics.config_generation.set(runtime.generation as i64);
-        Ok(Arc::new(Self { runtime: ArcSwap::from_pointee(runtime), metrics, ready: AtomicBool::new(true) }))
+        Ok(Arc::new(Self {
+            runtime: ArcSwap::from_pointee(runtime),
+            metrics,
+            ready: AtomicBool::new(true),
+            background,
+        }))
     }
 }
 

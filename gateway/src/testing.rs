@@ -31,12 +31,13 @@ impl TestGateway {
         if config.server.workers == 0 {
             config.server.workers = 2;
         }
-        Ok(Self::start_config(config))
+        Self::start_config(config)
     }
 
-    /// Starts a gateway from an already loaded configuration, on the addresses it names.
-    pub fn start_config(config: Config) -> Self {
-        let gateway = Gateway::new(config.clone()).expect("a validated config compiles");
+    /// Starts a gateway from an already loaded configuration, on the addresses it names;
+    /// fails if it does not compile (such as an unreadable key file).
+    pub fn start_config(config: Config) -> Result<Self, ConfigError> {
+        let gateway = Gateway::new(config.clone())?;
         let (tx, rx) = std::sync::mpsc::channel();
         let gw = gateway.clone();
         let thread = std::thread::spawn(move || {
@@ -48,7 +49,7 @@ impl TestGateway {
             });
         });
         let (addr, admin_addr, handles) = rx.recv().expect("test gateway started");
-        Self { addr, admin_addr, gateway, handles, thread: Some(thread) }
+        Ok(Self { addr, admin_addr, gateway, handles, thread: Some(thread) })
     }
 
     /// `http://ADDR` of the proxy listener followed by `path`.

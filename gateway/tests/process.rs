@@ -291,3 +291,168 @@ fn the_health_subcommand_probes_the_admin_listener() {
     let down = Command::new(BIN).args(["health", "--url", &url]).output().unwrap();
     assert_eq!(down.status.code(), Some(1));
 }
+
+#[test]
+fn a_query_token_is_never_logged_even_when_queries_are() {
+    let b = MockServer::start("b0");
+    let secret = "log-secret-0123456789abcdef0123456789";
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({ "sub": "alice", "exp": exp }),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    let (mut gw, _dir) = Proc::start(
+        &format!(
+            "log: {{ include_query: true }}\nauth:\n  q: {{ algorithms: [HS256], secret: \"{secret}\", query_param: access_token }}\nroutes:\n  - {{ name: api, path: /api, backend: \"{}\", auth: q }}\n",
+            b.url()
+        ),
+        &[],
+    );
+    let addr = format!("127.0.0.1:{}", gw.port).parse().unwrap();
+    let resp = raw(
+        addr,
+        format!("GET /api/x?a=1&access_token={token} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let expired = raw(
+        addr,
+        format!("GET /api/y?access_token={token}x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert!(expired.starts_with("HTTP/1.1 401"), "{expired}");
+    let stdout = gw.child.stdout.take().unwrap();
+    let mut access = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        assert!(!line.contains(&token[..20]), "the token leaked into {line}");
+        if line.contains("rustygate::access") {
+            access.push(line);
+            if access.len() == 2 {
+                break;
+            }
+        }
+    }
+    let paths: Vec<String> = access
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["path"].as_str().unwrap().to_owned())
+        .collect();
+    // The rejected request's query is still logged whole: it failed before the token was cut.
+    assert_eq!(paths[0], "/api/x?a=1");
+    assert!(!paths[1].contains("access_token"), "{paths:?}");
+}
+
+/// Sends `count` GETs of `path` with distinct `X-Api-Key` values, pipelined in batches over a
+/// few connections, and returns how many answers had each status.
+fn churn_keys(port: u16, path: &str, first: usize, count: usize) -> std::collections::BTreeMap<u16, usize> {
+    const CONNECTIONS: usize = 4;
+    const BATCH: usize = 100;
+    let per_conn = count / CONNECTIONS;
+    let threads: Vec<_> = (0..CONNECTIONS)
+        .map(|c| {
+            let path = path.to_owned();
+            std::thread::spawn(move || {
+                let mut statuses = std::collections::BTreeMap::new();
+                let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                let start = first + c * per_conn;
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut pending = String::new();
+                for batch in (0..per_conn).step_by(BATCH) {
+                    let n = BATCH.min(per_conn - batch);
+                    let mut req = String::with_capacity(n * 80);
+                    for i in 0..n {
+                        req.push_str(&format!(
+                            "GET {path} HTTP/1.1\r\nHost: x\r\nX-Api-Key: key-{}\r\n\r\n",
+                            start + batch + i
+                        ));
+                    }
+                    s.write_all(req.as_bytes()).unwrap();
+                    let mut seen = 0;
+                    while seen < n {
+                        let got = s.read(&mut buf).unwrap();
+                        assert!(got > 0, "connection closed");
+                        pending.push_str(&String::from_utf8_lossy(&buf[..got]));
+                        // Responses are complete once the next one starts or the body ended.
+                        while let Some(at) = pending.find("HTTP/1.1 ") {
+                            let Some(head_end) = pending[at..].find("\r\n\r\n") else { break };
+                            let head = &pending[at..at + head_end];
+                            let len: usize = head
+                                .lines()
+                                .find_map(|l| {
+                                    l.to_ascii_lowercase()
+                                        .strip_prefix("content-length:")
+                                        .map(|v| v.trim().parse().unwrap())
+                                })
+                                .unwrap_or(0);
+                            let end = at + head_end + 4 + len;
+                            if pending.len() < end {
+                                break;
+                            }
+                            let status: u16 = head[9..12].parse().unwrap();
+                            *statuses.entry(status).or_insert(0) += 1;
+                            pending.drain(..end);
+                            seen += 1;
+                        }
+                    }
+                }
+                statuses
+            })
+        })
+        .collect();
+    let mut total = std::collections::BTreeMap::new();
+    for t in threads {
+        for (status, n) in t.join().unwrap() {
+            *total.entry(status).or_insert(0) += n;
+        }
+    }
+    total
+}
+
+fn keys_gauge(admin: u16) -> f64 {
+    let text = raw(
+        format!("127.0.0.1:{admin}").parse().unwrap(),
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    metric(&text, "rustygate_rate_limit_keys", &[("policy", "churn")])
+}
+
+#[test]
+fn rate_limit_keys_are_evicted_and_memory_stays_bounded_under_key_churn() {
+    // The backend is a closed port: every admitted request is a quick 502, so the limiter is
+    // the only state that grows. One request per key; keys refill after 100 ms.
+    let (gw, _dir) = Proc::start(
+        "log: { access_log: false, level: error }\nrate_limits:\n  churn: { requests: 10, window: 1s, key: \"header:X-Api-Key\" }\nroutes:\n  - { name: r, path: /r, backend: \"http://127.0.0.1:1\", rate_limit: churn }\n",
+        &[],
+    );
+    let wait_evicted = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let keys = keys_gauge(gw.admin);
+            if keys < 1000.0 {
+                return keys;
+            }
+            assert!(Instant::now() < deadline, "{what}: {keys} keys still held");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let warm = churn_keys(gw.port, "/r", 0, 4_000);
+    assert_eq!(warm.values().sum::<usize>(), 4_000);
+    wait_evicted("after warm-up");
+    let baseline = gw.status_field("VmRSS:");
+
+    let started = Instant::now();
+    let statuses = churn_keys(gw.port, "/r", 1_000_000, 100_000);
+    let elapsed = started.elapsed();
+    assert_eq!(statuses.get(&502), Some(&100_000), "every distinct key is admitted once: {statuses:?}");
+    let peak = gw.status_field("VmHWM:");
+    let left = wait_evicted("after 100,000 keys");
+    let rss = gw.status_field("VmRSS:");
+    eprintln!(
+        "100,000 keys in {elapsed:?}: RSS baseline {} KiB, peak {} KiB, after eviction {} KiB, {left} keys left",
+        baseline / 1024,
+        peak / 1024,
+        rss / 1024
+    );
+    assert!(rss <= baseline + 32 * 1024 * 1024, "RSS {rss} vs baseline {baseline}");
+}

@@ -2,8 +2,8 @@
 //! defaults. No logic lives here beyond defaults: loading is in [`load`], semantic checks in
 //! [`validate`], and turning a config into runtime objects in `crate::runtime`.
 //!
-//! Keys of features that are planned but not built yet (`auth`, `rate_limits`, `tracing`,
-//! `plugins`, `defaults`, per-route policies, health checks and retries) are accepted by the parser
+//! Keys of features that are planned but not built yet (`tracing`, `plugins`, health checks and
+//! retries) are accepted by the parser
 //! only so that validation can reject them with a clear "not supported yet" message: a policy that
 //! is silently ignored would be a security hole.
 
@@ -41,21 +41,40 @@ pub struct Config {
     /// Planned (distributed tracing): rejected until implemented.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tracing: Option<Value>,
-    /// Planned (JWT policies): rejected until implemented.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub auth: Option<Value>,
-    /// Planned (rate-limit policies): rejected until implemented.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rate_limits: Option<Value>,
+    /// Named JWT policies that routes refer to with `auth:`.
+    pub auth: BTreeMap<String, JwtConfig>,
+    /// Named rate-limit policies that routes refer to with `rate_limit:`.
+    pub rate_limits: BTreeMap<String, RateLimitConfig>,
     /// Named CORS policies that routes refer to with `cors:`.
     pub cors: BTreeMap<String, CorsConfig>,
     /// Planned (WASM plugins): rejected until implemented.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plugins: Option<Value>,
-    /// Planned (policies applied to every route): rejected until implemented.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub defaults: Option<Value>,
+    /// Policies applied to every route that does not name its own.
+    pub defaults: DefaultsConfig,
 }
+
+/// `defaults:` — policy names applied to every route that does not set the same key. A route
+/// opts out of a default with the value `none`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DefaultsConfig {
+    /// Default JWT policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
+    /// Default rate-limit policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<String>,
+    /// Default CORS policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<String>,
+    /// Planned (default plugins): rejected until implemented.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugins: Option<Value>,
+}
+
+/// The policy name a route uses to opt out of a `defaults:` policy.
+pub const NO_POLICY: &str = "none";
 
 /// `server:` — the proxy listener.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -257,13 +276,13 @@ pub struct RouteConfig {
     /// Per-attempt timeout overriding the upstream's `timeout`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,
-    /// Planned (JWT policy name): rejected until implemented.
+    /// Name of a JWT policy from `auth:` (`none`: no auth even if `defaults:` has one).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub auth: Option<Value>,
-    /// Planned (rate-limit policy name): rejected until implemented.
+    pub auth: Option<String>,
+    /// Name of a rate-limit policy from `rate_limits:` (`none`: opt out of the default).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rate_limit: Option<Value>,
-    /// Name of a CORS policy from `cors:`.
+    pub rate_limit: Option<String>,
+    /// Name of a CORS policy from `cors:` (`none`: opt out of the default).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cors: Option<String>,
     /// Planned (plugin names): rejected until implemented.
@@ -276,6 +295,144 @@ impl RouteConfig {
     pub fn display_name(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.path)
     }
+}
+
+/// The policy a route ends up with: its own setting, else the default; `none` means no policy.
+pub fn effective_policy<'a>(own: Option<&'a str>, default: Option<&'a str>) -> Option<&'a str> {
+    own.or(default).filter(|name| *name != NO_POLICY)
+}
+
+impl Config {
+    /// The JWT, rate-limit and CORS policy names route `route` uses, defaults applied.
+    pub fn route_policies<'a>(&'a self, route: &'a RouteConfig) -> [Option<&'a str>; 3] {
+        let d = &self.defaults;
+        [
+            effective_policy(route.auth.as_deref(), d.auth.as_deref()),
+            effective_policy(route.rate_limit.as_deref(), d.rate_limit.as_deref()),
+            effective_policy(route.cors.as_deref(), d.cors.as_deref()),
+        ]
+    }
+}
+
+/// `auth.NAME:` — a JWT policy. Exactly one key source: `secret` (HS*), `public_key_file`
+/// (RS*, PS*, ES*, EdDSA; PEM), `jwks_file` or `jwks_url`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtConfig {
+    /// Accepted `alg` values; every other one (and `none`) is rejected. All from one family.
+    pub algorithms: Vec<String>,
+    /// Shared secret of HS256/384/512.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "redact_opt")]
+    pub secret: Option<String>,
+    /// PEM public key (SPKI) of RS*, PS*, ES* or EdDSA.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key_file: Option<String>,
+    /// A JWKS document on disk, re-read on the refresh schedule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_file: Option<String>,
+    /// A JWKS URL (`http(s)://`), fetched on the refresh schedule and on an unknown `kid`.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "redact_opt_url")]
+    pub jwks_url: Option<String>,
+    /// How often the JWKS is re-read.
+    pub jwks_refresh: HumanDuration,
+    /// The least time between two fetches triggered by unknown `kid`s.
+    pub jwks_min_refetch: HumanDuration,
+    /// Accepted `iss` values (string or list); when set, `iss` is required.
+    #[serde(deserialize_with = "units::one_or_many")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub issuer: Vec<String>,
+    /// Accepted `aud` values (string or list); when set, `aud` is required.
+    #[serde(deserialize_with = "units::one_or_many")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub audience: Vec<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway: HumanDuration,
+    /// Claims that must be present (default: `exp`).
+    pub required_claims: Vec<String>,
+    /// Claims sent to the backend as headers, `claim: Header-Name`. The client's own copies of
+    /// these headers are always removed.
+    pub forward_claims: BTreeMap<String, String>,
+    /// Whether the backend receives the client's `Authorization` header.
+    #[serde(deserialize_with = "units::lenient_bool")]
+    pub forward_authorization: bool,
+    /// Also look for the token in this cookie (after `Authorization`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+    /// Also look for the token in this query parameter (after the cookie); it is removed before
+    /// forwarding and never logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_param: Option<String>,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            algorithms: Vec::new(),
+            secret: None,
+            public_key_file: None,
+            jwks_file: None,
+            jwks_url: None,
+            jwks_refresh: HumanDuration::secs(300),
+            jwks_min_refetch: HumanDuration::secs(5),
+            issuer: Vec::new(),
+            audience: Vec::new(),
+            leeway: HumanDuration::secs(30),
+            required_claims: vec!["exp".into()],
+            forward_claims: BTreeMap::new(),
+            forward_authorization: true,
+            cookie: None,
+            query_param: None,
+        }
+    }
+}
+
+/// `rate_limits.NAME:` — a GCRA rate limit: `requests` per `window`, bursts up to `burst`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Requests allowed per window.
+    #[serde(deserialize_with = "units::lenient_u32")]
+    pub requests: u32,
+    /// The window.
+    pub window: HumanDuration,
+    /// Largest burst; defaults to `requests`.
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "units::lenient_opt_u32")]
+    pub burst: Option<u32>,
+    /// What a bucket is keyed by: `client_ip`, `header:NAME` or `claim:NAME`.
+    pub key: String,
+    /// `shared`: one quota for every route naming the policy; `route`: one per route.
+    pub scope: RateLimitScope,
+    /// Send the IETF draft's `RateLimit-Policy` and `RateLimit` fields.
+    #[serde(deserialize_with = "units::lenient_bool")]
+    pub draft_headers: bool,
+    /// Send `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`.
+    #[serde(deserialize_with = "units::lenient_bool")]
+    pub legacy_headers: bool,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            requests: 100,
+            window: HumanDuration::secs(60),
+            burst: None,
+            key: "client_ip".into(),
+            scope: RateLimitScope::Shared,
+            draft_headers: true,
+            legacy_headers: true,
+        }
+    }
+}
+
+/// Whether routes naming one rate-limit policy share its buckets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitScope {
+    /// One quota across every route naming the policy.
+    #[default]
+    Shared,
+    /// Each route has its own buckets.
+    Route,
 }
 
 /// `cors.NAME:` — a CORS policy. Preflights are answered by the gateway; responses to allowed
@@ -325,6 +482,13 @@ fn redact_url<S: Serializer>(raw: &str, s: S) -> Result<S::Ok, S::Error> {
             s.serialize_str(u.as_str())
         }
         _ => s.serialize_str(raw),
+    }
+}
+
+fn redact_opt<S: Serializer>(secret: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(v) => redact(v, s),
+        None => s.serialize_none(),
     }
 }
 

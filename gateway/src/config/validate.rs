@@ -4,7 +4,7 @@
 
 use std::{collections::HashSet, net::SocketAddr};
 
-use super::{BackendConfig, Config, ConfigIssue, Strategy, load::closest};
+use super::{BackendConfig, Config, ConfigIssue, JwtConfig, NO_POLICY, RateLimitConfig, Strategy, load::closest};
 
 /// The largest weight a backend may have (the round-robin schedule is precomputed).
 pub const MAX_WEIGHT: u32 = 1000;
@@ -18,10 +18,8 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
 
     for (key, present, what) in [
         ("tracing", config.tracing.is_some(), "distributed tracing"),
-        ("auth", config.auth.is_some(), "JWT authentication"),
-        ("rate_limits", config.rate_limits.is_some(), "rate limiting"),
         ("plugins", config.plugins.is_some(), "WASM plugins"),
-        ("defaults", config.defaults.is_some(), "default route policies"),
+        ("defaults.plugins", config.defaults.plugins.is_some(), "WASM plugins"),
     ] {
         if present {
             issue(key.into(), format!("`{key}` ({what}) {PLANNED} in this build; remove the key"));
@@ -87,9 +85,37 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
     }
 
     for (name, policy) in &config.cors {
+        check_policy_name("cors", name, &mut issue);
         check_cors(policy, &format!("cors.{name}"), &mut issue);
     }
+    for (name, policy) in &config.auth {
+        check_policy_name("auth", name, &mut issue);
+        check_jwt(policy, &format!("auth.{name}"), &mut issue);
+    }
+    for (name, policy) in &config.rate_limits {
+        check_policy_name("rate_limits", name, &mut issue);
+        if !name.bytes().all(|b| b.is_ascii_graphic()) {
+            issue(
+                format!("rate_limits.{name}"),
+                "a rate-limit policy name is sent in headers: use printable ASCII".into(),
+            );
+        }
+        check_rate_limit(policy, &format!("rate_limits.{name}"), &mut issue);
+    }
     let cors_names: Vec<&str> = config.cors.keys().map(String::as_str).collect();
+    let auth_names: Vec<&str> = config.auth.keys().map(String::as_str).collect();
+    let limit_names: Vec<&str> = config.rate_limits.keys().map(String::as_str).collect();
+    let kinds = [("auth", "JWT policy", &auth_names), ("rate_limit", "rate-limit policy", &limit_names)];
+    let kinds = [kinds[0], kinds[1], ("cors", "CORS policy", &cors_names)];
+    let defaults = [&config.defaults.auth, &config.defaults.rate_limit, &config.defaults.cors];
+    for ((key, kind, known), name) in kinds.iter().zip(defaults) {
+        if let Some(name) = name
+            && name != NO_POLICY
+            && !known.contains(&name.as_str())
+        {
+            issue(format!("defaults.{key}"), unknown_reference(kind, name, known));
+        }
+    }
 
     let upstream_names: Vec<&str> = config.upstreams.keys().map(String::as_str).collect();
     let mut names = HashSet::new();
@@ -169,10 +195,27 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
         {
             issue(format!("{base}.upstream"), unknown_reference("upstream", up, &upstream_names));
         }
-        if let Some(policy) = &route.cors
-            && !config.cors.contains_key(policy)
+        let own = [&route.auth, &route.rate_limit, &route.cors];
+        for ((key, kind, known), name) in kinds.iter().zip(own) {
+            if let Some(name) = name
+                && name != NO_POLICY
+                && !known.contains(&name.as_str())
+            {
+                issue(format!("{base}.{key}"), unknown_reference(kind, name, known));
+            }
+        }
+        let [auth, rate_limit, _] = config.route_policies(route);
+        if let Some(limit) = rate_limit.and_then(|name| config.rate_limits.get(name).map(|p| (name, p)))
+            && limit.1.key.starts_with("claim:")
+            && auth.is_none()
         {
-            issue(format!("{base}.cors"), unknown_reference("CORS policy", policy, &cors_names));
+            issue(
+                format!("{base}.rate_limit"),
+                format!(
+                    "rate-limit policy {:?} keys on a JWT claim ({}), but this route has no `auth` policy",
+                    limit.0, limit.1.key
+                ),
+            );
         }
         if let Some(url) = &route.backend
             && let Err(e) = check_url(url)
@@ -194,14 +237,11 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
         if route.timeout.is_some_and(|t| t.0.is_zero()) {
             issue(format!("{base}.timeout"), "must be greater than 0".into());
         }
-        for (key, present, what) in [
-            ("auth", route.auth.is_some(), "JWT authentication"),
-            ("rate_limit", route.rate_limit.is_some(), "rate limiting"),
-            ("plugins", route.plugins.is_some(), "WASM plugins"),
-        ] {
-            if present {
-                issue(format!("{base}.{key}"), format!("`{key}` ({what}) {PLANNED} in this build; remove the key"));
-            }
+        if route.plugins.is_some() {
+            issue(
+                format!("{base}.plugins"),
+                format!("`plugins` (WASM plugins) {PLANNED} in this build; remove the key"),
+            );
         }
     }
     issues
@@ -212,6 +252,145 @@ fn unknown_reference(kind: &str, name: &str, known: &[&str]) -> String {
     let hint = closest(name, known).map(|s| format!("; did you mean {s:?}?")).unwrap_or_default();
     let list = if known.is_empty() { "none defined".to_owned() } else { known.join(", ") };
     format!("unknown {kind} {name:?} (known: {list}){hint}")
+}
+
+fn check_policy_name(section: &str, name: &str, issue: &mut impl FnMut(String, String)) {
+    if name.is_empty() {
+        issue(section.into(), "a policy name cannot be empty".into());
+    } else if name == NO_POLICY {
+        issue(
+            format!("{section}.{name}"),
+            format!("{NO_POLICY:?} is reserved (a route uses it to opt out of a default)"),
+        );
+    }
+}
+
+/// Headers a claim may not be forwarded as: the gateway or the HTTP framing owns them.
+const RESERVED_CLAIM_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
+    "via",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+    "authorization",
+    "cookie",
+];
+
+fn check_jwt(policy: &JwtConfig, path: &str, issue: &mut impl FnMut(String, String)) {
+    use crate::filters::jwt::{KeyKind, parse_algorithms};
+    let algorithms = match parse_algorithms(&policy.algorithms) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            issue(format!("{path}.algorithms"), e);
+            None
+        }
+    };
+    let sources = [
+        ("secret", policy.secret.is_some()),
+        ("public_key_file", policy.public_key_file.is_some()),
+        ("jwks_file", policy.jwks_file.is_some()),
+        ("jwks_url", policy.jwks_url.is_some()),
+    ];
+    let given: Vec<&str> = sources.iter().filter(|(_, set)| *set).map(|(k, _)| *k).collect();
+    let kind = match given.as_slice() {
+        [] => {
+            issue(path.into(), "needs a key: one of `secret`, `public_key_file`, `jwks_file` or `jwks_url`".into());
+            None
+        }
+        [one] => Some(match *one {
+            "secret" => KeyKind::Secret,
+            "public_key_file" => KeyKind::PublicKey,
+            _ => KeyKind::Jwks,
+        }),
+        many => {
+            issue(path.into(), format!("give only one key source, found {}", many.join(", ")));
+            None
+        }
+    };
+    if let (Some(kind), Some(algorithms)) = (kind, &algorithms)
+        && let Err(e) = kind.accepts(algorithms)
+    {
+        issue(format!("{path}.algorithms"), e);
+    }
+    if let Some(secret) = &policy.secret
+        && secret.len() < 32
+    {
+        issue(
+            format!("{path}.secret"),
+            format!(
+                "an HMAC secret must be at least 32 bytes (RFC 7518 §3.2), found {}; generate one with `openssl rand -base64 48`",
+                secret.len()
+            ),
+        );
+    }
+    for (key, file) in [("public_key_file", &policy.public_key_file), ("jwks_file", &policy.jwks_file)] {
+        if file.as_deref().is_some_and(str::is_empty) {
+            issue(format!("{path}.{key}"), "cannot be empty".into());
+        }
+    }
+    if let Some(url) = &policy.jwks_url {
+        match url::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()) => {}
+            _ => issue(format!("{path}.jwks_url"), format!("{url:?} is not an http:// or https:// URL")),
+        }
+    }
+    if policy.jwks_refresh.0.is_zero() {
+        issue(format!("{path}.jwks_refresh"), "must be greater than 0".into());
+    }
+    for (i, claim) in policy.required_claims.iter().enumerate() {
+        if claim.is_empty() {
+            issue(format!("{path}.required_claims[{i}]"), "a claim name cannot be empty".into());
+        }
+    }
+    let mut headers = HashSet::new();
+    for (claim, header) in &policy.forward_claims {
+        let at = format!("{path}.forward_claims.{claim}");
+        match actix_web::http::header::HeaderName::from_bytes(header.as_bytes()) {
+            Err(_) => issue(at, format!("{header:?} is not a header name")),
+            Ok(name) if RESERVED_CLAIM_HEADERS.contains(&name.as_str()) => {
+                issue(at, format!("{header:?} is managed by the gateway; forward the claim as another header"))
+            }
+            Ok(name) => {
+                if !headers.insert(name) {
+                    issue(at, format!("header {header:?} is already used by another claim"));
+                }
+            }
+        }
+    }
+    if let Some(cookie) = &policy.cookie
+        && (cookie.is_empty() || !cookie.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)))
+    {
+        issue(format!("{path}.cookie"), format!("{cookie:?} is not a cookie name"));
+    }
+    if policy.query_param.as_deref().is_some_and(|q| q.is_empty() || q.contains(['&', '=', '#'])) {
+        issue(format!("{path}.query_param"), "must be a plain query parameter name".into());
+    }
+}
+
+fn check_rate_limit(policy: &RateLimitConfig, path: &str, issue: &mut impl FnMut(String, String)) {
+    if policy.requests == 0 {
+        issue(format!("{path}.requests"), "must be at least 1".into());
+    }
+    if policy.window.0.is_zero() {
+        issue(format!("{path}.window"), "must be greater than 0".into());
+    } else if policy.requests > 0 && (policy.window.0 / policy.requests).is_zero() {
+        issue(format!("{path}.requests"), "more than one request per nanosecond cannot be limited".into());
+    }
+    if policy.burst == Some(0) {
+        issue(format!("{path}.burst"), "must be at least 1".into());
+    }
+    if let Err(e) = crate::filters::rate_limit::KeySpec::parse(&policy.key) {
+        issue(format!("{path}.key"), e);
+    }
 }
 
 fn check_cors(policy: &super::CorsConfig, path: &str, issue: &mut impl FnMut(String, String)) {

@@ -34,6 +34,8 @@ pub struct RequestCtx {
     pub error: Option<String>,
     /// A CORS preflight was answered complete by the route's policy.
     pub preflight_answered: bool,
+    /// The route's rate-limit decision, for the response headers.
+    pub rate_limit: Option<crate::filters::rate_limit::Decision>,
 }
 
 /// Counts a request as in flight on a backend while it lives.
@@ -75,7 +77,25 @@ impl RequestCtx {
             bytes_in,
             error: None,
             preflight_answered: false,
+            rate_limit: None,
             runtime,
+        }
+    }
+
+    /// The client's address (see `server.trusted_proxies`).
+    pub fn client_ip(&self) -> IpAddr {
+        self.client_ip
+    }
+
+    /// Whether the access log shows this request's query.
+    pub fn logs_query(&self) -> bool {
+        self.path.contains('?')
+    }
+
+    /// Logs `query` instead of the request's own (which carried a token) when queries are logged.
+    pub fn replace_logged_query(&mut self, query: &str) {
+        if let Some((path, _)) = self.path.split_once('?') {
+            self.path = if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") };
         }
     }
 

@@ -4,8 +4,8 @@
 //! 1. load the current runtime snapshot (once; the request keeps it to the end)
 //! 2. request id, client IP
 //! 3. route lookup (404 / 405 / the `/` banner)
-//! 4. request filters, in this order: CORS preflight (answered here, never forwarded); auth, rate
-//!    limits and plugins plug in after it as they land
+//! 4. request filters, in this order: CORS preflight (answered here, never forwarded), JWT auth
+//!    (401), rate limit (429; after auth so that a limit can key on a claim); plugins will follow
 //! 5. body admission (413), backend choice (503), one forward attempt (502 / 504)
 //! 6. the response, whose body streams from the backend
 //! 7. [`finish`](ctx::Finish): metrics and the access log line, exactly once, when the response
@@ -66,6 +66,10 @@ pub async fn handle(req: HttpRequest, payload: web::Payload, gw: web::Data<Gatew
     };
     // Every answer, the backend's or the gateway's, carries the request id.
     resp.headers_mut().insert(X_REQUEST_ID, request_id);
+    // Rate-limit headers go on every answer of a limited route, the 429 included.
+    if let (Some(limit), Some(decision)) = (ctx.route().and_then(|r| r.rate_limit.as_ref()), &ctx.rate_limit) {
+        limit.write_headers(decision, resp.headers_mut());
+    }
     // Response filters. CORS headers go on backend and gateway answers alike (so scripts can
     // read error bodies), but not on a preflight, which was answered complete.
     if let Some(cors) = ctx.route().and_then(|r| r.cors.as_ref())
@@ -105,14 +109,51 @@ async fn route_and_forward(
         ctx.preflight_answered = true;
         return answer.map_err(GatewayError::Forbidden);
     }
-    // Auth → rate limit → plugins will run here.
+    // Auth: nothing about an unauthenticated request reaches the backend or a bucket. A token
+    // in the query is kept out of the access log, valid or not.
+    if ctx.logs_query()
+        && let Some(policy) = &route.auth
+        && let Some(clean) = req.uri().query().and_then(|q| policy.query_without_token(q))
+    {
+        ctx.replace_logged_query(&clean);
+    }
+    let authenticated = match &route.auth {
+        None => None,
+        Some(policy) => match policy.authenticate(req).await {
+            Ok(authenticated) => Some(authenticated),
+            Err(reason) => {
+                route.metrics.auth_rejected(reason);
+                return Err(GatewayError::Unauthorized(reason));
+            }
+        },
+    };
+    // Rate limit, after auth so that a limit can key on a claim.
+    if let Some(limit) = &route.rate_limit {
+        let decision = limit.check(ctx.client_ip(), req.headers(), authenticated.as_ref().map(|a| &a.claims));
+        ctx.rate_limit = Some(decision);
+        if !decision.allowed {
+            if let Some(counter) = &route.metrics.rate_limited {
+                counter.inc();
+            }
+            return Err(GatewayError::TooManyRequests { retry_after: decision.retry_after });
+        }
+    }
+    // Plugins (on_request) will run here.
 
     let limit = rt.max_body_size;
     let body = RequestBody::new(req, payload, limit, bytes_in.clone())?;
     let pool = &route.upstream;
     let backend = pool.pick().ok_or_else(|| GatewayError::NoHealthyUpstream(pool.name.clone()))?.clone();
     ctx.enter_backend(backend.clone());
-    let out = Outgoing { req, route: &route, backend: &backend, peer, peer_trusted, request_id: &ctx.request_id };
+    let out = Outgoing {
+        req,
+        route: &route,
+        backend: &backend,
+        peer,
+        peer_trusted,
+        request_id: &ctx.request_id,
+        auth: authenticated.as_ref(),
+    };
     let result = forward::attempt(&out, body, rt.client).await;
     let result = match result {
         // A body cut at the limit surfaces as a send error; it is the client's fault, not the backend's.

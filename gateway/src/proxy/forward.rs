@@ -37,6 +37,8 @@ pub struct Outgoing<'a> {
     pub peer_trusted: bool,
     /// The request id to send.
     pub request_id: &'a header::HeaderValue,
+    /// What the route's JWT policy verified (claim headers, a query without the token).
+    pub auth: Option<&'a crate::filters::jwt::Authenticated>,
 }
 
 /// How the request body is sent on.
@@ -150,6 +152,18 @@ pub async fn attempt(
 fn upstream_headers(out: &Outgoing<'_>, headers: &mut header::HeaderMap) {
     let req = out.req;
     h::copy_end_to_end(req.headers(), headers, &h::REQUEST_SET_BY_GATEWAY);
+    // The client's copies of claim headers (and `Authorization` if not forwarded) never pass:
+    // claim headers are the gateway's word, not the client's.
+    if let Some(policy) = &out.route.auth {
+        for name in &policy.strip {
+            headers.remove(name);
+        }
+    }
+    if let Some(auth) = out.auth {
+        for (name, value) in &auth.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
     let client_host = req
         .headers()
         .get(header::HOST)
@@ -213,7 +227,11 @@ where
 /// path and query exactly as the client sent them.
 fn upstream_uri(out: &Outgoing<'_>) -> Result<Uri, GatewayError> {
     let path = out.route.upstream_path(out.req.uri().path());
-    let query = out.req.uri().query();
+    let query = match out.auth.and_then(|a| a.query.as_deref()) {
+        // The token came in the query: forward the query without it.
+        Some(rest) => Some(rest).filter(|q| !q.is_empty()),
+        None => out.req.uri().query(),
+    };
     let mut pq = String::with_capacity(out.backend.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1));
     pq.push_str(&out.backend.base_path);
     pq.push_str(path);

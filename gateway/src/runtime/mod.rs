@@ -3,11 +3,15 @@
 //! `ArcSwap`; each request loads it once and uses it to the end, so a reload (swap) never
 //! mixes two configurations within one request.
 
-use std::{net::IpAddr, sync::Arc};
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use crate::{
-    config::{Config, ConfigError, ConfigIssue, UpstreamClient, UpstreamConfig, validate},
-    filters::cors::CorsPolicy,
+    config::{Config, ConfigError, ConfigIssue, RateLimitScope, UpstreamClient, UpstreamConfig, validate},
+    filters::{
+        cors::CorsPolicy,
+        jwt::JwtPolicy,
+        rate_limit::{self, RateLimit},
+    },
     metrics::Metrics,
     routing::{Route, RouteTable},
     upstream::UpstreamPool,
@@ -37,9 +41,15 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Compiles a validated configuration, resolving each route's metric series in `metrics`.
-    /// Fails only on problems validation could not see.
-    pub fn compile(config: Config, generation: u64, metrics: &Metrics) -> Result<Self, ConfigError> {
+    /// Compiles a validated configuration, resolving each route's metric series in `metrics`
+    /// and starting policy timers (JWKS refresh, rate-limit eviction) on `background`. Fails
+    /// only on problems validation could not see (such as an unreadable key file).
+    pub fn compile(
+        config: Config,
+        generation: u64,
+        metrics: &Metrics,
+        background: &tokio::runtime::Handle,
+    ) -> Result<Self, ConfigError> {
         let mut issues = Vec::new();
         let mut upstreams: Vec<Arc<UpstreamPool>> = Vec::new();
         for (name, up) in &config.upstreams {
@@ -58,8 +68,46 @@ impl Runtime {
                 Err(e) => issues.push(ConfigIssue::at(format!("cors.{name}"), e)),
             }
         }
+        let mut jwt_policies = HashMap::new();
+        for (name, policy) in &config.auth {
+            match JwtPolicy::new(name, policy, background, &metrics.jwks_fetches) {
+                Ok(p) => {
+                    jwt_policies.insert(name.as_str(), Arc::new(p));
+                }
+                Err(e) => issues.push(ConfigIssue::at(format!("auth.{name}"), e)),
+            }
+        }
+        // Rate limits: one instance per shared policy, created on first use; one per route
+        // with `scope: route`. Every instance of a policy is evicted by one timer.
+        let mut shared_limits: HashMap<&str, Arc<RateLimit>> = HashMap::new();
+        let mut limit_instances: HashMap<&str, Vec<std::sync::Weak<RateLimit>>> = HashMap::new();
         let mut routes = Vec::with_capacity(config.routes.len());
         for (i, rc) in config.routes.iter().enumerate() {
+            let [auth_name, limit_name, cors_name] = config.route_policies(rc);
+            let rate_limit = match limit_name.and_then(|n| config.rate_limits.get_key_value(n)) {
+                None => None,
+                Some((name, policy)) => {
+                    let existing = (policy.scope == RateLimitScope::Shared)
+                        .then(|| shared_limits.get(name.as_str()).cloned())
+                        .flatten();
+                    match existing.map(Ok).unwrap_or_else(|| RateLimit::new(name, policy).map(Arc::new)) {
+                        Ok(limit) => {
+                            let instances = limit_instances.entry(name.as_str()).or_default();
+                            if !instances.iter().any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&limit))) {
+                                instances.push(Arc::downgrade(&limit));
+                            }
+                            if policy.scope == RateLimitScope::Shared {
+                                shared_limits.insert(name.as_str(), limit.clone());
+                            }
+                            Some(limit)
+                        }
+                        Err(e) => {
+                            issues.push(ConfigIssue::at(format!("rate_limits.{name}"), e));
+                            None
+                        }
+                    }
+                }
+            };
             let pool = if let Some(name) = &rc.upstream {
                 upstreams.iter().find(|u| &*u.name == name).cloned()
             } else {
@@ -95,14 +143,21 @@ impl Runtime {
                 host: rc.host.as_deref().map(validate::normalize_host),
                 methods: rc.methods.iter().filter_map(|m| m.to_ascii_uppercase().parse().ok()).collect(),
                 strip_prefix: rc.strip_prefix,
-                cors: rc.cors.as_deref().and_then(|name| cors_policies.get(name).cloned()),
-                metrics: metrics.for_route(rc.display_name()),
+                cors: cors_name.and_then(|name| cors_policies.get(name).cloned()),
+                auth: auth_name.and_then(|name| jwt_policies.get(name).cloned()),
+                metrics: metrics.for_route(rc.display_name(), auth_name.is_some(), rate_limit.is_some()),
+                rate_limit,
                 timeout: rc.timeout.map(|t| t.0).unwrap_or(upstream.timeout),
                 upstream,
             }));
         }
         if !issues.is_empty() {
             return Err(ConfigError { source_name: "<compile>".into(), issues });
+        }
+        for (name, instances) in limit_instances {
+            let gauge = metrics.rate_limit_keys.with_label_values(&[name]);
+            let interval = rate_limit::eviction_interval(&config.rate_limits[name]);
+            rate_limit::spawn_eviction(background, instances, gauge, interval);
         }
         Ok(Self {
             generation,

@@ -185,8 +185,7 @@ fn invalid_yaml_points_at_the_syntax_error() {
 fn features_not_built_yet_are_rejected_not_ignored() {
     let e = errors(
         r#"
-auth:
-  users-jwt: { algorithms: [HS256], secret: s }
+plugins: { dir: ./plugins }
 upstreams:
   u:
     backends: [ { url: "http://a:1" } ]
@@ -195,17 +194,61 @@ upstreams:
 routes:
   - path: /a
     upstream: u
-    auth: users-jwt
+    plugins: [add-header]
 "#,
     );
     assert_eq!(
         e,
         [
-            "error: test.yaml:2:1: auth: `auth` (JWT authentication) is not supported yet in this build; remove the key",
-            "error: test.yaml:7:5: upstreams.u.retries: `retries` (retrying on another backend) is not supported yet in this build; remove the key",
-            "error: test.yaml:8:5: upstreams.u.strategy: strategy `least_connections` is not supported yet in this build; use round_robin",
-            "error: test.yaml:12:5: routes[0].auth: `auth` (JWT authentication) is not supported yet in this build; remove the key",
+            "error: test.yaml:2:1: plugins: `plugins` (WASM plugins) is not supported yet in this build; remove the key",
+            "error: test.yaml:6:5: upstreams.u.retries: `retries` (retrying on another backend) is not supported yet in this build; remove the key",
+            "error: test.yaml:7:5: upstreams.u.strategy: strategy `least_connections` is not supported yet in this build; use round_robin",
+            "error: test.yaml:11:5: routes[0].plugins: `plugins` (WASM plugins) is not supported yet in this build; remove the key",
             "4 errors; configuration not applied",
+        ]
+    );
+}
+
+#[test]
+fn policy_checks() {
+    let e = errors(
+        r#"
+auth:
+  weak: { algorithms: [HS256], secret: short }
+  mixed: { algorithms: [HS256, RS256], secret: "0123456789abcdef0123456789abcdef" }
+  confused: { algorithms: [HS256], public_key_file: key.pem }
+  unsigned: { algorithms: [none], jwks_url: "ftp://keys" }
+  two: { algorithms: [RS256], public_key_file: a.pem, jwks_file: b.json, forward_claims: { sub: Host } }
+rate_limits:
+  bad: { requests: 0, window: 0s, key: ip }
+  none: { requests: 1 }
+  by-sub: { key: "claim:sub" }
+defaults: { rate_limit: per-ip, plugins: [x] }
+routes:
+  - { path: /a, backend: "http://a:1", auth: wek }
+  - { path: /b, backend: "http://a:1", auth: none, rate_limit: none, cors: none }
+  - { path: /c, backend: "http://a:1", rate_limit: by-sub }
+"#,
+    );
+    assert_eq!(
+        e,
+        [
+            "error: test.yaml:3:32: auth.weak.secret: an HMAC secret must be at least 32 bytes (RFC 7518 §3.2), found 5; generate one with `openssl rand -base64 48`",
+            "error: test.yaml:4:12: auth.mixed.algorithms: all algorithms of a policy must use the same kind of key (HS*, RS*/PS*, ES* or EdDSA)",
+            "error: test.yaml:5:15: auth.confused.algorithms: HS* algorithms need a `secret`; a public key or JWKS policy accepts only RS*, PS*, ES* or EdDSA",
+            "error: test.yaml:6:15: auth.unsigned.algorithms: `none` (unsigned tokens) is never accepted",
+            "error: test.yaml:6:35: auth.unsigned.jwks_url: \"ftp://keys\" is not an http:// or https:// URL",
+            "error: test.yaml:7:3: auth.two: give only one key source, found public_key_file, jwks_file",
+            "error: test.yaml:7:92: auth.two.forward_claims.sub: \"Host\" is managed by the gateway; forward the claim as another header",
+            "error: test.yaml:9:10: rate_limits.bad.requests: must be at least 1",
+            "error: test.yaml:9:23: rate_limits.bad.window: must be greater than 0",
+            "error: test.yaml:9:35: rate_limits.bad.key: unknown key \"ip\": use client_ip, header:NAME or claim:NAME",
+            "error: test.yaml:10:3: rate_limits.none: \"none\" is reserved (a route uses it to opt out of a default)",
+            "error: test.yaml:12:13: defaults.rate_limit: unknown rate-limit policy \"per-ip\" (known: bad, by-sub, none)",
+            "error: test.yaml:12:33: defaults.plugins: `defaults.plugins` (WASM plugins) is not supported yet in this build; remove the key",
+            "error: test.yaml:14:40: routes[0].auth: unknown JWT policy \"wek\" (known: confused, mixed, two, unsigned, weak); did you mean \"weak\"?",
+            "error: test.yaml:16:40: routes[2].rate_limit: rate-limit policy \"by-sub\" keys on a JWT claim (claim:sub), but this route has no `auth` policy",
+            "15 errors; configuration not applied",
         ]
     );
 }

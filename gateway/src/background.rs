@@ -1,0 +1,46 @@
+//! The gateway's background runtime: one small tokio runtime on its own thread for work that is
+//! not a request — JWKS refreshes, rate-limiter key eviction — so it never competes with the
+//! actix workers' event loops and keeps running between requests. Tasks hold only weak
+//! references to the runtime objects they serve and end when those are dropped (a reload
+//! replacing them, or the gateway stopping).
+
+use std::io;
+
+use tokio::runtime::{Builder, Handle, Runtime};
+
+/// Owns the background runtime; dropping it stops every background task.
+pub struct Background {
+    runtime: Option<Runtime>,
+    handle: Handle,
+}
+
+impl Background {
+    /// Starts the runtime's thread.
+    pub fn start() -> io::Result<Self> {
+        let runtime =
+            Builder::new_multi_thread().worker_threads(1).thread_name("rustygate-background").enable_all().build()?;
+        let handle = runtime.handle().clone();
+        Ok(Self { runtime: Some(runtime), handle })
+    }
+
+    /// Where background tasks are spawned.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        // The last reference to the gateway may be dropped on an async thread, where a blocking
+        // runtime shutdown would panic; background tasks hold nothing that needs a clean stop.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl std::fmt::Debug for Background {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Background")
+    }
+}

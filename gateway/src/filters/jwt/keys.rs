@@ -1,0 +1,294 @@
+//! Verification keys: a static key (`secret`, `public_key_file`) or a JWKS key set (`jwks_file`,
+//! `jwks_url`). A JWKS is re-read on a schedule and at once when a token names an unknown
+//! `kid` — at most once per `jwks_min_refetch`, with concurrent requests waiting on one fetch —
+//! and a failed fetch keeps the last good set.
+
+use std::{
+    path::PathBuf,
+    str::FromStr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use arc_swap::ArcSwap;
+use jsonwebtoken::{
+    Algorithm, DecodingKey, Header, Validation,
+    jwk::{JwkSet, PublicKeyUse},
+};
+use prometheus::IntCounterVec;
+use serde_json::{Map, Value};
+
+use super::Rejection;
+use crate::config::JwtConfig;
+
+/// The largest JWKS document accepted.
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
+/// Time allowed for one JWKS fetch.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `rustygate_jwks_fetches_total{policy,result}`.
+#[derive(Clone, Debug)]
+pub struct JwksMetrics(pub IntCounterVec);
+
+/// One verification key.
+struct Key {
+    kid: Option<String>,
+    alg: Option<Algorithm>,
+    key: DecodingKey,
+}
+
+/// The keys a policy currently trusts.
+#[derive(Default)]
+pub(super) struct KeySet(Vec<Key>);
+
+impl KeySet {
+    /// Keys that may have signed a token with this `kid` and `alg`: those with that `kid`, or
+    /// every key when the token names none. Keys of another family or another declared `alg`
+    /// are never tried.
+    fn candidates<'a>(&'a self, kid: Option<&'a str>, alg: Algorithm) -> impl Iterator<Item = &'a DecodingKey> {
+        self.0
+            .iter()
+            .filter(move |k| kid.is_none() || k.kid.as_deref() == kid)
+            .filter(move |k| k.alg.is_none_or(|a| a == alg) && k.key.family() == alg.family())
+            .map(|k| &k.key)
+    }
+
+    /// Parses a JWKS document, keeping the signature keys it can use.
+    fn from_jwks(bytes: &[u8]) -> Result<Self, String> {
+        let set: JwkSet = serde_json::from_slice(bytes).map_err(|e| format!("not a JWKS document: {e}"))?;
+        let mut keys = Vec::with_capacity(set.keys.len());
+        for jwk in &set.keys {
+            if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {
+                continue;
+            }
+            let alg = match jwk.common.key_algorithm {
+                Some(a) => match Algorithm::from_str(&a.to_string()) {
+                    Ok(alg) => Some(alg),
+                    Err(_) => continue, // an encryption algorithm
+                },
+                None => None,
+            };
+            let Ok(key) = DecodingKey::from_jwk(jwk) else { continue };
+            if key.family() == jsonwebtoken::AlgorithmFamily::Hmac {
+                continue; // shared secrets have no place in a public key set
+            }
+            keys.push(Key { kid: jwk.common.key_id.clone(), alg, key });
+        }
+        if keys.is_empty() {
+            return Err("the JWKS has no usable signature key".into());
+        }
+        Ok(Self(keys))
+    }
+}
+
+/// Where a policy's keys come from.
+pub(super) enum Keys {
+    Static(KeySet),
+    Jwks(Arc<Jwks>),
+}
+
+impl Keys {
+    pub(super) fn new(
+        policy: &str,
+        config: &JwtConfig,
+        algorithms: &[Algorithm],
+        background: &tokio::runtime::Handle,
+        metrics: &super::JwksMetrics,
+    ) -> Result<Self, String> {
+        if let Some(secret) = &config.secret {
+            let key = DecodingKey::from_secret(secret.as_bytes());
+            return Ok(Self::Static(KeySet(vec![Key { kid: None, alg: None, key }])));
+        }
+        if let Some(path) = &config.public_key_file {
+            let pem = std::fs::read(path).map_err(|e| format!("cannot read public_key_file {path:?}: {e}"))?;
+            let key = match algorithms[0].family() {
+                jsonwebtoken::AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(&pem),
+                jsonwebtoken::AlgorithmFamily::Ec => DecodingKey::from_ec_pem(&pem),
+                jsonwebtoken::AlgorithmFamily::Ed => DecodingKey::from_ed_pem(&pem),
+                jsonwebtoken::AlgorithmFamily::Hmac => unreachable!("validation pairs HS* with a secret"),
+            }
+            .map_err(|e| format!("public_key_file {path:?} is not a PEM public key for {:?}: {e}", algorithms[0]))?;
+            return Ok(Self::Static(KeySet(vec![Key { kid: None, alg: None, key }])));
+        }
+        let (location, initial) = match (&config.jwks_file, &config.jwks_url) {
+            (Some(path), _) => {
+                let bytes = std::fs::read(path).map_err(|e| format!("cannot read jwks_file {path:?}: {e}"))?;
+                let set = KeySet::from_jwks(&bytes).map_err(|e| format!("jwks_file {path:?}: {e}"))?;
+                (Location::File(path.into()), Some(set))
+            }
+            (None, Some(url)) => (Location::Url(url.clone()), None),
+            (None, None) => return Err("no key source".into()),
+        };
+        let fetched = initial.is_some();
+        let jwks = Arc::new(Jwks {
+            policy: policy.into(),
+            location,
+            current: ArcSwap::from_pointee(initial.unwrap_or_default()),
+            generation: AtomicU64::new(0),
+            min_refetch: config.jwks_min_refetch.0,
+            last_fetch: Mutex::new(fetched.then(Instant::now)),
+            fetch_lock: tokio::sync::Mutex::new(()),
+            background: background.clone(),
+            client: std::sync::OnceLock::new(),
+            metrics: metrics.0.clone(),
+        });
+        for result in ["success", "error"] {
+            jwks.metrics.with_label_values(&[policy, result]);
+        }
+        let weak = Arc::downgrade(&jwks);
+        let every = config.jwks_refresh.0;
+        background.spawn(async move {
+            if !fetched && let Some(jwks) = weak.upgrade() {
+                let _guard = jwks.fetch_lock.lock().await;
+                // A request with a token may have fetched first.
+                if jwks.generation.load(Ordering::Acquire) == 0 {
+                    jwks.fetch().await;
+                }
+            }
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(jwks) = weak.upgrade() else { break };
+                let _guard = jwks.fetch_lock.lock().await;
+                jwks.fetch().await;
+            }
+        });
+        Ok(Self::Jwks(jwks))
+    }
+
+    /// Verifies the token's signature and claims with the key it names.
+    pub(super) async fn verify(
+        &self,
+        token: &str,
+        header: &Header,
+        validation: &Validation,
+    ) -> Result<Map<String, Value>, Rejection> {
+        match self {
+            Self::Static(set) => verify_with(set, token, header, validation),
+            Self::Jwks(jwks) => {
+                let set = jwks.current.load_full();
+                if set.candidates(header.kid.as_deref(), header.alg).next().is_some() {
+                    return verify_with(&set, token, header, validation);
+                }
+                // An unknown key: perhaps a rotation the schedule has not seen yet.
+                if jwks.refetch_for_unknown_key().await {
+                    return verify_with(&jwks.current.load_full(), token, header, validation);
+                }
+                Err(Rejection::UnknownKey)
+            }
+        }
+    }
+}
+
+fn verify_with(
+    set: &KeySet,
+    token: &str,
+    header: &Header,
+    validation: &Validation,
+) -> Result<Map<String, Value>, Rejection> {
+    let mut outcome = Err(Rejection::UnknownKey);
+    for key in set.candidates(header.kid.as_deref(), header.alg) {
+        match jsonwebtoken::decode::<Map<String, Value>>(token, key, validation) {
+            Ok(data) => return Ok(data.claims),
+            // Without a `kid` several keys may be tried; only a bad signature moves on.
+            Err(e) => {
+                outcome = Err(Rejection::from_jwt_error(e.kind()));
+                if outcome != Err(Rejection::BadSignature) {
+                    return outcome;
+                }
+            }
+        }
+    }
+    outcome
+}
+
+enum Location {
+    File(PathBuf),
+    Url(String),
+}
+
+/// A JWKS key set and its refresh state.
+pub(super) struct Jwks {
+    policy: Arc<str>,
+    location: Location,
+    current: ArcSwap<KeySet>,
+    /// Counts fetch attempts, so requests that waited for one know it happened.
+    generation: AtomicU64,
+    min_refetch: Duration,
+    last_fetch: Mutex<Option<Instant>>,
+    /// Held while fetching: concurrent requests with unknown keys wait for one fetch.
+    fetch_lock: tokio::sync::Mutex<()>,
+    background: tokio::runtime::Handle,
+    client: std::sync::OnceLock<reqwest::Client>,
+    metrics: IntCounterVec,
+}
+
+impl Jwks {
+    /// Refetches on a request's behalf, unless one ran within `min_refetch`; true if a fetch
+    /// ran (by this request or one it waited for).
+    async fn refetch_for_unknown_key(self: &Arc<Self>) -> bool {
+        let seen = self.generation.load(Ordering::Acquire);
+        let this = self.clone();
+        // The fetch runs on the background runtime, which owns the HTTP client.
+        let task = self.background.spawn(async move {
+            let _guard = this.fetch_lock.lock().await;
+            if this.generation.load(Ordering::Acquire) != seen {
+                return true; // someone fetched while this request waited
+            }
+            let recent = this.last_fetch.lock().expect("not poisoned").is_some_and(|t| t.elapsed() < this.min_refetch);
+            if recent {
+                return false;
+            }
+            this.fetch().await;
+            true
+        });
+        task.await.unwrap_or(false)
+    }
+
+    /// Fetches the key set and swaps it in; on failure keeps the last good one. The caller
+    /// holds `fetch_lock`.
+    async fn fetch(&self) {
+        *self.last_fetch.lock().expect("not poisoned") = Some(Instant::now());
+        let result = match &self.location {
+            Location::File(path) => tokio::fs::read(path).await.map_err(|e| format!("cannot read {path:?}: {e}")),
+            Location::Url(url) => self.download(url).await,
+        }
+        .and_then(|bytes| KeySet::from_jwks(&bytes));
+        match result {
+            Ok(set) => {
+                tracing::info!(policy = &*self.policy, keys = set.0.len(), "JWKS loaded");
+                self.current.store(Arc::new(set));
+                self.metrics.with_label_values(&[&*self.policy, "success"]).inc();
+            }
+            Err(e) => {
+                tracing::warn!(
+                    policy = &*self.policy,
+                    error = e.as_str(),
+                    "JWKS fetch failed; keeping the last good key set"
+                );
+                self.metrics.with_label_values(&[&*self.policy, "error"]).inc();
+            }
+        }
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    async fn download(&self, url: &str) -> Result<Vec<u8>, String> {
+        let client = self.client.get_or_init(|| {
+            reqwest::Client::builder().timeout(FETCH_TIMEOUT).build().expect("a default reqwest client builds")
+        });
+        let mut resp = client.get(url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!("GET {url}: status {}", resp.status()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| format!("GET {url}: {e}"))? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_JWKS_BYTES {
+                return Err(format!("GET {url}: larger than {MAX_JWKS_BYTES} bytes"));
+            }
+        }
+        Ok(body)
+    }
+}

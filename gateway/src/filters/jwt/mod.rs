@@ -1,0 +1,340 @@
+//! JWT authentication: a compiled policy finds the bearer token (the `Authorization` header,
+//! then an optional cookie, then an optional query parameter), checks its algorithm against the
+//! policy's pinned list before anything else, verifies the signature with a static key or a
+//! JWKS key set, validates `exp`/`nbf` (with leeway), `iss`, `aud` and the required claims, and
+//! yields the headers to send to the backend. Every failure is one [`Rejection`], which is both
+//! the `reason` label of `rustygate_auth_rejected_total` and the 401's `error_description`.
+
+mod keys;
+mod token;
+
+use std::{str::FromStr, sync::Arc};
+
+use actix_web::{
+    HttpRequest,
+    http::header::{self, HeaderName, HeaderValue},
+};
+use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
+use serde_json::{Map, Value};
+
+pub use keys::JwksMetrics;
+use keys::Keys;
+
+use crate::config::JwtConfig;
+
+/// Which kind of key a policy verifies with; decides which algorithms it may accept, so that a
+/// policy can never verify an HMAC token with a public key (the HS/RS confusion attack).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// `secret`: HS256/384/512 only.
+    Secret,
+    /// `public_key_file`: one asymmetric family.
+    PublicKey,
+    /// `jwks_file` / `jwks_url`: asymmetric families.
+    Jwks,
+}
+
+impl KeyKind {
+    /// Checks that `algorithms` suit this kind of key.
+    pub fn accepts(self, algorithms: &[Algorithm]) -> Result<(), String> {
+        let hmac = algorithms.iter().any(|a| is_hmac(*a));
+        match self {
+            Self::Secret if !algorithms.iter().all(|a| is_hmac(*a)) => {
+                Err("a `secret` verifies only HS256, HS384 or HS512".into())
+            }
+            Self::PublicKey | Self::Jwks if hmac => {
+                Err("HS* algorithms need a `secret`; a public key or JWKS policy accepts only RS*, PS*, ES* or EdDSA"
+                    .into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn is_hmac(alg: Algorithm) -> bool {
+    matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+}
+
+/// The algorithm names a policy may list.
+pub const SUPPORTED_ALGORITHMS: &str =
+    "HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA";
+
+/// Parses a policy's `algorithms`: at least one, all known, all from one family.
+pub fn parse_algorithms(names: &[String]) -> Result<Vec<Algorithm>, String> {
+    if names.is_empty() {
+        return Err(format!(
+            "list the accepted algorithms, like [HS256] or [RS256] (supported: {SUPPORTED_ALGORITHMS})"
+        ));
+    }
+    let mut algorithms = Vec::with_capacity(names.len());
+    for name in names {
+        if name.eq_ignore_ascii_case("none") {
+            return Err("`none` (unsigned tokens) is never accepted".into());
+        }
+        let alg = Algorithm::from_str(name)
+            .map_err(|_| format!("unknown algorithm {name:?} (supported: {SUPPORTED_ALGORITHMS})"))?;
+        algorithms.push(alg);
+    }
+    let family = algorithms[0].family();
+    if algorithms.iter().any(|a| a.family() != family) {
+        return Err("all algorithms of a policy must use the same kind of key (HS*, RS*/PS*, ES* or EdDSA)".into());
+    }
+    Ok(algorithms)
+}
+
+/// Why a request was refused; `label()` is the `reason` of `rustygate_auth_rejected_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// No token anywhere the policy looks.
+    Missing,
+    /// Not a bearer token, or not a well-formed JWT.
+    Malformed,
+    /// `alg` is not one the policy accepts (including `none`).
+    AlgorithmNotAllowed,
+    /// No key with the token's `kid` (after a JWKS refetch).
+    UnknownKey,
+    /// The signature does not verify.
+    BadSignature,
+    /// `exp` is past (beyond the leeway).
+    Expired,
+    /// `nbf` is in the future (beyond the leeway).
+    NotYetValid,
+    /// `iss` is not an accepted issuer.
+    WrongIssuer,
+    /// `aud` names none of the accepted audiences.
+    WrongAudience,
+    /// A required claim is absent.
+    MissingClaim,
+    /// A claim has the wrong type (such as a string `exp`).
+    InvalidClaim,
+}
+
+impl Rejection {
+    /// Every rejection, for creating the metric series up front.
+    pub const ALL: [Self; 11] = [
+        Self::Missing,
+        Self::Malformed,
+        Self::AlgorithmNotAllowed,
+        Self::UnknownKey,
+        Self::BadSignature,
+        Self::Expired,
+        Self::NotYetValid,
+        Self::WrongIssuer,
+        Self::WrongAudience,
+        Self::MissingClaim,
+        Self::InvalidClaim,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Malformed => "malformed",
+            Self::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Self::UnknownKey => "unknown_key",
+            Self::BadSignature => "bad_signature",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::WrongAudience => "wrong_audience",
+            Self::MissingClaim => "missing_claim",
+            Self::InvalidClaim => "invalid_claim",
+        }
+    }
+
+    /// The message of the JSON body and the `error_description` (no quotes or backslashes).
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Missing => "a bearer token is required",
+            Self::Malformed => "the token is not a well-formed JWT bearer token",
+            Self::AlgorithmNotAllowed => "the token's signing algorithm is not accepted",
+            Self::UnknownKey => "the token was signed with an unknown key",
+            Self::BadSignature => "the token's signature is invalid",
+            Self::Expired => "the token has expired",
+            Self::NotYetValid => "the token is not valid yet",
+            Self::WrongIssuer => "the token's issuer is not accepted",
+            Self::WrongAudience => "the token's audience is not accepted",
+            Self::MissingClaim => "the token lacks a required claim",
+            Self::InvalidClaim => "the token has an invalid claim",
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge (RFC 6750 §3): no error code when no token was sent.
+    pub fn challenge(self) -> HeaderValue {
+        let value = match self {
+            Self::Missing => "Bearer realm=\"rustygate\"".to_owned(),
+            Self::Malformed => format!(
+                "Bearer realm=\"rustygate\", error=\"invalid_request\", error_description=\"{}\"",
+                self.description()
+            ),
+            _ => format!(
+                "Bearer realm=\"rustygate\", error=\"invalid_token\", error_description=\"{}\"",
+                self.description()
+            ),
+        };
+        HeaderValue::from_str(&value).expect("challenges are ASCII")
+    }
+
+    fn from_jwt_error(kind: &ErrorKind) -> Self {
+        match kind {
+            ErrorKind::InvalidSignature => Self::BadSignature,
+            ErrorKind::ExpiredSignature => Self::Expired,
+            ErrorKind::ImmatureSignature => Self::NotYetValid,
+            ErrorKind::InvalidIssuer => Self::WrongIssuer,
+            ErrorKind::InvalidAudience => Self::WrongAudience,
+            ErrorKind::MissingRequiredClaim(_) => Self::MissingClaim,
+            ErrorKind::InvalidClaimFormat(_) | ErrorKind::InvalidSubject => Self::InvalidClaim,
+            // The key cannot verify this algorithm (family mismatch).
+            ErrorKind::InvalidAlgorithm
+            | ErrorKind::InvalidEcdsaKey
+            | ErrorKind::InvalidEddsaKey
+            | ErrorKind::InvalidRsaKey(_)
+            | ErrorKind::InvalidKeyFormat
+            | ErrorKind::UnsupportedAlgorithm => Self::AlgorithmNotAllowed,
+            _ => Self::Malformed,
+        }
+    }
+}
+
+/// What a verified token gives the rest of the pipeline.
+#[derive(Debug)]
+pub struct Authenticated {
+    /// Headers to add to the upstream request (forwarded claims).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The token's claims (a rate limit may key on one).
+    pub claims: Map<String, Value>,
+    /// When the token came from the query: the query to forward instead, without it.
+    pub query: Option<String>,
+}
+
+/// A compiled JWT policy.
+pub struct JwtPolicy {
+    /// The policy's name in the config.
+    pub name: Arc<str>,
+    algorithms: Vec<Algorithm>,
+    validation: Validation,
+    keys: Keys,
+    required: Vec<String>,
+    forward: Vec<(String, HeaderName)>,
+    /// Client headers never forwarded on this policy's routes: the claim headers (so they
+    /// cannot be forged) and, unless forwarded, `Authorization`.
+    pub strip: Vec<HeaderName>,
+    cookie: Option<String>,
+    query_param: Option<String>,
+}
+
+impl std::fmt::Debug for JwtPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtPolicy").field("name", &self.name).field("algorithms", &self.algorithms).finish()
+    }
+}
+
+/// Installs jsonwebtoken's crypto provider (aws-lc-rs) once per process; verifying panics
+/// without one (DEPS.md P5).
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    });
+}
+
+impl JwtPolicy {
+    /// Compiles a validated policy: loads its key (reading `public_key_file` / `jwks_file` now)
+    /// and, for a JWKS, starts its refresh task on `background`.
+    pub fn new(
+        name: &str,
+        config: &JwtConfig,
+        background: &tokio::runtime::Handle,
+        metrics: &JwksMetrics,
+    ) -> Result<Self, String> {
+        install_crypto_provider();
+        let algorithms = parse_algorithms(&config.algorithms)?;
+        let keys = Keys::new(name, config, &algorithms, background, metrics)?;
+        let mut validation = Validation::new(algorithms[0]);
+        validation.algorithms = algorithms.clone();
+        validation.leeway = config.leeway.0.as_secs();
+        validation.validate_nbf = true;
+        validation.validate_exp = true;
+        // Presence is checked after decoding, for every required claim alike; the library
+        // checks values (so a string `exp` is an invalid claim, not a missing one).
+        validation.required_spec_claims.clear();
+        let mut required = config.required_claims.clone();
+        if !config.issuer.is_empty() {
+            validation.set_issuer(&config.issuer);
+            required.push("iss".into());
+        }
+        if config.audience.is_empty() {
+            // A token's `aud` is only meaningful to a service that has one.
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&config.audience);
+            required.push("aud".into());
+        }
+        required.sort();
+        required.dedup();
+        let forward: Vec<(String, HeaderName)> = config
+            .forward_claims
+            .iter()
+            .map(|(claim, h)| {
+                HeaderName::from_bytes(h.as_bytes())
+                    .map(|n| (claim.clone(), n))
+                    .map_err(|_| format!("bad header {h:?}"))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut strip: Vec<HeaderName> = forward.iter().map(|(_, h)| h.clone()).collect();
+        if !config.forward_authorization {
+            strip.push(header::AUTHORIZATION);
+        }
+        Ok(Self {
+            name: name.into(),
+            algorithms,
+            validation,
+            keys,
+            required,
+            forward,
+            strip,
+            cookie: config.cookie.clone(),
+            query_param: config.query_param.clone(),
+        })
+    }
+
+    /// The query without this policy's token parameter, if the query carries one; what the
+    /// access log shows instead of the real query, whether or not the token is valid.
+    pub fn query_without_token(&self, query: &str) -> Option<String> {
+        let param = self.query_param.as_deref()?;
+        token::take_query_param(query, param).map(|(_, rest)| rest)
+    }
+
+    /// Authenticates a request.
+    pub async fn authenticate(&self, req: &HttpRequest) -> Result<Authenticated, Rejection> {
+        let found = token::find(req, self.cookie.as_deref(), self.query_param.as_deref())?;
+        let header =
+            jsonwebtoken::decode_header(found.token.as_bytes()).map_err(|_| token::header_rejection(&found.token))?;
+        // Pinned algorithms first: nothing else about an unaccepted token is looked at.
+        if !self.algorithms.contains(&header.alg) {
+            return Err(Rejection::AlgorithmNotAllowed);
+        }
+        let claims = self.keys.verify(&found.token, &header, &self.validation).await?;
+        if let Some(missing) = self.required.iter().find(|c| !claims.contains_key(c.as_str())) {
+            tracing::debug!(policy = &*self.name, claim = missing.as_str(), "token lacks a required claim");
+            return Err(Rejection::MissingClaim);
+        }
+        let headers = self
+            .forward
+            .iter()
+            .filter_map(|(claim, name)| {
+                let value = match claims.get(claim)? {
+                    Value::Null => return None,
+                    // Bytes, not `from_str`: a UTF-8 name is a valid (obs-text) header value.
+                    Value::String(s) => HeaderValue::from_bytes(s.as_bytes()).ok(),
+                    other => HeaderValue::from_str(&other.to_string()).ok(),
+                }?;
+                Some((name.clone(), value))
+            })
+            .collect();
+        Ok(Authenticated { headers, claims, query: found.query_without_token })
+    }
+}
+
+#[cfg(test)]
+mod tests;

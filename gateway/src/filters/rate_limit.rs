@@ -1,0 +1,309 @@
+//! Rate limiting with governor's GCRA: `requests` per `window`, bursts up to `burst`, one bucket
+//! per key (client IP, a header, or a JWT claim). A limiter is shared by every route naming the
+//! policy unless `scope: route`. The response headers — the IETF draft's `RateLimit-Policy` /
+//! `RateLimit` and the older `RateLimit-Limit` / `-Remaining` / `-Reset` — are computed from the
+//! bucket's state after the request. Keys whose bucket has refilled are evicted on a timer on
+//! the background runtime, which also updates `rustygate_rate_limit_keys{policy}`.
+
+use std::{
+    hash::BuildHasher,
+    net::IpAddr,
+    num::NonZeroU32,
+    sync::{Arc, Weak},
+    time::Duration,
+};
+
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use governor::{
+    Quota, RateLimiter,
+    clock::{Clock, DefaultClock},
+    middleware::StateInformationMiddleware,
+    state::keyed::DefaultKeyedStateStore,
+};
+use prometheus::IntGauge;
+use serde_json::{Map, Value};
+
+use crate::config::RateLimitConfig;
+
+/// What a bucket is keyed by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySpec {
+    /// The client IP (see `server.trusted_proxies`).
+    ClientIp,
+    /// A request header's value; requests without it are keyed by client IP.
+    Header(HeaderName),
+    /// A JWT claim of the route's auth policy; tokens without it are keyed by client IP.
+    Claim(String),
+}
+
+impl KeySpec {
+    /// Parses `client_ip`, `header:NAME` or `claim:NAME`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if raw == "client_ip" {
+            return Ok(Self::ClientIp);
+        }
+        if let Some(name) = raw.strip_prefix("header:") {
+            return HeaderName::from_bytes(name.trim().as_bytes())
+                .map(Self::Header)
+                .map_err(|_| format!("{name:?} is not a header name"));
+        }
+        if let Some(claim) = raw.strip_prefix("claim:")
+            && !claim.trim().is_empty()
+        {
+            return Ok(Self::Claim(claim.trim().to_owned()));
+        }
+        Err(format!("unknown key {raw:?}: use client_ip, header:NAME or claim:NAME"))
+    }
+}
+
+/// A bucket's key. Header and claim values are stored as a 128-bit keyed hash, so a key costs
+/// the same few bytes however long the value a client sends.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Ip(IpAddr),
+    Value(u128),
+}
+
+type Limiter = RateLimiter<Key, DefaultKeyedStateStore<Key>, DefaultClock, StateInformationMiddleware>;
+
+/// The outcome of one check, kept until the response headers are written.
+#[derive(Clone, Copy, Debug)]
+pub struct Decision {
+    /// Whether the request may proceed.
+    pub allowed: bool,
+    /// Requests left right now.
+    pub remaining: u32,
+    /// Seconds until the bucket is full again.
+    pub reset: u64,
+    /// When refused: seconds until one request is allowed again.
+    pub retry_after: u64,
+}
+
+/// A compiled rate-limit policy instance (one per policy, or one per route with `scope: route`).
+pub struct RateLimit {
+    /// The policy's name.
+    pub name: Arc<str>,
+    limiter: Limiter,
+    spec: KeySpec,
+    hasher: [std::hash::RandomState; 2],
+    requests: u32,
+    period: Duration,
+    burst: u32,
+    draft_headers: bool,
+    legacy_headers: bool,
+    policy_value: HeaderValue,
+    limit_value: HeaderValue,
+}
+
+impl std::fmt::Debug for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimit").field("name", &self.name).field("spec", &self.spec).finish()
+    }
+}
+
+impl RateLimit {
+    /// Compiles a validated policy.
+    pub fn new(name: &str, config: &RateLimitConfig) -> Result<Self, String> {
+        let spec = KeySpec::parse(&config.key)?;
+        let requests = NonZeroU32::new(config.requests).ok_or("requests must be at least 1")?;
+        let burst = NonZeroU32::new(config.burst.unwrap_or(config.requests)).ok_or("burst must be at least 1")?;
+        let period = config.window.0 / requests.get();
+        let quota = Quota::with_period(period).ok_or("the window is too short")?.allow_burst(burst);
+        let window = config.window.0.as_secs().max(1);
+        let policy_value = HeaderValue::from_str(&format!("{};q={};w={window}", sf_string(name), requests))
+            .map_err(|_| format!("policy name {name:?} cannot be sent in a header"))?;
+        Ok(Self {
+            name: name.into(),
+            limiter: RateLimiter::dashmap(quota).with_middleware::<StateInformationMiddleware>(),
+            spec,
+            hasher: Default::default(),
+            requests: requests.get(),
+            period,
+            burst: burst.get(),
+            draft_headers: config.draft_headers,
+            legacy_headers: config.legacy_headers,
+            policy_value,
+            limit_value: HeaderValue::from(requests.get()),
+        })
+    }
+
+    /// Whether this limit keys on a JWT claim.
+    pub fn keys_on_claim(&self) -> bool {
+        matches!(self.spec, KeySpec::Claim(_))
+    }
+
+    /// Counts one request against its bucket.
+    pub fn check(&self, client_ip: IpAddr, headers: &HeaderMap, claims: Option<&Map<String, Value>>) -> Decision {
+        let key = match &self.spec {
+            KeySpec::ClientIp => Key::Ip(client_ip),
+            KeySpec::Header(name) => headers.get(name).map_or(Key::Ip(client_ip), |v| self.hashed(v.as_bytes())),
+            KeySpec::Claim(claim) => match claims.and_then(|c| c.get(claim)) {
+                Some(Value::String(s)) => self.hashed(s.as_bytes()),
+                Some(Value::Null) | None => Key::Ip(client_ip),
+                Some(other) => self.hashed(other.to_string().as_bytes()),
+            },
+        };
+        match self.limiter.check_key(&key) {
+            Ok(state) => {
+                let left = state.remaining_burst_capacity();
+                let reset = self.period.saturating_mul(self.burst - left);
+                Decision { allowed: true, remaining: left.min(self.requests), reset: ceil_secs(reset), retry_after: 0 }
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(self.limiter.clock().now());
+                let reset = wait + self.period.saturating_mul(self.burst - 1);
+                Decision { allowed: false, remaining: 0, reset: ceil_secs(reset), retry_after: ceil_secs(wait).max(1) }
+            }
+        }
+    }
+
+    fn hashed(&self, value: &[u8]) -> Key {
+        let [a, b] = self.hasher.each_ref().map(|h| h.hash_one(value));
+        Key::Value((u128::from(a) << 64) | u128::from(b))
+    }
+
+    /// Writes the rate-limit headers for a decision (and `Retry-After` on a refusal).
+    pub fn write_headers(&self, d: &Decision, out: &mut HeaderMap) {
+        if !d.allowed {
+            out.insert(RETRY_AFTER, HeaderValue::from(d.retry_after));
+        }
+        if self.draft_headers {
+            out.insert(HeaderName::from_static("ratelimit-policy"), self.policy_value.clone());
+            let current = format!("{};r={};t={}", sf_string(&self.name), d.remaining, d.reset);
+            if let Ok(v) = HeaderValue::from_str(&current) {
+                out.insert(HeaderName::from_static("ratelimit"), v);
+            }
+        }
+        if self.legacy_headers {
+            out.insert(HeaderName::from_static("ratelimit-limit"), self.limit_value.clone());
+            out.insert(HeaderName::from_static("ratelimit-remaining"), HeaderValue::from(d.remaining));
+            out.insert(HeaderName::from_static("ratelimit-reset"), HeaderValue::from(d.reset));
+        }
+    }
+
+    /// Drops keys whose bucket has refilled (indistinguishable from a new key) and returns how
+    /// many remain.
+    pub fn evict(&self) -> usize {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+        self.limiter.len()
+    }
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// A Structured Field string (RFC 8941 §3.3.3).
+fn sf_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// Starts the eviction timer of a policy's instances on the background runtime: every
+/// `interval`, stale keys go and the key gauge is set; the task ends once the instances are
+/// dropped.
+pub fn spawn_eviction(
+    background: &tokio::runtime::Handle,
+    instances: Vec<Weak<RateLimit>>,
+    gauge: IntGauge,
+    interval: Duration,
+) {
+    background.spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let mut live = 0;
+            let mut keys = 0;
+            for instance in instances.iter().filter_map(Weak::upgrade) {
+                live += 1;
+                keys += instance.evict();
+            }
+            if live == 0 {
+                break;
+            }
+            gauge.set(keys as i64);
+        }
+    });
+}
+
+/// How often a policy's stale keys are evicted: once per window, between 1 s and 60 s.
+pub fn eviction_interval(config: &RateLimitConfig) -> Duration {
+    config.window.0.clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HumanDuration;
+
+    fn policy(requests: u32, window: u64, key: &str) -> RateLimit {
+        let config = RateLimitConfig {
+            requests,
+            window: HumanDuration::secs(window),
+            key: key.into(),
+            ..RateLimitConfig::default()
+        };
+        RateLimit::new("p", &config).unwrap()
+    }
+
+    #[test]
+    fn the_request_after_the_quota_is_refused_with_a_wait() {
+        let p = policy(3, 3600, "client_ip");
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let h = HeaderMap::new();
+        let remaining: Vec<u32> = (0..3).map(|_| p.check(ip, &h, None).remaining).collect();
+        assert_eq!(remaining, [2, 1, 0]);
+        let refused = p.check(ip, &h, None);
+        assert!(!refused.allowed);
+        // One request comes back every 20 minutes.
+        assert!((1190..=1200).contains(&refused.retry_after), "{refused:?}");
+        assert!(p.check("10.0.0.2".parse().unwrap(), &h, None).allowed, "another key has its own bucket");
+    }
+
+    #[test]
+    fn header_keys_fall_back_to_the_client_ip() {
+        let p = policy(1, 3600, "header:X-Api-Key");
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut h = HeaderMap::new();
+        assert!(p.check(ip, &h, None).allowed);
+        assert!(!p.check(ip, &h, None).allowed, "no header: the IP's bucket");
+        h.insert(HeaderName::from_static("x-api-key"), HeaderValue::from_static("k1"));
+        assert!(p.check(ip, &h, None).allowed, "a header value has its own bucket");
+        assert!(!p.check(ip, &h, None).allowed);
+    }
+
+    #[test]
+    fn headers_follow_the_draft_and_the_legacy_fields() {
+        let p = policy(100, 60, "client_ip");
+        let d = p.check("10.0.0.1".parse().unwrap(), &HeaderMap::new(), None);
+        let mut out = HeaderMap::new();
+        p.write_headers(&d, &mut out);
+        assert_eq!(out.get("ratelimit-policy").unwrap(), "\"p\";q=100;w=60");
+        assert_eq!(out.get("ratelimit").unwrap(), "\"p\";r=99;t=1");
+        assert_eq!(out.get("ratelimit-limit").unwrap(), "100");
+        assert_eq!(out.get("ratelimit-remaining").unwrap(), "99");
+        assert_eq!(out.get("ratelimit-reset").unwrap(), "1");
+        assert!(out.get(RETRY_AFTER).is_none());
+    }
+
+    #[test]
+    fn key_specs_parse_or_explain() {
+        assert_eq!(KeySpec::parse("client_ip"), Ok(KeySpec::ClientIp));
+        assert_eq!(KeySpec::parse("claim:sub"), Ok(KeySpec::Claim("sub".into())));
+        assert!(matches!(KeySpec::parse("header:X-Key"), Ok(KeySpec::Header(_))));
+        assert!(KeySpec::parse("header:bad name").unwrap_err().contains("not a header name"));
+        assert!(KeySpec::parse("ip").unwrap_err().contains("client_ip, header:NAME or claim:NAME"));
+        assert!(KeySpec::parse("claim:").is_err());
+    }
+}
