@@ -3,7 +3,8 @@
 
 Starts two mock backends, the gateway (debug build) and Debian's `prometheus` (1 s scrapes,
 temporary storage, alerts.yml loaded), all on loopback; drives ~20 s of mixed traffic (2xx,
-404 unmatched, backend 500s, a 502 from a route to a closed port, slow /delay requests); then
+404 unmatched, backend 500s, a 502 from a route to a closed port, slow /delay requests, 401s
+from a JWT route without a token, 429s from a route limited to 5 requests a minute); then
 evaluates every PromQL target of every dashboard under dashboards/ through /api/v1/query, with
 Grafana's variables substituted ($route and other query variables -> ".*",
 $__rate_interval / $__interval -> 30s, $__range -> 5m). One line per panel:
@@ -209,6 +210,8 @@ TRAFFIC = [
     (4, "GET", "/api/users/status/500"),
     (4, "GET", "/api/broken/anything"),
     (4, "HEAD", "/api/users/echo"),
+    (4, "GET", "/api/secure/echo"),
+    (4, "GET", "/api/limited/echo"),
 ]
 
 
@@ -527,10 +530,16 @@ log: {{ level: warn, access_log: false }}
 upstreams:
   users:
     backends: [ {{ url: "{b1}" }}, {{ url: "{b2}" }} ]
+auth:
+  jwt: {{ algorithms: [HS256], secret: "check-dashboards-secret-0123456789abcdef" }}
+rate_limits:
+  five-a-minute: {{ requests: 5, window: 1m }}
 routes:
   - {{ name: test, path: /api/test, backend: "{b1}" }}
   - {{ name: users, path: /api/users, upstream: users, strip_prefix: true }}
   - {{ name: broken, path: /api/broken, backend: "http://127.0.0.1:{ports['closed']}" }}
+  - {{ name: secure, path: /api/secure, backend: "{b1}", auth: jwt }}
+  - {{ name: limited, path: /api/limited, backend: "{b1}", rate_limit: five-a-minute }}
 """
 
 

@@ -11,12 +11,16 @@ runs unchanged against `make up` with Docker and against the native lab:
   PROMETHEUS_URL  (default http://127.0.0.1:9090)
   LAB_MODE        native | compose: how "stop/start backend N" is done (scripts/lab.sh or
                   `docker compose stop backendN`), for the failover scenario
+  JWT_SECRET      the lab JWT policy's HMAC secret (default: compose/.env's, else the lab default)
 
 Usage: scripts/demo.py [SCENARIO ...]   (default: all)
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import subprocess
@@ -33,6 +37,23 @@ TOKEN = os.environ.get("ADMIN_TOKEN", "lab-admin-token")
 PROMETHEUS = os.environ.get("PROMETHEUS_URL", "http://127.0.0.1:9090").rstrip("/")
 LAB_MODE = os.environ.get("LAB_MODE", "native")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def env_file_value(name: str) -> str | None:
+    """A value from compose/.env, which the compose stack reads for the gateway too."""
+    try:
+        with open(os.path.join(ROOT, "compose/.env")) as f:
+            for line in f:
+                key, _, value = line.strip().partition("=")
+                if key == name and not line.lstrip().startswith("#"):
+                    return value
+    except OSError:
+        pass
+    return None
+
+
+JWT_SECRET = (os.environ.get("JWT_SECRET") or env_file_value("JWT_SECRET")
+              or "rustygate-lab-secret-change-me-0123456789")
 
 
 class Skip(Exception):
@@ -127,14 +148,77 @@ def metrics_in_prometheus() -> str:
         time.sleep(1)
 
 
-def backend_attempts(upstream: str) -> float:
-    """Upstream attempts the gateway counted for one upstream (its /metrics)."""
+def gateway_metric(name: str, **labels: str) -> float:
+    """The sum of a metric's samples on the gateway's /metrics whose labels include `labels`."""
     _, _, body = http("GET", f"{ADMIN}/metrics")
     total = 0.0
     for line in body.decode().splitlines():
-        if line.startswith("rustygate_backend_requests_total{") and f'upstream="{upstream}"' in line:
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def backend_attempts(upstream: str) -> float:
+    """Upstream attempts the gateway counted for one upstream (its /metrics)."""
+    return gateway_metric("rustygate_backend_requests_total", upstream=upstream)
+
+
+def hs256_token(claims: dict) -> str:
+    """A JWT signed with the lab's secret (what `rustygate token` does, in the standard library)."""
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    signing_input = b64(b'{"alg":"HS256","typ":"JWT"}') + "." + b64(json.dumps(claims).encode())
+    signature = hmac.new(JWT_SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + b64(signature)
+
+
+def auth_401() -> str:
+    now = int(time.time())
+    good = {"sub": "alice", "iss": "rustygate-lab", "aud": "lab-api", "exp": now + 300}
+    before_attempts = backend_attempts("users")
+    before_rejected = gateway_metric("rustygate_auth_rejected_total", route="secure")
+    status, headers, body = http("GET", f"{GATEWAY}/api/secure/echo")
+    challenge = headers.get("www-authenticate", "")
+    expect(status == 401 and challenge.startswith("Bearer"), f"no token -> {status}, WWW-Authenticate {challenge!r}")
+    expect(json.loads(body).get("error") == "unauthorized", f"no token: body {body[:80]!r}")
+    expired = hs256_token(dict(good, exp=now - 600))
+    status, headers, _ = http("GET", f"{GATEWAY}/api/secure/echo", {"Authorization": f"Bearer {expired}"})
+    expired_challenge = headers.get("www-authenticate", "")
+    expect(status == 401 and "expired" in expired_challenge, f"expired -> {status} {expired_challenge!r}")
+    token = hs256_token(good)
+    status, _, body = http("GET", f"{GATEWAY}/api/secure/echo",
+                           {"Authorization": f"Bearer {token}", "X-User-Id": "mallory"})
+    expect(status == 200, f"valid token -> {status} {body[:120]!r}")
+    user = [v for k, v in json.loads(body)["headers"] if k == "x-user-id"]
+    expect(user == ["alice"], f"backend saw X-User-Id {user} (the client's forged copy must be replaced)")
+    attempts = backend_attempts("users") - before_attempts
+    rejected = gateway_metric("rustygate_auth_rejected_total", route="secure") - before_rejected
+    expect(attempts == 1, f"backend attempts rose by {attempts:g}; only the valid request may reach it")
+    expect(rejected == 2, f"rustygate_auth_rejected_total{{route=secure}} rose by {rejected:g}, expected 2")
+    return (f"no token -> 401 ({challenge}); expired -> 401; valid -> 200, backend saw X-User-Id alice "
+            f"(forged 'mallory' dropped); backend reached once; auth_rejected_total +{rejected:g}")
+
+
+def rate_limit_429() -> str:
+    before = gateway_metric("rustygate_rate_limited_total", route="limited")
+    statuses, refused = [], None
+    for _ in range(12):  # the policy allows 5 a minute: a burst of 12 must run into it
+        status, headers, _ = http("GET", f"{GATEWAY}/api/limited/echo")
+        statuses.append(status)
+        if status == 429 and refused is None:
+            refused = headers
+    expect(refused is not None, f"12 requests in a burst, no 429: {statuses}")
+    expect(statuses == sorted(statuses), f"a 200 after a 429 within the burst: {statuses}")
+    retry = refused.get("retry-after", "")
+    expect(retry.isdigit() and int(retry) >= 1, f"429 Retry-After {retry!r}")
+    expect(refused.get("ratelimit-remaining") == "0", f"429 RateLimit-Remaining {refused.get('ratelimit-remaining')!r}")
+    policy = refused.get("ratelimit-policy", "")
+    expect(policy == '"demo-burst";q=5;w=60', f"RateLimit-Policy {policy!r}")
+    count = statuses.count(429)
+    rose = gateway_metric("rustygate_rate_limited_total", route="limited") - before
+    expect(rose == count, f"rustygate_rate_limited_total{{route=limited}} rose by {rose:g}, expected {count}")
+    return (f"burst of 12 -> {statuses.count(200)}x200 then {count}x429, Retry-After {retry}s, "
+            f"RateLimit {refused.get('ratelimit', '')!r}; rate_limited_total +{rose:g}")
 
 
 def cors_preflight() -> str:
@@ -166,8 +250,8 @@ SCENARIOS = {
     "routing": routing,
     "request-id": request_id,
     "metrics-in-prometheus": metrics_in_prometheus,
-    "auth-401": planned(4, "JWT authentication"),
-    "rate-limit-429": planned(4, "rate limiting"),
+    "auth-401": auth_401,
+    "rate-limit-429": rate_limit_429,
     "cors-preflight": cors_preflight,
     "failover": planned(5, "health checking and failover"),
     "trace": planned(6, "tracing export"),

@@ -22,4 +22,5 @@ pub mod runtime;
 pub mod server;
 pub mod telemetry;
 pub mod testing;
+pub mod token;
 pub mod upstream;
