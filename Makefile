@@ -10,7 +10,7 @@ DOCKER_ENGINE = docker info >/dev/null 2>&1
 
 .PHONY: help build build-release release release-musl-malloc image test unit lint fmt clippy check-config check-compose \
         check-prometheus check-dashboards check-static check-k6 check-cors-browser demo-native lab up down ps logs demo \
-        loadtest bench bench-smoke soak stream
+        loadtest bench bench-smoke soak keychurn stream
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -117,17 +117,28 @@ demo-native: build ## the demo against a fresh native lab, then stop it
 # --- benchmarks (never part of `make test` beyond the smoke run) ----------------------------
 
 # Order matters: the mimalloc musl build (`release`) must come after the musl-malloc one.
-bench: build-release release-musl-malloc release ## wrk: the gateway's builds and clients vs NGINX vs direct, 5 interleaved rounds
+# The policies target (JWT + rate limit + CORS on its route) gets a valid token and an allowed Origin.
+POLICY_SECRET := rustygate-bench-secret-0123456789abcdef
+policy-args = --extra-gateway gateway-policies=loadtest/configs/gateway-policies.yaml \
+	  --header "gateway-policies=Authorization: Bearer $$($(1) token --secret $(POLICY_SECRET) --sub bench \
+	    --iss rustygate-bench --aud bench --ttl 24h)" --header "gateway-policies=Origin: https://app.example.com"
+
+bench: build-release release-musl-malloc release ## wrk: the gateway's builds, clients and policies vs NGINX vs direct, 5 interleaved rounds
 	$(PYTHON) loadtest/bench.py --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml \
+	  $(call policy-args,$(CARGO_TARGET_DIR)/release/rustygate) \
 	  --extra-gateway gateway-musl=loadtest/configs/gateway.yaml,$(CARGO_TARGET_DIR)/$(MUSL)/release/rustygate \
 	  --extra-gateway gateway-musl-malloc=loadtest/configs/gateway.yaml,$(CARGO_TARGET_DIR)/$(MUSL)/release/rustygate-musl-malloc \
 	  $(BENCH_ARGS)
 
 bench-smoke: build ## a few seconds of the benchmark harness, no thresholds (keeps it working)
-	$(PYTHON) loadtest/bench.py --smoke --profile debug --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml
+	$(PYTHON) loadtest/bench.py --smoke --profile debug --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml \
+	  $(call policy-args,$(CARGO_TARGET_DIR)/debug/rustygate)
 
 soak: build-release ## leak check: RSS across 1,000,000 requests with connection churn
 	$(PYTHON) loadtest/soak.py
+
+keychurn: build-release ## rate-limiter memory: 1,000,000 distinct keys, then eviction
+	$(PYTHON) loadtest/keychurn.py
 
 stream: build-release ## 1 GiB up and down through the gateway: intact, bounded memory
 	$(PYTHON) loadtest/stream.py

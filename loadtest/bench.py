@@ -292,6 +292,26 @@ def ratios(med: dict) -> dict:
     return out
 
 
+def efficiencies(med: dict, targets: list) -> dict:
+    """For every extra gateway X: the plain gateway's CPU per request / X's (1.0 = as cheap; the
+    policies target's overhead budget is >= 0.85) and X's req/s / the plain gateway's."""
+    out: dict = {}
+    extras = [t.name for t in targets if t.kind == "gateway" and t.name != "gateway"]
+    for s, per in med.items():
+        base = per.get("gateway")
+        if not base:
+            continue
+        out[s] = {}
+        for name in extras:
+            m = per.get(name)
+            if m:
+                out[s][name] = {
+                    "cpu_efficiency": ratio(base["proxy_cpu_us_per_req"], m["proxy_cpu_us_per_req"]),
+                    "rps": ratio(m["rps"], base["rps"]),
+                }
+    return out
+
+
 # ---------------------------------------------------------------------------
 # Output
 # ---------------------------------------------------------------------------
@@ -314,7 +334,7 @@ def fmt_ratio(x) -> str:
     return "n/a" if x is None else f"{x:.2f}×"
 
 
-def markdown(meta: dict, med: dict, rat: dict, mem: dict) -> str:
+def markdown(meta: dict, med: dict, rat: dict, mem: dict, eff: dict | None = None) -> str:
     a = meta["args"]
     out = [f"## RustyGate benchmark — {meta['timestamp']}", ""]
     out.append(f"wrk -t{a['threads']} -c{a['connections']} -d{a['duration_s']:g}s, "
@@ -337,6 +357,10 @@ def markdown(meta: dict, med: dict, rat: dict, mem: dict) -> str:
             out += ["", "| ratio | req/s | proxy CPU/req | p99 |", "|---|---:|---:|---:|"]
             for name, r in rat[s].items():
                 out.append(f"| {name} | {fmt_ratio(r['rps'])} | {fmt_ratio(r['cpu_per_req'])} | {fmt_ratio(r['p99'])} |")
+        if eff and eff.get(s):
+            out += ["", "| vs plain gateway | CPU efficiency (gateway CPU/req ÷ this) | req/s ratio |", "|---|---:|---:|"]
+            for name, e in eff[s].items():
+                out.append(f"| {name} | {fmt_ratio(e['cpu_efficiency'])} | {fmt_ratio(e['rps'])} |")
     if mem:
         out += ["", "### Memory at the end", "", "| process | pids | VmRSS | VmHWM |", "|---|---:|---:|---:|"]
         for name, m in mem.items():
@@ -505,6 +529,7 @@ def run(args) -> int:
 
     med = summarise(runs, targets, args.scenario_list)
     rat = ratios(med)
+    eff = efficiencies(med, targets)
     meta = {
         "timestamp": ts,
         "args": {k: v for k, v in vars(args).items() if k not in ("scenario_list", "target_list")}
@@ -519,9 +544,9 @@ def run(args) -> int:
                      "config": t.config} for t in targets],
         "notes": notes,
     }
-    md = markdown(meta, med, rat, mem)
+    md = markdown(meta, med, rat, mem, eff)
     H.publish(args.out_dir, f"bench-{ts}{'-smoke' if args.smoke else ''}",
-              {"meta": meta, "medians": med, "ratios": rat, "memory": mem, "runs": runs,
+              {"meta": meta, "medians": med, "ratios": rat, "efficiency": eff, "memory": mem, "runs": runs,
                "service_log_tails": logs}, md)
 
     bad = [f"{r['target']} {r['scenario']} (round {r['round']}): {r['requests']} requests, "

@@ -8,7 +8,8 @@ use rustygate::{
     config::{self, Config},
     healthcheck,
     server::{self, Gateway},
-    telemetry::logging, token,
+    telemetry::logging,
+    token,
 };
 
 /// glibc's malloc showed up as ~11% of the gateway's CPU under load (perf); mimalloc's
@@ -44,8 +45,8 @@ enum Command {
         /// Shared secret (HS256/384/512).
         #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
         secret: Option<String>,
-        /// PEM private key file (RS*, PS*, ES*, EdDSA).
-        #[arg(long, conflicts_with = "secret")]
+        /// PEM private key file (RS*, PS*, ES*, EdDSA); wins over --secret / JWT_SECRET.
+        #[arg(long)]
         key_file: Option<String>,
         /// `kid` header.
         #[arg(long)]

@@ -97,7 +97,10 @@ impl Metrics {
                 .expect("valid metric");
         registry.register(Box::new(requests_in_flight.clone())).expect("unique metric");
         let rate_limit_keys = IntGaugeVec::new(
-            Opts::new("rustygate_rate_limit_keys", "Keys (buckets) a rate-limit policy holds after the last eviction."),
+            Opts::new(
+                "rustygate_rate_limit_keys",
+                "Keys (buckets) a rate-limit policy held at its last eviction, before stale ones were dropped.",
+            ),
             &["policy"],
         )
         .expect("valid metric");

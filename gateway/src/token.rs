@@ -33,9 +33,10 @@ pub struct TokenSpec {
 pub fn mint(spec: &TokenSpec) -> Result<String, String> {
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
     let alg = Algorithm::from_str(&spec.algorithm).map_err(|_| format!("unknown algorithm {:?}", spec.algorithm))?;
+    // A key file wins over a secret (which may come from the environment's JWT_SECRET).
     let key = match (&spec.secret, &spec.key_file) {
         (Some(secret), None) => EncodingKey::from_secret(secret.as_bytes()),
-        (None, Some(path)) => {
+        (_, Some(path)) => {
             let pem = std::fs::read(path).map_err(|e| format!("cannot read {path:?}: {e}"))?;
             match alg.family() {
                 jsonwebtoken::AlgorithmFamily::Rsa => EncodingKey::from_rsa_pem(&pem),
@@ -45,7 +46,7 @@ pub fn mint(spec: &TokenSpec) -> Result<String, String> {
             }
             .map_err(|e| format!("{path:?} is not a PEM private key for {alg:?}: {e}"))?
         }
-        _ => return Err("give exactly one of --secret or --key-file".into()),
+        (None, None) => return Err("give --secret (or JWT_SECRET) or --key-file".into()),
     };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?.as_secs();
     let mut claims = Map::new();

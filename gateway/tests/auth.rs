@@ -184,7 +184,28 @@ async fn every_bad_token_is_refused_before_the_backend_and_counted_once() {
             "wrong_audience",
         ),
         ("/hs", Some(format!("Bearer {}", hs256(&claims(json!({"exp": null})), SECRET.as_bytes()))), "missing_claim"),
+        // `null` is not a value: with an issuer configured, `iss` is required.
+        (
+            "/hs",
+            Some(format!(
+                "Bearer {}",
+                hs256(&json!({"sub": "a", "aud": "api", "exp": now() + 60, "iss": null}), SECRET.as_bytes())
+            )),
+            "missing_claim",
+        ),
         ("/hs", Some(format!("Bearer {}", hs256(&claims(json!({"exp": "soon"})), SECRET.as_bytes()))), "invalid_claim"),
+        ("/hs", Some(format!("Bearer {}", hs256(&claims(json!({"aud": 5})), SECRET.as_bytes()))), "invalid_claim"),
+        (
+            "/hs",
+            Some(format!("Bearer {}", hs256(&claims(json!({"aud": {"x": 1}})), SECRET.as_bytes()))),
+            "invalid_claim",
+        ),
+        ("/hs", Some(format!("Bearer {}", hs256(&claims(json!({"iss": 7})), SECRET.as_bytes()))), "invalid_claim"),
+        (
+            "/hs",
+            Some(format!("Bearer {}", hs256(&claims(json!({"aud": ["payments"]})), SECRET.as_bytes()))),
+            "wrong_audience",
+        ),
         ("/hs", Some(format!("Bearer {none}")), "algorithm_not_allowed"),
         // HS/RS confusion: an HS256 token whose "secret" is the RS256 public key.
         ("/rs", Some(format!("Bearer {}", hs256(&claims(json!({})), &rsa_public))), "algorithm_not_allowed"),
@@ -248,6 +269,15 @@ async fn every_algorithm_family_verifies_with_its_pem_key() {
             assert_eq!(get(&gw, path, Some(&forged)).await.status(), 401, "{path} with another key");
         }
     }
+    // A `kid` in the header does not matter to a static key.
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("some-kid".into());
+    let with_kid = encode(&header, &c, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap();
+    assert_eq!(get(&gw, "/hs", Some(&with_kid)).await.status(), 200);
+    assert_eq!(get(&gw, "/rs", Some(&signed(Algorithm::RS256, "rsa.key", Some("k1"), &c))).await.status(), 200);
+    // An audience list is accepted when one of its members is.
+    let listed = hs256(&claims(json!({"aud": ["payments", "api"]})), SECRET.as_bytes());
+    assert_eq!(get(&gw, "/hs", Some(&listed)).await.status(), 200);
     // RS256 and PS256 share the key but not the pin.
     let ps = signed(Algorithm::PS256, "rsa.key", None, &c);
     assert_eq!(get(&gw, "/rs", Some(&ps)).await.status(), 401);
@@ -270,6 +300,11 @@ async fn tokens_are_found_in_the_cookie_and_the_query_which_is_cleaned() {
     let echo: Value = resp.json().await.unwrap();
     assert_eq!(echo["uri"], "/hs/q", "no dangling `?`");
     assert_eq!(echoed(&echo, "x-user-id"), ["alice"]);
+
+    // A token parameter is never forwarded, even when the header carried the token used.
+    let resp = client().get(gw.url("/hs/q?access_token=leak&b=2")).bearer_auth(&token).send().await.unwrap();
+    let echo: Value = resp.json().await.unwrap();
+    assert_eq!(echo["query"], "b=2");
 
     // The header wins over the cookie: a bad header is not rescued by a good cookie.
     let resp = client()
@@ -400,6 +435,23 @@ async fn a_jwks_file_rotation_is_picked_up_without_a_restart() {
     std::fs::write(&file, "{ not json").unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(get(&gw, "/api", Some(&k2)).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_cached_token_still_expires_on_time() {
+    let b = MockServer::start("b0");
+    let yaml = format!(
+        "auth:\n  short: {{ algorithms: [HS256], secret: \"{SECRET}\", leeway: 0s }}\nroutes:\n  - {{ name: api, path: /api, backend: \"{{b0}}\", auth: short }}\n"
+    );
+    let gw = gateway(&yaml, &[&b]);
+    let token = hs256(&json!({ "sub": "a", "exp": now() + 2 }), SECRET.as_bytes());
+    for _ in 0..3 {
+        assert_eq!(get(&gw, "/api", Some(&token)).await.status(), 200, "verified once, then from the cache");
+    }
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let resp = get(&gw, "/api", Some(&token)).await;
+    assert_eq!(resp.status(), 401, "the cache honours exp");
+    assert!(resp.headers()["www-authenticate"].to_str().unwrap().contains("expired"));
 }
 
 #[test]

@@ -362,6 +362,9 @@ pub struct JwtConfig {
     /// forwarding and never logged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query_param: Option<String>,
+    /// How many verified tokens to remember (0: verify every request in full).
+    #[serde(deserialize_with = "units::lenient_u32")]
+    pub token_cache: u32,
 }
 
 impl Default for JwtConfig {
@@ -382,6 +385,7 @@ impl Default for JwtConfig {
             forward_authorization: true,
             cookie: None,
             query_param: None,
+            token_cache: 10_000,
         }
     }
 }

@@ -3,7 +3,8 @@
 //! policy unless `scope: route`. The response headers — the IETF draft's `RateLimit-Policy` /
 //! `RateLimit` and the older `RateLimit-Limit` / `-Remaining` / `-Reset` — are computed from the
 //! bucket's state after the request. Keys whose bucket has refilled are evicted on a timer on
-//! the background runtime, which also updates `rustygate_rate_limit_keys{policy}`.
+//! the background runtime, which also sets `rustygate_rate_limit_keys{policy}` to the keys held
+//! before each eviction.
 
 use std::{
     hash::BuildHasher,
@@ -182,12 +183,13 @@ impl RateLimit {
         }
     }
 
-    /// Drops keys whose bucket has refilled (indistinguishable from a new key) and returns how
-    /// many remain.
+    /// Drops keys whose bucket has refilled (indistinguishable from a new key); returns how many
+    /// keys were held just before.
     pub fn evict(&self) -> usize {
+        let held = self.limiter.len();
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
-        self.limiter.len()
+        held
     }
 }
 
@@ -210,8 +212,9 @@ fn sf_string(s: &str) -> String {
 }
 
 /// Starts the eviction timer of a policy's instances on the background runtime: every
-/// `interval`, stale keys go and the key gauge is set; the task ends once the instances are
-/// dropped.
+/// `interval`, the key gauge is set to the keys held (keys only come between ticks, so this is
+/// the most held over the interval, what memory follows) and stale keys go; the task ends once
+/// the instances are dropped.
 pub fn spawn_eviction(
     background: &tokio::runtime::Handle,
     instances: Vec<Weak<RateLimit>>,

@@ -129,7 +129,7 @@ async fn route_and_forward(
     };
     // Rate limit, after auth so that a limit can key on a claim.
     if let Some(limit) = &route.rate_limit {
-        let decision = limit.check(ctx.client_ip(), req.headers(), authenticated.as_ref().map(|a| &a.claims));
+        let decision = limit.check(ctx.client_ip(), req.headers(), authenticated.as_ref().map(|a| &a.verified.claims));
         ctx.rate_limit = Some(decision);
         if !decision.allowed {
             if let Some(counter) = &route.metrics.rate_limited {

@@ -160,7 +160,7 @@ fn upstream_headers(out: &Outgoing<'_>, headers: &mut header::HeaderMap) {
         }
     }
     if let Some(auth) = out.auth {
-        for (name, value) in &auth.headers {
+        for (name, value) in &auth.verified.headers {
             headers.insert(name.clone(), value.clone());
         }
     }

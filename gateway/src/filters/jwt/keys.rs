@@ -45,13 +45,13 @@ struct Key {
 pub(super) struct KeySet(Vec<Key>);
 
 impl KeySet {
-    /// Keys that may have signed a token with this `kid` and `alg`: those with that `kid`, or
-    /// every key when the token names none. Keys of another family or another declared `alg`
-    /// are never tried.
+    /// Keys that may have signed a token with this `kid` and `alg`: those with that `kid` and
+    /// those without one (a static key, a JWK without `kid`); every key when the token names
+    /// none. Keys of another family or another declared `alg` are never tried.
     fn candidates<'a>(&'a self, kid: Option<&'a str>, alg: Algorithm) -> impl Iterator<Item = &'a DecodingKey> {
         self.0
             .iter()
-            .filter(move |k| kid.is_none() || k.kid.as_deref() == kid)
+            .filter(move |k| kid.is_none() || k.kid.is_none() || k.kid.as_deref() == kid)
             .filter(move |k| k.alg.is_none_or(|a| a == alg) && k.key.family() == alg.family())
             .map(|k| &k.key)
     }
@@ -117,6 +117,8 @@ impl Keys {
             (Some(path), _) => {
                 let bytes = std::fs::read(path).map_err(|e| format!("cannot read jwks_file {path:?}: {e}"))?;
                 let set = KeySet::from_jwks(&bytes).map_err(|e| format!("jwks_file {path:?}: {e}"))?;
+                tracing::info!(policy, keys = set.0.len(), "JWKS loaded");
+                metrics.0.with_label_values(&[policy, "success"]).inc();
                 (Location::File(path.into()), Some(set))
             }
             (None, Some(url)) => (Location::Url(url.clone()), None),
@@ -128,6 +130,7 @@ impl Keys {
             location,
             current: ArcSwap::from_pointee(initial.unwrap_or_default()),
             generation: AtomicU64::new(0),
+            swaps: AtomicU64::new(0),
             min_refetch: config.jwks_min_refetch.0,
             last_fetch: Mutex::new(fetched.then(Instant::now)),
             fetch_lock: tokio::sync::Mutex::new(()),
@@ -156,6 +159,14 @@ impl Keys {
             }
         });
         Ok(Self::Jwks(jwks))
+    }
+
+    /// Changes whenever the trusted key set does (tokens verified before must be verified again).
+    pub(super) fn version(&self) -> u64 {
+        match self {
+            Self::Static(_) => 0,
+            Self::Jwks(jwks) => jwks.swaps.load(Ordering::Acquire),
+        }
     }
 
     /// Verifies the token's signature and claims with the key it names.
@@ -216,6 +227,8 @@ pub(super) struct Jwks {
     current: ArcSwap<KeySet>,
     /// Counts fetch attempts, so requests that waited for one know it happened.
     generation: AtomicU64,
+    /// Counts key sets swapped in (the token cache's validity).
+    swaps: AtomicU64,
     min_refetch: Duration,
     last_fetch: Mutex<Option<Instant>>,
     /// Held while fetching: concurrent requests with unknown keys wait for one fetch.
@@ -260,6 +273,7 @@ impl Jwks {
             Ok(set) => {
                 tracing::info!(policy = &*self.policy, keys = set.0.len(), "JWKS loaded");
                 self.current.store(Arc::new(set));
+                self.swaps.fetch_add(1, Ordering::Release);
                 self.metrics.with_label_values(&[&*self.policy, "success"]).inc();
             }
             Err(e) => {

@@ -196,14 +196,33 @@ impl Rejection {
     }
 }
 
-/// What a verified token gives the rest of the pipeline.
+/// A verified token: what it gives the pipeline, and when it stops being valid.
 #[derive(Debug)]
-pub struct Authenticated {
+pub struct Verified {
     /// Headers to add to the upstream request (forwarded claims).
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// The token's claims (a rate limit may key on one).
     pub claims: Map<String, Value>,
-    /// When the token came from the query: the query to forward instead, without it.
+    exp: Option<u64>,
+    nbf: Option<u64>,
+    keys_version: u64,
+}
+
+impl Verified {
+    /// Whether `exp` and `nbf` still hold at `now` (seconds), with the policy's leeway.
+    fn is_current(&self, now: u64, leeway: u64) -> bool {
+        self.exp.is_none_or(|exp| exp.saturating_add(leeway) >= now)
+            && self.nbf.is_none_or(|nbf| nbf <= now.saturating_add(leeway))
+    }
+}
+
+/// What auth gives the rest of the pipeline.
+#[derive(Debug)]
+pub struct Authenticated {
+    /// The verified token (shared with the token cache).
+    pub verified: Arc<Verified>,
+    /// When the query carries the policy's token parameter (whichever token was used): the
+    /// query to forward instead, without it.
     pub query: Option<String>,
 }
 
@@ -215,12 +234,15 @@ pub struct JwtPolicy {
     validation: Validation,
     keys: Keys,
     required: Vec<String>,
+    issuers: Vec<String>,
+    audiences: Vec<String>,
     forward: Vec<(String, HeaderName)>,
     /// Client headers never forwarded on this policy's routes: the claim headers (so they
     /// cannot be forged) and, unless forwarded, `Authorization`.
     pub strip: Vec<HeaderName>,
     cookie: Option<String>,
     query_param: Option<String>,
+    cache: Option<quick_cache::sync::Cache<String, Arc<Verified>>>,
 }
 
 impl std::fmt::Debug for JwtPolicy {
@@ -291,10 +313,13 @@ impl JwtPolicy {
             validation,
             keys,
             required,
+            issuers: config.issuer.clone(),
+            audiences: config.audience.clone(),
             forward,
             strip,
             cookie: config.cookie.clone(),
             query_param: config.query_param.clone(),
+            cache: (config.token_cache > 0).then(|| quick_cache::sync::Cache::new(config.token_cache as usize)),
         })
     }
 
@@ -305,20 +330,36 @@ impl JwtPolicy {
         token::take_query_param(query, param).map(|(_, rest)| rest)
     }
 
-    /// Authenticates a request.
+    /// Authenticates a request. A token verified before (same text, same key set, still within
+    /// `exp`/`nbf`) is taken from the cache without repeating the signature and claim work.
     pub async fn authenticate(&self, req: &HttpRequest) -> Result<Authenticated, Rejection> {
-        let found = token::find(req, self.cookie.as_deref(), self.query_param.as_deref())?;
-        let header =
-            jsonwebtoken::decode_header(found.token.as_bytes()).map_err(|_| token::header_rejection(&found.token))?;
+        let token = token::find(req, self.cookie.as_deref(), self.query_param.as_deref())?;
+        let keys_version = self.keys.version();
+        let now = jsonwebtoken::get_current_timestamp();
+        let cached = self.cache.as_ref().and_then(|c| c.get(token.as_ref()));
+        let verified = match cached {
+            Some(v) if v.keys_version == keys_version && v.is_current(now, self.validation.leeway) => v,
+            _ => {
+                let verified = Arc::new(self.verify(&token, keys_version).await?);
+                if let Some(cache) = &self.cache {
+                    cache.insert(token.into_owned(), verified.clone());
+                }
+                verified
+            }
+        };
+        let query = req.uri().query().and_then(|q| self.query_without_token(q));
+        Ok(Authenticated { verified, query })
+    }
+
+    /// The full check of a token: pinned algorithm, signature, claims.
+    async fn verify(&self, token: &str, keys_version: u64) -> Result<Verified, Rejection> {
+        let header = jsonwebtoken::decode_header(token.as_bytes()).map_err(|_| token::header_rejection(token))?;
         // Pinned algorithms first: nothing else about an unaccepted token is looked at.
         if !self.algorithms.contains(&header.alg) {
             return Err(Rejection::AlgorithmNotAllowed);
         }
-        let claims = self.keys.verify(&found.token, &header, &self.validation).await?;
-        if let Some(missing) = self.required.iter().find(|c| !claims.contains_key(c.as_str())) {
-            tracing::debug!(policy = &*self.name, claim = missing.as_str(), "token lacks a required claim");
-            return Err(Rejection::MissingClaim);
-        }
+        let claims = self.keys.verify(token, &header, &self.validation).await?;
+        self.check_claims(&claims)?;
         let headers = self
             .forward
             .iter()
@@ -332,7 +373,39 @@ impl JwtPolicy {
                 Some((name.clone(), value))
             })
             .collect();
-        Ok(Authenticated { headers, claims, query: found.query_without_token })
+        let time = |name: &str| claims.get(name).and_then(Value::as_u64);
+        Ok(Verified { exp: time("exp"), nbf: time("nbf"), keys_version, headers, claims })
+    }
+
+    /// Presence of the required claims (`null` is absent) and the types of `iss` and `aud`: the
+    /// library skips the issuer and audience checks for values it cannot parse, such as a
+    /// number or `null`, so they are checked here as well.
+    fn check_claims(&self, claims: &Map<String, Value>) -> Result<(), Rejection> {
+        if let Some(missing) = self.required.iter().find(|c| claims.get(c.as_str()).is_none_or(Value::is_null)) {
+            tracing::debug!(policy = &*self.name, claim = missing.as_str(), "token lacks a required claim");
+            return Err(Rejection::MissingClaim);
+        }
+        if !self.issuers.is_empty() {
+            match claims.get("iss") {
+                Some(Value::String(iss)) if self.issuers.contains(iss) => {}
+                Some(Value::String(_)) => return Err(Rejection::WrongIssuer),
+                _ => return Err(Rejection::InvalidClaim),
+            }
+        }
+        if !self.audiences.is_empty() {
+            let accepted = |v: &Value| v.as_str().is_some_and(|a| self.audiences.iter().any(|x| x == a));
+            match claims.get("aud") {
+                Some(aud @ Value::String(_)) if accepted(aud) => {}
+                Some(Value::String(_)) => return Err(Rejection::WrongAudience),
+                Some(Value::Array(list)) if list.iter().all(Value::is_string) => {
+                    if !list.iter().any(accepted) {
+                        return Err(Rejection::WrongAudience);
+                    }
+                }
+                _ => return Err(Rejection::InvalidClaim),
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,19 +1,19 @@
 //! Finding the token in a request: `Authorization: Bearer`, else the policy's cookie, else its
 //! query parameter (which is then cut out of the query forwarded and logged).
 
+use std::borrow::Cow;
+
 use actix_web::{HttpRequest, http::header};
 use base64::Engine;
 
 use super::Rejection;
 
-/// A token and, when it came from the query, the query without it.
-pub(super) struct Found {
-    pub token: String,
-    pub query_without_token: Option<String>,
-}
-
 /// Looks for the token where the policy allows.
-pub(super) fn find(req: &HttpRequest, cookie: Option<&str>, query_param: Option<&str>) -> Result<Found, Rejection> {
+pub(super) fn find<'r>(
+    req: &'r HttpRequest,
+    cookie: Option<&str>,
+    query_param: Option<&str>,
+) -> Result<Cow<'r, str>, Rejection> {
     let mut auth = req.headers().get_all(header::AUTHORIZATION);
     if let Some(value) = auth.next() {
         if auth.next().is_some() {
@@ -25,30 +25,30 @@ pub(super) fn find(req: &HttpRequest, cookie: Option<&str>, query_param: Option<
         if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
             return Err(Rejection::Malformed);
         }
-        return Ok(Found { token: token.to_owned(), query_without_token: None });
+        return Ok(Cow::Borrowed(token));
     }
     if let Some(name) = cookie
         && let Some(token) = cookie_value(req, name)
     {
-        return Ok(Found { token, query_without_token: None });
+        return Ok(Cow::Borrowed(token));
     }
     if let Some(name) = query_param
         && let Some(query) = req.uri().query()
-        && let Some((token, rest)) = take_query_param(query, name)
+        && let Some((token, _)) = take_query_param(query, name)
     {
-        return Ok(Found { token, query_without_token: Some(rest) });
+        return Ok(Cow::Owned(token));
     }
     Err(Rejection::Missing)
 }
 
-fn cookie_value(req: &HttpRequest, name: &str) -> Option<String> {
+fn cookie_value<'r>(req: &'r HttpRequest, name: &str) -> Option<&'r str> {
     req.headers()
         .get_all(header::COOKIE)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim_matches('"').to_owned())
+        .map(|(_, v)| v.trim_matches('"'))
         .filter(|v| !v.is_empty())
 }
 
