@@ -438,6 +438,25 @@ async fn a_jwks_file_rotation_is_picked_up_without_a_restart() {
 }
 
 #[tokio::test]
+async fn defaults_put_every_route_behind_auth_unless_it_opts_out() {
+    let b = MockServer::start("b0");
+    let yaml = format!(
+        "auth:\n  j: {{ algorithms: [HS256], secret: \"{SECRET}\" }}\ndefaults: {{ auth: j }}\nroutes:\n  - {{ name: api, path: /api, backend: \"{{b0}}\" }}\n  - {{ name: health, path: /health, backend: \"{{b0}}\", auth: none }}\n"
+    );
+    let gw = gateway(&yaml, &[&b]);
+    assert_eq!(get(&gw, "/api", None).await.status(), 401, "the default applies");
+    let token = hs256(&claims(json!({})), SECRET.as_bytes());
+    assert_eq!(get(&gw, "/api", Some(&token)).await.status(), 200);
+    assert_eq!(get(&gw, "/health", None).await.status(), 200, "auth: none opts out");
+    let text = scrape(&gw).await;
+    assert_eq!(metric(&text, "rustygate_auth_rejected_total", &[("route", "api"), ("reason", "missing")]), 1.0);
+    assert!(
+        !text.contains(r#"route="health""#)
+            || !text.contains(r#"rustygate_auth_rejected_total{reason="missing",route="health"}"#)
+    );
+}
+
+#[tokio::test]
 async fn a_cached_token_still_expires_on_time() {
     let b = MockServer::start("b0");
     let yaml = format!(

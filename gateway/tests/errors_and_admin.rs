@@ -220,7 +220,7 @@ async fn health_readiness_and_the_admin_token_rules() {
     assert_eq!(echo["backend"], "b0", "admin endpoints are never served on the proxy port");
 
     let gw = gateway(
-        "admin: { token: \"s3cret-token\" }\nupstreams:\n  u: { backends: [ { url: \"{b0}\", weight: 3 } ] }\nroutes:\n  - { path: /, upstream: u }\n",
+        "admin: { token: \"s3cret-token\" }\nauth:\n  j: { algorithms: [HS256], secret: \"jwt-s3cret-0123456789abcdef0123456789\" }\nupstreams:\n  u: { backends: [ { url: \"{b0}\", weight: 3 } ] }\nroutes:\n  - { path: /, upstream: u }\n",
         &[&b],
     );
     let url = gw.admin_url("/admin/config");
@@ -231,9 +231,10 @@ async fn health_readiness_and_the_admin_token_rules() {
     let r = c.get(&url).bearer_auth("s3cret-token").send().await.unwrap();
     assert_eq!(r.status(), 200);
     let text = r.text().await.unwrap();
-    assert!(!text.contains("s3cret-token"), "the token must be redacted: {text}");
+    assert!(!text.contains("s3cret"), "the admin token and the JWT secret must be redacted: {text}");
     let cfg: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(cfg["config"]["admin"]["token"], "[redacted]");
+    assert_eq!(cfg["config"]["auth"]["j"]["secret"], "[redacted]");
     assert_eq!(cfg["generation"], 1);
 
     let ups: serde_json::Value =

@@ -7,6 +7,7 @@
 //! before each eviction.
 
 use std::{
+    fmt::Write,
     hash::BuildHasher,
     net::IpAddr,
     num::NonZeroU32,
@@ -95,6 +96,8 @@ pub struct RateLimit {
     legacy_headers: bool,
     policy_value: HeaderValue,
     limit_value: HeaderValue,
+    /// The policy name as a Structured Field string, for the `RateLimit` field.
+    name_item: String,
 }
 
 impl std::fmt::Debug for RateLimit {
@@ -126,6 +129,7 @@ impl RateLimit {
             legacy_headers: config.legacy_headers,
             policy_value,
             limit_value: HeaderValue::from(requests.get()),
+            name_item: sf_string(name),
         })
     }
 
@@ -171,7 +175,8 @@ impl RateLimit {
         }
         if self.draft_headers {
             out.insert(HeaderName::from_static("ratelimit-policy"), self.policy_value.clone());
-            let current = format!("{};r={};t={}", sf_string(&self.name), d.remaining, d.reset);
+            let mut current = String::with_capacity(self.name_item.len() + 24);
+            let _ = write!(current, "{};r={};t={}", self.name_item, d.remaining, d.reset);
             if let Ok(v) = HeaderValue::from_str(&current) {
                 out.insert(HeaderName::from_static("ratelimit"), v);
             }
