@@ -62,8 +62,7 @@ async fn upstreams(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
                 .map(|b| {
                     json!({
                         "url": &*b.label,
-                        // Active health checking is not built yet: every backend is in rotation.
-                        "healthy": true,
+                        "healthy": b.is_healthy(),
                         "in_flight": b.in_flight.load(Ordering::Relaxed),
                         "weight": b.weight,
                         "last_error": b.last_error.load().as_deref(),

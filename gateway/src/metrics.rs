@@ -42,6 +42,8 @@ pub struct Metrics {
     pub auth_rejected_total: IntCounterVec,
     /// `rustygate_rate_limit_keys{policy}`
     pub rate_limit_keys: IntGaugeVec,
+    /// `rustygate_backend_up{upstream,backend}`
+    pub backend_up: IntGaugeVec,
     /// `rustygate_jwks_fetches_total{policy,result}`
     pub jwks_fetches: crate::filters::jwt::JwksMetrics,
 }
@@ -105,6 +107,12 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(rate_limit_keys.clone())).expect("unique metric");
+        let backend_up = IntGaugeVec::new(
+            Opts::new("rustygate_backend_up", "1 if the backend is in rotation (passes its health checks), else 0."),
+            &["upstream", "backend"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(backend_up.clone())).expect("unique metric");
         let config_generation = IntGauge::new("rustygate_config_generation", "Generation of the configuration in use.")
             .expect("valid metric");
         registry.register(Box::new(config_generation.clone())).expect("unique metric");
@@ -133,6 +141,7 @@ impl Metrics {
             rate_limited_total,
             auth_rejected_total,
             rate_limit_keys,
+            backend_up,
             jwks_fetches,
         }
     }

@@ -2,8 +2,8 @@
 //! defaults. No logic lives here beyond defaults: loading is in [`load`], semantic checks in
 //! [`validate`], and turning a config into runtime objects in `crate::runtime`.
 //!
-//! Keys of features that are planned but not built yet (`tracing`, `plugins`, health checks and
-//! retries) are accepted by the parser
+//! Keys of features that are planned but not built yet (`tracing`, `plugins`, retries) are
+//! accepted by the parser
 //! only so that validation can reject them with a clear "not supported yet" message: a policy that
 //! is silently ignored would be a security hole.
 
@@ -182,8 +182,12 @@ pub enum Strategy {
     /// Weighted round robin (smooth: weights are interleaved, not bursty).
     #[default]
     RoundRobin,
-    /// Planned: fewest in-flight requests.
+    /// Fewer in-flight requests (relative to weight) wins, between two backends drawn at random.
     LeastConnections,
+    /// Consistent hashing on the client IP: a client keeps its backend.
+    IpHash,
+    /// Consistent hashing on a request header (`hash_header`); the client IP without it.
+    HeaderHash,
 }
 
 /// One backend of an upstream.
@@ -217,9 +221,12 @@ pub struct UpstreamConfig {
     /// Send the client's `Host` to the backend (true) or the backend's own authority (false).
     #[serde(deserialize_with = "units::lenient_bool")]
     pub preserve_host: bool,
-    /// Planned (active health checks): rejected until implemented.
+    /// The header `header_hash` hashes on.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub health_check: Option<Value>,
+    pub hash_header: Option<String>,
+    /// Active health checks of every backend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckConfig>,
     /// Planned (retries on another backend): rejected until implemented.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retries: Option<Value>,
@@ -236,9 +243,62 @@ impl Default for UpstreamConfig {
             connect_timeout: HumanDuration::secs(2),
             timeout: HumanDuration::secs(30),
             preserve_host: true,
+            hash_header: None,
             health_check: None,
             retries: None,
             retry_on: None,
+        }
+    }
+}
+
+/// `upstreams.NAME.health_check:` — active health checks: every `interval` (± `jitter`) each
+/// backend gets `GET path`; `unhealthy_threshold` failures in a row take it out of rotation,
+/// `healthy_threshold` successes in a row bring it back.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckConfig {
+    /// Path probed on each backend (after its base path).
+    pub path: String,
+    /// Time between probes of a backend.
+    pub interval: HumanDuration,
+    /// Time allowed for a probe's answer.
+    pub timeout: HumanDuration,
+    /// Statuses counted as healthy: `200-399` (a range) or `200` (one).
+    pub expected_status: String,
+    /// Consecutive failures that mark a backend down.
+    #[serde(deserialize_with = "units::lenient_u32")]
+    pub unhealthy_threshold: u32,
+    /// Consecutive successes that mark it up again.
+    #[serde(deserialize_with = "units::lenient_u32")]
+    pub healthy_threshold: u32,
+    /// Random spread added to each interval, so that gateways do not probe in lockstep
+    /// (default: a tenth of `interval`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<HumanDuration>,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        Self {
+            path: "/health".into(),
+            interval: HumanDuration::secs(5),
+            timeout: HumanDuration::secs(2),
+            expected_status: "200-399".into(),
+            unhealthy_threshold: 2,
+            healthy_threshold: 1,
+            jitter: None,
+        }
+    }
+}
+
+impl HealthCheckConfig {
+    /// The healthy status range, parsed from `expected_status`.
+    pub fn status_range(&self) -> Result<std::ops::RangeInclusive<u16>, String> {
+        let raw = self.expected_status.trim();
+        let (lo, hi) = raw.split_once('-').unwrap_or((raw, raw));
+        match (lo.trim().parse::<u16>(), hi.trim().parse::<u16>()) {
+            (Ok(lo), Ok(hi)) if (100..=599).contains(&lo) && (lo..=599).contains(&hi) => Ok(lo..=hi),
+            _ => Err(format!("{raw:?} is not a status or a range of statuses like 200-399")),
         }
     }
 }

@@ -66,9 +66,20 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
             issue(base.clone(), "an upstream name cannot be empty".into());
         }
         check_backends(&up.backends, &format!("{base}.backends"), &mut issue);
-        check_strategy(up.strategy, &format!("{base}.strategy"), &mut issue);
+        if up.strategy == Strategy::HeaderHash && up.hash_header.is_none() {
+            issue(format!("{base}.hash_header"), "strategy header_hash needs `hash_header: NAME`".into());
+        }
+        if let Some(h) = &up.hash_header {
+            if actix_web::http::header::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                issue(format!("{base}.hash_header"), format!("{h:?} is not a header name"));
+            } else if up.strategy != Strategy::HeaderHash {
+                issue(format!("{base}.hash_header"), "`hash_header` applies to strategy header_hash".into());
+            }
+        }
+        if let Some(hc) = &up.health_check {
+            check_health(hc, &format!("{base}.health_check"), &mut issue);
+        }
         for (key, present, what) in [
-            ("health_check", up.health_check.is_some(), "active health checking"),
             ("retries", up.retries.is_some(), "retrying on another backend"),
             ("retry_on", up.retry_on.is_some(), "retrying on another backend"),
         ] {
@@ -232,7 +243,12 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
                     "`strategy` applies to inline `backends:`; set it on the upstream instead".into(),
                 );
             }
-            check_strategy(strategy, &format!("{base}.strategy"), &mut issue);
+            if strategy == Strategy::HeaderHash {
+                issue(
+                    format!("{base}.strategy"),
+                    "header_hash needs `hash_header`: define a named upstream for it".into(),
+                );
+            }
         }
         if route.timeout.is_some_and(|t| t.0.is_zero()) {
             issue(format!("{base}.timeout"), "must be greater than 0".into());
@@ -435,9 +451,30 @@ fn check_listen(value: &str, path: &str, issue: &mut impl FnMut(String, String))
     }
 }
 
-fn check_strategy(strategy: Strategy, path: &str, issue: &mut impl FnMut(String, String)) {
-    if strategy == Strategy::LeastConnections {
-        issue(path.into(), format!("strategy `least_connections` {PLANNED} in this build; use round_robin"));
+fn check_health(hc: &super::HealthCheckConfig, path: &str, issue: &mut impl FnMut(String, String)) {
+    if !hc.path.starts_with('/') || hc.path.contains(char::is_whitespace) {
+        issue(format!("{path}.path"), format!("{:?} must be a path starting with `/`", hc.path));
+    }
+    for (key, d) in [("interval", hc.interval), ("timeout", hc.timeout)] {
+        if d.0.is_zero() {
+            issue(format!("{path}.{key}"), "must be greater than 0".into());
+        }
+    }
+    if hc.timeout.0 > hc.interval.0 {
+        issue(format!("{path}.timeout"), format!("must not exceed the interval ({})", hc.interval));
+    }
+    if let Some(j) = hc.jitter
+        && j.0 > hc.interval.0
+    {
+        issue(format!("{path}.jitter"), format!("must not exceed the interval ({})", hc.interval));
+    }
+    for (key, n) in [("unhealthy_threshold", hc.unhealthy_threshold), ("healthy_threshold", hc.healthy_threshold)] {
+        if n == 0 {
+            issue(format!("{path}.{key}"), "must be at least 1".into());
+        }
+    }
+    if let Err(e) = hc.status_range() {
+        issue(format!("{path}.expected_status"), e);
     }
 }
 

@@ -143,7 +143,10 @@ async fn route_and_forward(
     let limit = rt.max_body_size;
     let body = RequestBody::new(req, payload, limit, bytes_in.clone())?;
     let pool = &route.upstream;
-    let backend = pool.pick().ok_or_else(|| GatewayError::NoHealthyUpstream(pool.name.clone()))?.clone();
+    let backend = pool
+        .pick(ctx.client_ip(), req.headers())
+        .ok_or_else(|| GatewayError::NoHealthyUpstream(pool.name.clone()))?
+        .clone();
     ctx.enter_backend(backend.clone());
     let out = Outgoing {
         req,

@@ -53,7 +53,7 @@ impl Runtime {
         let mut issues = Vec::new();
         let mut upstreams: Vec<Arc<UpstreamPool>> = Vec::new();
         for (name, up) in &config.upstreams {
-            match UpstreamPool::new(name, up) {
+            match UpstreamPool::new(name, up, Some(&metrics.backend_up)) {
                 Ok(pool) => upstreams.push(Arc::new(pool)),
                 Err(e) => issues.push(ConfigIssue::at(format!("upstreams.{name}"), e)),
             }
@@ -121,7 +121,7 @@ impl Runtime {
                     },
                     ..UpstreamConfig::default()
                 };
-                match UpstreamPool::new(rc.display_name(), &inline) {
+                match UpstreamPool::new(rc.display_name(), &inline, Some(&metrics.backend_up)) {
                     Ok(pool) => {
                         let pool = Arc::new(pool);
                         upstreams.push(pool.clone());
@@ -153,6 +153,9 @@ impl Runtime {
         }
         if !issues.is_empty() {
             return Err(ConfigError { source_name: "<compile>".into(), issues });
+        }
+        for pool in &upstreams {
+            crate::upstream::health::spawn(background, pool);
         }
         for (name, instances) in limit_instances {
             let gauge = metrics.rate_limit_keys.with_label_values(&[name]);

@@ -1,22 +1,31 @@
-//! Upstream pools: the backends of an upstream, and the choice of one per attempt.
-//! Round robin follows a schedule precomputed at compile time (smooth weighted round robin, as
-//! NGINX does it), so a pick is one atomic increment and weights interleave instead of bursting.
+//! Upstream pools: the backends of an upstream, and the choice of one per attempt among those
+//! in rotation (see [`health`]). Round robin follows a schedule precomputed at compile time
+//! (smooth weighted round robin, as NGINX does it), so a pick is one atomic increment and
+//! weights interleave instead of bursting; least connections compares two backends drawn at
+//! random (power of two choices); `ip_hash` / `header_hash` walk a consistent-hash ring built
+//! at compile time ([`ring`]).
+
+pub mod health;
+pub mod ring;
 
 use std::{
+    net::IpAddr,
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
 
 use actix_web::http::{
-    header::HeaderValue,
+    header::{HeaderMap, HeaderName, HeaderValue},
     uri::{Authority, Scheme},
 };
 use arc_swap::ArcSwapOption;
+use prometheus::{IntGauge, IntGaugeVec};
+use rand::Rng;
 
-use crate::config::{BackendConfig, Strategy, UpstreamConfig};
+use crate::config::{BackendConfig, HealthCheckConfig, Strategy, UpstreamConfig};
 
 /// One backend server.
 #[derive(Debug)]
@@ -37,6 +46,10 @@ pub struct Backend {
     pub in_flight: AtomicU64,
     /// The last transport error seen, for `/admin/upstreams`.
     pub last_error: ArcSwapOption<String>,
+    /// The active health checks' verdict (true without health checks).
+    healthy: AtomicBool,
+    /// `rustygate_backend_up{upstream,backend}`.
+    up: Option<IntGauge>,
 }
 
 /// A pool of backends with its balancing state and timeouts.
@@ -51,6 +64,12 @@ pub struct UpstreamPool {
     /// Round-robin schedule: indexes into `backends`, each appearing `weight` times.
     schedule: Vec<usize>,
     cursor: AtomicUsize,
+    /// The consistent-hash ring of `ip_hash` / `header_hash`.
+    ring: ring::Ring,
+    /// The header `header_hash` hashes.
+    hash_header: Option<HeaderName>,
+    /// Active health checks, if configured.
+    pub health_check: Option<HealthCheckConfig>,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
     /// Default per-attempt timeout for the response head.
@@ -60,29 +79,86 @@ pub struct UpstreamPool {
 }
 
 impl UpstreamPool {
-    /// Builds a pool from its (validated) configuration.
-    pub fn new(name: &str, config: &UpstreamConfig) -> Result<Self, String> {
-        let backends = config.backends.iter().map(Backend::new).collect::<Result<Vec<_>, _>>()?;
+    /// Builds a pool from its (validated) configuration; `up` is the `rustygate_backend_up`
+    /// family each backend's gauge is taken from (set to 1: in rotation until a check fails).
+    pub fn new(name: &str, config: &UpstreamConfig, up: Option<&IntGaugeVec>) -> Result<Self, String> {
+        let mut backends = config.backends.iter().map(Backend::new).collect::<Result<Vec<_>, _>>()?;
+        for b in &mut backends {
+            b.up = up.map(|vec| vec.with_label_values(&[name, &b.label]));
+            if let Some(g) = &b.up {
+                g.set(1);
+            }
+        }
         let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
+        let ring = match config.strategy {
+            Strategy::IpHash | Strategy::HeaderHash => ring::Ring::new(backends.iter().map(|b| (&*b.label, b.weight))),
+            _ => ring::Ring::default(),
+        };
         Ok(Self {
             name: name.into(),
             strategy: config.strategy,
             schedule: smooth_weighted_schedule(&weights),
             backends: backends.into_iter().map(Arc::new).collect(),
             cursor: AtomicUsize::new(0),
+            ring,
+            hash_header: config.hash_header.as_deref().and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
+            health_check: config.health_check.clone(),
             connect_timeout: config.connect_timeout.0,
             timeout: config.timeout.0,
             preserve_host: config.preserve_host,
         })
     }
 
-    /// Picks the backend for the next attempt, or `None` if the pool has none.
-    pub fn pick(&self) -> Option<&Arc<Backend>> {
-        if self.schedule.is_empty() {
-            return None;
+    /// Picks the backend for the next attempt among those in rotation, or `None` if there is
+    /// none (the caller answers 503 at once).
+    pub fn pick(&self, client_ip: IpAddr, headers: &HeaderMap) -> Option<&Arc<Backend>> {
+        match self.strategy {
+            Strategy::RoundRobin => self.pick_round_robin(),
+            Strategy::LeastConnections => self.pick_least_connections(),
+            Strategy::IpHash => self.pick_hashed(&ring::key_of_ip(client_ip)),
+            Strategy::HeaderHash => match self.hash_header.as_ref().and_then(|h| headers.get(h)) {
+                Some(value) => self.pick_hashed(value.as_bytes()),
+                None => self.pick_hashed(&ring::key_of_ip(client_ip)),
+            },
         }
-        let n = self.cursor.fetch_add(1, Ordering::Relaxed);
-        self.backends.get(self.schedule[n % self.schedule.len()])
+    }
+
+    fn pick_round_robin(&self) -> Option<&Arc<Backend>> {
+        let len = self.schedule.len();
+        // Skip backends out of rotation; after one full cycle there is none.
+        for _ in 0..len {
+            let n = self.cursor.fetch_add(1, Ordering::Relaxed);
+            let b = &self.backends[self.schedule[n % len]];
+            if b.in_rotation() {
+                return Some(b);
+            }
+        }
+        None
+    }
+
+    /// Power of two choices: of two distinct backends drawn at random, the one in rotation with
+    /// fewer in-flight requests per unit of weight.
+    fn pick_least_connections(&self) -> Option<&Arc<Backend>> {
+        let n = self.backends.len();
+        let load = |b: &Backend| b.in_flight.load(Ordering::Relaxed) as f64 / f64::from(b.weight);
+        if n >= 2 {
+            let mut rng = rand::rng();
+            let i = rng.random_range(0..n);
+            let j = (i + rng.random_range(1..n)) % n;
+            let (a, b) = (&self.backends[i], &self.backends[j]);
+            match (a.in_rotation(), b.in_rotation()) {
+                (true, true) => return Some(if load(b) < load(a) { b } else { a }),
+                (true, false) => return Some(a),
+                (false, true) => return Some(b),
+                (false, false) => {}
+            }
+        }
+        // Both draws out of rotation, or a single backend: the least loaded of those left.
+        self.backends.iter().filter(|b| b.in_rotation()).min_by(|a, b| load(a).total_cmp(&load(b)))
+    }
+
+    fn pick_hashed(&self, key: &[u8]) -> Option<&Arc<Backend>> {
+        self.ring.lookup(key, |i| self.backends[i].in_rotation()).map(|i| &self.backends[i])
     }
 
     /// A one-backend pool for unit tests elsewhere in the crate.
@@ -92,7 +168,7 @@ impl UpstreamPool {
             backends: vec![BackendConfig { url: "http://127.0.0.1:1".into(), weight: 1 }],
             ..Default::default()
         };
-        Self::new(name, &cfg).expect("valid test pool")
+        Self::new(name, &cfg, None).expect("valid test pool")
     }
 }
 
@@ -116,7 +192,28 @@ impl Backend {
             weight: config.weight,
             in_flight: AtomicU64::new(0),
             last_error: ArcSwapOption::empty(),
+            healthy: AtomicBool::new(true),
+            up: None,
         })
+    }
+
+    /// Whether the backend may be chosen.
+    pub fn in_rotation(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// The active health checks' verdict.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Records a health verdict; returns whether it changed.
+    pub fn set_healthy(&self, healthy: bool) -> bool {
+        let changed = self.healthy.swap(healthy, Ordering::Relaxed) != healthy;
+        if let Some(g) = &self.up {
+            g.set(i64::from(healthy));
+        }
+        changed
     }
 }
 
@@ -163,9 +260,57 @@ mod tests {
                 .collect(),
             ..Default::default()
         };
-        let pool = UpstreamPool::new("u", &cfg).unwrap();
-        let picks: Vec<String> = (0..4).map(|_| pool.pick().unwrap().authority.to_string()).collect();
+        let pool = UpstreamPool::new("u", &cfg, None).unwrap();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let h = HeaderMap::new();
+        let picks: Vec<String> = (0..4).map(|_| pool.pick(ip, &h).unwrap().authority.to_string()).collect();
         assert_eq!(picks, ["a:1", "b:2", "a:1", "b:2"]);
         assert_eq!(pool.backends[1].base_path, "/base");
+        // Out of rotation: skipped; none left: no pick.
+        pool.backends[0].set_healthy(false);
+        let picks: Vec<String> = (0..3).map(|_| pool.pick(ip, &h).unwrap().authority.to_string()).collect();
+        assert_eq!(picks, ["b:2", "b:2", "b:2"]);
+        pool.backends[1].set_healthy(false);
+        assert!(pool.pick(ip, &h).is_none());
+    }
+
+    fn pool(strategy: Strategy, n: usize) -> UpstreamPool {
+        let cfg = UpstreamConfig {
+            strategy,
+            hash_header: Some("x-user".into()),
+            backends: (0..n).map(|i| BackendConfig { url: format!("http://b{i}:80"), weight: 1 }).collect(),
+            ..Default::default()
+        };
+        UpstreamPool::new("u", &cfg, None).unwrap()
+    }
+
+    #[test]
+    fn least_connections_avoids_the_busy_backend() {
+        let p = pool(Strategy::LeastConnections, 3);
+        p.backends[0].in_flight.store(50, Ordering::Relaxed);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let h = HeaderMap::new();
+        let busy = (0..1000).filter(|_| std::ptr::eq(&**p.pick(ip, &h).unwrap(), &*p.backends[0])).count();
+        // The two draws are distinct backends, so b0 always meets an idle one and loses.
+        assert_eq!(busy, 0);
+        p.backends[1].set_healthy(false);
+        p.backends[2].set_healthy(false);
+        assert!(std::ptr::eq(&**p.pick(ip, &h).unwrap(), &*p.backends[0]), "the only one left");
+    }
+
+    #[test]
+    fn hashing_is_sticky_and_skips_backends_out_of_rotation() {
+        let p = pool(Strategy::HeaderHash, 4);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(HeaderName::from_static("x-user"), HeaderValue::from_static("alice"));
+        let first = p.pick(ip, &h).unwrap().label.clone();
+        assert!((0..20).all(|_| p.pick(ip, &h).unwrap().label == first));
+        let i = p.backends.iter().position(|b| b.label == first).unwrap();
+        p.backends[i].set_healthy(false);
+        let moved = p.pick(ip, &h).unwrap().label.clone();
+        assert_ne!(moved, first);
+        p.backends[i].set_healthy(true);
+        assert_eq!(p.pick(ip, &h).unwrap().label, first, "back when it returns");
     }
 }

@@ -202,9 +202,38 @@ routes:
         [
             "error: test.yaml:2:1: plugins: `plugins` (WASM plugins) is not supported yet in this build; remove the key",
             "error: test.yaml:6:5: upstreams.u.retries: `retries` (retrying on another backend) is not supported yet in this build; remove the key",
-            "error: test.yaml:7:5: upstreams.u.strategy: strategy `least_connections` is not supported yet in this build; use round_robin",
             "error: test.yaml:11:5: routes[0].plugins: `plugins` (WASM plugins) is not supported yet in this build; remove the key",
-            "4 errors; configuration not applied",
+            "3 errors; configuration not applied",
+        ]
+    );
+}
+
+#[test]
+fn upstream_checks() {
+    let e = errors(
+        r#"
+upstreams:
+  sticky: { strategy: header_hash, backends: [ { url: "http://a:1" } ] }
+  stray: { hash_header: X-User, backends: [ { url: "http://a:1" } ] }
+  checked:
+    backends: [ { url: "http://a:1" } ]
+    health_check: { path: health, interval: 1s, timeout: 2s, unhealthy_threshold: 0, expected_status: "2xx", jitter: 5s }
+routes:
+  - { path: /a, backends: [ { url: "http://a:1" } ], strategy: header_hash }
+"#,
+    );
+    assert_eq!(
+        e,
+        [
+            "error: test.yaml:3:3: upstreams.sticky.hash_header: strategy header_hash needs `hash_header: NAME`",
+            "error: test.yaml:4:12: upstreams.stray.hash_header: `hash_header` applies to strategy header_hash",
+            "error: test.yaml:7:21: upstreams.checked.health_check.path: \"health\" must be a path starting with `/`",
+            "error: test.yaml:7:49: upstreams.checked.health_check.timeout: must not exceed the interval (1s)",
+            "error: test.yaml:7:62: upstreams.checked.health_check.unhealthy_threshold: must be at least 1",
+            "error: test.yaml:7:86: upstreams.checked.health_check.expected_status: \"2xx\" is not a status or a range of statuses like 200-399",
+            "error: test.yaml:7:110: upstreams.checked.health_check.jitter: must not exceed the interval (1s)",
+            "error: test.yaml:9:54: routes[0].strategy: header_hash needs `hash_header`: define a named upstream for it",
+            "8 errors; configuration not applied",
         ]
     );
 }

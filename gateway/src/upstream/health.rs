@@ -1,0 +1,98 @@
+//! Active health checks: a task per upstream on the background runtime probes every backend
+//! with `GET <base path><path>` each `interval` (plus a random `jitter`), and moves a backend out
+//! of rotation after `unhealthy_threshold` failed probes in a row, back after
+//! `healthy_threshold` good ones. Only transitions are logged (not every probe); the verdict is
+//! `rustygate_backend_up` and `/admin/upstreams`' `healthy`. The task holds the pool weakly
+//! and ends with it.
+
+use std::{
+    sync::{Arc, Weak},
+    time::Duration,
+};
+
+use rand::Rng;
+
+use super::{Backend, UpstreamPool};
+use crate::config::HealthCheckConfig;
+
+/// Starts the health checks of `pool` (if it has any) on `background`.
+pub fn spawn(background: &tokio::runtime::Handle, pool: &Arc<UpstreamPool>) {
+    let Some(config) = pool.health_check.clone() else { return };
+    let Ok(range) = config.status_range() else { return };
+    let weak: Weak<UpstreamPool> = Arc::downgrade(pool);
+    background.spawn(async move {
+        let client = match reqwest::Client::builder().timeout(config.timeout.0).pool_max_idle_per_host(1).build() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the health-check client");
+                return;
+            }
+        };
+        let jitter = config.jitter.map_or(config.interval.0 / 10, |j| j.0);
+        let mut streaks: Vec<Streak> = Vec::new();
+        loop {
+            let Some(pool) = weak.upgrade() else { break };
+            streaks.resize(pool.backends.len(), Streak::default());
+            let probes = pool.backends.iter().map(|b| probe(&client, b, &config.path, &range));
+            let results = futures_util::future::join_all(probes).await;
+            for ((backend, streak), result) in pool.backends.iter().zip(&mut streaks).zip(results) {
+                streak.record(&pool.name, backend, result, &config);
+            }
+            drop(pool);
+            let spread =
+                if jitter.is_zero() { Duration::ZERO } else { rand::rng().random_range(Duration::ZERO..=jitter) };
+            tokio::time::sleep(config.interval.0 + spread).await;
+        }
+    });
+}
+
+/// Consecutive probe results of one backend.
+#[derive(Clone, Default)]
+struct Streak {
+    successes: u32,
+    failures: u32,
+}
+
+impl Streak {
+    fn record(&mut self, upstream: &str, backend: &Backend, result: Result<(), String>, config: &HealthCheckConfig) {
+        match result {
+            Ok(()) => {
+                self.failures = 0;
+                self.successes = self.successes.saturating_add(1);
+                if !backend.is_healthy() && self.successes >= config.healthy_threshold && backend.set_healthy(true) {
+                    tracing::info!(upstream, backend = &*backend.label, "backend is healthy again: back in rotation");
+                }
+            }
+            Err(reason) => {
+                self.successes = 0;
+                self.failures = self.failures.saturating_add(1);
+                if backend.is_healthy() && self.failures >= config.unhealthy_threshold && backend.set_healthy(false) {
+                    tracing::warn!(
+                        upstream,
+                        backend = &*backend.label,
+                        reason = reason.as_str(),
+                        failures = self.failures,
+                        "backend failed its health checks: out of rotation"
+                    );
+                }
+                backend.last_error.store(Some(Arc::new(format!("health check: {reason}"))));
+            }
+        }
+    }
+}
+
+async fn probe(
+    client: &reqwest::Client,
+    backend: &Backend,
+    path: &str,
+    expected: &std::ops::RangeInclusive<u16>,
+) -> Result<(), String> {
+    let url = format!("http://{}{}{}", backend.authority, backend.base_path, path);
+    match client.get(&url).send().await {
+        Ok(resp) if expected.contains(&resp.status().as_u16()) => Ok(()),
+        Ok(resp) => Err(format!("GET {path} answered {}", resp.status().as_u16())),
+        Err(e) if e.is_timeout() => Err(format!("GET {path} timed out")),
+        Err(e) if e.is_connect() => Err(format!("GET {path}: cannot connect")),
+        Err(e) => Err(format!("GET {path}: {e}")),
+    }
+}
