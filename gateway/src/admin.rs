@@ -35,6 +35,12 @@ async fn readyz(gw: web::Data<Gateway>) -> HttpResponse {
 }
 
 async fn metrics(gw: web::Data<Gateway>) -> HttpResponse {
+    // Passive ejections end with time, not with an event: read rotation state at scrape time.
+    for pool in &gw.runtime.load().upstreams {
+        for backend in &pool.backends {
+            backend.refresh_up_gauge();
+        }
+    }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(gw.metrics.render())
 }
 

@@ -46,9 +46,12 @@ pub enum GatewayError {
     /// The connection to the backend failed (refused, unreachable, DNS); nothing was sent.
     #[error("cannot connect to the backend")]
     UpstreamConnect(#[source] BoxError),
-    /// The backend did not answer within the timeout (or the connect timed out).
+    /// The backend did not answer within the timeout.
     #[error("the backend did not answer in time")]
     UpstreamTimeout,
+    /// The connection to the backend could not be made in time; nothing was sent.
+    #[error("the backend did not accept the connection in time")]
+    UpstreamConnectTimeout,
     /// The connection broke or the backend's response was malformed.
     #[error("the backend connection failed")]
     UpstreamProtocol(#[source] BoxError),
@@ -70,7 +73,7 @@ impl GatewayError {
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NoHealthyUpstream(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamConnect(_) | Self::UpstreamProtocol(_) => StatusCode::BAD_GATEWAY,
-            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::UpstreamTimeout | Self::UpstreamConnectTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -80,6 +83,7 @@ impl GatewayError {
         match self {
             Self::UpstreamConnect(_) => Some("connect_error"),
             Self::UpstreamTimeout => Some("timeout"),
+            Self::UpstreamConnectTimeout => Some("connect_timeout"),
             Self::UpstreamProtocol(_) => Some("protocol_error"),
             _ => None,
         }

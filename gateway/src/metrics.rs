@@ -44,6 +44,12 @@ pub struct Metrics {
     pub rate_limit_keys: IntGaugeVec,
     /// `rustygate_backend_up{upstream,backend}`
     pub backend_up: IntGaugeVec,
+    /// `rustygate_backend_ejections_total{upstream,backend}`
+    pub backend_ejections_total: IntCounterVec,
+    /// `rustygate_retries_total{upstream}`
+    pub retries_total: IntCounterVec,
+    /// `rustygate_retry_budget_exhausted_total{upstream}`
+    pub retry_budget_exhausted_total: IntCounterVec,
     /// `rustygate_jwks_fetches_total{policy,result}`
     pub jwks_fetches: crate::filters::jwt::JwksMetrics,
 }
@@ -69,7 +75,7 @@ impl Metrics {
         );
         let backend_failures_total = counter(
             "rustygate_backend_failures_total",
-            "Backend attempts that failed: connect_error, timeout, protocol_error or status_5xx.",
+            "Backend attempts that failed: connect_error, connect_timeout, timeout, protocol_error or status_5xx.",
             &["upstream", "backend", "reason"],
         );
         let rate_limited_total =
@@ -78,6 +84,17 @@ impl Metrics {
             "rustygate_auth_rejected_total",
             "Requests refused with 401 by a JWT policy, by route and reason.",
             &["route", "reason"],
+        );
+        let backend_ejections_total = counter(
+            "rustygate_backend_ejections_total",
+            "Backends ejected by passive health (failing attempts in a row).",
+            &["upstream", "backend"],
+        );
+        let retries_total = counter("rustygate_retries_total", "Retries: attempts after the first.", &["upstream"]);
+        let retry_budget_exhausted_total = counter(
+            "rustygate_retry_budget_exhausted_total",
+            "Retries not made because the upstream's retry budget was spent.",
+            &["upstream"],
         );
         let jwks_fetches = crate::filters::jwt::JwksMetrics(counter(
             "rustygate_jwks_fetches_total",
@@ -142,6 +159,9 @@ impl Metrics {
             auth_rejected_total,
             rate_limit_keys,
             backend_up,
+            backend_ejections_total,
+            retries_total,
+            retry_budget_exhausted_total,
             jwks_fetches,
         }
     }

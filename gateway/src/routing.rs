@@ -24,6 +24,8 @@ pub struct Route {
     pub strip_prefix: bool,
     /// Per-attempt timeout for the backend's response head.
     pub timeout: std::time::Duration,
+    /// Deadline of the whole request, retries and backoff included.
+    pub request_timeout: Option<std::time::Duration>,
     /// The route's CORS policy.
     pub cors: Option<Arc<crate::filters::cors::CorsPolicy>>,
     /// The route's JWT policy.
@@ -151,6 +153,7 @@ mod tests {
             upstream: Arc::new(UpstreamPool::for_tests(name)),
             strip_prefix: true,
             timeout: std::time::Duration::from_secs(1),
+            request_timeout: None,
             cors: None,
             auth: None,
             rate_limit: None,

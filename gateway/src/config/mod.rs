@@ -2,8 +2,8 @@
 //! defaults. No logic lives here beyond defaults: loading is in [`load`], semantic checks in
 //! [`validate`], and turning a config into runtime objects in `crate::runtime`.
 //!
-//! Keys of features that are planned but not built yet (`tracing`, `plugins`, retries) are
-//! accepted by the parser
+//! Keys of features that are planned but not built yet (`tracing`, `plugins`) are accepted by
+//! the parser
 //! only so that validation can reject them with a clear "not supported yet" message: a policy that
 //! is silently ignored would be a security hole.
 
@@ -227,12 +227,23 @@ pub struct UpstreamConfig {
     /// Active health checks of every backend.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheckConfig>,
-    /// Planned (retries on another backend): rejected until implemented.
+    /// Deadline for the whole request, retries and backoff included (none: attempts × timeout).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub retries: Option<Value>,
-    /// Planned (retry conditions): rejected until implemented.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_on: Option<Value>,
+    pub request_timeout: Option<HumanDuration>,
+    /// Extra attempts after a failed one, each on another backend.
+    #[serde(deserialize_with = "units::lenient_u32")]
+    pub retries: u32,
+    /// What may be retried: `connect_error`, `timeout`, `reset`, `5xx` or single statuses.
+    pub retry_on: Vec<String>,
+    /// Retry non-idempotent methods (POST, PATCH) after the request was sent too.
+    #[serde(deserialize_with = "units::lenient_bool")]
+    pub retry_non_idempotent: bool,
+    /// Request bodies up to this size are buffered so that they can be sent again.
+    pub retry_buffer: ByteSize,
+    /// Retries allowed: `ratio` of the requests plus `min_retries`, over 10 s.
+    pub retry_budget: RetryBudgetConfig,
+    /// Passive health: backends failing in a row are ejected for a while.
+    pub outlier_detection: OutlierConfig,
 }
 
 impl Default for UpstreamConfig {
@@ -245,8 +256,60 @@ impl Default for UpstreamConfig {
             preserve_host: true,
             hash_header: None,
             health_check: None,
-            retries: None,
-            retry_on: None,
+            request_timeout: None,
+            retries: 2,
+            retry_on: ["connect_error", "timeout", "502", "503", "504"].map(String::from).to_vec(),
+            retry_non_idempotent: false,
+            retry_buffer: ByteSize::kib(64),
+            retry_budget: RetryBudgetConfig::default(),
+            outlier_detection: OutlierConfig::default(),
+        }
+    }
+}
+
+/// `upstreams.NAME.retry_budget:` — retries may not exceed `ratio` of the requests plus
+/// `min_retries`, counted over the last 10 seconds, so an outage cannot multiply the load.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryBudgetConfig {
+    /// Retries per request allowed on top of the floor (0.2: one retry per five requests).
+    pub ratio: f64,
+    /// Retries always allowed per 10 s, however few the requests.
+    #[serde(deserialize_with = "units::lenient_u32")]
+    pub min_retries: u32,
+}
+
+impl Default for RetryBudgetConfig {
+    fn default() -> Self {
+        Self { ratio: 0.2, min_retries: 10 }
+    }
+}
+
+/// `upstreams.NAME.outlier_detection:` — passive health: `consecutive_failures` failed attempts
+/// in a row (connect errors, timeouts, 5xx) eject a backend for `base_ejection`, doubled on each
+/// repeat up to `max_ejection`; never more than `max_ejected_percent` of the backends at once.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutlierConfig {
+    /// Failures in a row that eject a backend (0 turns ejection off).
+    #[serde(deserialize_with = "units::lenient_u32")]
+    pub consecutive_failures: u32,
+    /// The first ejection's length.
+    pub base_ejection: HumanDuration,
+    /// The longest ejection.
+    pub max_ejection: HumanDuration,
+    /// The most backends of the upstream ejected at once, in percent.
+    #[serde(deserialize_with = "units::lenient_u32")]
+    pub max_ejected_percent: u32,
+}
+
+impl Default for OutlierConfig {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            base_ejection: HumanDuration::secs(10),
+            max_ejection: HumanDuration::secs(300),
+            max_ejected_percent: 50,
         }
     }
 }
@@ -336,6 +399,9 @@ pub struct RouteConfig {
     /// Per-attempt timeout overriding the upstream's `timeout`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,
+    /// Whole-request deadline overriding the upstream's `request_timeout`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<HumanDuration>,
     /// Name of a JWT policy from `auth:` (`none`: no auth even if `defaults:` has one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<String>,

@@ -79,14 +79,7 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
         if let Some(hc) = &up.health_check {
             check_health(hc, &format!("{base}.health_check"), &mut issue);
         }
-        for (key, present, what) in [
-            ("retries", up.retries.is_some(), "retrying on another backend"),
-            ("retry_on", up.retry_on.is_some(), "retrying on another backend"),
-        ] {
-            if present {
-                issue(format!("{base}.{key}"), format!("`{key}` ({what}) {PLANNED} in this build; remove the key"));
-            }
-        }
+        check_retries(up, &base, &mut issue);
         if up.timeout.0.is_zero() {
             issue(format!("{base}.timeout"), "must be greater than 0".into());
         }
@@ -250,8 +243,10 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
                 );
             }
         }
-        if route.timeout.is_some_and(|t| t.0.is_zero()) {
-            issue(format!("{base}.timeout"), "must be greater than 0".into());
+        for (key, t) in [("timeout", route.timeout), ("request_timeout", route.request_timeout)] {
+            if t.is_some_and(|t| t.0.is_zero()) {
+                issue(format!("{base}.{key}"), "must be greater than 0".into());
+            }
         }
         if route.plugins.is_some() {
             issue(
@@ -448,6 +443,34 @@ fn check_listen(value: &str, path: &str, issue: &mut impl FnMut(String, String))
             issue(path.into(), format!("{value:?} is not an IP:PORT address (like 0.0.0.0:8080)"));
             None
         }
+    }
+}
+
+fn check_retries(up: &super::UpstreamConfig, base: &str, issue: &mut impl FnMut(String, String)) {
+    if up.retries > 10 {
+        issue(format!("{base}.retries"), format!("at most 10 extra attempts, found {}", up.retries));
+    }
+    for (i, cond) in up.retry_on.iter().enumerate() {
+        if let Err(e) = crate::proxy::retry::RetryOn::parse(cond) {
+            issue(format!("{base}.retry_on[{i}]"), e);
+        }
+    }
+    let b = &up.retry_budget;
+    if !(0.0..=10.0).contains(&b.ratio) || b.ratio.is_nan() {
+        issue(format!("{base}.retry_budget.ratio"), format!("must be between 0 and 10, found {}", b.ratio));
+    }
+    if up.request_timeout.is_some_and(|t| t.0.is_zero()) {
+        issue(format!("{base}.request_timeout"), "must be greater than 0".into());
+    }
+    let o = &up.outlier_detection;
+    if o.max_ejected_percent > 100 {
+        issue(format!("{base}.outlier_detection.max_ejected_percent"), "must be between 0 and 100".into());
+    }
+    if o.consecutive_failures > 0 && (o.base_ejection.0.is_zero() || o.max_ejection.0 < o.base_ejection.0) {
+        issue(
+            format!("{base}.outlier_detection"),
+            "base_ejection must be greater than 0 and not above max_ejection".into(),
+        );
     }
 }
 

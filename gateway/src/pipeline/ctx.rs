@@ -82,6 +82,16 @@ impl RequestCtx {
         }
     }
 
+    /// The request body's byte counter.
+    pub fn bytes_in(&self) -> Rc<Cell<u64>> {
+        self.bytes_in.clone()
+    }
+
+    /// The gateway's metrics.
+    pub fn gateway_metrics(&self) -> &crate::metrics::Metrics {
+        &self.gateway.metrics
+    }
+
     /// The client's address (see `server.trusted_proxies`).
     pub fn client_ip(&self) -> IpAddr {
         self.client_ip

@@ -6,11 +6,13 @@
 //! 3. route lookup (404 / 405 / the `/` banner)
 //! 4. request filters, in this order: CORS preflight (answered here, never forwarded), JWT auth
 //!    (401), rate limit (429; after auth so that a limit can key on a claim); plugins will follow
-//! 5. body admission (413), backend choice (503), one forward attempt (502 / 504)
+//! 5. body admission (413), then [`attempts`]: backend choice (503), forward attempts with
+//!    retries on other backends (502 / 504), passive health
 //! 6. the response, whose body streams from the backend
 //! 7. [`finish`](ctx::Finish): metrics and the access log line, exactly once, when the response
 //!    body ends or the client goes away.
 
+mod attempts;
 mod body;
 mod ctx;
 
@@ -29,7 +31,7 @@ pub use ctx::RequestCtx;
 use crate::{
     error::GatewayError,
     proxy::{
-        forward::{self, Outgoing, RequestBody},
+        forward::RequestBody,
         headers::{self as h, X_REQUEST_ID},
     },
     routing::RouteMatch,
@@ -140,29 +142,14 @@ async fn route_and_forward(
     }
     // Plugins (on_request) will run here.
 
-    let limit = rt.max_body_size;
-    let body = RequestBody::new(req, payload, limit, bytes_in.clone())?;
-    let pool = &route.upstream;
-    let backend = pool
-        .pick(ctx.client_ip(), req.headers())
-        .ok_or_else(|| GatewayError::NoHealthyUpstream(pool.name.clone()))?
-        .clone();
-    ctx.enter_backend(backend.clone());
-    let out = Outgoing {
+    let body = RequestBody::new(req, payload, rt.max_body_size, bytes_in.clone())?;
+    let client = rt.client;
+    attempts::forward(
         req,
-        route: &route,
-        backend: &backend,
-        peer,
-        peer_trusted,
-        request_id: &ctx.request_id,
-        auth: authenticated.as_ref(),
-    };
-    let result = forward::attempt(&out, body, rt.client).await;
-    let result = match result {
-        // A body cut at the limit surfaces as a send error; it is the client's fault, not the backend's.
-        Err(_) if bytes_in.get() > limit => Err(GatewayError::PayloadTooLarge { limit }),
-        other => other,
-    };
-    ctx.record_attempt(&result);
-    result
+        &route,
+        ctx,
+        body,
+        attempts::Client { peer, peer_trusted, auth: authenticated.as_ref(), client },
+    )
+    .await
 }

@@ -74,6 +74,7 @@ pub async fn send(
         RequestBody::Empty => up.send_body(NoBody::new()),
         RequestBody::Sized(len, stream) => up.send_body(SizedStream::new(len, stream)),
         RequestBody::Streamed(stream) => up.send_stream(stream),
+        RequestBody::Buffered(bytes) => up.send_body(bytes),
     };
     let resp = match actix_web::rt::time::timeout(timeout, send).await {
         Err(_elapsed) => return Err(GatewayError::UpstreamTimeout),
@@ -91,9 +92,8 @@ pub async fn send(
 
 fn map_error(e: SendRequestError) -> GatewayError {
     match e {
-        SendRequestError::Connect(awc::error::ConnectError::Timeout) | SendRequestError::Timeout => {
-            GatewayError::UpstreamTimeout
-        }
+        SendRequestError::Connect(awc::error::ConnectError::Timeout) => GatewayError::UpstreamConnectTimeout,
+        SendRequestError::Timeout => GatewayError::UpstreamTimeout,
         SendRequestError::Connect(c) => GatewayError::UpstreamConnect(Box::new(c)),
         other => GatewayError::UpstreamProtocol(Box::new(other)),
     }

@@ -49,6 +49,8 @@ pub enum RequestBody {
     Sized(u64, LimitedPayload),
     /// A body of unknown length, streamed (chunked upstream).
     Streamed(LimitedPayload),
+    /// A small body read whole, so that a retry can send it again.
+    Buffered(Bytes),
 }
 
 impl RequestBody {
@@ -75,6 +77,37 @@ impl RequestBody {
             _ => headers.contains_key(header::TRANSFER_ENCODING),
         };
         Ok(if has_body { Self::Streamed(stream()) } else { Self::Empty })
+    }
+
+    /// Reads a body of known length up to `limit` bytes whole, so that it can be sent again;
+    /// larger and streamed bodies are left to stream (and are sent once).
+    pub async fn buffer_if_small(self, limit: u64) -> Result<Self, GatewayError> {
+        match self {
+            Self::Sized(len, mut stream) if len <= limit => {
+                use futures_util::StreamExt;
+                let mut buf = bytes::BytesMut::with_capacity(len as usize);
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|_| GatewayError::BadRequest("the request body could not be read"))?;
+                    buf.extend_from_slice(&chunk);
+                }
+                Ok(Self::Buffered(buf.freeze()))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// Whether the body can be sent again (none, or buffered).
+    pub fn is_replayable(&self) -> bool {
+        matches!(self, Self::Empty | Self::Buffered(_))
+    }
+
+    /// A copy for one more attempt, if the body is replayable.
+    pub fn replay(&self) -> Option<Self> {
+        match self {
+            Self::Empty => Some(Self::Empty),
+            Self::Buffered(b) => Some(Self::Buffered(b.clone())),
+            _ => None,
+        }
     }
 }
 
@@ -127,12 +160,12 @@ pub async fn attempt(
     out: &Outgoing<'_>,
     body: RequestBody,
     client: UpstreamClient,
+    timeout: std::time::Duration,
 ) -> Result<HttpResponse, GatewayError> {
     let uri = upstream_uri(out)?;
     let mut headers = header::HeaderMap::with_capacity(out.req.headers().len() + 6);
     upstream_headers(out, &mut headers);
     let pool = &out.route.upstream;
-    let timeout = out.route.timeout;
     match client {
         UpstreamClient::Awc => {
             let resp = super::client::send(pool.connect_timeout, out.req.method(), uri, headers, body, timeout).await?;

@@ -7,3 +7,4 @@ pub mod forward;
 pub mod headers;
 pub mod http_compat;
 pub mod reqwest_client;
+pub mod retry;

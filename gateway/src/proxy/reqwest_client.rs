@@ -60,9 +60,11 @@ pub async fn send(
             request.header(reqwest::header::CONTENT_LENGTH, len).body(reqwest::Body::wrap_stream(bridge(payload)))
         }
         RequestBody::Streamed(payload) => request.body(reqwest::Body::wrap_stream(bridge(payload))),
+        RequestBody::Buffered(bytes) => request.body(bytes),
     };
     let resp = match actix_web::rt::time::timeout(timeout, request.send()).await {
         Err(_elapsed) => return Err(GatewayError::UpstreamTimeout),
+        Ok(Err(e)) if e.is_connect() && e.is_timeout() => return Err(GatewayError::UpstreamConnectTimeout),
         Ok(Err(e)) if e.is_timeout() => return Err(GatewayError::UpstreamTimeout),
         Ok(Err(e)) if e.is_connect() => return Err(GatewayError::UpstreamConnect(Box::new(e))),
         Ok(Err(e)) => return Err(GatewayError::UpstreamProtocol(Box::new(e))),

@@ -53,7 +53,7 @@ impl Runtime {
         let mut issues = Vec::new();
         let mut upstreams: Vec<Arc<UpstreamPool>> = Vec::new();
         for (name, up) in &config.upstreams {
-            match UpstreamPool::new(name, up, Some(&metrics.backend_up)) {
+            match UpstreamPool::new(name, up, Some(metrics)) {
                 Ok(pool) => upstreams.push(Arc::new(pool)),
                 Err(e) => issues.push(ConfigIssue::at(format!("upstreams.{name}"), e)),
             }
@@ -121,7 +121,7 @@ impl Runtime {
                     },
                     ..UpstreamConfig::default()
                 };
-                match UpstreamPool::new(rc.display_name(), &inline, Some(&metrics.backend_up)) {
+                match UpstreamPool::new(rc.display_name(), &inline, Some(metrics)) {
                     Ok(pool) => {
                         let pool = Arc::new(pool);
                         upstreams.push(pool.clone());
@@ -148,6 +148,7 @@ impl Runtime {
                 metrics: metrics.for_route(rc.display_name(), auth_name.is_some(), rate_limit.is_some()),
                 rate_limit,
                 timeout: rc.timeout.map(|t| t.0).unwrap_or(upstream.timeout),
+                request_timeout: rc.request_timeout.map(|t| t.0).or(upstream.request_timeout),
                 upstream,
             }));
         }

@@ -12,9 +12,9 @@ use std::{
     net::IpAddr,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use actix_web::http::{
@@ -22,10 +22,13 @@ use actix_web::http::{
     uri::{Authority, Scheme},
 };
 use arc_swap::ArcSwapOption;
-use prometheus::{IntGauge, IntGaugeVec};
+use prometheus::{IntCounter, IntGauge};
 use rand::Rng;
 
-use crate::config::{BackendConfig, HealthCheckConfig, Strategy, UpstreamConfig};
+use crate::{
+    config::{BackendConfig, HealthCheckConfig, OutlierConfig, Strategy, UpstreamConfig},
+    proxy::retry::RetryPolicy,
+};
 
 /// One backend server.
 #[derive(Debug)]
@@ -50,6 +53,24 @@ pub struct Backend {
     healthy: AtomicBool,
     /// `rustygate_backend_up{upstream,backend}`.
     up: Option<IntGauge>,
+    /// Passive health: failed attempts in a row.
+    consecutive_failures: AtomicU32,
+    /// Passive health: ejected until this many ms after [`clock_epoch`] (0: not ejected).
+    ejected_until_ms: AtomicU64,
+    /// Passive health: ejections so far (each one lasts twice the previous, up to the cap).
+    ejections: AtomicU32,
+    /// `rustygate_backend_ejections_total{upstream,backend}`.
+    ejections_total: Option<IntCounter>,
+}
+
+/// The origin of the ejection clock (process-wide, monotonic).
+fn clock_epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    clock_epoch().elapsed().as_millis() as u64 + 1
 }
 
 /// A pool of backends with its balancing state and timeouts.
@@ -70,6 +91,11 @@ pub struct UpstreamPool {
     hash_header: Option<HeaderName>,
     /// Active health checks, if configured.
     pub health_check: Option<HealthCheckConfig>,
+    /// Retry settings and budget.
+    pub retry: RetryPolicy,
+    /// Deadline of a whole request (retries included), if set.
+    pub request_timeout: Option<Duration>,
+    outlier: OutlierConfig,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
     /// Default per-attempt timeout for the response head.
@@ -81,12 +107,14 @@ pub struct UpstreamPool {
 impl UpstreamPool {
     /// Builds a pool from its (validated) configuration; `up` is the `rustygate_backend_up`
     /// family each backend's gauge is taken from (set to 1: in rotation until a check fails).
-    pub fn new(name: &str, config: &UpstreamConfig, up: Option<&IntGaugeVec>) -> Result<Self, String> {
+    pub fn new(name: &str, config: &UpstreamConfig, metrics: Option<&crate::metrics::Metrics>) -> Result<Self, String> {
         let mut backends = config.backends.iter().map(Backend::new).collect::<Result<Vec<_>, _>>()?;
         for b in &mut backends {
-            b.up = up.map(|vec| vec.with_label_values(&[name, &b.label]));
-            if let Some(g) = &b.up {
-                g.set(1);
+            if let Some(m) = metrics {
+                let gauge = m.backend_up.with_label_values(&[name, &b.label]);
+                gauge.set(1);
+                b.up = Some(gauge);
+                b.ejections_total = Some(m.backend_ejections_total.with_label_values(&[name, &b.label]));
             }
         }
         let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
@@ -103,6 +131,9 @@ impl UpstreamPool {
             ring,
             hash_header: config.hash_header.as_deref().and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
             health_check: config.health_check.clone(),
+            retry: RetryPolicy::new(config),
+            request_timeout: config.request_timeout.map(|t| t.0),
+            outlier: config.outlier_detection.clone(),
             connect_timeout: config.connect_timeout.0,
             timeout: config.timeout.0,
             preserve_host: config.preserve_host,
@@ -121,6 +152,63 @@ impl UpstreamPool {
                 None => self.pick_hashed(&ring::key_of_ip(client_ip)),
             },
         }
+    }
+
+    /// Like [`pick`](Self::pick), but never one of `tried` (a retry goes to another backend).
+    pub fn pick_other(&self, client_ip: IpAddr, headers: &HeaderMap, tried: &[Arc<Backend>]) -> Option<&Arc<Backend>> {
+        if tried.is_empty() {
+            return self.pick(client_ip, headers);
+        }
+        let fresh = |b: &Arc<Backend>| b.in_rotation() && !tried.iter().any(|t| Arc::ptr_eq(t, b));
+        match self.strategy {
+            // Hashing keeps its order on the ring: the next usable point.
+            Strategy::IpHash | Strategy::HeaderHash => {
+                let key = match self.hash_header.as_ref().and_then(|h| headers.get(h)) {
+                    Some(v) if self.strategy == Strategy::HeaderHash => v.as_bytes().to_vec(),
+                    _ => ring::key_of_ip(client_ip),
+                };
+                self.ring.lookup(&key, |i| fresh(&self.backends[i])).map(|i| &self.backends[i])
+            }
+            _ => {
+                let load = |b: &Backend| b.in_flight.load(Ordering::Relaxed) as f64 / f64::from(b.weight);
+                self.backends.iter().filter(|b| fresh(b)).min_by(|a, b| load(a).total_cmp(&load(b)))
+            }
+        }
+    }
+
+    /// Passive health: records an attempt's outcome on `backend`; after
+    /// `consecutive_failures` failures in a row it is ejected, unless that would put more than
+    /// `max_ejected_percent` of the backends out at once.
+    pub fn record_outcome(&self, backend: &Backend, failed: bool) {
+        if !failed {
+            backend.consecutive_failures.store(0, Ordering::Relaxed);
+            return;
+        }
+        let threshold = self.outlier.consecutive_failures;
+        let failures = backend.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if threshold == 0 || failures < threshold || backend.is_ejected() {
+            return;
+        }
+        let ejected = self.backends.iter().filter(|b| b.is_ejected()).count();
+        let allowed = self.backends.len() * self.outlier.max_ejected_percent as usize / 100;
+        if ejected + 1 > allowed.max(if self.backends.len() > 1 { 1 } else { 0 }) {
+            return; // ejecting it would leave too few backends
+        }
+        let n = backend.ejections.fetch_add(1, Ordering::Relaxed);
+        let length = self.outlier.base_ejection.0.saturating_mul(1 << n.min(16)).min(self.outlier.max_ejection.0);
+        backend.ejected_until_ms.store(now_ms() + length.as_millis() as u64, Ordering::Relaxed);
+        backend.consecutive_failures.store(0, Ordering::Relaxed);
+        if let Some(c) = &backend.ejections_total {
+            c.inc();
+        }
+        backend.refresh_up_gauge();
+        tracing::warn!(
+            upstream = &*self.name,
+            backend = &*backend.label,
+            failures,
+            ejected_for_ms = length.as_millis() as u64,
+            "backend ejected after failing in a row"
+        );
     }
 
     fn pick_round_robin(&self) -> Option<&Arc<Backend>> {
@@ -194,12 +282,22 @@ impl Backend {
             last_error: ArcSwapOption::empty(),
             healthy: AtomicBool::new(true),
             up: None,
+            consecutive_failures: AtomicU32::new(0),
+            ejected_until_ms: AtomicU64::new(0),
+            ejections: AtomicU32::new(0),
+            ejections_total: None,
         })
     }
 
-    /// Whether the backend may be chosen.
+    /// Whether the backend may be chosen: healthy and not ejected.
     pub fn in_rotation(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.healthy.load(Ordering::Relaxed) && !self.is_ejected()
+    }
+
+    /// Whether passive health has ejected the backend for now.
+    pub fn is_ejected(&self) -> bool {
+        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        until != 0 && now_ms() < until
     }
 
     /// The active health checks' verdict.
@@ -207,13 +305,23 @@ impl Backend {
         self.healthy.load(Ordering::Relaxed)
     }
 
-    /// Records a health verdict; returns whether it changed.
+    /// Records an active health verdict; returns whether it changed. A backend that comes back
+    /// healthy is also un-ejected (it was restarted or repaired: its old failures are moot).
     pub fn set_healthy(&self, healthy: bool) -> bool {
         let changed = self.healthy.swap(healthy, Ordering::Relaxed) != healthy;
-        if let Some(g) = &self.up {
-            g.set(i64::from(healthy));
+        if changed && healthy {
+            self.ejected_until_ms.store(0, Ordering::Relaxed);
+            self.consecutive_failures.store(0, Ordering::Relaxed);
         }
+        self.refresh_up_gauge();
         changed
+    }
+
+    /// Sets `rustygate_backend_up` from the rotation state (health and ejection).
+    pub fn refresh_up_gauge(&self) {
+        if let Some(g) = &self.up {
+            g.set(i64::from(self.in_rotation()));
+        }
     }
 }
 

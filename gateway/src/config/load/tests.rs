@@ -189,7 +189,7 @@ plugins: { dir: ./plugins }
 upstreams:
   u:
     backends: [ { url: "http://a:1" } ]
-    retries: 2
+    retry_on: [sometimes]
     strategy: least_connections
 routes:
   - path: /a
@@ -201,7 +201,7 @@ routes:
         e,
         [
             "error: test.yaml:2:1: plugins: `plugins` (WASM plugins) is not supported yet in this build; remove the key",
-            "error: test.yaml:6:5: upstreams.u.retries: `retries` (retrying on another backend) is not supported yet in this build; remove the key",
+            "error: test.yaml:6:16: upstreams.u.retry_on[0]: unknown retry condition \"sometimes\": use connect_error, timeout, reset, 5xx or a status like 503",
             "error: test.yaml:11:5: routes[0].plugins: `plugins` (WASM plugins) is not supported yet in this build; remove the key",
             "3 errors; configuration not applied",
         ]

@@ -1,0 +1,124 @@
+//! Forwarding with retries: pick a backend in rotation (503 if none), send one attempt with the
+//! route's per-attempt timeout (bounded by the request's deadline), record its outcome for
+//! passive health, and — when DESIGN.md's retry rules, the attempt count, the deadline and the
+//! upstream's retry budget all allow — try again on another backend after a backoff.
+
+use std::{
+    cell::Cell,
+    net::IpAddr,
+    rc::Rc,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use actix_web::{HttpRequest, HttpResponse};
+
+use super::ctx::RequestCtx;
+use crate::{
+    config::UpstreamClient,
+    error::GatewayError,
+    filters::jwt::Authenticated,
+    proxy::{
+        forward::{self, Outgoing, RequestBody},
+        retry,
+    },
+    routing::Route,
+    upstream::Backend,
+};
+
+/// What the attempts need to know about the client side.
+pub(super) struct Client<'a> {
+    pub peer: IpAddr,
+    pub peer_trusted: bool,
+    pub auth: Option<&'a Authenticated>,
+    pub client: UpstreamClient,
+}
+
+/// Sends the request to the route's upstream, retrying per the upstream's policy.
+pub(super) async fn forward(
+    req: &HttpRequest,
+    route: &Arc<Route>,
+    ctx: &mut RequestCtx,
+    body: RequestBody,
+    from: Client<'_>,
+) -> Result<HttpResponse, GatewayError> {
+    let pool = &route.upstream;
+    let policy = &pool.retry;
+    let started = Instant::now();
+    let deadline = route.request_timeout.map(|d| started + d);
+    let retrying = policy.enabled() && pool.backends.len() > 1;
+    let bytes_in: Rc<Cell<u64>> = ctx.bytes_in();
+    let limit = ctx.runtime.max_body_size;
+    let body = if retrying { body.buffer_if_small(policy.buffer).await } else { Ok(body) };
+    let mut body =
+        Some(body.map_err(|e| if bytes_in.get() > limit { GatewayError::PayloadTooLarge { limit } } else { e })?);
+    let replayable = retrying && body.as_ref().is_some_and(RequestBody::is_replayable);
+    policy.budget.record_request();
+
+    let client_ip = ctx.client_ip();
+    let mut tried: Vec<Arc<Backend>> = Vec::new();
+    let mut backend =
+        pool.pick(client_ip, req.headers()).ok_or_else(|| GatewayError::NoHealthyUpstream(pool.name.clone()))?.clone();
+    let mut attempt = 0u32;
+    loop {
+        ctx.enter_backend(backend.clone());
+        let this_body = if replayable { body.as_ref().and_then(RequestBody::replay) } else { body.take() };
+        let this_body = this_body.expect("a body for every attempt made");
+        let timeout = match deadline {
+            Some(d) => route.timeout.min(d.saturating_duration_since(Instant::now())),
+            None => route.timeout,
+        };
+        let result = if timeout.is_zero() {
+            Err(GatewayError::UpstreamTimeout)
+        } else {
+            let out = Outgoing {
+                req,
+                route,
+                backend: &backend,
+                peer: from.peer,
+                peer_trusted: from.peer_trusted,
+                request_id: &ctx.request_id,
+                auth: from.auth,
+            };
+            forward::attempt(&out, this_body, from.client, timeout).await
+        };
+        let result = match result {
+            // A body cut at the limit surfaces as a send error; it is the client's fault.
+            Err(_) if bytes_in.get() > limit => return Err(GatewayError::PayloadTooLarge { limit }),
+            other => other,
+        };
+        ctx.record_attempt(&result);
+        let failed = match &result {
+            Ok(resp) => resp.status().is_server_error(),
+            Err(e) => e.backend_reason().is_some(),
+        };
+        pool.record_outcome(&backend, failed);
+
+        // Another attempt? Only for a retryable outcome of a replayable request, within the
+        // attempt count and the deadline, on a backend not tried yet, within the budget.
+        let outcome = result.as_ref().map(HttpResponse::status);
+        let deadline_left = deadline.is_none_or(|d| Instant::now() < d);
+        if !(replayable && attempt < policy.retries && deadline_left && policy.retryable(req.method(), &outcome)) {
+            return result;
+        }
+        tried.push(backend.clone());
+        let Some(next) = pool.pick_other(client_ip, req.headers(), &tried).cloned() else {
+            return result;
+        };
+        if !policy.budget.try_retry() {
+            ctx.gateway_metrics().retry_budget_exhausted_total.with_label_values(&[&pool.name]).inc();
+            return result;
+        }
+        ctx.gateway_metrics().retries_total.with_label_values(&[&pool.name]).inc();
+        attempt += 1;
+        let pause = retry::backoff(attempt);
+        let pause = match deadline {
+            Some(d) => pause.min(d.saturating_duration_since(Instant::now())),
+            None => pause,
+        };
+        if pause > Duration::ZERO {
+            actix_web::rt::time::sleep(pause).await;
+        }
+        backend = next;
+    }
+}
