@@ -4,7 +4,9 @@
 Starts two mock backends, the gateway (debug build) and Debian's `prometheus` (1 s scrapes,
 temporary storage, alerts.yml loaded), all on loopback; drives ~20 s of mixed traffic (2xx,
 404 unmatched, backend 500s, a 502 from a route to a closed port, slow /delay requests, 401s
-from a JWT route without a token, 429s from a route limited to 5 requests a minute); then
+from a JWT route without a token, 429s from a route limited to 5 requests a minute, retries
+and ejections on an upstream with one dead backend, a spent retry budget on one whose backends
+are all dead); then
 evaluates every PromQL target of every dashboard under dashboards/ through /api/v1/query, with
 Grafana's variables substituted ($route and other query variables -> ".*",
 $__rate_interval / $__interval -> 30s, $__range -> 5m). One line per panel:
@@ -212,6 +214,8 @@ TRAFFIC = [
     (4, "HEAD", "/api/users/echo"),
     (4, "GET", "/api/secure/echo"),
     (4, "GET", "/api/limited/echo"),
+    (4, "GET", "/api/flaky/echo"),
+    (4, "GET", "/api/doomed/echo"),
 ]
 
 
@@ -523,6 +527,7 @@ def executable(path: str, what: str) -> str:
 
 def gateway_config(ports: dict[str, int]) -> str:
     b1, b2 = f"http://127.0.0.1:{ports['backend1']}", f"http://127.0.0.1:{ports['backend2']}"
+    closed = f"http://127.0.0.1:{ports['closed']}"
     return f"""# written by scripts/check_dashboards.py
 server: {{ listen: "127.0.0.1:{ports['proxy']}", workers: 1 }}
 admin: {{ listen: "127.0.0.1:{ports['admin']}", token: "check-dashboards" }}
@@ -530,6 +535,12 @@ log: {{ level: warn, access_log: false }}
 upstreams:
   users:
     backends: [ {{ url: "{b1}" }}, {{ url: "{b2}" }} ]
+  flaky:      # one dead backend: retried, and ejected every few failures
+    outlier_detection: {{ consecutive_failures: 3, base_ejection: 1s, max_ejection: 2s }}
+    backends: [ {{ url: "{b1}" }}, {{ url: "{closed}" }} ]
+  doomed:     # every backend dead: the retry budget runs out
+    outlier_detection: {{ consecutive_failures: 0 }}
+    backends: [ {{ url: "{closed}" }}, {{ url: "http://localhost:{ports['closed']}" }} ]
 auth:
   jwt: {{ algorithms: [HS256], secret: "check-dashboards-secret-0123456789abcdef" }}
 rate_limits:
@@ -540,6 +551,8 @@ routes:
   - {{ name: broken, path: /api/broken, backend: "http://127.0.0.1:{ports['closed']}" }}
   - {{ name: secure, path: /api/secure, backend: "{b1}", auth: jwt }}
   - {{ name: limited, path: /api/limited, backend: "{b1}", rate_limit: five-a-minute }}
+  - {{ name: flaky, path: /api/flaky, upstream: flaky, strip_prefix: true }}
+  - {{ name: doomed, path: /api/doomed, upstream: doomed, strip_prefix: true }}
 """
 
 

@@ -12,6 +12,8 @@ runs unchanged against `make up` with Docker and against the native lab:
   LAB_MODE        native | compose: how "stop/start backend N" is done (scripts/lab.sh or
                   `docker compose stop backendN`), for the failover scenario
   JWT_SECRET      the lab JWT policy's HMAC secret (default: compose/.env's, else the lab default)
+  BACKEND_URLS    the mock backends as published on this host, comma-separated
+                  (default http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003)
 
 Usage: scripts/demo.py [SCENARIO ...]   (default: all)
 """
@@ -52,6 +54,8 @@ def env_file_value(name: str) -> str | None:
     return None
 
 
+BACKENDS = os.environ.get("BACKEND_URLS", "http://127.0.0.1:8001,http://127.0.0.1:8002,"
+                          "http://127.0.0.1:8003").split(",")
 JWT_SECRET = (os.environ.get("JWT_SECRET") or env_file_value("JWT_SECRET")
               or "rustygate-lab-secret-change-me-0123456789")
 
@@ -240,6 +244,100 @@ def cors_preflight() -> str:
     return f"allowed origin -> 204 + ACAO {acao}; evil origin -> 403 without ACAO; backend saw only the GET"
 
 
+def users_backends() -> list[dict]:
+    """The `users` upstream's backends as /admin/upstreams reports them."""
+    status, _, body = http("GET", f"{ADMIN}/admin/upstreams", {"Authorization": f"Bearer {TOKEN}"})
+    expect(status == 200, f"/admin/upstreams -> {status}")
+    ups = {u["name"]: u for u in json.loads(body)["upstreams"]}
+    return ups["users"]["backends"]
+
+
+def backend_up(label: str) -> float:
+    return gateway_metric("rustygate_backend_up", upstream="users", backend=label)
+
+
+def failover() -> str:
+    """Under load, stop backend 2: no client error, it leaves rotation, traffic spreads over the
+    others; start it again: it comes back."""
+    import threading
+    label = users_backends()[1]["url"]
+    stop = threading.Event()
+    counts = {"ok": 0, "failed": 0}
+    served: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def load() -> None:
+        while not stop.is_set():
+            status, _, body = http("GET", f"{GATEWAY}/api/users/echo", timeout=10)
+            with lock:
+                if status == 200:
+                    counts["ok"] += 1
+                    name = json.loads(body)["backend"]
+                    served[name] = served.get(name, 0) + 1
+                else:
+                    counts["failed"] += 1
+            time.sleep(0.01)
+
+    workers = [threading.Thread(target=load, daemon=True) for _ in range(4)]
+    for w in workers:
+        w.start()
+    try:
+        time.sleep(1)
+        backend(2, "stop")
+        stopped = time.time()
+        while backend_up(label) != 0:
+            expect(time.time() - stopped < 4.5, f"{label} still up 4.5 s after it stopped (2 intervals: 4 s)")
+            time.sleep(0.1)
+        down_after = time.time() - stopped
+        with lock:
+            served.clear()
+        time.sleep(2)
+        with lock:
+            during = dict(served)
+        backend(2, "start")
+        started = time.time()
+        while backend_up(label) != 1:
+            expect(time.time() - started < 8, f"{label} not back 8 s after its restart")
+            time.sleep(0.1)
+        up_after = time.time() - started
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(timeout=15)
+    expect(counts["failed"] == 0, f"{counts['failed']} client requests failed of {counts['ok'] + counts['failed']}")
+    expect("backend2" not in during and len(during) == 2, f"while backend2 was down, traffic went to {during}")
+    with lock:
+        back = served.get("backend2", 0)
+    expect(back > 0, "backend2 took no traffic after its restart")
+    return (f"{counts['ok']} requests, 0 failed; backend2 out of rotation {down_after:.1f} s after the stop "
+            f"(rustygate_backend_up 0), traffic meanwhile {during}; back {up_after:.1f} s after its restart")
+
+
+def slow_backend() -> str:
+    """Backend 1 answers in 1.5 s, beyond the 1 s per-attempt timeout: its requests time out and
+    are retried on another backend; clients see 200s."""
+    before = gateway_metric("rustygate_retries_total", upstream="users")
+    control = f"{BACKENDS[0].rstrip('/')}/control/latency"
+    status, _, _ = http("POST", control, {"Content-Type": "application/json"}, b'{"ms": 1500}')
+    expect(status == 200, f"POST {control} -> {status}")
+    slowest, answered = 0.0, []
+    try:
+        for _ in range(6):  # round robin: backend1 gets two of six
+            t0 = time.time()
+            status, _, body = http("GET", f"{GATEWAY}/api/users/echo", timeout=10)
+            slowest = max(slowest, time.time() - t0)
+            expect(status == 200, f"GET /api/users/echo -> {status} {body[:100]!r}")
+            answered.append(json.loads(body)["backend"])
+    finally:
+        http("POST", control, {"Content-Type": "application/json"}, b'{"ms": 0}')
+    retries = gateway_metric("rustygate_retries_total", upstream="users") - before
+    expect("backend1" not in answered, f"backend1 answered despite its latency: {answered}")
+    expect(retries >= 1, f"rustygate_retries_total{{upstream=users}} rose by {retries:g}")
+    return (f"6 requests, all 200 from {sorted(set(answered))}; backend1's timed out after 1 s and were "
+            f"retried (retries_total +{retries:g}); slowest answer {slowest:.2f} s")
+
+
 def planned(issue: int, what: str):
     def scenario() -> str:
         raise Skip(f"{what} is not built yet (issue {issue})")
@@ -253,7 +351,8 @@ SCENARIOS = {
     "auth-401": auth_401,
     "rate-limit-429": rate_limit_429,
     "cors-preflight": cors_preflight,
-    "failover": planned(5, "health checking and failover"),
+    "failover": failover,
+    "slow-backend": slow_backend,
     "trace": planned(6, "tracing export"),
     "reload": planned(7, "hot reload"),
     "plugin": planned(8, "WASM plugins"),

@@ -182,3 +182,19 @@ async fn a_backend_failing_in_a_row_is_ejected_and_skipped() {
     }
     assert_eq!(good.hits(), 17 + 10, "the last backend is never ejected");
 }
+
+#[tokio::test]
+async fn the_request_deadline_bounds_attempts_and_backoff() {
+    let (a, b) = (with_latency("a", 3000), with_latency("b", 3000));
+    let gw = gateway(
+        "upstreams:\n  u:\n    timeout: 400ms\n    request_timeout: 10s\n    backends: [ { url: \"{b0}\" }, { url: \"{b1}\" } ]\nroutes:\n  - { name: r, path: /, upstream: u, request_timeout: 600ms }\n",
+        &[&a, &b],
+    );
+    let started = Instant::now();
+    let resp = client().get(gw.url("/echo")).send().await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(resp.status(), 504);
+    // 400 ms for the first attempt, then the retry gets what is left of the route's 600 ms.
+    assert!(took >= Duration::from_millis(550) && took < Duration::from_millis(1000), "took {took:?}");
+    assert_eq!(a.hits() + b.hits(), 2, "the retry went to the other backend");
+}

@@ -16,7 +16,7 @@ use crate::state::Shared;
 /// Largest accepted control body.
 const MAX_CONTROL_BODY: usize = 64 * 1024;
 
-/// `{"backend", "hits", "healthy", "fail_remaining", "fail_status"}`.
+/// `{"backend", "hits", "healthy", "fail_remaining", "fail_status", "latency_ms"}`.
 #[derive(Serialize)]
 struct Stats<'a> {
     backend: &'a str,
@@ -24,6 +24,7 @@ struct Stats<'a> {
     healthy: bool,
     fail_remaining: u64,
     fail_status: u16,
+    latency_ms: u64,
 }
 
 fn stats_of(state: &Shared) -> Stats<'_> {
@@ -34,6 +35,7 @@ fn stats_of(state: &Shared) -> Stats<'_> {
         healthy: state.healthy(),
         fail_remaining: pending.remaining,
         fail_status: pending.status,
+        latency_ms: state.latency().as_millis() as u64,
     }
 }
 
@@ -63,6 +65,26 @@ pub(crate) async fn set_health(payload: Payload, state: web::Data<Shared>) -> Ht
         Err(err) => return state.error(StatusCode::BAD_REQUEST, err),
     };
     state.set_healthy(body.healthy);
+    state.json(StatusCode::OK, stats_of(&state))
+}
+
+/// Body of `POST /control/latency`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetLatency {
+    ms: u64,
+}
+
+/// `POST /control/latency` `{"ms": n}`: the delay added to every non-control request from now.
+pub(crate) async fn set_latency(payload: Payload, state: web::Data<Shared>) -> HttpResponse {
+    let body: SetLatency = match read_json(payload).await {
+        Ok(body) => body,
+        Err(err) => return state.error(StatusCode::BAD_REQUEST, err),
+    };
+    if body.ms > 600_000 {
+        return state.error(StatusCode::BAD_REQUEST, "ms must be at most 600000");
+    }
+    state.set_latency(std::time::Duration::from_millis(body.ms));
     state.json(StatusCode::OK, stats_of(&state))
 }
 
@@ -110,7 +132,8 @@ pub(crate) async fn reset(state: web::Data<Shared>) -> HttpResponse {
 
 /// Any other `/control/*` request: 405 on a known path with the wrong method, else 404.
 pub(crate) async fn not_found(req: HttpRequest, state: web::Data<Shared>) -> HttpResponse {
-    const KNOWN: [&str; 4] = ["/control/health", "/control/fail", "/control/stats", "/control/reset"];
+    const KNOWN: [&str; 5] =
+        ["/control/health", "/control/fail", "/control/latency", "/control/stats", "/control/reset"];
     if KNOWN.contains(&req.path()) {
         state.error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
     } else {

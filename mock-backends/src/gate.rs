@@ -28,8 +28,9 @@ use crate::state::Shared;
 pub(crate) async fn admit(state: &Shared, payload: &mut Payload) -> Option<HttpResponse> {
     state.record_hit();
     let injected = state.take_failure().or_else(|| state.roll_error_rate().then_some(500));
-    if !state.latency.is_zero() {
-        sleep(state.latency).await;
+    let latency = state.latency();
+    if !latency.is_zero() {
+        sleep(latency).await;
     }
     let status = injected?;
     if status == 0 {

@@ -11,8 +11,9 @@
 //!
 //! - `/health`: 200 `{"status":"ok","backend"}` or 503 `{"status":"unhealthy","backend"}`.
 //! - `POST /control/health` `{"healthy": bool}`; `POST /control/fail` `{"count", "status"}`
-//!   (status 0 closes the connection unanswered) or `{"reset": true}`; `GET /control/stats`;
-//!   `POST /control/reset`.
+//!   (status 0 closes the connection unanswered) or `{"reset": true}`; `POST /control/latency`
+//!   `{"ms": n}` (the latency from now on); `GET /control/stats`; `POST /control/reset` (also
+//!   restores the configured latency).
 //! - `/status/{code}`: that status (200 to 599), body `{"status","backend"}` (none for
 //!   204/304).
 //! - `/delay/{ms}`: waits (at most 60 s), then echoes.

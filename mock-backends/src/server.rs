@@ -40,6 +40,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             web::scope("/control")
                 .route("/health", web::post().to(control::set_health))
                 .route("/fail", web::post().to(control::fail))
+                .route("/latency", web::post().to(control::set_latency))
                 .route("/stats", web::get().to(control::stats))
                 .route("/reset", web::post().to(control::reset))
                 .default_service(web::to(control::not_found)),
@@ -169,6 +170,11 @@ impl MockServer {
     /// is neither 0 nor in `200..=599` is replaced by 500; `count == 0` clears.
     pub fn fail_next(&self, count: u64, status: u16) {
         self.state.fail_next(count, status);
+    }
+
+    /// Sets the latency of non-control requests (like `POST /control/latency`).
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.state.set_latency(latency);
     }
 
     /// Like `POST /control/reset`: hits to 0, healthy, no pending failures.

@@ -36,8 +36,10 @@ pub(crate) struct Shared {
     pub(crate) name: String,
     /// `name` as a ready-made header value.
     header: HeaderValue,
-    /// Latency added to every non-control request.
-    pub(crate) latency: Duration,
+    /// Latency added to every non-control request, in ms (settable at run time).
+    latency_ms: AtomicU64,
+    /// The configured latency, restored by a reset.
+    initial_latency: Duration,
     /// Fraction of non-control requests answered 500.
     pub(crate) error_rate: f64,
     hits: AtomicU64,
@@ -68,7 +70,8 @@ impl Shared {
         Ok(Shared {
             name: opts.name.clone(),
             header,
-            latency: opts.latency,
+            latency_ms: AtomicU64::new(opts.latency.as_millis() as u64),
+            initial_latency: opts.latency,
             error_rate,
             hits: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
@@ -129,6 +132,17 @@ impl Shared {
         self.hits.store(0, Ordering::Relaxed);
         self.set_healthy(true);
         self.clear_failures();
+        self.set_latency(self.initial_latency);
+    }
+
+    /// The latency added to non-control requests.
+    pub(crate) fn latency(&self) -> Duration {
+        Duration::from_millis(self.latency_ms.load(Ordering::Relaxed))
+    }
+
+    /// Changes the latency (like `POST /control/latency`).
+    pub(crate) fn set_latency(&self, latency: Duration) {
+        self.latency_ms.store(latency.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Whether this request is picked by the configured `error_rate`.

@@ -359,3 +359,26 @@ fn invalid_names_are_rejected() {
     let err = MockServer::start_with(MockOptions { name: "bad\nname".into(), ..Default::default() }).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
 }
+
+#[tokio::test]
+async fn latency_control_slows_requests_until_reset() {
+    let server = MockServer::start("slowable");
+    let c = client();
+    let res =
+        c.post(format!("{}/control/latency", server.url())).body(json!({"ms": 300}).to_string()).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let stats: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
+    assert_eq!(stats["latency_ms"], 300);
+    let started = Instant::now();
+    get_json(&c, format!("{}/echo", server.url())).await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    let started = Instant::now();
+    get_json(&c, format!("{}/health", server.url())).await;
+    assert!(started.elapsed() < Duration::from_millis(200), "control and health are never slowed");
+    let bad = c.post(format!("{}/control/latency", server.url())).body("{\"ms\": -1}").send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    c.post(format!("{}/control/reset", server.url())).send().await.unwrap();
+    let started = Instant::now();
+    get_json(&c, format!("{}/echo", server.url())).await;
+    assert!(started.elapsed() < Duration::from_millis(200), "reset restores the configured latency");
+}

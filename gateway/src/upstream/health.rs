@@ -1,7 +1,7 @@
 //! Active health checks: a task per upstream on the background runtime probes every backend
 //! with `GET <base path><path>` each `interval` (plus a random `jitter`), and moves a backend out
 //! of rotation after `unhealthy_threshold` failed probes in a row, back after
-//! `healthy_threshold` good ones. Only transitions are logged (not every probe); the verdict is
+//! `healthy_threshold` good ones. A good probe after failed ones also lifts a passive ejection. Only transitions are logged (not every probe); the verdict is
 //! `rustygate_backend_up` and `/admin/upstreams`' `healthy`. The task holds the pool weakly
 //! and ends with it.
 
@@ -57,6 +57,11 @@ impl Streak {
     fn record(&mut self, upstream: &str, backend: &Backend, result: Result<(), String>, config: &HealthCheckConfig) {
         match result {
             Ok(()) => {
+                // A probe that passes after failing ones: the backend was down and is back
+                // (restarted, repaired), so an ejection for its old failures ends too.
+                if self.failures > 0 && backend.lift_ejection() {
+                    tracing::info!(upstream, backend = &*backend.label, "backend recovered: ejection lifted");
+                }
                 self.failures = 0;
                 self.successes = self.successes.saturating_add(1);
                 if !backend.is_healthy() && self.successes >= config.healthy_threshold && backend.set_healthy(true) {

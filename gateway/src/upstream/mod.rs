@@ -310,11 +310,19 @@ impl Backend {
     pub fn set_healthy(&self, healthy: bool) -> bool {
         let changed = self.healthy.swap(healthy, Ordering::Relaxed) != healthy;
         if changed && healthy {
-            self.ejected_until_ms.store(0, Ordering::Relaxed);
-            self.consecutive_failures.store(0, Ordering::Relaxed);
+            self.lift_ejection();
         }
         self.refresh_up_gauge();
         changed
+    }
+
+    /// Ends a passive ejection; returns whether there was one.
+    pub fn lift_ejection(&self) -> bool {
+        let was = self.is_ejected();
+        self.ejected_until_ms.store(0, Ordering::Relaxed);
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.refresh_up_gauge();
+        was
     }
 
     /// Sets `rustygate_backend_up` from the rotation state (health and ejection).
