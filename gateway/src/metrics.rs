@@ -125,7 +125,10 @@ impl Metrics {
         .expect("valid metric");
         registry.register(Box::new(rate_limit_keys.clone())).expect("unique metric");
         let backend_up = IntGaugeVec::new(
-            Opts::new("rustygate_backend_up", "1 if the backend is in rotation (passes its health checks), else 0."),
+            Opts::new(
+                "rustygate_backend_up",
+                "1 if the backend is in rotation (passes its health checks and is not ejected), else 0.",
+            ),
             &["upstream", "backend"],
         )
         .expect("valid metric");

@@ -198,3 +198,23 @@ async fn the_request_deadline_bounds_attempts_and_backoff() {
     assert!(took >= Duration::from_millis(550) && took < Duration::from_millis(1000), "took {took:?}");
     assert_eq!(a.hits() + b.hits(), 2, "the retry went to the other backend");
 }
+
+#[tokio::test]
+async fn resilience_series_exist_at_zero_before_the_first_event() {
+    let (a, b) = (MockServer::start("a"), MockServer::start("b"));
+    let gw = gateway(&two_backends(""), &[&a, &b]);
+    let text = scrape(&gw).await;
+    let has = |line: &str| text.lines().any(|l| l == line);
+    for line in
+        ["rustygate_retries_total{upstream=\"u\"} 0", "rustygate_retry_budget_exhausted_total{upstream=\"u\"} 0"]
+    {
+        assert!(has(line), "missing {line:?} in\n{text}");
+    }
+    for reason in ["connect_error", "connect_timeout", "timeout", "protocol_error", "status_5xx"] {
+        let series =
+            format!("rustygate_backend_failures_total{{backend=\"{}\",reason=\"{reason}\",upstream=\"u\"}} 0", b.url());
+        assert!(has(&series), "missing {series:?} in\n{text}");
+    }
+    let ejections = format!("rustygate_backend_ejections_total{{backend=\"{}\",upstream=\"u\"}} 0", b.url());
+    assert!(has(&ejections), "missing {ejections:?}");
+}

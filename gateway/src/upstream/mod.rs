@@ -73,6 +73,9 @@ fn now_ms() -> u64 {
     clock_epoch().elapsed().as_millis() as u64 + 1
 }
 
+/// Every `reason` of `rustygate_backend_failures_total`.
+const FAILURE_REASONS: [&str; 5] = ["connect_error", "connect_timeout", "timeout", "protocol_error", "status_5xx"];
+
 /// A pool of backends with its balancing state and timeouts.
 #[derive(Debug)]
 pub struct UpstreamPool {
@@ -115,7 +118,15 @@ impl UpstreamPool {
                 gauge.set(1);
                 b.up = Some(gauge);
                 b.ejections_total = Some(m.backend_ejections_total.with_label_values(&[name, &b.label]));
+                // Series at 0 from the start, so rates and alerts see the first failure.
+                for reason in FAILURE_REASONS {
+                    m.backend_failures_total.with_label_values(&[name, &b.label, reason]);
+                }
             }
+        }
+        if let Some(m) = metrics {
+            m.retries_total.with_label_values(&[name]);
+            m.retry_budget_exhausted_total.with_label_values(&[name]);
         }
         let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
         let ring = match config.strategy {
