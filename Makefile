@@ -66,7 +66,7 @@ loadtest: ## load against the running lab: k6 in compose, wrk natively
 
 # --- checks (all run by `make test`) -------------------------------------------------------
 
-test: lint check-config check-compose check-prometheus check-k6 check-static check-dashboards check-cors-browser demo-native bench-smoke unit ## everything CI runs; the test runner's summary is last
+test: lint check-deps check-config check-compose check-prometheus check-k6 check-static check-dashboards check-cors-browser demo-native bench-smoke unit ## everything CI runs; the test runner's summary is last
 
 unit: ## all tests of the workspace (doc tests, then unit, integration and process tests)
 	$(CARGO) test --locked --workspace --doc
@@ -83,6 +83,11 @@ fmt:
 
 clippy:
 	$(CARGO) clippy --locked --workspace --all-targets --all-features -- -D warnings
+
+check-deps: ## one version of each OpenTelemetry crate (DEPS.md P3: mixed versions silently break propagation)
+	@dups=$$($(CARGO) tree --locked -d --depth 0 --prefix none 2>/dev/null | grep -E '^(opentelemetry|tracing-opentelemetry|tonic|prost) ' | sort -u); \
+	if [ -n "$$dups" ]; then echo "duplicated OpenTelemetry crates:"; echo "$$dups"; exit 1; fi; \
+	echo "check-deps: one version of each OpenTelemetry crate"
 
 check-config: build ## validate the shipped gateway configurations
 	$(CARGO_TARGET_DIR)/debug/rustygate check --config config/default.yaml

@@ -135,7 +135,8 @@ fn run(config: Config) -> anyhow::Result<()> {
     let _log_guard = logging::init(&config.log);
     let gateway = Gateway::new(config.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let routes = config.routes.len();
-    actix_web::rt::System::new().block_on(async move {
+    let tracing = gateway.clone();
+    let result = actix_web::rt::System::new().block_on(async move {
         let servers = server::bind(gateway, &config, true).context("starting the listeners")?;
         tracing::info!(
             proxy = ?servers.proxy_addrs,
@@ -149,5 +150,10 @@ fn run(config: Config) -> anyhow::Result<()> {
         admin.context("admin listener")?;
         tracing::info!("rustygate stopped");
         Ok(())
-    })
+    });
+    // Spans of the last requests are still queued: export them before the process exits.
+    if let Some(t) = &tracing.tracing {
+        t.shutdown(std::time::Duration::from_secs(5));
+    }
+    result
 }

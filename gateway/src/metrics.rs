@@ -36,6 +36,8 @@ pub struct Metrics {
     pub config_generation: IntGauge,
     /// `rustygate_log_lines_dropped_total`
     pub log_lines_dropped: IntCounter,
+    /// `rustygate_tracing_spans_dropped_total`
+    pub tracing_spans_dropped: IntCounter,
     /// `rustygate_rate_limited_total{route}`
     pub rate_limited_total: IntCounterVec,
     /// `rustygate_auth_rejected_total{route,reason}`
@@ -142,6 +144,12 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(log_lines_dropped.clone())).expect("unique metric");
+        let tracing_spans_dropped = IntCounter::new(
+            "rustygate_tracing_spans_dropped_total",
+            "Finished spans not exported: the export queue was full or the collector failed.",
+        )
+        .expect("valid metric");
+        registry.register(Box::new(tracing_spans_dropped.clone())).expect("unique metric");
         let build_info = IntGaugeVec::new(
             Opts::new("rustygate_build_info", "Build information; the value is always 1."),
             &["version"],
@@ -158,6 +166,7 @@ impl Metrics {
             backend_failures_total,
             config_generation,
             log_lines_dropped,
+            tracing_spans_dropped,
             rate_limited_total,
             auth_rejected_total,
             rate_limit_keys,

@@ -29,8 +29,10 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// Whether `/readyz` answers 200 (false while draining).
     pub ready: AtomicBool,
-    /// Runs policy timers (JWKS refresh, rate-limit eviction).
+    /// Runs policy timers (JWKS refresh, rate-limit eviction) and the span exporter.
     pub background: Background,
+    /// The tracer, when tracing is enabled (built once at start).
+    pub tracing: Option<crate::telemetry::otel::Tracing>,
 }
 
 impl Gateway {
@@ -44,6 +46,16 @@ impl Gateway {
                 format!("cannot start the background thread: {e}"),
             )],
         })?;
+        let tracing = crate::telemetry::otel::Tracing::start(
+            &config.tracing,
+            &|name| std::env::var(name).ok(),
+            metrics.tracing_spans_dropped.clone(),
+            background.handle(),
+        )
+        .map_err(|e| ConfigError {
+            source_name: "<environment>".into(),
+            issues: vec![crate::config::ConfigIssue::at(String::from("tracing"), e)],
+        })?;
         let runtime = Runtime::compile(config, 1, &metrics, background.handle())?;
         metrics.config_generation.set(runtime.generation as i64);
         Ok(Arc::new(Self {
@@ -51,6 +63,7 @@ impl Gateway {
             metrics,
             ready: AtomicBool::new(true),
             background,
+            tracing,
         }))
     }
 }

@@ -43,6 +43,10 @@ impl Proc {
         let cfg = write_config(dir.path(), &yaml);
         let mut cmd = Command::new(BIN);
         cmd.arg("--config").arg(&cfg).stdout(Stdio::piped()).stderr(Stdio::piped()).env_remove("RUST_LOG");
+        // The tests' tracing settings come from their files only.
+        for (name, _) in std::env::vars().filter(|(k, _)| k.starts_with("OTEL_")) {
+            cmd.env_remove(name);
+        }
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -460,4 +464,58 @@ fn rate_limit_keys_are_evicted_and_memory_stays_bounded_under_key_churn() {
         rss / 1024
     );
     assert!(rss <= baseline + 32 * 1024 * 1024, "RSS {rss} vs baseline {baseline}");
+}
+
+#[test]
+fn log_lines_of_a_traced_request_name_its_spans_and_spans_are_flushed_at_exit() {
+    let sink = mock_backends::otlp_sink::OtlpSink::start();
+    let live = MockServer::start("live");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    // A long schedule: only the flush at exit can export these spans in time.
+    let yaml = format!(
+        "tracing: {{ enabled: true, endpoint: \"http://{}\", scheduled_delay: 1h }}\nupstreams:\n  u:\n    outlier_detection: {{ consecutive_failures: 1 }}\n    backends: [ {{ url: \"http://{closed}\" }}, {{ url: \"{}\" }} ]\nroutes:\n  - {{ name: r, path: /, upstream: u }}\n",
+        sink.grpc_addr,
+        live.url()
+    );
+    let (mut gw, _dir) = Proc::start(&yaml, &[]);
+    let resp = raw(
+        format!("127.0.0.1:{}", gw.port).parse().unwrap(),
+        b"GET /echo HTTP/1.1\r\nHost: x\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\nConnection: close\r\n\r\n",
+    );
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+
+    let stdout = gw.child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut ejected, mut access) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while access.is_none() {
+        assert!(Instant::now() < deadline, "no access line");
+        let line = lines.next().expect("stdout open").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["message"] == "backend ejected after failing in a row" {
+            ejected = Some(v);
+        } else if v["target"] == "rustygate::access" {
+            access = Some(v);
+        }
+    }
+    let (ejected, access) = (ejected.expect("the ejection was logged during the request"), access.unwrap());
+    assert_eq!(access["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    let span_id = access["span_id"].as_str().unwrap().to_owned();
+    assert_eq!(span_id.len(), 16, "the SERVER span's id: {access}");
+    assert_eq!(ejected["trace_id"], access["trace_id"], "a line emitted inside the request: {ejected}");
+    assert_eq!(ejected["span_id"], access["span_id"]);
+    assert!(sink.trace("4bf92f3577b34da6a3ce929d0e0e4736").is_empty(), "not exported before exit");
+
+    // SIGTERM: the gateway stops and exports what is queued before exiting.
+    let status = Command::new("kill").arg("-TERM").arg(gw.child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gw.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the gateway did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let spans = sink.trace("4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(spans.len(), 3, "SERVER + two attempts, flushed at exit: {spans:#?}");
+    let server = spans.iter().find(|s| s.kind == "server").unwrap();
+    assert_eq!(server.span_id, span_id, "the access line names the exported SERVER span");
 }

@@ -23,12 +23,15 @@
 //! - anything else: the echo, a JSON description of the request (raw path, query and
 //!   request-target, headers, body length and SHA-256).
 //!
+//! [`otlp_sink`] is a stand-in OTLP receiver with Jaeger's trace query (`otlp-sink` binary).
+//!
 //! Request bodies are always consumed as streams and generated bodies are never held whole in
 //! memory, so multi-GiB transfers run in constant memory.
 
 mod control;
 mod echo;
 mod gate;
+pub mod otlp_sink;
 mod server;
 mod state;
 mod streams;

@@ -2,8 +2,7 @@
 //! defaults. No logic lives here beyond defaults: loading is in [`load`], semantic checks in
 //! [`validate`], and turning a config into runtime objects in `crate::runtime`.
 //!
-//! Keys of features that are planned but not built yet (`tracing`, `plugins`) are accepted by
-//! the parser
+//! Keys of features that are planned but not built yet (`plugins`) are accepted by the parser
 //! only so that validation can reject them with a clear "not supported yet" message: a policy that
 //! is silently ignored would be a security hole.
 
@@ -38,9 +37,8 @@ pub struct Config {
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     /// Routes, matched by host and longest path prefix.
     pub routes: Vec<RouteConfig>,
-    /// Planned (distributed tracing): rejected until implemented.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tracing: Option<Value>,
+    /// Distributed tracing (OpenTelemetry OTLP export).
+    pub tracing: TracingConfig,
     /// Named JWT policies that routes refer to with `auth:`.
     pub auth: BTreeMap<String, JwtConfig>,
     /// Named rate-limit policies that routes refer to with `rate_limit:`.
@@ -163,6 +161,86 @@ impl Default for LogConfig {
     fn default() -> Self {
         Self { level: "info".into(), format: LogFormat::Json, access_log: true, include_query: false }
     }
+}
+
+/// `tracing:` — OpenTelemetry spans exported over OTLP. The standard `OTEL_*` environment
+/// variables override these keys (see `crate::telemetry::otel::apply_env`).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingConfig {
+    /// Whether spans are made and exported at all.
+    #[serde(deserialize_with = "units::lenient_bool")]
+    pub enabled: bool,
+    /// The collector: `http://host:4317` for gRPC; for HTTP an endpoint without a path gets
+    /// `/v1/traces`. Default: `http://localhost:4317` (gRPC) or `http://localhost:4318` (HTTP).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "redact_opt_url")]
+    pub endpoint: Option<String>,
+    /// OTLP transport.
+    pub protocol: OtlpProtocol,
+    /// The `service.name` resource attribute.
+    pub service_name: String,
+    /// Share of new traces recorded (0 to 1); a caller's sampling decision is always followed.
+    #[serde(deserialize_with = "units::lenient_f64")]
+    pub sampling_ratio: f64,
+    /// Extra resource attributes (`deployment.environment.name: prod`, …).
+    pub resource_attributes: BTreeMap<String, String>,
+    /// Headers sent with every export (collector credentials: shown redacted).
+    #[serde(serialize_with = "redact_map")]
+    pub headers: BTreeMap<String, String>,
+    /// Spans waiting for export; beyond this, new spans are dropped and counted.
+    #[serde(deserialize_with = "units::lenient_u32")]
+    pub max_queue_size: u32,
+    /// Spans per export call.
+    #[serde(deserialize_with = "units::lenient_u32")]
+    pub max_export_batch_size: u32,
+    /// Longest wait before a partial batch is exported.
+    pub scheduled_delay: HumanDuration,
+    /// Time allowed for one export call.
+    pub export_timeout: HumanDuration,
+    /// Whether responses carry a W3C `traceresponse` header naming the request's trace.
+    #[serde(deserialize_with = "units::lenient_bool")]
+    pub traceresponse: bool,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            endpoint: None,
+            protocol: OtlpProtocol::Grpc,
+            service_name: "rustygate".into(),
+            sampling_ratio: 1.0,
+            resource_attributes: BTreeMap::new(),
+            headers: BTreeMap::new(),
+            max_queue_size: 2048,
+            max_export_batch_size: 512,
+            scheduled_delay: HumanDuration::secs(1),
+            export_timeout: HumanDuration::secs(10),
+            traceresponse: true,
+        }
+    }
+}
+
+impl TracingConfig {
+    /// The endpoint in use: the configured one, or the protocol's default.
+    pub fn effective_endpoint(&self) -> String {
+        match (&self.endpoint, self.protocol) {
+            (Some(e), _) => e.clone(),
+            (None, OtlpProtocol::Grpc) => "http://localhost:4317".into(),
+            (None, OtlpProtocol::HttpProtobuf) => "http://localhost:4318".into(),
+        }
+    }
+}
+
+/// OTLP transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub enum OtlpProtocol {
+    /// OTLP over gRPC (default port 4317).
+    #[serde(rename = "grpc")]
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (default port 4318).
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
 }
 
 /// Log output format.
@@ -613,6 +691,10 @@ fn redact_url<S: Serializer>(raw: &str, s: S) -> Result<S::Ok, S::Error> {
         }
         _ => s.serialize_str(raw),
     }
+}
+
+fn redact_map<S: Serializer>(map: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(map.iter().map(|(k, v)| (k, if v.is_empty() { "" } else { "[redacted]" })))
 }
 
 fn redact_opt<S: Serializer>(secret: &Option<String>, s: S) -> Result<S::Ok, S::Error> {

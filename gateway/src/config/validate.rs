@@ -17,7 +17,6 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
     let mut issue = |path: String, msg: String| issues.push(ConfigIssue::at(path, msg));
 
     for (key, present, what) in [
-        ("tracing", config.tracing.is_some(), "distributed tracing"),
         ("plugins", config.plugins.is_some(), "WASM plugins"),
         ("defaults.plugins", config.defaults.plugins.is_some(), "WASM plugins"),
     ] {
@@ -53,6 +52,7 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
             );
         }
     }
+    check_tracing(&config.tracing, &mut issue);
     if let Err(e) = config.log.level.parse::<tracing_subscriber::EnvFilter>() {
         issue(
             "log.level".into(),
@@ -567,4 +567,45 @@ pub(crate) fn normalize_host(host: &str) -> String {
 pub(crate) fn trim_prefix(path: &str) -> &str {
     let t = path.trim_end_matches('/');
     if t.is_empty() { "/" } else { t }
+}
+
+/// `tracing:` checks (made whether or not tracing is enabled, so a config that turns it on
+/// later is already known to be sound).
+fn check_tracing(t: &crate::config::TracingConfig, issue: &mut impl FnMut(String, String)) {
+    if let Some(endpoint) = &t.endpoint {
+        match url::Url::parse(endpoint) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            Ok(_) => {
+                issue("tracing.endpoint".into(), format!("{endpoint:?} must be an http:// or https:// URL with a host"))
+            }
+            Err(e) => issue("tracing.endpoint".into(), format!("{endpoint:?} is not a URL: {e}")),
+        }
+    }
+    if !(0.0..=1.0).contains(&t.sampling_ratio) || t.sampling_ratio.is_nan() {
+        issue("tracing.sampling_ratio".into(), format!("must be between 0 and 1, found {}", t.sampling_ratio));
+    }
+    if t.service_name.trim().is_empty() {
+        issue("tracing.service_name".into(), "must not be empty".into());
+    }
+    if t.max_queue_size == 0 {
+        issue("tracing.max_queue_size".into(), "must be greater than 0".into());
+    }
+    if t.max_export_batch_size == 0 || t.max_export_batch_size > t.max_queue_size {
+        issue(
+            "tracing.max_export_batch_size".into(),
+            format!("must be between 1 and max_queue_size ({}), found {}", t.max_queue_size, t.max_export_batch_size),
+        );
+    }
+    for (key, d) in [("scheduled_delay", t.scheduled_delay), ("export_timeout", t.export_timeout)] {
+        if d.0.is_zero() {
+            issue(format!("tracing.{key}"), "must be greater than 0".into());
+        }
+    }
+    for (name, value) in &t.headers {
+        if actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            issue(format!("tracing.headers.{name}"), format!("{name:?} is not a valid header name"));
+        } else if actix_web::http::header::HeaderValue::from_str(value).is_err() {
+            issue(format!("tracing.headers.{name}"), "the value is not a valid header value".into());
+        }
+    }
 }

@@ -56,6 +56,9 @@ pub(super) async fn forward(
     policy.budget.record_request();
 
     let client_ip = ctx.client_ip();
+    let gateway = ctx.gateway();
+    let tracing = gateway.tracing.as_ref();
+    let upstream_path = route.upstream_path(req.uri().path());
     let mut tried: Vec<Arc<Backend>> = Vec::new();
     let mut backend =
         pool.pick(client_ip, req.headers()).ok_or_else(|| GatewayError::NoHealthyUpstream(pool.name.clone()))?.clone();
@@ -68,6 +71,10 @@ pub(super) async fn forward(
             Some(d) => route.timeout.min(d.saturating_duration_since(Instant::now())),
             None => route.timeout,
         };
+        let span = match (tracing, &ctx.trace) {
+            (Some(t), Some(request)) => Some(t.start_attempt(request, req.method(), &backend, upstream_path, attempt)),
+            _ => None,
+        };
         let result = if timeout.is_zero() {
             Err(GatewayError::UpstreamTimeout)
         } else {
@@ -79,9 +86,16 @@ pub(super) async fn forward(
                 peer_trusted: from.peer_trusted,
                 request_id: &ctx.request_id,
                 auth: from.auth,
+                trace: tracing.zip(span.as_ref()),
             };
             forward::attempt(&out, this_body, from.client, timeout).await
         };
+        if let Some(span) = span {
+            span.end(match &result {
+                Ok(resp) => Ok(resp.status()),
+                Err(e) => Err((e.backend_reason().unwrap_or("error"), e.to_string())),
+            });
+        }
         let result = match result {
             // A body cut at the limit surfaces as a send error; it is the client's fault.
             Err(_) if bytes_in.get() > limit => return Err(GatewayError::PayloadTooLarge { limit }),

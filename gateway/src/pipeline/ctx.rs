@@ -10,8 +10,13 @@ use actix_web::{
 
 use super::UNMATCHED;
 use crate::{
-    error::GatewayError, metrics::method_label, routing::Route, runtime::Runtime, server::Gateway,
-    telemetry::logging::ACCESS_TARGET, upstream::Backend,
+    error::GatewayError,
+    metrics::method_label,
+    routing::Route,
+    runtime::Runtime,
+    server::Gateway,
+    telemetry::{correlation::TraceIds, logging::ACCESS_TARGET, otel::RequestTrace},
+    upstream::Backend,
 };
 
 /// What the pipeline knows about one request.
@@ -25,7 +30,10 @@ pub struct RequestCtx {
     client_ip: IpAddr,
     method: Method,
     path: String,
-    trace_id: String,
+    /// The request's SERVER span, when tracing is enabled.
+    pub trace: Option<RequestTrace>,
+    /// The ids log lines carry: the SERVER span's, or else the caller's trace id.
+    pub trace_ids: Option<TraceIds>,
     route: Option<Arc<Route>>,
     backend: Option<InFlight>,
     attempts: u32,
@@ -56,6 +64,7 @@ impl RequestCtx {
         request_id: HeaderValue,
         client_ip: IpAddr,
         bytes_in: Rc<Cell<u64>>,
+        trace: Option<RequestTrace>,
     ) -> Self {
         let uri = req.uri();
         let path = match (runtime.access_log, runtime.log_query, uri.query()) {
@@ -70,7 +79,8 @@ impl RequestCtx {
             client_ip,
             method: req.method().clone(),
             path,
-            trace_id: incoming_trace_id(req),
+            trace_ids: trace.as_ref().map(RequestTrace::ids).or_else(|| incoming_trace_ids(req)),
+            trace,
             route: None,
             backend: None,
             attempts: 0,
@@ -90,6 +100,18 @@ impl RequestCtx {
     /// The gateway's metrics.
     pub fn gateway_metrics(&self) -> &crate::metrics::Metrics {
         &self.gateway.metrics
+    }
+
+    /// The gateway (for its tracer).
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.gateway.clone()
+    }
+
+    /// Records an event on the request's span (a policy decision), if it is traced.
+    pub fn trace_event(&mut self, name: &'static str, attributes: impl FnOnce() -> Vec<opentelemetry::KeyValue>) {
+        if let Some(trace) = &mut self.trace {
+            trace.event(name, attributes());
+        }
     }
 
     /// The client's address (see `server.trusted_proxies`).
@@ -117,6 +139,9 @@ impl RequestCtx {
     /// Records the matched route (from here on the request counts as in flight on it).
     pub fn enter_route(&mut self, route: Arc<Route>) {
         route.metrics.in_flight.inc();
+        if let Some(trace) = &mut self.trace {
+            trace.enter_route(&self.method, &route);
+        }
         self.route = Some(route);
     }
 
@@ -164,19 +189,18 @@ impl RequestCtx {
     }
 }
 
-/// The trace id of an incoming W3C `traceparent`, so log lines correlate with the caller's
-/// trace before the gateway exports spans of its own.
-fn incoming_trace_id(req: &HttpRequest) -> String {
-    let Some(tp) = req.headers().get("traceparent").and_then(|v| v.to_str().ok()) else {
-        return String::new();
-    };
+/// The trace id of an incoming W3C `traceparent` (no span of the gateway's own): with tracing
+/// off, log lines still correlate with the caller's trace.
+fn incoming_trace_ids(req: &HttpRequest) -> Option<TraceIds> {
+    let tp = req.headers().get("traceparent")?.to_str().ok()?;
     let mut parts = tp.split('-');
-    match (parts.next(), parts.next()) {
-        (Some(ver), Some(id)) if ver.len() == 2 && id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            id.to_ascii_lowercase()
-        }
-        _ => String::new(),
+    let (ver, id) = (parts.next()?, parts.next()?);
+    if ver.len() != 2 || id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
     }
+    let trace_id = opentelemetry::trace::TraceId::from_hex(id).ok()?;
+    (trace_id != opentelemetry::trace::TraceId::INVALID)
+        .then_some(TraceIds { trace_id, span_id: opentelemetry::trace::SpanId::INVALID })
 }
 
 /// The end of a request: dropped when the response body has been sent, or when the client went
@@ -192,6 +216,9 @@ pub struct Finish {
 
 impl Drop for Finish {
     fn drop(&mut self) {
+        if let Some(trace) = self.ctx.trace.take() {
+            trace.end(self.status, self.ctx.error.as_deref());
+        }
         let ctx = &self.ctx;
         let m = &ctx.gateway.metrics;
         let elapsed = ctx.start.elapsed();
@@ -216,8 +243,8 @@ impl Drop for Finish {
         tracing::info!(
             target: ACCESS_TARGET,
             request_id = ctx.request_id.to_str().unwrap_or_default(),
-            trace_id = ctx.trace_id.as_str(),
-            span_id = "",
+            trace_id = %TraceIdField(ctx.trace_ids.map(|t| t.trace_id)),
+            span_id = %SpanIdField(ctx.trace_ids.map(|t| t.span_id)),
             client_ip = %ctx.client_ip,
             method = ctx.method.as_str(),
             path = ctx.path.as_str(),
@@ -233,5 +260,29 @@ impl Drop for Finish {
             error = ctx.error.as_deref(),
             "access"
         );
+    }
+}
+
+/// A trace id for the access line: hex, or empty when the request has none.
+struct TraceIdField(Option<opentelemetry::trace::TraceId>);
+
+impl std::fmt::Display for TraceIdField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(id) => write!(f, "{id}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A span id for the access line: hex, or empty when the gateway made no span.
+struct SpanIdField(Option<opentelemetry::trace::SpanId>);
+
+impl std::fmt::Display for SpanIdField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(id) if id != opentelemetry::trace::SpanId::INVALID => write!(f, "{id}"),
+            _ => Ok(()),
+        }
     }
 }

@@ -9,8 +9,11 @@
 //! 5. body admission (413), then [`attempts`]: backend choice (503), forward attempts with
 //!    retries on other backends (502 / 504), passive health
 //! 6. the response, whose body streams from the backend
-//! 7. [`finish`](ctx::Finish): metrics and the access log line, exactly once, when the response
-//!    body ends or the client goes away.
+//! 7. [`finish`](ctx::Finish): metrics, the end of the request's span and the access log line,
+//!    exactly once, when the response body ends or the client goes away.
+//!
+//! With tracing on, the request's SERVER span starts before step 2 and each attempt of step 5
+//! has a CLIENT span; log lines emitted meanwhile carry the trace and span ids.
 
 mod attempts;
 mod body;
@@ -28,6 +31,8 @@ use actix_web::{
 pub use body::MeteredBody;
 pub use ctx::RequestCtx;
 
+use opentelemetry::KeyValue;
+
 use crate::{
     error::GatewayError,
     proxy::{
@@ -36,6 +41,7 @@ use crate::{
     },
     routing::RouteMatch,
     server::Gateway,
+    telemetry::{correlation::correlate, otel::spans::TRACERESPONSE},
 };
 
 /// The text `GET /` answers when no route claims `/`.
@@ -55,10 +61,21 @@ pub async fn handle(req: HttpRequest, payload: web::Payload, gw: web::Data<Gatew
     let peer_trusted = rt.is_trusted_proxy(peer);
     let client_ip = if peer_trusted { h::client_ip(req.headers(), peer, |ip| rt.is_trusted_proxy(ip)) } else { peer };
     let bytes_in = Rc::new(Cell::new(0u64));
-    let mut ctx =
-        RequestCtx::new(gw.clone().into_inner(), rt.clone(), &req, request_id.clone(), client_ip, bytes_in.clone());
+    let trace = gw.tracing.as_ref().map(|t| t.start_request(&req, client_ip));
+    let mut ctx = RequestCtx::new(
+        gw.clone().into_inner(),
+        rt.clone(),
+        &req,
+        request_id.clone(),
+        client_ip,
+        bytes_in.clone(),
+        trace,
+    );
 
-    let result = route_and_forward(&req, payload.into_inner(), &mut ctx, peer, peer_trusted, bytes_in).await;
+    // Log lines emitted while the request runs carry its trace and span ids.
+    let ids = ctx.trace_ids;
+    let result =
+        correlate(ids, route_and_forward(&req, payload.into_inner(), &mut ctx, peer, peer_trusted, bytes_in)).await;
     let mut resp = match result {
         Ok(resp) => resp,
         Err(err) => {
@@ -66,8 +83,14 @@ pub async fn handle(req: HttpRequest, payload: web::Payload, gw: web::Data<Gatew
             err.to_response(request_id.to_str().unwrap_or_default())
         }
     };
-    // Every answer, the backend's or the gateway's, carries the request id.
+    // Every answer, the backend's or the gateway's, carries the request id, and the trace to
+    // look up when the request is traced.
     resp.headers_mut().insert(X_REQUEST_ID, request_id);
+    if let Some(trace) = &ctx.trace
+        && gw.tracing.as_ref().is_some_and(|t| t.traceresponse)
+    {
+        resp.headers_mut().insert(TRACERESPONSE, trace.traceresponse());
+    }
     // Rate-limit headers go on every answer of a limited route, the 429 included.
     if let (Some(limit), Some(decision)) = (ctx.route().and_then(|r| r.rate_limit.as_ref()), &ctx.rate_limit) {
         limit.write_headers(decision, resp.headers_mut());
@@ -125,6 +148,7 @@ async fn route_and_forward(
             Ok(authenticated) => Some(authenticated),
             Err(reason) => {
                 route.metrics.auth_rejected(reason);
+                ctx.trace_event("auth rejected", || vec![KeyValue::new("rustygate.auth.reason", reason.label())]);
                 return Err(GatewayError::Unauthorized(reason));
             }
         },
@@ -137,6 +161,9 @@ async fn route_and_forward(
             if let Some(counter) = &route.metrics.rate_limited {
                 counter.inc();
             }
+            ctx.trace_event("rate limited", || {
+                vec![KeyValue::new("rustygate.rate_limit.retry_after_s", decision.retry_after as i64)]
+            });
             return Err(GatewayError::TooManyRequests { retry_after: decision.retry_after });
         }
     }

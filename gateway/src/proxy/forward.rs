@@ -39,6 +39,8 @@ pub struct Outgoing<'a> {
     pub request_id: &'a header::HeaderValue,
     /// What the route's JWT policy verified (claim headers, a query without the token).
     pub auth: Option<&'a crate::filters::jwt::Authenticated>,
+    /// The attempt's span, whose context the backend receives as its parent.
+    pub trace: Option<(&'a crate::telemetry::otel::Tracing, &'a crate::telemetry::otel::AttemptSpan)>,
 }
 
 /// How the request body is sent on.
@@ -216,6 +218,11 @@ fn upstream_headers(out: &Outgoing<'_>, headers: &mut header::HeaderMap) {
     }
     headers.append(header::VIA, h::via_value(req.version()));
     headers.insert(h::X_REQUEST_ID, out.request_id.clone());
+    // Traced: the backend's parent is this attempt's span. Untraced: the caller's
+    // `traceparent` passed through unchanged with the other headers.
+    if let Some((tracing, span)) = out.trace {
+        tracing.inject(span, headers);
+    }
 }
 
 /// The client response for a backend response: hop-by-hop headers dropped, `Via` added (the

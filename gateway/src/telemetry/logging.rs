@@ -1,4 +1,5 @@
-//! Log output: `tracing` events rendered as JSON lines (or pretty text) on stdout through a
+//! Log output: `tracing` events rendered as JSON lines ([`JsonLine`](super::json_line::JsonLine),
+//! correlated with the current request's trace) or pretty text, on stdout through a
 //! non-blocking, lossy writer. Under overload lines are dropped and counted
 //! (`rustygate_log_lines_dropped_total`) instead of blocking a request.
 
@@ -32,16 +33,9 @@ pub fn init(config: &LogConfig) -> WorkerGuard {
         .unwrap_or_else(|| EnvFilter::new(&config.level));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match config.format {
-        LogFormat::Json => registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(false)
-                    .with_span_list(false)
-                    .with_writer(writer),
-            )
-            .try_init(),
+        LogFormat::Json => {
+            registry.with(fmt::layer().event_format(super::json_line::JsonLine).with_writer(writer)).try_init()
+        }
         LogFormat::Pretty => registry.with(fmt::layer().with_writer(writer)).try_init(),
     };
     if let Err(e) = result {

@@ -306,3 +306,46 @@ routes:
         ]
     );
 }
+
+#[test]
+fn tracing_checks() {
+    let e = errors(
+        r#"
+tracing:
+  enabled: true
+  endpoint: "ftp://collector:21"
+  sampling_ratio: 1.5
+  service_name: ""
+  max_queue_size: 10
+  max_export_batch_size: 20
+  scheduled_delay: 0s
+  headers: { "bad header": x }
+routes:
+  - { path: /a, backend: "http://a:1" }
+"#,
+    );
+    assert_eq!(
+        e,
+        [
+            "error: test.yaml:4:3: tracing.endpoint: \"ftp://collector:21\" must be an http:// or https:// URL with a host",
+            "error: test.yaml:5:3: tracing.sampling_ratio: must be between 0 and 1, found 1.5",
+            "error: test.yaml:6:3: tracing.service_name: must not be empty",
+            "error: test.yaml:8:3: tracing.max_export_batch_size: must be between 1 and max_queue_size (10), found 20",
+            "error: test.yaml:9:3: tracing.scheduled_delay: must be greater than 0",
+            "error: test.yaml:10:14: tracing.headers.bad header: \"bad header\" is not a valid header name",
+            "6 errors; configuration not applied",
+        ]
+    );
+    assert_eq!(
+        errors("tracing: { sample_ratio: 0.5, protocol: http }\n"),
+        [
+            "error: test.yaml:1:12: tracing.sample_ratio: unknown key `sample_ratio`; did you mean `sampling_ratio`?",
+            "error: test.yaml:1:31: tracing.protocol: unknown variant `http`, expected `grpc` or `http/protobuf`",
+            "2 errors; configuration not applied",
+        ]
+    );
+    let ok =
+        load("tracing: { enabled: \"${ON:-true}\", sampling_ratio: \"${RATIO:-0.25}\", protocol: http/protobuf }\n")
+            .unwrap();
+    assert_eq!((ok.tracing.enabled, ok.tracing.sampling_ratio), (true, 0.25));
+}
