@@ -85,7 +85,8 @@ clippy:
 	$(CARGO) clippy --locked --workspace --all-targets --all-features -- -D warnings
 
 check-deps: ## one version of each OpenTelemetry crate (DEPS.md P3: mixed versions silently break propagation)
-	@dups=$$($(CARGO) tree --locked -d --depth 0 --prefix none 2>/dev/null | grep -E '^(opentelemetry|tracing-opentelemetry|tonic|prost) ' | sort -u); \
+	@tree=$$($(CARGO) tree --locked --workspace -d --depth 0 --prefix none) || exit 1; \
+	dups=$$(echo "$$tree" | grep -E '^(opentelemetry[a-z_-]*|tracing-opentelemetry|tonic[a-z_-]*|prost[a-z_-]*) v' | sort -u); \
 	if [ -n "$$dups" ]; then echo "duplicated OpenTelemetry crates:"; echo "$$dups"; exit 1; fi; \
 	echo "check-deps: one version of each OpenTelemetry crate"
 
@@ -123,21 +124,25 @@ demo-native: build ## the demo against a fresh native lab, then stop it
 
 # Order matters: the mimalloc musl build (`release`) must come after the musl-malloc one.
 # The policies target (JWT + rate limit + CORS on its route) gets a valid token and an allowed Origin.
+# The tracing targets trace every request: to a closed port (the collector is down: budget, CPU
+# efficiency >= 0.91, i.e. within 10% of `gateway`) and to a live OTLP receiver (the otlp-sink).
 POLICY_SECRET := rustygate-bench-secret-0123456789abcdef
+tracing-args = --extra-gateway gateway-tracing-dead=loadtest/configs/gateway-tracing-dead.yaml \
+	  --extra-gateway gateway-tracing-live=loadtest/configs/gateway-tracing-live.yaml
 policy-args = --extra-gateway gateway-policies=loadtest/configs/gateway-policies.yaml \
 	  --header "gateway-policies=Authorization: Bearer $$($(1) token --secret $(POLICY_SECRET) --sub bench \
 	    --iss rustygate-bench --aud bench --ttl 24h)" --header "gateway-policies=Origin: https://app.example.com"
 
-bench: build-release release-musl-malloc release ## wrk: the gateway's builds, clients and policies vs NGINX vs direct, 5 interleaved rounds
+bench: build-release release-musl-malloc release ## wrk: the gateway's builds, clients, policies and tracing vs NGINX vs direct, 5 interleaved rounds
 	$(PYTHON) loadtest/bench.py --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml \
-	  $(call policy-args,$(CARGO_TARGET_DIR)/release/rustygate) \
+	  $(call policy-args,$(CARGO_TARGET_DIR)/release/rustygate) $(tracing-args) \
 	  --extra-gateway gateway-musl=loadtest/configs/gateway.yaml,$(CARGO_TARGET_DIR)/$(MUSL)/release/rustygate \
 	  --extra-gateway gateway-musl-malloc=loadtest/configs/gateway.yaml,$(CARGO_TARGET_DIR)/$(MUSL)/release/rustygate-musl-malloc \
 	  $(BENCH_ARGS)
 
 bench-smoke: build ## a few seconds of the benchmark harness, no thresholds (keeps it working)
 	$(PYTHON) loadtest/bench.py --smoke --profile debug --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml \
-	  $(call policy-args,$(CARGO_TARGET_DIR)/debug/rustygate)
+	  $(call policy-args,$(CARGO_TARGET_DIR)/debug/rustygate) $(tracing-args)
 
 soak: build-release ## leak check: RSS across 1,000,000 requests with connection churn
 	$(PYTHON) loadtest/soak.py

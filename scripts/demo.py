@@ -9,6 +9,7 @@ runs unchanged against `make up` with Docker and against the native lab:
   ADMIN_URL       (default http://127.0.0.1:8081)
   ADMIN_TOKEN     (default lab-admin-token)
   PROMETHEUS_URL  (default http://127.0.0.1:9090)
+  JAEGER_URL      Jaeger's query API (default http://127.0.0.1:16686; natively the otlp-sink)
   LAB_MODE        native | compose: how "stop/start backend N" is done (scripts/lab.sh or
                   `docker compose stop backendN`), for the failover scenario
   JWT_SECRET      the lab JWT policy's HMAC secret (default: compose/.env's, else the lab default)
@@ -37,6 +38,7 @@ GATEWAY = os.environ.get("GATEWAY_URL", "http://127.0.0.1:8080").rstrip("/")
 ADMIN = os.environ.get("ADMIN_URL", "http://127.0.0.1:8081").rstrip("/")
 TOKEN = os.environ.get("ADMIN_TOKEN", "lab-admin-token")
 PROMETHEUS = os.environ.get("PROMETHEUS_URL", "http://127.0.0.1:9090").rstrip("/")
+JAEGER = os.environ.get("JAEGER_URL", "http://127.0.0.1:16686").rstrip("/")
 LAB_MODE = os.environ.get("LAB_MODE", "native")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -338,6 +340,79 @@ def slow_backend() -> str:
             f"retried (retries_total +{retries:g}); slowest answer {slowest:.2f} s")
 
 
+def jaeger_trace(trace_id: str, want_spans: int, timeout: float = 15) -> list[dict]:
+    """The spans of a trace through Jaeger's query API, once it holds `want_spans` of them
+    (spans are exported in batches, about a second after the request)."""
+    deadline = time.time() + timeout
+    spans: list[dict] = []
+    while time.time() < deadline:
+        try:
+            status, _, body = http("GET", f"{JAEGER}/api/traces/{trace_id}", timeout=5)
+        except (urllib.error.URLError, OSError) as e:
+            raise Skip(f"Jaeger's query API {JAEGER} does not answer ({e})")
+        if status == 200:
+            data = json.loads(body).get("data") or []
+            spans = data[0]["spans"] if data else []
+            if len(spans) >= want_spans:
+                return spans
+        time.sleep(0.5)
+    raise Fail(f"trace {trace_id}: {len(spans)} span(s) in {JAEGER} after {timeout:.0f} s, wanted {want_spans}")
+
+
+def tags(span: dict) -> dict:
+    return {t["key"]: t["value"] for t in span.get("tags", [])}
+
+
+def parent_of(span: dict) -> str | None:
+    refs = [r for r in span.get("references", []) if r.get("refType") == "CHILD_OF"]
+    return refs[0]["spanID"] if refs else None
+
+
+def trace() -> str:
+    """Requests carrying a known `traceparent`, one of them retried (backend 1 is made slower
+    than the route's timeout): each trace in Jaeger holds the gateway's SERVER span under the
+    caller's span and one CLIENT span per attempt; the backend saw the CLIENT span as parent."""
+    control = f"{BACKENDS[0].rstrip('/')}/control/latency"
+    status, _, _ = http("POST", control, {"Content-Type": "application/json"}, b'{"ms": 1500}')
+    expect(status == 200, f"POST {control} -> {status}")
+    sent = []
+    try:
+        for _ in range(3):  # round robin: one of three starts on backend 1 and is retried
+            trace_id, caller = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+            status, headers, body = http("GET", f"{GATEWAY}/api/users/echo",
+                                         {"traceparent": f"00-{trace_id}-{caller}-01"}, timeout=10)
+            expect(status == 200, f"GET /api/users/echo -> {status} {body[:100]!r}")
+            response = headers.get("traceresponse") or ""
+            expect(response.startswith(f"00-{trace_id}-"), f"traceresponse {response!r} is not in trace {trace_id}")
+            sent.append((trace_id, caller, json.loads(body).get("traceparent") or ""))
+    finally:
+        http("POST", control, {"Content-Type": "application/json"}, b'{"ms": 0}')
+    retried = None
+    for trace_id, caller, backend_parent in sent:
+        spans = jaeger_trace(trace_id, 2)
+        servers = [s for s in spans if tags(s).get("span.kind") == "server" and s["operationName"] == "GET users"]
+        expect(len(servers) == 1, f"trace {trace_id}: {len(servers)} gateway SERVER span(s) 'GET users'")
+        server = servers[0]
+        expect(parent_of(server) == caller, f"trace {trace_id}: SERVER span's parent {parent_of(server)} != {caller}")
+        clients = sorted((s for s in spans if tags(s).get("span.kind") == "client" and parent_of(s) == server["spanID"]),
+                         key=lambda s: s["startTime"])
+        expect(clients, f"trace {trace_id}: no CLIENT span under the SERVER span")
+        last = clients[-1]
+        expect(backend_parent == f"00-{trace_id}-{last['spanID']}-01",
+               f"trace {trace_id}: the backend saw traceparent {backend_parent!r}, not the last CLIENT span {last['spanID']}")
+        if len(clients) == 2:
+            first, second = tags(clients[0]), tags(clients[1])
+            expect(second.get("http.request.resend_count") == 1,
+                   f"trace {trace_id}: the second attempt's resend_count is {second.get('http.request.resend_count')}")
+            expect(first.get("error.type") == "timeout", f"trace {trace_id}: the first attempt's error.type is "
+                   f"{first.get('error.type')}")
+            retried = (trace_id, first.get("rustygate.backend"), second.get("rustygate.backend"))
+    expect(retried is not None, f"none of the 3 traces shows a retried request: {[t for t, _, _ in sent]}")
+    return (f"3 traces found in {JAEGER} with the caller's span as parent of 'GET users' and the backend "
+            f"under the CLIENT span; trace {retried[0]}: attempt 1 to {retried[1]} timed out, attempt 2 "
+            f"(resend_count 1) to {retried[2]} answered")
+
+
 def planned(issue: int, what: str):
     def scenario() -> str:
         raise Skip(f"{what} is not built yet (issue {issue})")
@@ -353,7 +428,7 @@ SCENARIOS = {
     "cors-preflight": cors_preflight,
     "failover": failover,
     "slow-backend": slow_backend,
-    "trace": planned(6, "tracing export"),
+    "trace": trace,
     "reload": planned(7, "hot reload"),
     "plugin": planned(8, "WASM plugins"),
 }

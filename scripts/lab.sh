@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The native lab: three mock backends (8001-8003), the gateway (8080, admin 8081) and, when
-# Debian's prometheus is installed, Prometheus (9090) scraping it — all on loopback, the same
-# layout as the compose stack. PIDs and logs live in .lab/.
+# The native lab: three mock backends (8001-8003), the gateway (8080, admin 8081), the OTLP sink
+# that stands in for Jaeger (OTLP 4317/4318, Jaeger's query API on 16686) and, when Debian's
+# prometheus is installed, Prometheus (9090) scraping it — all on loopback, the same layout as
+# the compose stack. PIDs and logs live in .lab/.
 #
 #   scripts/lab.sh run            foreground, gateway log on stdout; Ctrl-C stops everything
 #   scripts/lab.sh start          detached (used by `make up` without a Docker engine)
@@ -54,10 +55,10 @@ start() { # gateway_log
     echo "lab: already running (see '$0 status'); stop it first" >&2
     exit 1
   fi
-  for f in "$bin/rustygate" "$bin/mock-backend"; do
+  for f in "$bin/rustygate" "$bin/mock-backend" "$bin/otlp-sink"; do
     [ -x "$f" ] || { echo "lab: $f is missing; run 'make build'" >&2; exit 1; }
   done
-  local ports="8001 8002 8003 8080 8081"
+  local ports="8001 8002 8003 8080 8081 4317 4318 16686"
   command -v prometheus >/dev/null && ports="$ports 9090"
   for port in $ports; do
     if port_busy "$port"; then
@@ -67,6 +68,10 @@ start() { # gateway_log
   done
   : > "$state/pids"
   for i in 1 2 3; do start_backend "$i"; done
+  # Before the gateway, so that its first spans find a receiver.
+  spawn otlp-sink "$state/otlp-sink.log" "$bin/otlp-sink" --grpc 127.0.0.1:4317 \
+    --http 127.0.0.1:4318 --http 127.0.0.1:16686
+  wait_port 16686 "$(pid_of otlp-sink)" otlp-sink
   spawn gateway "$1" "$bin/rustygate" --config compose/rustygate.lab.yaml
   wait_port 8081 "$(pid_of gateway)" gateway
   if command -v prometheus >/dev/null; then
@@ -79,7 +84,8 @@ start() { # gateway_log
   fi
   cat >&2 <<MSG
 lab: running — gateway http://127.0.0.1:8080 (admin http://127.0.0.1:8081, token lab-admin-token)
-lab: backends http://127.0.0.1:8001 8002 8003; $(command -v prometheus >/dev/null && echo "Prometheus http://127.0.0.1:9090" || echo "no Prometheus (apt-get install prometheus)")
+lab: backends http://127.0.0.1:8001 8002 8003; traces (Jaeger's query API, otlp-sink) http://127.0.0.1:16686/api/traces/ID
+lab: $(command -v prometheus >/dev/null && echo "Prometheus http://127.0.0.1:9090" || echo "no Prometheus (apt-get install prometheus)")
 lab: logs in $state/; try: curl localhost:8080/api/test/echo
 MSG
 }

@@ -164,7 +164,7 @@ impl Default for LogConfig {
 }
 
 /// `tracing:` — OpenTelemetry spans exported over OTLP. The standard `OTEL_*` environment
-/// variables override these keys (see `crate::telemetry::otel::apply_env`).
+/// variables override these keys (see `crate::telemetry::otel::settings`).
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TracingConfig {
@@ -187,7 +187,8 @@ pub struct TracingConfig {
     /// Headers sent with every export (collector credentials: shown redacted).
     #[serde(serialize_with = "redact_map")]
     pub headers: BTreeMap<String, String>,
-    /// Spans waiting for export; beyond this, new spans are dropped and counted.
+    /// Finished requests whose spans wait for export; beyond this, new ones are dropped and
+    /// counted.
     #[serde(deserialize_with = "units::lenient_u32")]
     pub max_queue_size: u32,
     /// Spans per export call.

@@ -58,7 +58,6 @@ pub(super) async fn forward(
     let client_ip = ctx.client_ip();
     let gateway = ctx.gateway();
     let tracing = gateway.tracing.as_ref();
-    let upstream_path = route.upstream_path(req.uri().path());
     let mut tried: Vec<Arc<Backend>> = Vec::new();
     let mut backend =
         pool.pick(client_ip, req.headers()).ok_or_else(|| GatewayError::NoHealthyUpstream(pool.name.clone()))?.clone();
@@ -72,7 +71,7 @@ pub(super) async fn forward(
             None => route.timeout,
         };
         let span = match (tracing, &ctx.trace) {
-            (Some(t), Some(request)) => Some(t.start_attempt(request, req.method(), &backend, upstream_path, attempt)),
+            (Some(t), Some(request)) => Some(t.start_attempt(request, &backend, attempt)),
             _ => None,
         };
         let result = if timeout.is_zero() {
@@ -90,11 +89,16 @@ pub(super) async fn forward(
             };
             forward::attempt(&out, this_body, from.client, timeout).await
         };
-        if let Some(span) = span {
-            span.end(match &result {
-                Ok(resp) => Ok(resp.status()),
-                Err(e) => Err((e.backend_reason().unwrap_or("error"), e.to_string())),
-            });
+        if let (Some(span), Some(request)) = (span, &mut ctx.trace)
+            && request.is_sampled()
+        {
+            request.end_attempt(
+                span,
+                match &result {
+                    Ok(resp) => Ok(resp.status()),
+                    Err(e) => Err((e.backend_reason().unwrap_or("error"), e.to_string())),
+                },
+            );
         }
         let result = match result {
             // A body cut at the limit surfaces as a send error; it is the client's fault.

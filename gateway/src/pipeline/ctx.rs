@@ -110,7 +110,7 @@ impl RequestCtx {
     /// Records an event on the request's span (a policy decision), if it is traced.
     pub fn trace_event(&mut self, name: &'static str, attributes: impl FnOnce() -> Vec<opentelemetry::KeyValue>) {
         if let Some(trace) = &mut self.trace {
-            trace.event(name, attributes());
+            trace.event(name, attributes);
         }
     }
 
@@ -140,7 +140,7 @@ impl RequestCtx {
     pub fn enter_route(&mut self, route: Arc<Route>) {
         route.metrics.in_flight.inc();
         if let Some(trace) = &mut self.trace {
-            trace.enter_route(&self.method, &route);
+            trace.enter_route(&route);
         }
         self.route = Some(route);
     }
@@ -216,8 +216,8 @@ pub struct Finish {
 
 impl Drop for Finish {
     fn drop(&mut self) {
-        if let Some(trace) = self.ctx.trace.take() {
-            trace.end(self.status, self.ctx.error.as_deref());
+        if let (Some(trace), Some(tracing)) = (self.ctx.trace.take(), &self.ctx.gateway.tracing) {
+            tracing.end_request(trace, self.status, self.ctx.error.as_deref());
         }
         let ctx = &self.ctx;
         let m = &ctx.gateway.metrics;

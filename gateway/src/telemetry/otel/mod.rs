@@ -1,23 +1,25 @@
 //! OpenTelemetry tracing: the tracer and its OTLP export pipeline, built once at start from the
 //! `tracing:` section and the `OTEL_*` environment ([`settings`]).
 //!
-//! Request spans are made with the OpenTelemetry SDK directly by the pipeline ([`spans`]): one
-//! SERVER span per request and one CLIENT span per upstream attempt. Finished spans go through
-//! a bounded queue to an exporter task on the background runtime ([`export`]); the request
-//! path never waits for the collector.
+//! The pipeline records one SERVER span per request and one CLIENT span per upstream attempt
+//! ([`spans`]) as a compact record ([`record`]), sampled with the SDK's sampler. Finished
+//! records go through a bounded queue to an export task on the background runtime
+//! ([`export`]), which turns them into OpenTelemetry spans and hands them to the OTLP exporter;
+//! the request path never waits for the collector, and never builds attribute strings.
 
 mod export;
+mod record;
 pub mod settings;
 pub mod spans;
 
 use std::{collections::BTreeMap, time::Duration};
 
-use opentelemetry::{KeyValue, trace::TracerProvider as _};
+use opentelemetry::KeyValue;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::{
     Resource,
     propagation::TraceContextPropagator,
-    trace::{Sampler, SdkTracer, SdkTracerProvider, SpanExporter as _},
+    trace::{RandomIdGenerator, Sampler, SpanExporter as _},
 };
 use prometheus::IntCounter;
 
@@ -30,9 +32,10 @@ use crate::config::{OtlpProtocol, TracingConfig};
 /// The gateway's tracer and export pipeline.
 #[derive(Debug)]
 pub struct Tracing {
-    provider: SdkTracerProvider,
-    tracer: SdkTracer,
+    sampler: Sampler,
+    ids: RandomIdGenerator,
     propagator: TraceContextPropagator,
+    queue: export::SpanQueue,
     /// Whether responses carry `traceresponse`.
     pub traceresponse: bool,
 }
@@ -69,16 +72,8 @@ impl Tracing {
             scheduled_delay: settings.scheduled_delay,
             export_timeout: settings.export_timeout,
         };
-        // The exporter lives in the export task, out of the provider's reach: it gets the
-        // resource here rather than through the processor.
         exporter.set_resource(&resource);
-        let processor = export::QueueProcessor::start(exporter, limits, dropped, runtime);
-        let provider = SdkTracerProvider::builder()
-            .with_span_processor(processor)
-            .with_sampler(sampler(&settings.sampler))
-            .with_resource(resource)
-            .build();
-        let tracer = provider.tracer("rustygate");
+        let queue = export::SpanQueue::start(exporter, limits, dropped, runtime);
         tracing::info!(
             endpoint = settings.endpoint.as_str(),
             protocol = ?settings.protocol,
@@ -86,23 +81,24 @@ impl Tracing {
             "tracing enabled: exporting spans over OTLP"
         );
         Ok(Some(Self {
-            provider,
-            tracer,
+            sampler: sampler(&settings.sampler),
+            ids: RandomIdGenerator::default(),
             propagator: TraceContextPropagator::new(),
+            queue,
             traceresponse: config.traceresponse,
         }))
     }
 
     /// Exports what is queued and stops the exporter, waiting at most `timeout`.
     pub fn shutdown(&self, timeout: Duration) {
-        if let Err(e) = self.provider.shutdown_with_timeout(timeout) {
+        if let Err(e) = self.queue.shutdown(timeout) {
             tracing::warn!(error = %e, "spans may have been lost at exit");
         }
     }
 
     /// Exports what is queued now (tests and the admin API use it).
     pub fn flush(&self) {
-        let _ = self.provider.force_flush();
+        let _ = self.queue.flush(Duration::from_secs(30));
     }
 }
 

@@ -1,39 +1,47 @@
-//! The spans of a request: one SERVER span (`METHOD route`) from arrival to the end of the
-//! response body, and one CLIENT span per upstream attempt, with the stable HTTP semantic
-//! convention attributes. The caller's W3C `traceparent`/`tracestate` is the SERVER span's
-//! parent; each attempt sends its own CLIENT span as the backend's parent. An invalid
-//! `traceparent` is ignored: the request starts a new trace.
+//! The request path's side of tracing: a SERVER span per request and a CLIENT span per upstream
+//! attempt, as ids and timestamps in a [`RequestRecord`] that the export task turns into
+//! OpenTelemetry spans ([`super::record`]). The caller's W3C `traceparent`/`tracestate` is the
+//! SERVER span's parent; each attempt sends its own CLIENT span as the backend's parent. An
+//! invalid `traceparent` is ignored: the request starts a new trace.
 
-use std::{borrow::Cow, net::IpAddr};
+use std::{net::IpAddr, sync::Arc, time::SystemTime};
 
 use actix_web::{
     HttpRequest,
-    http::{StatusCode, Version, header},
+    http::{StatusCode, header},
 };
 use opentelemetry::{
     Context, KeyValue,
-    propagation::{Extractor, Injector, TextMapPropagator},
-    trace::{Span as _, SpanContext, SpanKind, Status, TraceContextExt, Tracer as _},
+    propagation::{Extractor, TextMapPropagator},
+    trace::{Event, SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceState},
 };
-use opentelemetry_sdk::trace::Span;
+use opentelemetry_sdk::trace::{IdGenerator, SamplingDecision, ShouldSample};
 
-use super::Tracing;
-use crate::{metrics::method_label, telemetry::correlation::TraceIds};
+use super::{
+    Tracing,
+    record::{AttemptRecord, RequestRecord},
+};
+use crate::{routing::Route, telemetry::correlation::TraceIds, upstream::Backend};
 
 /// The `traceresponse` response header (W3C Trace Context Level 2).
 pub const TRACERESPONSE: header::HeaderName = header::HeaderName::from_static("traceresponse");
+const TRACEPARENT: header::HeaderName = header::HeaderName::from_static("traceparent");
+const TRACESTATE: header::HeaderName = header::HeaderName::from_static("tracestate");
 
-/// A request's SERVER span.
+/// A request's SERVER span: its context, and while sampled, the record being filled.
 #[derive(Debug)]
 pub struct RequestTrace {
-    span: Span,
     context: SpanContext,
+    record: Option<Box<RequestRecord>>,
 }
 
-/// One upstream attempt's CLIENT span.
+/// One upstream attempt's CLIENT span, until it ends.
 #[derive(Debug)]
 pub struct AttemptSpan {
-    span: Span,
+    context: SpanContext,
+    start: SystemTime,
+    backend: Arc<Backend>,
+    resend_count: u32,
 }
 
 struct RequestHeaders<'a>(&'a header::HeaderMap);
@@ -48,98 +56,85 @@ impl Extractor for RequestHeaders<'_> {
     }
 }
 
-struct UpstreamHeaders<'a>(&'a mut header::HeaderMap);
-
-impl Injector for UpstreamHeaders<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        let Ok(name) = header::HeaderName::from_bytes(key.as_bytes()) else { return };
-        match header::HeaderValue::try_from(value) {
-            Ok(v) if !v.is_empty() => {
-                self.0.insert(name, v);
-            }
-            _ => {
-                self.0.remove(name);
-            }
-        }
-    }
-}
-
 impl Tracing {
     /// Starts the SERVER span of `req`, child of the caller's `traceparent` if it has a valid one.
     pub fn start_request(&self, req: &HttpRequest, client_ip: IpAddr) -> RequestTrace {
-        let parent = self.propagator.extract_with_context(&Context::new(), &RequestHeaders(req.headers()));
-        let method = method_label(req.method());
-        let mut span = self
-            .tracer
-            .span_builder(if method == "OTHER" { "HTTP" } else { method })
-            .with_kind(SpanKind::Server)
-            .start_with_context(&self.tracer, &parent);
-        let context = span.span_context().clone();
-        if span.is_recording() {
+        let start = SystemTime::now();
+        let parent_cx = self.propagator.extract_with_context(&Context::new(), &RequestHeaders(req.headers()));
+        let parent = parent_cx.span().span_context().clone();
+        let trace_id = if parent.is_valid() { parent.trace_id() } else { self.ids.new_trace_id() };
+        let method = crate::metrics::method_label(req.method());
+        // The span name the sampler sees is the method: the route is not known yet.
+        let sampling = self.sampler.should_sample(Some(&parent_cx), trace_id, method, &SpanKind::Server, &[], &[]);
+        let sampled = sampling.decision == SamplingDecision::RecordAndSample;
+        let flags = if sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
+        let context = SpanContext::new(trace_id, self.ids.new_span_id(), flags, false, sampling.trace_state);
+        let record = sampled.then(|| {
             let headers = req.headers();
-            let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-            let host = text(header::HOST).or_else(|| req.uri().host()).unwrap_or_default();
-            let (server_address, server_port) = split_host_port(host);
-            span.set_attributes([
-                KeyValue::new("http.request.method", if method == "OTHER" { "_OTHER" } else { method }),
-                KeyValue::new("url.path", req.uri().path().to_owned()),
-                KeyValue::new("url.scheme", "http"),
-                KeyValue::new("client.address", client_ip.to_string()),
-                KeyValue::new("server.address", server_address.to_owned()),
-                KeyValue::new("network.protocol.version", protocol_version(req.version())),
-            ]);
-            if let Some(port) = server_port {
-                span.set_attribute(KeyValue::new("server.port", i64::from(port)));
-            }
-            if let Some(ua) = text(header::USER_AGENT) {
-                span.set_attribute(KeyValue::new("user_agent.original", ua.to_owned()));
-            }
-        }
-        RequestTrace { span, context }
+            Box::new(RequestRecord {
+                context: context.clone(),
+                parent_span_id: if parent.is_valid() { parent.span_id() } else { SpanId::INVALID },
+                start,
+                end: start,
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                version: req.version(),
+                host: headers.get(header::HOST).cloned(),
+                user_agent: headers.get(header::USER_AGENT).cloned(),
+                client_ip,
+                sampler_attributes: sampling.attributes,
+                route: None,
+                status: StatusCode::OK,
+                error: None,
+                events: Vec::new(),
+                attempts: Vec::new(),
+            })
+        });
+        RequestTrace { context, record }
     }
 
-    /// Starts the CLIENT span of one upstream attempt (`attempt` 0 is the first, 1 the first
-    /// retry …) under the request's span.
-    pub fn start_attempt(
-        &self,
-        request: &RequestTrace,
-        method: &actix_web::http::Method,
-        backend: &crate::upstream::Backend,
-        path: &str,
-        attempt: u32,
-    ) -> AttemptSpan {
-        let parent = Context::new().with_remote_span_context(request.context.clone());
-        let method = method_label(method);
-        let mut span = self
-            .tracer
-            .span_builder(if method == "OTHER" { "HTTP" } else { method })
-            .with_kind(SpanKind::Client)
-            .start_with_context(&self.tracer, &parent);
-        if span.is_recording() {
-            let (address, port) = split_host_port(backend.authority.as_str());
-            span.set_attributes([
-                KeyValue::new("http.request.method", if method == "OTHER" { "_OTHER" } else { method }),
-                KeyValue::new("server.address", address.to_owned()),
-                KeyValue::new("server.port", i64::from(port.unwrap_or(80))),
-                // The query is left out: it can carry secrets (the access log's rule).
-                KeyValue::new(
-                    "url.full",
-                    format!("{}://{}{}{path}", backend.scheme, backend.authority, backend.base_path),
-                ),
-                KeyValue::new("rustygate.backend", backend.label.to_string()),
-            ]);
-            if attempt > 0 {
-                span.set_attribute(KeyValue::new("http.request.resend_count", i64::from(attempt)));
-            }
+    /// Starts the CLIENT span of one upstream attempt (`resend_count` 0 is the first, 1 the
+    /// first retry …) under the request's span; it follows the request's sampling decision.
+    pub fn start_attempt(&self, request: &RequestTrace, backend: &Arc<Backend>, resend_count: u32) -> AttemptSpan {
+        let server = &request.context;
+        AttemptSpan {
+            context: SpanContext::new(
+                server.trace_id(),
+                self.ids.new_span_id(),
+                server.trace_flags(),
+                false,
+                server.trace_state().clone(),
+            ),
+            start: SystemTime::now(),
+            backend: backend.clone(),
+            resend_count,
         }
-        AttemptSpan { span }
     }
 
     /// Writes the attempt's `traceparent`/`tracestate` into the upstream request's headers,
     /// replacing the caller's.
     pub fn inject(&self, attempt: &AttemptSpan, headers: &mut header::HeaderMap) {
-        let cx = Context::new().with_remote_span_context(attempt.span.span_context().clone());
-        self.propagator.inject_context(&cx, &mut UpstreamHeaders(headers));
+        // What `TraceContextPropagator::inject_context` writes, without its `format!`s.
+        let context = &attempt.context;
+        headers.insert(TRACEPARENT, w3c_value(context));
+        if *context.trace_state() == TraceState::NONE {
+            headers.remove(TRACESTATE);
+        } else if let Ok(value) = header::HeaderValue::try_from(context.trace_state().header()) {
+            headers.insert(TRACESTATE, value);
+        }
+    }
+
+    /// Ends the request's span with the response status (5xx: error, with the gateway's
+    /// message if it answered itself) and queues it for export.
+    pub fn end_request(&self, trace: RequestTrace, status: StatusCode, error: Option<&str>) {
+        if let Some(mut record) = trace.record {
+            record.end = SystemTime::now();
+            record.status = status;
+            if status.is_server_error() {
+                record.error = error.map(str::to_owned);
+            }
+            self.queue.push(record);
+        }
     }
 }
 
@@ -151,111 +146,86 @@ impl RequestTrace {
 
     /// The `traceresponse` value: `00-<trace id>-<span id>-<flags>`.
     pub fn traceresponse(&self) -> header::HeaderValue {
-        let value = format!(
-            "00-{}-{}-{:02x}",
-            self.context.trace_id(),
-            self.context.span_id(),
-            self.context.trace_flags().to_u8()
-        );
-        header::HeaderValue::from_str(&value).expect("hex digits and dashes")
+        w3c_value(&self.context)
     }
 
-    /// Names the span after the matched route and records its attributes.
-    pub fn enter_route(&mut self, method: &actix_web::http::Method, route: &crate::routing::Route) {
-        if !self.span.is_recording() {
-            return;
+    /// Names the span after the matched route (`GET users`) and records its attributes.
+    pub fn enter_route(&mut self, route: &Arc<Route>) {
+        if let Some(record) = &mut self.record {
+            record.route = Some(route.clone());
         }
-        let method = method_label(method);
-        self.span.update_name(Cow::Owned(format!(
-            "{} {}",
-            if method == "OTHER" { "HTTP" } else { method },
-            route.name
-        )));
-        self.span.set_attributes([
-            KeyValue::new("http.route", route.prefix.clone()),
-            KeyValue::new("rustygate.route", route.name.to_string()),
-            KeyValue::new("rustygate.upstream", route.upstream.name.to_string()),
-        ]);
     }
 
     /// Records a policy decision (401, 429 …) as an event on the span.
-    pub fn event(&mut self, name: &'static str, attributes: Vec<KeyValue>) {
-        self.span.add_event(name, attributes);
-    }
-
-    /// Ends the span with the response status (5xx: error, with the gateway's message if it
-    /// answered itself).
-    pub fn end(mut self, status: StatusCode, error: Option<&str>) {
-        if self.span.is_recording() {
-            self.span.set_attribute(KeyValue::new("http.response.status_code", i64::from(status.as_u16())));
-            if status.is_server_error() {
-                self.span.set_attribute(KeyValue::new("error.type", status.as_str().to_owned()));
-                self.span.set_status(Status::error(error.unwrap_or_default().to_owned()));
-            }
+    pub fn event(&mut self, name: &'static str, attributes: impl FnOnce() -> Vec<KeyValue>) {
+        if let Some(record) = &mut self.record {
+            record.events.push(Event::new(name, SystemTime::now(), attributes(), 0));
         }
-        self.span.end();
     }
-}
 
-impl AttemptSpan {
-    /// Ends the span with the attempt's outcome: the backend's status, or the transport error
+    /// Ends an attempt's span with its outcome: the backend's status, or the transport error
     /// (`connect_error`, `timeout` …) as `error.type`.
-    pub fn end(mut self, outcome: Result<StatusCode, (&'static str, String)>) {
-        if self.span.is_recording() {
-            match outcome {
-                Ok(status) => {
-                    self.span.set_attribute(KeyValue::new("http.response.status_code", i64::from(status.as_u16())));
-                    if status.is_server_error() {
-                        self.span.set_attribute(KeyValue::new("error.type", status.as_str().to_owned()));
-                        self.span.set_status(Status::error(""));
-                    }
-                }
-                Err((kind, message)) => {
-                    self.span.set_attribute(KeyValue::new("error.type", kind));
-                    self.span.set_status(Status::error(message));
-                }
-            }
+    pub fn end_attempt(&mut self, attempt: AttemptSpan, outcome: Result<StatusCode, (&'static str, String)>) {
+        if let Some(record) = &mut self.record {
+            record.attempts.push(AttemptRecord {
+                span_id: attempt.context.span_id(),
+                start: attempt.start,
+                end: SystemTime::now(),
+                backend: attempt.backend,
+                resend_count: attempt.resend_count,
+                outcome,
+            });
         }
-        self.span.end();
+    }
+
+    /// Whether the request is sampled (its spans will be exported).
+    pub fn is_sampled(&self) -> bool {
+        self.record.is_some()
     }
 }
 
-fn split_host_port(host: &str) -> (&str, Option<u16>) {
-    // `[::1]:8080`, `example.com:8080`, `example.com`
-    match host.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() && (h.ends_with(']') || !h.contains(':')) => match p.parse() {
-            Ok(port) => (h.trim_start_matches('[').trim_end_matches(']'), Some(port)),
-            Err(_) => (host, None),
-        },
-        _ => (host.trim_start_matches('[').trim_end_matches(']'), None),
-    }
-}
-
-fn protocol_version(v: Version) -> &'static str {
-    match v {
-        Version::HTTP_09 => "0.9",
-        Version::HTTP_10 => "1.0",
-        Version::HTTP_2 => "2",
-        Version::HTTP_3 => "3",
-        _ => "1.1",
-    }
+/// `00-<trace id>-<span id>-<flags>`, the W3C `traceparent` form (and `traceresponse`'s).
+fn w3c_value(context: &SpanContext) -> header::HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [b'-'; 55];
+    let mut at = 0;
+    let mut put = |bytes: &[u8], out: &mut [u8; 55]| {
+        for b in bytes {
+            out[at] = HEX[usize::from(b >> 4)];
+            out[at + 1] = HEX[usize::from(b & 0xf)];
+            at += 2;
+        }
+        at += 1; // the dash
+    };
+    put(&[0], &mut out);
+    put(&context.trace_id().to_bytes(), &mut out);
+    put(&context.span_id().to_bytes(), &mut out);
+    put(&[context.trace_flags().to_u8() & TraceFlags::SAMPLED.to_u8()], &mut out);
+    header::HeaderValue::from_bytes(&out).expect("hex digits and dashes")
 }
 
 #[cfg(test)]
 mod tests {
+    use opentelemetry::trace::TraceId;
+    use opentelemetry_sdk::propagation::TraceContextPropagator;
+
     use super::*;
 
     #[test]
-    fn hosts_split_into_address_and_port() {
-        assert_eq!(split_host_port("example.com:8080"), ("example.com", Some(8080)));
-        assert_eq!(split_host_port("example.com"), ("example.com", None));
-        assert_eq!(split_host_port("[::1]:9000"), ("::1", Some(9000)));
-        assert_eq!(split_host_port("[::1]"), ("::1", None));
-    }
-
-    #[test]
-    fn the_string_form_of_ids_is_w3c_hex() {
-        let trace = opentelemetry::trace::TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
-        assert_eq!(trace.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    fn w3c_values_match_the_propagator() {
+        let context = SpanContext::new(
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::NONE,
+        );
+        assert_eq!(w3c_value(&context), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let unsampled =
+            SpanContext::new(context.trace_id(), context.span_id(), TraceFlags::default(), false, TraceState::NONE);
+        let mut headers = std::collections::HashMap::new();
+        TraceContextPropagator::new()
+            .inject_context(&Context::new().with_remote_span_context(unsampled.clone()), &mut headers);
+        assert_eq!(w3c_value(&unsampled), headers["traceparent"].as_str());
     }
 }
