@@ -1,5 +1,6 @@
 //! The admin listener's endpoints: `/healthz`, `/readyz`, `/metrics`, and the token-protected
-//! `/admin/*` API (`/admin/config`, `/admin/upstreams`). Never mounted on the proxy port.
+//! `/admin/*` API (`/admin/config`, `/admin/upstreams`, `POST /admin/reload`). Never mounted on
+//! the proxy port.
 
 use std::sync::atomic::Ordering;
 
@@ -19,6 +20,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics))
         .route("/admin/config", web::get().to(config))
         .route("/admin/upstreams", web::get().to(upstreams))
+        .route("/admin/reload", web::post().to(reload))
         .default_service(web::to(|| async { error_response(StatusCode::NOT_FOUND, "no such admin endpoint", "") }));
 }
 
@@ -79,6 +81,31 @@ async fn upstreams(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
         })
         .collect();
     HttpResponse::Ok().json(json!({ "upstreams": upstreams }))
+}
+
+/// Re-reads the configuration file and applies it: 200 `{"status":"ok","generation","changed"}`,
+/// or 422 `{"status":"error","errors":[{path,line,column,message}]}` with the old configuration
+/// still serving.
+async fn reload(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
+    if let Some(denied) = authorize(&req, &gw.runtime.load().config.admin.token) {
+        return denied;
+    }
+    // Reading and compiling may touch files (key files, JWKS files): off the admin's event loop.
+    let gateway = gw.into_inner();
+    match web::block(move || gateway.reload_file()).await {
+        Ok(Ok(done)) => {
+            HttpResponse::Ok().json(json!({"status": "ok", "generation": done.generation(), "changed": done.changed()}))
+        }
+        Ok(Err(error)) => {
+            let errors: Vec<_> = error
+                .issues
+                .iter()
+                .map(|i| json!({"path": i.path, "line": i.line, "column": i.column, "message": i.message}))
+                .collect();
+            HttpResponse::UnprocessableEntity().json(json!({"status": "error", "errors": errors}))
+        }
+        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, &format!("reload did not run: {e}"), ""),
+    }
 }
 
 /// DESIGN.md's admin rules: no token configured → 403; missing or wrong bearer → 401.

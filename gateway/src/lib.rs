@@ -11,12 +11,14 @@
 pub mod admin;
 pub mod background;
 pub mod config;
+pub mod config_watch;
 pub mod error;
 pub mod filters;
 pub mod healthcheck;
 pub mod metrics;
 pub mod pipeline;
 pub mod proxy;
+pub mod reload;
 pub mod routing;
 pub mod runtime;
 pub mod server;

@@ -101,9 +101,9 @@ fn main() -> ExitCode {
             println!("configuration is valid: {routes} routes, {upstreams} upstreams");
             Ok(())
         }),
-        Command::Run => {
-            load(cli.config.as_deref()).and_then(|config| run(config).map_err(|e| format!("rustygate: {e:#}")))
-        }
+        Command::Run => load(cli.config.as_deref()).and_then(|config| {
+            run(config, config_file(cli.config.as_deref())).map_err(|e| format!("rustygate: {e:#}"))
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -122,6 +122,26 @@ fn health(url: &str) -> Result<(), String> {
     }
 }
 
+/// SIGHUP re-reads the configuration file, like `POST /admin/reload`.
+fn reload_on_sighup(gateway: std::sync::Arc<Gateway>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with POST /admin/reload");
+            return;
+        }
+    };
+    actix_web::rt::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            let gw = gateway.clone();
+            // Outcomes are logged and counted by the reload itself.
+            let _ = actix_web::rt::task::spawn_blocking(move || gw.reload_file()).await;
+        }
+    });
+}
+
 fn load(path: Option<&std::path::Path>) -> Result<Config, String> {
     match path {
         Some(p) => config::load_file(p),
@@ -131,12 +151,35 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, String> {
     .map_err(|e| e.to_string())
 }
 
-fn run(config: Config) -> anyhow::Result<()> {
+/// The file a reload re-reads: `--config`, or the default path when it exists.
+fn config_file(path: Option<&std::path::Path>) -> Option<PathBuf> {
+    match path {
+        Some(p) => Some(p.to_owned()),
+        None => Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()),
+    }
+}
+
+fn run(config: Config, file: Option<PathBuf>) -> anyhow::Result<()> {
     let _log_guard = logging::init(&config.log);
     let gateway = Gateway::new(config.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Held until the process ends: dropping it stops watching.
+    let mut _watcher = None;
+    if let Some(file) = file {
+        if config.server.watch_config {
+            match rustygate::config_watch::watch(&gateway, &file) {
+                Ok(w) => _watcher = Some(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reload on file change is off; SIGHUP and POST /admin/reload still work")
+                }
+            }
+        }
+        let _ = gateway.config_path.set(file);
+    }
     let routes = config.routes.len();
     let tracing = gateway.clone();
     let result = actix_web::rt::System::new().block_on(async move {
+        // Before the listeners exist: a SIGHUP sent once they answer must find the handler.
+        reload_on_sighup(gateway.clone());
         let servers = server::bind(gateway, &config, true).context("starting the listeners")?;
         tracing::info!(
             proxy = ?servers.proxy_addrs,

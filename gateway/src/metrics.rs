@@ -34,6 +34,10 @@ pub struct Metrics {
     pub backend_failures_total: IntCounterVec,
     /// `rustygate_config_generation`
     pub config_generation: IntGauge,
+    /// `rustygate_config_reloads_total{result}`: `success`, `error`, `unchanged`
+    pub config_reloads: IntCounterVec,
+    /// `rustygate_config_last_reload_success_timestamp_seconds` (set at start too)
+    pub config_last_reload_success: prometheus::Gauge,
     /// `rustygate_log_lines_dropped_total`
     pub log_lines_dropped: IntCounter,
     /// `rustygate_tracing_spans_dropped_total`
@@ -138,6 +142,24 @@ impl Metrics {
         let config_generation = IntGauge::new("rustygate_config_generation", "Generation of the configuration in use.")
             .expect("valid metric");
         registry.register(Box::new(config_generation.clone())).expect("unique metric");
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "rustygate_config_reloads_total",
+                "Configuration reloads by result: success, error (rejected; the old one keeps serving) or unchanged.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(config_reloads.clone())).expect("unique metric");
+        for result in ["success", "error", "unchanged"] {
+            config_reloads.with_label_values(&[result]);
+        }
+        let config_last_reload_success = prometheus::Gauge::new(
+            "rustygate_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last configuration applied (the start counts).",
+        )
+        .expect("valid metric");
+        registry.register(Box::new(config_last_reload_success.clone())).expect("unique metric");
         let log_lines_dropped = IntCounter::new(
             "rustygate_log_lines_dropped_total",
             "Log lines dropped because the log writer could not keep up.",
@@ -165,6 +187,8 @@ impl Metrics {
             backend_requests_total,
             backend_failures_total,
             config_generation,
+            config_reloads,
+            config_last_reload_success,
             log_lines_dropped,
             tracing_spans_dropped,
             rate_limited_total,

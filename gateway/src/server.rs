@@ -33,6 +33,10 @@ pub struct Gateway {
     pub background: Background,
     /// The tracer, when tracing is enabled (built once at start).
     pub tracing: Option<crate::telemetry::otel::Tracing>,
+    /// The configuration file that reloads re-read (unset: reloads from a file are refused).
+    pub config_path: std::sync::OnceLock<std::path::PathBuf>,
+    /// One reload at a time.
+    pub(crate) reload_lock: std::sync::Mutex<()>,
 }
 
 impl Gateway {
@@ -56,14 +60,17 @@ impl Gateway {
             source_name: "<environment>".into(),
             issues: vec![crate::config::ConfigIssue::at(String::from("tracing"), e)],
         })?;
-        let runtime = Runtime::compile(config, 1, &metrics, background.handle())?;
+        let runtime = Runtime::compile(config, 1, &metrics, background.handle(), None)?;
         metrics.config_generation.set(runtime.generation as i64);
+        metrics.config_last_reload_success.set(crate::reload::unix_now());
         Ok(Arc::new(Self {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
             ready: AtomicBool::new(true),
             background,
             tracing,
+            config_path: std::sync::OnceLock::new(),
+            reload_lock: std::sync::Mutex::new(()),
         }))
     }
 }

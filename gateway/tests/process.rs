@@ -71,6 +71,25 @@ impl Proc {
     }
 }
 
+/// The first JSON log line on the gateway's stdout that `wanted` accepts (within 10 s); takes
+/// stdout, so call it once per process.
+fn first_json_line(
+    gw: &mut Proc,
+    what: &str,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> (String, serde_json::Value) {
+    let mut lines = BufReader::new(gw.child.stdout.take().expect("stdout not taken yet")).lines();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "no {what}");
+        let line = lines.next().expect("stdout open").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if wanted(&v) {
+            return (line, v);
+        }
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -132,18 +151,7 @@ fn every_request_writes_one_json_access_line_without_secrets() {
         b"POST /api/test/echo?token=hunter2 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sekrit\r\nCookie: sid=abc\r\nX-Request-Id: log-me-1\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
     );
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    let stdout = gw.child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let access = loop {
-        assert!(Instant::now() < deadline, "no access line");
-        let line = lines.next().expect("stdout open").unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        if v["target"] == "rustygate::access" {
-            break (line, v);
-        }
-    };
-    let (line, v) = access;
+    let (line, v) = first_json_line(&mut gw, "an access line", |v| v["target"] == "rustygate::access");
     for field in [
         "request_id",
         "trace_id",
@@ -518,4 +526,29 @@ fn log_lines_of_a_traced_request_name_its_spans_and_spans_are_flushed_at_exit() 
     assert_eq!(spans.len(), 3, "SERVER + two attempts, flushed at exit: {spans:#?}");
     let server = spans.iter().find(|s| s.kind == "server").unwrap();
     assert_eq!(server.span_id, span_id, "the access line names the exported SERVER span");
+}
+
+#[test]
+fn sighup_reloads_the_config_file_and_logs_what_changed() {
+    let backend = MockServer::start("b");
+    let routes = format!("routes:\n  - {{ name: a, path: /a, backend: \"{}\" }}\n", backend.url());
+    let (mut gw, dir) = Proc::start(&routes, &[]);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", gw.port).parse().unwrap();
+    let get = |path: &str| raw(addr, format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes());
+    assert!(get("/b/echo").starts_with("HTTP/1.1 404"));
+
+    // Same listeners, one more route; written whole by rename, as editors do.
+    let cfg = dir.path().join("gateway.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap()
+        + &format!("  - {{ name: b, path: /b, backend: \"{}\" }}\n", backend.url());
+    std::fs::write(dir.path().join("next.yaml"), text).unwrap();
+    std::fs::rename(dir.path().join("next.yaml"), &cfg).unwrap();
+    let status = Command::new("kill").arg("-HUP").arg(gw.child.id().to_string()).status().unwrap();
+    assert!(status.success());
+
+    let (_, reloaded) = first_json_line(&mut gw, "the reload line", |v| v["message"] == "configuration reloaded");
+    assert_eq!(reloaded["generation"], 2, "{reloaded}");
+    assert_eq!(reloaded["routes_added"], "[\"b\"]", "{reloaded}");
+    assert!(get("/b/echo").starts_with("HTTP/1.1 200"), "the new route serves");
+    assert!(get("/a/echo").starts_with("HTTP/1.1 200"));
 }

@@ -95,6 +95,9 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<String>,
     /// The forwarding client: `awc` (default) or `reqwest` (kept for benchmarking the choice).
     pub upstream_client: UpstreamClient,
+    /// Reload when the configuration file changes (its directory is watched).
+    #[serde(deserialize_with = "units::lenient_bool")]
+    pub watch_config: bool,
 }
 
 /// The HTTP client that forwards requests to backends.
@@ -119,6 +122,7 @@ impl Default for ServerConfig {
             keep_alive: HumanDuration::secs(75),
             trusted_proxies: Vec::new(),
             upstream_client: UpstreamClient::Awc,
+            watch_config: true,
         }
     }
 }

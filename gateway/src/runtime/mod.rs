@@ -38,21 +38,49 @@ pub struct Runtime {
     pub log_query: bool,
     /// The forwarding client.
     pub client: UpstreamClient,
+    /// JWT policies by name (a reload keeps the ones whose definition did not change, with
+    /// their key sets and refresh timers).
+    jwt: HashMap<String, Arc<JwtPolicy>>,
+    /// Rate-limit instances by policy (a reload keeps a policy's buckets when its definition
+    /// and the routes using it did not change).
+    limits: HashMap<String, LimitGroup>,
+}
+
+/// The instances of one rate-limit policy and the routes using them.
+#[derive(Debug, Default)]
+struct LimitGroup {
+    /// Route names, in configuration order.
+    users: Vec<String>,
+    /// Route name → its instance (shared policies: the same one for every route).
+    instances: HashMap<String, Arc<RateLimit>>,
 }
 
 impl Runtime {
     /// Compiles a validated configuration, resolving each route's metric series in `metrics`
-    /// and starting policy timers (JWKS refresh, rate-limit eviction) on `background`. Fails
-    /// only on problems validation could not see (such as an unreadable key file).
+    /// and starting policy timers (JWKS refresh, rate-limit eviction) and health checks on
+    /// `background`. Fails only on problems validation could not see (such as an unreadable
+    /// key file).
+    ///
+    /// On a reload, `previous` is the running snapshot: upstream pools (with their health state
+    /// and checks), JWT policies (with their key sets) and rate-limit buckets whose definition
+    /// did not change are carried over rather than rebuilt, and their timers keep running.
     pub fn compile(
         config: Config,
         generation: u64,
         metrics: &Metrics,
         background: &tokio::runtime::Handle,
+        previous: Option<&Runtime>,
     ) -> Result<Self, ConfigError> {
         let mut issues = Vec::new();
         let mut upstreams: Vec<Arc<UpstreamPool>> = Vec::new();
+        // Pools taken over from `previous`: their health checks already run.
+        let mut carried_pools: Vec<Arc<UpstreamPool>> = Vec::new();
         for (name, up) in &config.upstreams {
+            if let Some(pool) = previous.and_then(|p| p.unchanged_pool(name, |c| c.upstreams.get(name) == Some(up))) {
+                carried_pools.push(pool.clone());
+                upstreams.push(pool);
+                continue;
+            }
             match UpstreamPool::new(name, up, Some(metrics)) {
                 Ok(pool) => upstreams.push(Arc::new(pool)),
                 Err(e) => issues.push(ConfigIssue::at(format!("upstreams.{name}"), e)),
@@ -70,6 +98,13 @@ impl Runtime {
         }
         let mut jwt_policies = HashMap::new();
         for (name, policy) in &config.auth {
+            let kept = previous
+                .filter(|p| p.config.auth.get(name) == Some(policy))
+                .and_then(|p| p.jwt.get(name.as_str()).cloned());
+            if let Some(p) = kept {
+                jwt_policies.insert(name.as_str(), p);
+                continue;
+            }
             match JwtPolicy::new(name, policy, background, &metrics.jwks_fetches) {
                 Ok(p) => {
                     jwt_policies.insert(name.as_str(), Arc::new(p));
@@ -81,11 +116,34 @@ impl Runtime {
         // with `scope: route`. Every instance of a policy is evicted by one timer.
         let mut shared_limits: HashMap<&str, Arc<RateLimit>> = HashMap::new();
         let mut limit_instances: HashMap<&str, Vec<std::sync::Weak<RateLimit>>> = HashMap::new();
+        let mut limits: HashMap<String, LimitGroup> = HashMap::new();
+        // Policies whose buckets a reload keeps: same definition, same routes using them.
+        let mut users: HashMap<&str, Vec<String>> = HashMap::new();
+        for rc in &config.routes {
+            if let [_, Some(limit), _] = config.route_policies(rc) {
+                users.entry(limit).or_default().push(rc.display_name().to_owned());
+            }
+        }
+        let carried_limits: HashMap<&str, &LimitGroup> = match previous {
+            None => HashMap::new(),
+            Some(p) => users
+                .iter()
+                .filter_map(|(name, routes)| {
+                    let group = p.limits.get(*name)?;
+                    (p.config.rate_limits.get(*name) == config.rate_limits.get(*name) && &group.users == routes)
+                        .then_some((*name, group))
+                })
+                .collect(),
+        };
         let mut routes = Vec::with_capacity(config.routes.len());
         for (i, rc) in config.routes.iter().enumerate() {
             let [auth_name, limit_name, cors_name] = config.route_policies(rc);
+            let carried = limit_name
+                .and_then(|n| carried_limits.get(n))
+                .and_then(|group| group.instances.get(rc.display_name()).cloned());
             let rate_limit = match limit_name.and_then(|n| config.rate_limits.get_key_value(n)) {
                 None => None,
+                Some(_) if carried.is_some() => carried,
                 Some((name, policy)) => {
                     let existing = (policy.scope == RateLimitScope::Shared)
                         .then(|| shared_limits.get(name.as_str()).cloned())
@@ -108,8 +166,26 @@ impl Runtime {
                     }
                 }
             };
+            if let (Some(name), Some(limit)) = (limit_name, &rate_limit) {
+                let group = limits.entry(name.to_owned()).or_default();
+                group.users.push(rc.display_name().to_owned());
+                group.instances.insert(rc.display_name().to_owned(), limit.clone());
+            }
+            let kept_inline = previous.filter(|_| rc.upstream.is_none()).and_then(|p| {
+                p.unchanged_pool(rc.display_name(), |c| {
+                    c.routes.iter().any(|old| {
+                        old.display_name() == rc.display_name()
+                            && old.upstream.is_none()
+                            && (&old.backend, &old.backends, old.strategy) == (&rc.backend, &rc.backends, rc.strategy)
+                    })
+                })
+            });
             let pool = if let Some(name) = &rc.upstream {
                 upstreams.iter().find(|u| &*u.name == name).cloned()
+            } else if let Some(pool) = kept_inline {
+                carried_pools.push(pool.clone());
+                upstreams.push(pool.clone());
+                Some(pool)
             } else {
                 // Inline `backend:` / `backends:` form an anonymous upstream named after the route.
                 let inline = UpstreamConfig {
@@ -156,7 +232,9 @@ impl Runtime {
             return Err(ConfigError { source_name: "<compile>".into(), issues });
         }
         for pool in &upstreams {
-            crate::upstream::health::spawn(background, pool);
+            if !carried_pools.iter().any(|c| Arc::ptr_eq(c, pool)) {
+                crate::upstream::health::spawn(background, pool);
+            }
         }
         for (name, instances) in limit_instances {
             let gauge = metrics.rate_limit_keys.with_label_values(&[name]);
@@ -172,8 +250,16 @@ impl Runtime {
             client: config.server.upstream_client,
             routes: RouteTable::new(routes),
             upstreams,
+            jwt: jwt_policies.into_iter().map(|(name, p)| (name.to_owned(), p)).collect(),
+            limits,
             config: Arc::new(config),
         })
+    }
+
+    /// The pool named `name`, if `unchanged(previous config)` says its definition is the same.
+    fn unchanged_pool(&self, name: &str, unchanged: impl FnOnce(&Config) -> bool) -> Option<Arc<UpstreamPool>> {
+        let pool = self.upstreams.iter().find(|u| &*u.name == name)?;
+        unchanged(&self.config).then(|| pool.clone())
     }
 
     /// Whether a peer address belongs to a trusted proxy.

@@ -1,0 +1,251 @@
+//! Configuration reload: parse → validate → compile a new runtime snapshot off the request path
+//! → swap it in atomically. Requests already running finish on the snapshot they started with.
+//!
+//! * A configuration equal to the running one (same parsed content) changes nothing: same
+//!   generation, result `unchanged`.
+//! * Settings read only at start (listeners, workers, connection timeouts, logging, tracing) are
+//!   not applied by a reload: a configuration changing one is refused, naming the fields.
+//! * A configuration that does not load, validate or compile changes nothing: the running one
+//!   keeps serving, and every problem is logged and returned.
+//! * State whose definition did not change survives: backend health, rate-limit buckets, JWKS
+//!   key sets ([`Runtime::compile`]).
+//!
+//! Every outcome is counted in `rustygate_config_reloads_total{result}`; a success moves
+//! `rustygate_config_generation` and `rustygate_config_last_reload_success_timestamp_seconds`.
+
+use std::sync::Arc;
+
+use crate::{
+    config::{self, Config, ConfigError, ConfigIssue},
+    runtime::Runtime,
+    server::Gateway,
+};
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reloaded {
+    /// The configuration equals the running one: nothing changed.
+    Unchanged {
+        /// The running generation.
+        generation: u64,
+    },
+    /// A new snapshot is serving.
+    Applied {
+        /// Its generation.
+        generation: u64,
+        /// What changed, by name.
+        diff: ConfigDiff,
+    },
+}
+
+impl Reloaded {
+    /// The generation serving after the reload.
+    pub fn generation(&self) -> u64 {
+        match self {
+            Self::Unchanged { generation } | Self::Applied { generation, .. } => *generation,
+        }
+    }
+
+    /// Whether a new snapshot was swapped in.
+    pub fn changed(&self) -> bool {
+        matches!(self, Self::Applied { .. })
+    }
+}
+
+/// Routes and upstreams added, removed and changed, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigDiff {
+    /// Routes (by name, or path when unnamed) only in the new configuration.
+    pub routes_added: Vec<String>,
+    /// Routes only in the old one.
+    pub routes_removed: Vec<String>,
+    /// Routes in both, defined differently.
+    pub routes_changed: Vec<String>,
+    /// Named upstreams only in the new configuration.
+    pub upstreams_added: Vec<String>,
+    /// Named upstreams only in the old one.
+    pub upstreams_removed: Vec<String>,
+    /// Named upstreams in both, defined differently.
+    pub upstreams_changed: Vec<String>,
+}
+
+impl ConfigDiff {
+    fn between(old: &Config, new: &Config) -> Self {
+        let old_routes: Vec<_> = old.routes.iter().map(|r| (r.display_name(), r)).collect();
+        let new_routes: Vec<_> = new.routes.iter().map(|r| (r.display_name(), r)).collect();
+        fn find<'a>(list: &[(&str, &'a config::RouteConfig)], name: &str) -> Option<&'a config::RouteConfig> {
+            list.iter().find(|(n, _)| *n == name).map(|e| e.1)
+        }
+        let mut diff = Self::default();
+        for (name, route) in &new_routes {
+            match find(&old_routes, name) {
+                None => diff.routes_added.push((*name).to_owned()),
+                Some(old) if old != *route => diff.routes_changed.push((*name).to_owned()),
+                Some(_) => {}
+            }
+        }
+        diff.routes_removed = old_routes
+            .iter()
+            .filter(|(name, _)| find(&new_routes, name).is_none())
+            .map(|(name, _)| (*name).to_owned())
+            .collect();
+        for (name, up) in &new.upstreams {
+            match old.upstreams.get(name) {
+                None => diff.upstreams_added.push(name.clone()),
+                Some(old) if old != up => diff.upstreams_changed.push(name.clone()),
+                Some(_) => {}
+            }
+        }
+        diff.upstreams_removed = old.upstreams.keys().filter(|n| !new.upstreams.contains_key(*n)).cloned().collect();
+        diff
+    }
+}
+
+/// Settings read once at start; a reload that changes one is refused.
+fn startup_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let (o, n) = (&old.server, &new.server);
+    let checks: [(&'static str, bool); 10] = [
+        ("server.listen", o.listen != n.listen),
+        ("server.watch_config", o.watch_config != n.watch_config),
+        ("server.workers", o.workers != n.workers),
+        ("server.shutdown_timeout", o.shutdown_timeout != n.shutdown_timeout),
+        ("server.client_header_timeout", o.client_header_timeout != n.client_header_timeout),
+        ("server.keep_alive", o.keep_alive != n.keep_alive),
+        ("admin.listen", old.admin.listen != new.admin.listen),
+        ("log.level", old.log.level != new.log.level),
+        ("log.format", old.log.format != new.log.format),
+        ("tracing", old.tracing != new.tracing),
+    ];
+    checks.into_iter().filter(|(_, changed)| *changed).map(|(name, _)| name).collect()
+}
+
+/// Seconds since the Unix epoch, for the last-success gauge.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Gateway {
+    /// Re-reads the configuration file ([`Gateway::config_path`]) and applies it.
+    pub fn reload_file(&self) -> Result<Reloaded, ConfigError> {
+        let Some(path) = self.config_path.get() else {
+            let error = ConfigError {
+                source_name: "<reload>".into(),
+                issues: vec![ConfigIssue::at(
+                    String::new(),
+                    "the gateway runs the embedded default configuration: there is no file to reload \
+                     (start it with --config FILE)",
+                )],
+            };
+            self.reload_failed(&error);
+            return Err(error);
+        };
+        match config::load_file(path) {
+            Ok(config) => self.reload(config),
+            Err(error) => {
+                self.reload_failed(&error);
+                Err(error)
+            }
+        }
+    }
+
+    /// Applies `config` (already loaded and validated) if it differs from the running one.
+    pub fn reload(&self, config: Config) -> Result<Reloaded, ConfigError> {
+        // Two reloads at once would both compile from the same snapshot and the first swap
+        // would be lost.
+        let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let current: Arc<Runtime> = self.runtime.load_full();
+        if *current.config == config {
+            self.metrics.config_reloads.with_label_values(&["unchanged"]).inc();
+            tracing::info!(generation = current.generation, "configuration unchanged; nothing reloaded");
+            return Ok(Reloaded::Unchanged { generation: current.generation });
+        }
+        let fixed = startup_only_changes(&current.config, &config);
+        if !fixed.is_empty() {
+            let error = ConfigError {
+                source_name: "<reload>".into(),
+                issues: fixed
+                    .iter()
+                    .map(|field| {
+                        ConfigIssue::at(
+                            (*field).to_owned(),
+                            format!("{field} is read only at start: restart the gateway to change it"),
+                        )
+                    })
+                    .collect(),
+            };
+            self.reload_failed(&error);
+            return Err(error);
+        }
+        let generation = current.generation + 1;
+        let diff = ConfigDiff::between(&current.config, &config);
+        let runtime =
+            match Runtime::compile(config, generation, &self.metrics, self.background.handle(), Some(&current)) {
+                Ok(rt) => rt,
+                Err(error) => {
+                    self.reload_failed(&error);
+                    return Err(error);
+                }
+            };
+        self.runtime.store(Arc::new(runtime));
+        self.metrics.config_generation.set(generation as i64);
+        self.metrics.config_last_reload_success.set(unix_now());
+        self.metrics.config_reloads.with_label_values(&["success"]).inc();
+        tracing::info!(
+            generation,
+            routes_added = ?diff.routes_added,
+            routes_removed = ?diff.routes_removed,
+            routes_changed = ?diff.routes_changed,
+            upstreams_added = ?diff.upstreams_added,
+            upstreams_removed = ?diff.upstreams_removed,
+            upstreams_changed = ?diff.upstreams_changed,
+            "configuration reloaded"
+        );
+        Ok(Reloaded::Applied { generation, diff })
+    }
+
+    fn reload_failed(&self, error: &ConfigError) {
+        self.metrics.config_reloads.with_label_values(&["error"]).inc();
+        let generation = self.runtime.load().generation;
+        tracing::warn!(generation, errors = %error, "configuration reload rejected; the running configuration stays");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Config {
+        config::load_str(yaml, "test.yaml").expect("valid test config")
+    }
+
+    #[test]
+    fn diffs_name_what_was_added_removed_and_changed() {
+        let old = parse(
+            "upstreams: { a: { backends: [{url: 'http://127.0.0.1:1'}] }, b: { backends: [{url: 'http://127.0.0.1:2'}] } }\n\
+             routes: [ { name: r1, path: /one, upstream: a }, { name: r2, path: /two, upstream: b } ]\n",
+        );
+        let new = parse(
+            "upstreams: { a: { backends: [{url: 'http://127.0.0.1:1', weight: 2}] }, c: { backends: [{url: 'http://127.0.0.1:3'}] } }\n\
+             routes: [ { name: r1, path: /one, upstream: a }, { name: r3, path: /three, upstream: c } ]\n",
+        );
+        let diff = ConfigDiff::between(&old, &new);
+        assert_eq!(diff.routes_added, ["r3"]);
+        assert_eq!(diff.routes_removed, ["r2"]);
+        assert!(diff.routes_changed.is_empty());
+        assert_eq!(diff.upstreams_added, ["c"]);
+        assert_eq!(diff.upstreams_removed, ["b"]);
+        assert_eq!(diff.upstreams_changed, ["a"]);
+    }
+
+    #[test]
+    fn startup_settings_are_named_when_changed() {
+        let old =
+            parse("server: { listen: '127.0.0.1:8080' }\nroutes: [ { path: /, backend: 'http://127.0.0.1:1' } ]\n");
+        let new = parse(
+            "server: { listen: '127.0.0.1:9090', workers: 3, max_body_size: 1MiB }\n\
+             routes: [ { path: /, backend: 'http://127.0.0.1:1' } ]\n",
+        );
+        assert_eq!(startup_only_changes(&old, &new), ["server.listen", "server.workers"]);
+        assert!(startup_only_changes(&old, &old).is_empty());
+    }
+}

@@ -1,0 +1,249 @@
+//! Configuration reload over real sockets: `POST /admin/reload` re-reads the file (token
+//! required); an identical file changes nothing; a file replaced by rename adds a route; invalid
+//! YAML, an unknown upstream and a start-up-only change are refused while the old routes keep
+//! serving; rate-limit buckets of an unchanged route survive reloads; and clients see no failed
+//! request while the configuration is swapped under load.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use common::*;
+use serde_json::Value;
+
+const TOKEN: &str = "reload-test-token";
+
+/// A gateway started from a config file (listeners on ephemeral ports), so reloads re-read it.
+struct FileGateway {
+    gw: TestGateway,
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl FileGateway {
+    fn start(routes_yaml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rustygate.yaml");
+        write_by_rename(&path, &config_text(routes_yaml));
+        let config = rustygate::config::load_file(&path).expect("valid test config");
+        let gw = TestGateway::start_config(config).expect("gateway starts");
+        gw.gateway.config_path.set(path.clone()).unwrap();
+        Self { gw, _dir: dir, path }
+    }
+
+    /// Replaces the file the way editors and Kubernetes do: write a temporary file, rename it over.
+    fn edit(&self, routes_yaml: &str) {
+        write_by_rename(&self.path, &config_text(routes_yaml));
+    }
+
+    async fn reload(&self, token: Option<&str>) -> (u16, Value) {
+        let mut req = client().post(self.gw.admin_url("/admin/reload"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn reloads(&self, result: &str) -> f64 {
+        metric(&scrape(&self.gw).await, "rustygate_config_reloads_total", &[("result", result)])
+    }
+}
+
+/// The test's fixed part (ephemeral listeners, admin token) around `routes_yaml`.
+fn config_text(routes_yaml: &str) -> String {
+    format!(
+        "server: {{ listen: \"127.0.0.1:0\", workers: 2 }}\nadmin: {{ listen: \"127.0.0.1:0\", token: {TOKEN} }}\n\
+         log: {{ access_log: false }}\n{routes_yaml}"
+    )
+}
+
+fn write_by_rename(path: &Path, text: &str) {
+    let tmp = path.with_extension("yaml.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+async fn status(url: &str) -> u16 {
+    client().get(url).send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn admin_reload_needs_the_token_and_an_identical_file_changes_nothing() {
+    let backend = MockServer::start("b");
+    let fg = FileGateway::start(&format!("routes:\n  - {{ name: a, path: /a, backend: \"{}\" }}\n", backend.url()));
+    for token in [None, Some("wrong-token")] {
+        let (code, _) = fg.reload(token).await;
+        assert_eq!(code, 401, "token {token:?}");
+    }
+    let (code, body) = fg.reload(Some(TOKEN)).await;
+    assert_eq!(
+        (code, &body["status"], &body["generation"], &body["changed"]),
+        (200, &"ok".into(), &1.into(), &false.into())
+    );
+    assert_eq!(fg.reloads("unchanged").await, 1.0);
+    assert_eq!(fg.reloads("success").await, 0.0);
+    assert_eq!(metric(&scrape(&fg.gw).await, "rustygate_config_generation", &[]), 1.0);
+
+    // Rename-over edit adding a route.
+    fg.edit(&format!(
+        "routes:\n  - {{ name: a, path: /a, backend: \"{0}\" }}\n  - {{ name: b, path: /b, backend: \"{0}\" }}\n",
+        backend.url()
+    ));
+    assert_eq!(status(&fg.gw.url("/b/echo")).await, 404, "not before the reload");
+    let (code, body) = fg.reload(Some(TOKEN)).await;
+    assert_eq!((code, &body["generation"], &body["changed"]), (200, &2.into(), &true.into()), "{body}");
+    assert_eq!(status(&fg.gw.url("/b/echo")).await, 200);
+    assert_eq!(status(&fg.gw.url("/a/echo")).await, 200);
+    let text = scrape(&fg.gw).await;
+    assert_eq!(metric(&text, "rustygate_config_generation", &[]), 2.0);
+    assert_eq!(metric(&text, "rustygate_config_reloads_total", &[("result", "success")]), 1.0);
+    let last = metric(&text, "rustygate_config_last_reload_success_timestamp_seconds", &[]);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!((now - last).abs() < 60.0, "last success {last}, now {now}");
+}
+
+#[tokio::test]
+async fn invalid_configs_are_refused_and_the_old_one_keeps_serving() {
+    let backend = MockServer::start("b");
+    let good = format!("routes:\n  - {{ name: a, path: /a, backend: \"{}\" }}\n", backend.url());
+    let fg = FileGateway::start(&good);
+
+    // Broken YAML: the error has a location.
+    fg.edit("routes:\n  - { name: a, path: /a, backend: \"http://127.0.0.1:1\"\n");
+    let (code, body) = fg.reload(Some(TOKEN)).await;
+    assert_eq!((code, &body["status"]), (422, &"error".into()), "{body}");
+    assert!(body["errors"][0]["line"].as_u64().is_some(), "a located error: {body}");
+    assert_eq!(status(&fg.gw.url("/a/echo")).await, 200, "the old config serves");
+
+    // Valid YAML, unknown upstream.
+    fg.edit("routes:\n  - { name: a, path: /a, upstream: nowhere }\n");
+    let (code, body) = fg.reload(Some(TOKEN)).await;
+    assert_eq!(code, 422, "{body}");
+    let errors = body["errors"].to_string();
+    assert!(errors.contains("nowhere") && errors.contains("routes[0].upstream"), "{errors}");
+    assert_eq!(status(&fg.gw.url("/a/echo")).await, 200);
+
+    // A start-up-only setting.
+    write_by_rename(&fg.path, &config_text(&good).replace("workers: 2", "workers: 3"));
+    let (code, body) = fg.reload(Some(TOKEN)).await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["errors"][0]["path"], "server.workers", "{body}");
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("restart"), "{body}");
+
+    assert_eq!(fg.reloads("error").await, 3.0);
+    assert_eq!(fg.reloads("success").await, 0.0);
+    assert_eq!(metric(&scrape(&fg.gw).await, "rustygate_config_generation", &[]), 1.0);
+    assert_eq!(status(&fg.gw.url("/a/echo")).await, 200);
+}
+
+#[tokio::test]
+async fn rate_limit_buckets_of_an_unchanged_route_survive_reloads() {
+    let backend = MockServer::start("b");
+    let routes = |extra: &str| {
+        format!(
+            "rate_limits:\n  tight: {{ requests: 3, window: 1m }}\nroutes:\n  - {{ name: limited, path: /limited, backend: \"{0}\", rate_limit: tight }}\n{extra}",
+            backend.url()
+        )
+    };
+    let fg = FileGateway::start(&routes(""));
+    let url = fg.gw.url("/limited/echo");
+    for i in 0..3 {
+        assert_eq!(status(&url).await, 200, "request {i}");
+    }
+    assert_eq!(status(&url).await, 429);
+    for extra in [format!("  - {{ name: other, path: /other, backend: \"{}\" }}\n", backend.url()), String::new()] {
+        fg.edit(&routes(&extra));
+        let (code, body) = fg.reload(Some(TOKEN)).await;
+        assert_eq!((code, &body["changed"]), (200, &true.into()), "{body}");
+        assert_eq!(status(&url).await, 429, "the bucket was kept across the reload");
+    }
+    // A changed policy starts with fresh buckets.
+    fg.edit(&routes("").replace("requests: 3", "requests: 4"));
+    assert_eq!(fg.reload(Some(TOKEN)).await.0, 200);
+    assert_eq!(status(&url).await, 200, "a new definition, new buckets");
+}
+
+#[tokio::test]
+async fn reloads_under_load_fail_no_request() {
+    let (b0, b1) = (MockServer::start("b0"), MockServer::start("b1"));
+    let one = format!(
+        "upstreams:\n  u: {{ backends: [ {{ url: \"{0}\" }}, {{ url: \"{1}\" }} ] }}\nroutes:\n  - {{ name: main, path: /, upstream: u }}\n",
+        b0.url(),
+        b1.url()
+    );
+    let two = format!(
+        "upstreams:\n  u: {{ backends: [ {{ url: \"{0}\", weight: 3 }}, {{ url: \"{1}\" }} ] }}\nroutes:\n  - {{ name: main, path: /, upstream: u }}\n  - {{ name: extra, path: /extra, upstream: u }}\n",
+        b0.url(),
+        b1.url()
+    );
+    let fg = Arc::new(FileGateway::start(&one));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let clients: Vec<_> = (0..20)
+        .map(|_| {
+            let (url, stop, ok, failed) = (fg.gw.url("/echo"), stop.clone(), ok.clone(), failed.clone());
+            tokio::spawn(async move {
+                let c = client();
+                while !stop.load(Ordering::Relaxed) {
+                    match c.get(&url).send().await {
+                        Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    for i in 0..20 {
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        fg.edit(if i % 2 == 0 { &two } else { &one });
+        let (code, body) = fg.reload(Some(TOKEN)).await;
+        assert_eq!((code, &body["changed"]), (200, &true.into()), "reload {i}: {body}");
+    }
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(start.elapsed())).await;
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("reloads under load: {ok} requests answered 200, {failed} failed, 20 reloads");
+    assert_eq!(failed, 0, "{failed} failed of {}", ok + failed);
+    assert!(ok > 200, "the clients kept sending: {ok}");
+    assert_eq!(metric(&scrape(&fg.gw).await, "rustygate_config_generation", &[]), 21.0);
+}
+
+#[tokio::test]
+async fn a_file_replaced_by_rename_is_reloaded_by_the_watcher() {
+    let backend = MockServer::start("b");
+    let fg = FileGateway::start(&format!("routes:\n  - {{ name: a, path: /a, backend: \"{}\" }}\n", backend.url()));
+    let _watcher = rustygate::config_watch::watch(&fg.gw.gateway, &fg.path).expect("watching");
+    fg.edit(&format!(
+        "routes:\n  - {{ name: a, path: /a, backend: \"{0}\" }}\n  - {{ name: b, path: /b, backend: \"{0}\" }}\n",
+        backend.url()
+    ));
+    let edited = Instant::now();
+    while status(&fg.gw.url("/b/echo")).await != 200 {
+        assert!(edited.elapsed() < Duration::from_secs(3), "the new route did not answer within 3 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("watch: the new route answered {:?} after the rename", edited.elapsed());
+
+    // An invalid edit is refused by the watcher's reload too; the routes keep serving.
+    fg.edit("routes: [ { name: a, path: /a, upstream: nowhere } ]\n");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while fg.reloads("error").await < 1.0 {
+        assert!(Instant::now() < deadline, "the invalid edit was not seen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status(&fg.gw.url("/b/echo")).await, 200);
+    assert_eq!(metric(&scrape(&fg.gw).await, "rustygate_config_generation", &[]), 2.0);
+}
