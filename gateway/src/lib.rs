@@ -22,6 +22,7 @@ pub mod reload;
 pub mod routing;
 pub mod runtime;
 pub mod server;
+pub mod shutdown;
 pub mod telemetry;
 pub mod testing;
 pub mod token;

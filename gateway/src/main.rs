@@ -8,6 +8,7 @@ use rustygate::{
     config::{self, Config},
     healthcheck,
     server::{self, Gateway},
+    shutdown,
     telemetry::logging,
     token,
 };
@@ -176,11 +177,13 @@ fn run(config: Config, file: Option<PathBuf>) -> anyhow::Result<()> {
         let _ = gateway.config_path.set(file);
     }
     let routes = config.routes.len();
-    let tracing = gateway.clone();
+    let timeout = config.server.shutdown_timeout.0;
+    let state = gateway.clone();
     let result = actix_web::rt::System::new().block_on(async move {
-        // Before the listeners exist: a SIGHUP sent once they answer must find the handler.
+        // Before the listeners exist: a signal sent once they answer must find its handler.
         reload_on_sighup(gateway.clone());
-        let servers = server::bind(gateway, &config, true).context("starting the listeners")?;
+        let mut stop = shutdown_signals().context("listening for SIGTERM and SIGINT")?;
+        let servers = server::bind(gateway.clone(), &config, false).context("starting the listeners")?;
         tracing::info!(
             proxy = ?servers.proxy_addrs,
             admin = ?servers.admin_addrs,
@@ -188,15 +191,48 @@ fn run(config: Config, file: Option<PathBuf>) -> anyhow::Result<()> {
             version = env!("CARGO_PKG_VERSION"),
             "rustygate listening"
         );
-        let (proxy, admin) = futures_util::future::join(servers.proxy, servers.admin).await;
-        proxy.context("proxy listener")?;
-        admin.context("admin listener")?;
-        tracing::info!("rustygate stopped");
-        Ok(())
+        let (proxy, admin) = (servers.proxy.handle(), servers.admin.handle());
+        // The servers run on their own; their handles stop them.
+        let proxy_task = actix_web::rt::spawn(servers.proxy);
+        let admin_task = actix_web::rt::spawn(servers.admin);
+        let signal = tokio::select! {
+            name = stop.next() => name,
+            ended = proxy_task => return ended.context("proxy listener")?.context("proxy listener").map(|()| 0),
+            ended = admin_task => return ended.context("admin listener")?.context("admin listener").map(|()| 0),
+        };
+        Ok(shutdown::drain(&gateway, signal, proxy, admin, timeout).await)
     });
     // Spans of the last requests are still queued: export them before the process exits.
-    if let Some(t) = &tracing.tracing {
+    if let Some(t) = &state.tracing {
         t.shutdown(std::time::Duration::from_secs(5));
     }
-    result
+    match result? {
+        0 => {
+            tracing::info!("rustygate stopped");
+            Ok(())
+        }
+        cut => anyhow::bail!(
+            "{cut} request(s) were still running after server.shutdown_timeout ({timeout:?}) and were cut"
+        ),
+    }
+}
+
+/// SIGTERM and SIGINT (Ctrl+C), whichever comes first.
+struct ShutdownSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+fn shutdown_signals() -> std::io::Result<ShutdownSignals> {
+    use tokio::signal::unix::{SignalKind, signal};
+    Ok(ShutdownSignals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
+}
+
+impl ShutdownSignals {
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }

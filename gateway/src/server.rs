@@ -29,6 +29,9 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// Whether `/readyz` answers 200 (false while draining).
     pub ready: AtomicBool,
+    /// Requests being handled on the proxy listener (from arrival to the end of the response
+    /// body): what a graceful shutdown waits for.
+    pub active_requests: std::sync::atomic::AtomicUsize,
     /// Runs policy timers (JWKS refresh, rate-limit eviction) and the span exporter.
     pub background: Background,
     /// The tracer, when tracing is enabled (built once at start).
@@ -67,6 +70,7 @@ impl Gateway {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
             ready: AtomicBool::new(true),
+            active_requests: std::sync::atomic::AtomicUsize::new(0),
             background,
             tracing,
             config_path: std::sync::OnceLock::new(),
@@ -101,7 +105,9 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
             .workers(workers)
             .client_request_timeout(config.server.client_header_timeout.0)
             .keep_alive(config.server.keep_alive.0)
-            .shutdown_timeout(config.server.shutdown_timeout.0.as_secs())
+            // The drain (`shutdown.rs`) decides when in-flight requests are cut; actix's own
+            // force-stop comes a second later, so it never cuts them first, unseen.
+            .shutdown_timeout(config.server.shutdown_timeout.0.as_secs() + 1)
             .backlog(4096)
             // Response heads are small writes; they must not wait for Nagle's algorithm.
             .tcp_nodelay(true)

@@ -35,10 +35,15 @@ struct Proc {
 
 impl Proc {
     fn start(yaml_routes: &str, extra_env: &[(&str, &str)]) -> (Self, tempfile::TempDir) {
+        Self::start_with("", yaml_routes, extra_env)
+    }
+
+    /// `server_keys` go into the `server:` mapping (`shutdown_timeout: 1s, `).
+    fn start_with(server_keys: &str, yaml_routes: &str, extra_env: &[(&str, &str)]) -> (Self, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let (port, admin) = (free_port(), free_port());
         let yaml = format!(
-            "server: {{ listen: \"127.0.0.1:{port}\", workers: 1 }}\nadmin: {{ listen: \"127.0.0.1:{admin}\" }}\n{yaml_routes}"
+            "server: {{ {server_keys}listen: \"127.0.0.1:{port}\", workers: 1 }}\nadmin: {{ listen: \"127.0.0.1:{admin}\" }}\n{yaml_routes}"
         );
         let cfg = write_config(dir.path(), &yaml);
         let mut cmd = Command::new(BIN);
@@ -551,4 +556,111 @@ fn sighup_reloads_the_config_file_and_logs_what_changed() {
     assert_eq!(reloaded["routes_added"], "[\"b\"]", "{reloaded}");
     assert!(get("/b/echo").starts_with("HTTP/1.1 200"), "the new route serves");
     assert!(get("/a/echo").starts_with("HTTP/1.1 200"));
+}
+
+/// Sends `signal` to the gateway process.
+fn signal(gw: &Proc, signal: &str) {
+    let status = Command::new("kill").arg(format!("-{signal}")).arg(gw.child.id().to_string()).status().unwrap();
+    assert!(status.success());
+}
+
+/// `GET path` on a new connection; the status code, or the connect error.
+fn get_status(port: u16, path: &str) -> Result<u16, std::io::Error> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0))
+}
+
+fn drains_in_flight_requests_on(sig: &str) {
+    let backend = MockServer::start("slow");
+    let (mut gw, _dir) =
+        Proc::start(&format!("routes:\n  - {{ name: r, path: /, backend: \"{}\" }}\n", backend.url()), &[]);
+    let port = gw.port;
+    // Five requests the backend takes 2 s to answer.
+    let requests: Vec<_> = (0..5).map(|_| std::thread::spawn(move || get_status(port, "/delay/2000"))).collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while backend.hits() < 5 {
+        assert!(Instant::now() < deadline, "the requests did not reach the backend");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let signalled = Instant::now();
+    signal(&gw, sig);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(get_status(gw.admin, "/readyz").unwrap(), 503, "/readyz while draining");
+    assert_eq!(get_status(gw.admin, "/healthz").unwrap(), 200, "the admin listener still answers");
+    let refused = get_status(gw.port, "/delay/1");
+    assert!(refused.is_err(), "a new connection after the signal: {refused:?}");
+    for r in requests {
+        assert_eq!(r.join().unwrap().unwrap(), 200, "an in-flight request was completed");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = gw.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the gateway did not exit within shutdown_timeout");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let exited = signalled.elapsed();
+    assert!(status.success(), "{sig}: exit {status:?}");
+    assert!(exited < Duration::from_secs(10), "{sig}: exited {exited:?} after the signal");
+    let mut log = String::new();
+    gw.child.stdout.take().unwrap().read_to_string(&mut log).unwrap();
+    for message in ["shutting down gracefully", "in-flight requests done", "listeners closed", "rustygate stopped"] {
+        assert!(log.contains(message), "{sig}: no {message:?} in the log:\n{log}");
+    }
+    let begin = log.lines().find(|l| l.contains("shutting down gracefully")).unwrap();
+    let begin: serde_json::Value = serde_json::from_str(begin).unwrap();
+    assert_eq!((begin["signal"].as_str(), begin["in_flight"].as_u64()), (Some(sig), Some(5)), "{begin}");
+}
+
+#[test]
+fn sigterm_lets_in_flight_requests_finish_and_refuses_new_connections() {
+    drains_in_flight_requests_on("SIGTERM");
+}
+
+#[test]
+fn sigint_drains_the_same_way() {
+    drains_in_flight_requests_on("SIGINT");
+}
+
+#[test]
+fn a_request_outliving_shutdown_timeout_is_cut_and_reported() {
+    let backend = MockServer::start("slower");
+    let (mut gw, _dir) = Proc::start_with(
+        "shutdown_timeout: 1s, ",
+        &format!("routes:\n  - {{ name: r, path: /, backend: \"{}\" }}\n", backend.url()),
+        &[],
+    );
+    let port = gw.port;
+    let request = std::thread::spawn(move || get_status(port, "/delay/5000"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while backend.hits() < 1 {
+        assert!(Instant::now() < deadline, "the request did not reach the backend");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let signalled = Instant::now();
+    signal(&gw, "TERM");
+    let status = loop {
+        if let Some(status) = gw.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(signalled.elapsed() < Duration::from_secs(4), "the gateway did not exit at its 1 s timeout");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let exited = signalled.elapsed();
+    assert!(exited >= Duration::from_millis(900), "exited after {exited:?}, before the timeout");
+    assert!(!status.success(), "a cut request makes the exit non-zero");
+    assert!(request.join().unwrap().map_or(true, |code| code != 200), "the cut request did not complete");
+    let (mut out, mut err) = (String::new(), String::new());
+    gw.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    gw.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let cut =
+        out.lines().find(|l| l.contains("cutting the requests still in flight")).unwrap_or_else(|| panic!("{out}"));
+    let cut: serde_json::Value = serde_json::from_str(cut).unwrap();
+    assert_eq!(cut["cut"], 1, "{cut}");
+    assert!(err.contains("1 request(s) were still running"), "stderr: {err}");
 }

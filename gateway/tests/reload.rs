@@ -1,8 +1,9 @@
 //! Configuration reload over real sockets: `POST /admin/reload` re-reads the file (token
 //! required); an identical file changes nothing; a file replaced by rename adds a route; invalid
 //! YAML, an unknown upstream and a start-up-only change are refused while the old routes keep
-//! serving; rate-limit buckets of an unchanged route survive reloads; and clients see no failed
-//! request while the configuration is swapped under load.
+//! serving; rate-limit buckets and upstream pools of unchanged definitions survive reloads; the
+//! directory watch picks up a rename-over edit; and clients see no failed request while the
+//! configuration is swapped 20 times under load.
 
 mod common;
 
@@ -166,6 +167,14 @@ async fn rate_limit_buckets_of_an_unchanged_route_survive_reloads() {
         assert_eq!((code, &body["changed"]), (200, &true.into()), "{body}");
         assert_eq!(status(&url).await, 429, "the bucket was kept across the reload");
     }
+    // An upstream whose definition did not change is the same pool (its health state with it).
+    let pool = |fg: &FileGateway| {
+        fg.gw.gateway.runtime.load().upstreams.iter().find(|u| &*u.name == "limited").cloned().unwrap()
+    };
+    let before = pool(&fg);
+    fg.edit(&routes(&format!("  - {{ name: third, path: /third, backend: \"{}\" }}\n", backend.url())));
+    assert_eq!(fg.reload(Some(TOKEN)).await.0, 200);
+    assert!(Arc::ptr_eq(&before, &pool(&fg)), "the unchanged inline upstream was carried over");
     // A changed policy starts with fresh buckets.
     fg.edit(&routes("").replace("requests: 3", "requests: 4"));
     assert_eq!(fg.reload(Some(TOKEN)).await.0, 200);
@@ -175,17 +184,23 @@ async fn rate_limit_buckets_of_an_unchanged_route_survive_reloads() {
 #[tokio::test]
 async fn reloads_under_load_fail_no_request() {
     let (b0, b1) = (MockServer::start("b0"), MockServer::start("b1"));
+    // Both configurations keep route `limited` and its policy as they are.
+    let limited = "rate_limits:\n  tight: { requests: 2, window: 1m }\n";
     let one = format!(
-        "upstreams:\n  u: {{ backends: [ {{ url: \"{0}\" }}, {{ url: \"{1}\" }} ] }}\nroutes:\n  - {{ name: main, path: /, upstream: u }}\n",
+        "{limited}upstreams:\n  u: {{ backends: [ {{ url: \"{0}\" }}, {{ url: \"{1}\" }} ] }}\nroutes:\n  - {{ name: limited, path: /limited, backend: \"{0}\", rate_limit: tight }}\n  - {{ name: main, path: /, upstream: u }}\n",
         b0.url(),
         b1.url()
     );
     let two = format!(
-        "upstreams:\n  u: {{ backends: [ {{ url: \"{0}\", weight: 3 }}, {{ url: \"{1}\" }} ] }}\nroutes:\n  - {{ name: main, path: /, upstream: u }}\n  - {{ name: extra, path: /extra, upstream: u }}\n",
+        "{limited}upstreams:\n  u: {{ backends: [ {{ url: \"{0}\", weight: 3 }}, {{ url: \"{1}\" }} ] }}\nroutes:\n  - {{ name: limited, path: /limited, backend: \"{0}\", rate_limit: tight }}\n  - {{ name: main, path: /, upstream: u }}\n  - {{ name: extra, path: /extra, upstream: u }}\n",
         b0.url(),
         b1.url()
     );
     let fg = Arc::new(FileGateway::start(&one));
+    let limited_url = fg.gw.url("/limited/echo");
+    assert_eq!(status(&limited_url).await, 200);
+    assert_eq!(status(&limited_url).await, 200);
+    assert_eq!(status(&limited_url).await, 429);
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let clients: Vec<_> = (0..20)
@@ -219,6 +234,7 @@ async fn reloads_under_load_fail_no_request() {
     assert_eq!(failed, 0, "{failed} failed of {}", ok + failed);
     assert!(ok > 200, "the clients kept sending: {ok}");
     assert_eq!(metric(&scrape(&fg.gw).await, "rustygate_config_generation", &[]), 21.0);
+    assert_eq!(status(&limited_url).await, 429, "20 reloads did not reset the unchanged route's bucket");
 }
 
 #[tokio::test]

@@ -1,0 +1,68 @@
+//! Graceful shutdown (SIGTERM, SIGINT): stop taking work, let in-flight requests finish for up to
+//! `server.shutdown_timeout`, then go.
+//!
+//! 1. `/readyz` answers 503 at once, so load balancers stop sending new requests; the admin
+//!    listener keeps answering (probes, metrics) until the drain ends.
+//! 2. The proxy listener closes: new connections are refused. Requests already received go on.
+//! 3. The drain waits until no request is in flight (arrival to the end of its response body),
+//!    logging the count every second, or until the timeout: the requests still running then are
+//!    cut, and their number is returned (the process exits non-zero, saying so).
+//! 4. The admin listener closes; the caller exports the queued spans and exits.
+
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use actix_web::dev::ServerHandle;
+
+use crate::server::Gateway;
+
+/// How often the drain looks at the in-flight count.
+const POLL: Duration = Duration::from_millis(20);
+/// After the last response body was handed to its connection: time for its bytes to leave.
+const LAST_BYTES: Duration = Duration::from_millis(200);
+
+/// Drains the gateway after `signal`; returns how many requests had to be cut.
+pub async fn drain(
+    gateway: &Arc<Gateway>,
+    signal: &str,
+    proxy: ServerHandle,
+    admin: ServerHandle,
+    timeout: Duration,
+) -> usize {
+    gateway.ready.store(false, Ordering::Relaxed);
+    let in_flight = gateway.active_requests.load(Ordering::Relaxed);
+    tracing::info!(
+        signal,
+        in_flight,
+        shutdown_timeout_s = timeout.as_secs_f64(),
+        "shutting down gracefully: /readyz answers 503, new connections are refused, in-flight requests may finish"
+    );
+    // Closes the listening socket now; actix's workers stop once their connections end. Idle
+    // keep-alive connections would hold them until the timeout, so the drain below decides
+    // when the work is done, and the process exits without waiting for them.
+    actix_web::rt::spawn(proxy.stop(true));
+    let deadline = Instant::now() + timeout;
+    let mut last_report = Instant::now();
+    let cut = loop {
+        let n = gateway.active_requests.load(Ordering::Relaxed);
+        if n == 0 {
+            tokio::time::sleep(LAST_BYTES).await;
+            tracing::info!("in-flight requests done");
+            break 0;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(cut = n, "server.shutdown_timeout reached: cutting the requests still in flight");
+            break n;
+        }
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            tracing::info!(in_flight = n, "draining");
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    admin.stop(false).await;
+    tracing::info!(cut, "listeners closed");
+    cut
+}
