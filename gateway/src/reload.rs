@@ -3,8 +3,9 @@
 //!
 //! * A configuration equal to the running one (same parsed content) changes nothing: same
 //!   generation, result `unchanged`.
-//! * Settings read only at start (listeners, workers, connection timeouts, logging, tracing) are
-//!   not applied by a reload: a configuration changing one is refused, naming the fields.
+//! * Settings read only at start (listeners, workers, connection timeouts, log format, tracing)
+//!   are not applied by a reload: a configuration changing one is refused, naming the fields.
+//!   `log.level` is applied (unless `RUST_LOG` overrides it).
 //! * A configuration that does not load, validate or compile changes nothing: the running one
 //!   keeps serving, and every problem is logged and returned.
 //! * State whose definition did not change survives: backend health, rate-limit buckets, JWKS
@@ -104,7 +105,7 @@ impl ConfigDiff {
 /// Settings read once at start; a reload that changes one is refused.
 fn startup_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let (o, n) = (&old.server, &new.server);
-    let checks: [(&'static str, bool); 10] = [
+    let checks: [(&'static str, bool); 9] = [
         ("server.listen", o.listen != n.listen),
         ("server.watch_config", o.watch_config != n.watch_config),
         ("server.workers", o.workers != n.workers),
@@ -112,7 +113,6 @@ fn startup_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ("server.client_header_timeout", o.client_header_timeout != n.client_header_timeout),
         ("server.keep_alive", o.keep_alive != n.keep_alive),
         ("admin.listen", old.admin.listen != new.admin.listen),
-        ("log.level", old.log.level != new.log.level),
         ("log.format", old.log.format != new.log.format),
         ("tracing", old.tracing != new.tracing),
     ];
@@ -186,7 +186,17 @@ impl Gateway {
                     return Err(error);
                 }
             };
+        let level_changed = current.config.log.level != runtime.config.log.level;
         self.runtime.store(Arc::new(runtime));
+        if level_changed {
+            let level = &self.runtime.load().config.log.level;
+            match crate::telemetry::logging::set_level(level) {
+                Ok(true) => tracing::info!(level = level.as_str(), "log level changed"),
+                Ok(false) => tracing::info!(level = level.as_str(), "log.level changed, but RUST_LOG overrides it"),
+                // Tests run gateways without the process's logging: nothing to change.
+                Err(e) => tracing::debug!(error = %e, "log level not changed"),
+            }
+        }
         self.metrics.config_generation.set(generation as i64);
         self.metrics.config_last_reload_success.set(unix_now());
         self.metrics.config_reloads.with_label_values(&["success"]).inc();

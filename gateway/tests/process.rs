@@ -664,3 +664,43 @@ fn a_request_outliving_shutdown_timeout_is_cut_and_reported() {
     assert_eq!(cut["cut"], 1, "{cut}");
     assert!(err.contains("1 request(s) were still running"), "stderr: {err}");
 }
+
+#[test]
+fn a_reload_changes_the_log_level() {
+    let backend = MockServer::start("b");
+    let routes =
+        format!("log: {{ level: warn }}\nroutes:\n  - {{ name: a, path: /a, backend: \"{}\" }}\n", backend.url());
+    let (mut gw, dir) = Proc::start(&routes, &[]);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", gw.port).parse().unwrap();
+    // At warn, the access line (info) is not written.
+    assert!(raw(addr, b"GET /a/quiet HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 200"));
+    let cfg = dir.path().join("gateway.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("level: warn", "level: info");
+    std::fs::write(dir.path().join("next.yaml"), text).unwrap();
+    std::fs::rename(dir.path().join("next.yaml"), &cfg).unwrap();
+    signal(&gw, "HUP");
+    let mut lines = BufReader::new(gw.child.stdout.take().unwrap()).lines();
+    let mut next_json = |what: &str| -> serde_json::Value {
+        let line = lines.next().unwrap_or_else(|| panic!("stdout closed before {what}")).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "no level line");
+        let v = next_json("the level line");
+        assert_ne!(v["path"], "/a/quiet", "an access line was written at warn: {v}");
+        if v["message"] == "log level changed" {
+            assert_eq!(v["level"], "info");
+            break;
+        }
+    }
+    assert!(raw(addr, b"GET /a/loud HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 200"));
+    loop {
+        assert!(Instant::now() < deadline, "no access line after the level change");
+        let v = next_json("the access line");
+        if v["target"] == "rustygate::access" {
+            assert_eq!(v["path"], "/a/loud", "{v}");
+            break;
+        }
+    }
+}

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+use tracing_subscriber::{EnvFilter, Registry, fmt, prelude::*, reload};
 
 use crate::config::{LogConfig, LogFormat};
 
@@ -17,6 +17,9 @@ pub const ACCESS_TARGET: &str = "rustygate::access";
 const BUFFERED_LINES: usize = 64 * 1024;
 
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Swaps the level filter when a configuration reload changes `log.level`.
+static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides `log.level`. Keep the
 /// returned guard alive for the life of the process: dropping it flushes and stops the writer.
@@ -31,6 +34,8 @@ pub fn init(config: &LogConfig) -> WorkerGuard {
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| EnvFilter::new(&config.level));
+    let (filter, handle) = reload::Layer::new(filter);
+    let _ = FILTER.set(handle);
     let registry = tracing_subscriber::registry().with(filter);
     let result = match config.format {
         LogFormat::Json => {
@@ -42,6 +47,19 @@ pub fn init(config: &LogConfig) -> WorkerGuard {
         eprintln!("rustygate: logging was already initialised: {e}");
     }
     guard
+}
+
+/// Applies a reloaded `log.level`. `RUST_LOG`, when set, keeps overriding it (nothing changes,
+/// and the result says so); `Err` if logging was not initialised by [`init`] or the level does
+/// not parse (validation has checked it already).
+pub fn set_level(level: &str) -> Result<bool, String> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return Ok(false);
+    }
+    let handle = FILTER.get().ok_or("logging is not initialised")?;
+    let filter = EnvFilter::try_new(level).map_err(|e| format!("log.level {level:?}: {e}"))?;
+    handle.reload(filter).map_err(|e| e.to_string())?;
+    Ok(true)
 }
 
 /// Lines dropped so far, if logging was initialised by [`init`].
