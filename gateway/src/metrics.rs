@@ -281,6 +281,19 @@ impl RouteMetrics {
 }
 
 impl Metrics {
+    /// Requests being handled on every route (the sum of `rustygate_requests_in_flight`): what
+    /// a graceful shutdown waits for. Requests no route matched are answered at once and are
+    /// not counted.
+    pub fn requests_in_flight_total(&self) -> i64 {
+        use prometheus::core::Collector;
+        self.requests_in_flight
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .map(|m| m.get_gauge().get_value() as i64)
+            .sum()
+    }
+
     /// Resolves the series of the route named `route`. The counters of its policies are created
     /// at zero, so that rates and alerts work before the first rejection.
     pub fn for_route(&self, route: &str, has_auth: bool, has_rate_limit: bool) -> RouteMetrics {

@@ -29,9 +29,6 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// Whether `/readyz` answers 200 (false while draining).
     pub ready: AtomicBool,
-    /// Requests being handled on the proxy listener (from arrival to the end of the response
-    /// body): what a graceful shutdown waits for.
-    pub active_requests: std::sync::atomic::AtomicUsize,
     /// Runs policy timers (JWKS refresh, rate-limit eviction) and the span exporter.
     pub background: Background,
     /// The tracer, when tracing is enabled (built once at start).
@@ -70,7 +67,6 @@ impl Gateway {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
             ready: AtomicBool::new(true),
-            active_requests: std::sync::atomic::AtomicUsize::new(0),
             background,
             tracing,
             config_path: std::sync::OnceLock::new(),

@@ -4,9 +4,10 @@
 //! 1. `/readyz` answers 503 at once, so load balancers stop sending new requests; the admin
 //!    listener keeps answering (probes, metrics) until the drain ends.
 //! 2. The proxy listener closes: new connections are refused. Requests already received go on.
-//! 3. The drain waits until no request is in flight (arrival to the end of its response body),
-//!    logging the count every second, or until the timeout: the requests still running then are
-//!    cut, and their number is returned (the process exits non-zero, saying so).
+//! 3. The drain waits until no request is in flight (`rustygate_requests_in_flight`, from the
+//!    route match to the end of the response body), logging the count every second, or until
+//!    the timeout: the requests still running then are cut, and their number is returned (the
+//!    process exits non-zero, saying so).
 //! 4. The admin listener closes; the caller exports the queued spans and exits.
 
 use std::{
@@ -30,9 +31,9 @@ pub async fn drain(
     proxy: ServerHandle,
     admin: ServerHandle,
     timeout: Duration,
-) -> usize {
+) -> i64 {
     gateway.ready.store(false, Ordering::Relaxed);
-    let in_flight = gateway.active_requests.load(Ordering::Relaxed);
+    let in_flight = gateway.metrics.requests_in_flight_total();
     tracing::info!(
         signal,
         in_flight,
@@ -46,7 +47,7 @@ pub async fn drain(
     let deadline = Instant::now() + timeout;
     let mut last_report = Instant::now();
     let cut = loop {
-        let n = gateway.active_requests.load(Ordering::Relaxed);
+        let n = gateway.metrics.requests_in_flight_total();
         if n == 0 {
             tokio::time::sleep(LAST_BYTES).await;
             tracing::info!("in-flight requests done");

@@ -89,9 +89,7 @@ pub(super) async fn forward(
             };
             forward::attempt(&out, this_body, from.client, timeout).await
         };
-        if let (Some(span), Some(request)) = (span, &mut ctx.trace)
-            && request.is_sampled()
-        {
+        if let (Some(span), Some(request)) = (span, &mut ctx.trace) {
             request.end_attempt(
                 span,
                 match &result {

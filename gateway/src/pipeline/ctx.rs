@@ -44,24 +44,6 @@ pub struct RequestCtx {
     pub preflight_answered: bool,
     /// The route's rate-limit decision, for the response headers.
     pub rate_limit: Option<crate::filters::rate_limit::Decision>,
-    /// Counts the request in `Gateway::active_requests` while it lives.
-    _active: Active,
-}
-
-/// One of the gateway's active requests (a graceful shutdown waits for them).
-struct Active(Arc<Gateway>);
-
-impl Active {
-    fn new(gateway: &Arc<Gateway>) -> Self {
-        gateway.active_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Self(gateway.clone())
-    }
-}
-
-impl Drop for Active {
-    fn drop(&mut self) {
-        self.0.active_requests.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 /// Counts a request as in flight on a backend while it lives.
@@ -91,7 +73,6 @@ impl RequestCtx {
             _ => uri.path().to_owned(),
         };
         Self {
-            _active: Active::new(&gateway),
             gateway,
             start: Instant::now(),
             request_id,

@@ -41,18 +41,10 @@ pub struct Runtime {
     /// JWT policies by name (a reload keeps the ones whose definition did not change, with
     /// their key sets and refresh timers).
     jwt: HashMap<String, Arc<JwtPolicy>>,
-    /// Rate-limit instances by policy (a reload keeps a policy's buckets when its definition
-    /// and the routes using it did not change).
-    limits: HashMap<String, LimitGroup>,
-}
-
-/// The instances of one rate-limit policy and the routes using them.
-#[derive(Debug, Default)]
-struct LimitGroup {
-    /// Route names, in configuration order.
-    users: Vec<String>,
-    /// Route name → its instance (shared policies: the same one for every route).
-    instances: HashMap<String, Arc<RateLimit>>,
+    /// Rate-limit policy → route name → its instance (a shared policy: the same one for every
+    /// route). A reload keeps a policy's buckets when its definition and the routes using it did
+    /// not change.
+    limits: HashMap<String, HashMap<String, Arc<RateLimit>>>,
 }
 
 impl Runtime {
@@ -116,21 +108,22 @@ impl Runtime {
         // with `scope: route`. Every instance of a policy is evicted by one timer.
         let mut shared_limits: HashMap<&str, Arc<RateLimit>> = HashMap::new();
         let mut limit_instances: HashMap<&str, Vec<std::sync::Weak<RateLimit>>> = HashMap::new();
-        let mut limits: HashMap<String, LimitGroup> = HashMap::new();
+        let mut limits: HashMap<String, HashMap<String, Arc<RateLimit>>> = HashMap::new();
         // Policies whose buckets a reload keeps: same definition, same routes using them.
-        let mut users: HashMap<&str, Vec<String>> = HashMap::new();
+        let mut users: HashMap<&str, Vec<&str>> = HashMap::new();
         for rc in &config.routes {
             if let [_, Some(limit), _] = config.route_policies(rc) {
-                users.entry(limit).or_default().push(rc.display_name().to_owned());
+                users.entry(limit).or_default().push(rc.display_name());
             }
         }
-        let carried_limits: HashMap<&str, &LimitGroup> = match previous {
+        let carried_limits: HashMap<&str, &HashMap<String, Arc<RateLimit>>> = match previous {
             None => HashMap::new(),
             Some(p) => users
                 .iter()
                 .filter_map(|(name, routes)| {
                     let group = p.limits.get(*name)?;
-                    (p.config.rate_limits.get(*name) == config.rate_limits.get(*name) && &group.users == routes)
+                    let same_routes = group.len() == routes.len() && routes.iter().all(|r| group.contains_key(*r));
+                    (p.config.rate_limits.get(*name) == config.rate_limits.get(*name) && same_routes)
                         .then_some((*name, group))
                 })
                 .collect(),
@@ -138,9 +131,8 @@ impl Runtime {
         let mut routes = Vec::with_capacity(config.routes.len());
         for (i, rc) in config.routes.iter().enumerate() {
             let [auth_name, limit_name, cors_name] = config.route_policies(rc);
-            let carried = limit_name
-                .and_then(|n| carried_limits.get(n))
-                .and_then(|group| group.instances.get(rc.display_name()).cloned());
+            let carried =
+                limit_name.and_then(|n| carried_limits.get(n)).and_then(|group| group.get(rc.display_name()).cloned());
             let rate_limit = match limit_name.and_then(|n| config.rate_limits.get_key_value(n)) {
                 None => None,
                 Some(_) if carried.is_some() => carried,
@@ -167,9 +159,7 @@ impl Runtime {
                 }
             };
             if let (Some(name), Some(limit)) = (limit_name, &rate_limit) {
-                let group = limits.entry(name.to_owned()).or_default();
-                group.users.push(rc.display_name().to_owned());
-                group.instances.insert(rc.display_name().to_owned(), limit.clone());
+                limits.entry(name.to_owned()).or_default().insert(rc.display_name().to_owned(), limit.clone());
             }
             let kept_inline = previous.filter(|_| rc.upstream.is_none()).and_then(|p| {
                 p.unchanged_pool(rc.display_name(), |c| {

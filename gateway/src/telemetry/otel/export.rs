@@ -114,9 +114,7 @@ impl SpanQueue {
         self.control.send(make(ack)).map_err(|_| OTelSdkError::AlreadyShutdown)?;
         done.recv_timeout(timeout).map_err(|_| OTelSdkError::Timeout(timeout))
     }
-}
 
-impl SpanQueue {
     /// Queues a finished request's record, or drops and counts its spans when the queue is full.
     pub fn push(&self, record: Box<RequestRecord>) {
         let spans = record.span_count() as u64;

@@ -22,9 +22,9 @@ use crate::{metrics::method_label, routing::Route, upstream::Backend};
 #[derive(Debug)]
 pub struct RequestRecord {
     /// The SERVER span's context (ids, flags, `tracestate`).
-    pub context: SpanContext,
+    pub(super) context: SpanContext,
     /// The caller's span, or `SpanId::INVALID` for a new trace.
-    pub parent_span_id: SpanId,
+    pub(super) parent_span_id: SpanId,
     pub(super) start: SystemTime,
     pub(super) end: SystemTime,
     pub(super) method: Method,
@@ -140,12 +140,12 @@ impl AttemptRecord {
         upstream_path: &str,
         scope: &InstrumentationScope,
     ) -> SpanData {
-        let (address, port) = split_host_port(self.backend.authority.as_str());
+        let authority = &self.backend.authority;
         let mut attributes = Vec::with_capacity(8);
         attributes.extend([
             KeyValue::new("http.request.method", semconv_method),
-            KeyValue::new("server.address", address.to_owned()),
-            KeyValue::new("server.port", i64::from(port.unwrap_or(80))),
+            KeyValue::new("server.address", authority.host().trim_start_matches('[').trim_end_matches(']').to_owned()),
+            KeyValue::new("server.port", i64::from(authority.port_u16().unwrap_or(80))),
             // The label is the backend's URL without the path; the query is left out: it can
             // carry secrets (the access log's rule).
             KeyValue::new("url.full", format!("{}{upstream_path}", self.backend.label)),

@@ -177,11 +177,6 @@ impl RequestTrace {
             });
         }
     }
-
-    /// Whether the request is sampled (its spans will be exported).
-    pub fn is_sampled(&self) -> bool {
-        self.record.is_some()
-    }
 }
 
 /// `00-<trace id>-<span id>-<flags>`, the W3C `traceparent` form (and `traceresponse`'s).
