@@ -22,6 +22,8 @@ ARG RUST_VERSION=1.95
 FROM rust:${RUST_VERSION}-bookworm AS build
 
 ARG TARGET=x86_64-unknown-linux-musl
+# WASM plugin support (wasmer); `--build-arg FEATURES=` builds a smaller image without it.
+ARG FEATURES="--features rustygate/wasm"
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # musl-gcc compiles the C parts (aws-lc-sys for rustls, mimalloc) for the musl target.
 # musl-tools is not pinned: the rust image's Debian release fixes it, and pins break on updates.
@@ -45,7 +47,7 @@ COPY mock-backends/Cargo.toml mock-backends/Cargo.toml
 RUN mkdir -p gateway/src mock-backends/src \
  && echo 'fn main() {}' > gateway/src/main.rs && : > gateway/src/lib.rs \
  && echo 'fn main() {}' > mock-backends/src/main.rs && : > mock-backends/src/lib.rs \
- && cargo build --release --locked --target "${TARGET}" -p rustygate -p mock-backends \
+ && cargo build --release --locked --target "${TARGET}" -p rustygate -p mock-backends ${FEATURES} \
  && rm -rf gateway/src mock-backends/src
 
 # 2. The real sources. `touch` makes them newer than the stub build's outputs: COPY keeps the
@@ -55,7 +57,7 @@ COPY config config
 COPY gateway gateway
 COPY mock-backends mock-backends
 RUN touch gateway/src/main.rs gateway/src/lib.rs mock-backends/src/main.rs mock-backends/src/lib.rs \
- && cargo build --release --locked --target "${TARGET}" -p rustygate -p mock-backends \
+ && cargo build --release --locked --target "${TARGET}" -p rustygate -p mock-backends ${FEATURES} \
  && mkdir -p /out \
  && cp "target/${TARGET}/release/rustygate" "target/${TARGET}/release/mock-backend" /out/ \
  && for b in /out/rustygate /out/mock-backend; do \

@@ -2,13 +2,18 @@
 SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/rustygate-target
 CARGO ?= cargo
+# WASM plugins are built in everywhere (the lab, tests, benchmarks, releases); `make build FEATURES=`
+# builds without them. One feature set for everything keeps one set of artifacts (DEPS.md §7).
+FEATURES ?= --features rustygate/wasm
+# The example plugins build for wasm32 in a target dir of their own.
+export PLUGIN_TARGET_DIR ?= $(HOME)/.cache/rustygate-plugin-target
 PYTHON ?= python3
 MUSL := x86_64-unknown-linux-musl
 COMPOSE ?= docker compose -f compose/docker-compose.yml
 # True when a Docker engine answers (not just a client being installed).
 DOCKER_ENGINE = docker info >/dev/null 2>&1
 
-.PHONY: help build build-release release release-musl-malloc image test unit lint fmt clippy check-config check-compose \
+.PHONY: help plugins unit-nowasm build build-release release release-musl-malloc image test unit lint fmt clippy check-config check-compose \
         check-prometheus check-dashboards check-static check-k6 check-cors-browser demo-native lab up down ps logs demo \
         loadtest bench bench-smoke soak keychurn stream
 
@@ -17,14 +22,17 @@ help: ## list the targets
 
 # --- build ---------------------------------------------------------------------------------
 
-build: ## debug build of the gateway and the mock backend
-	$(CARGO) build --locked --workspace --bins
+build: ## debug build of the gateway (with WASM plugin support) and the mock backend
+	$(CARGO) build --locked --workspace --bins $(FEATURES)
 
 build-release: ## optimised glibc build (what `make bench` measures)
-	$(CARGO) build --locked --release --workspace --bins
+	$(CARGO) build --locked --release --workspace --bins $(FEATURES)
+
+plugins: ## the example WASM plugins (plugin-kit/) built into plugins/*.wasm
+	./scripts/build-plugins.sh
 
 release: ## static musl binaries, stripped, as shipped in the image; prints their size
-	$(CARGO) build --locked --release --target $(MUSL) -p rustygate -p mock-backends
+	$(CARGO) build --locked --release --target $(MUSL) -p rustygate -p mock-backends $(FEATURES)
 	@for b in rustygate mock-backend; do f=$(CARGO_TARGET_DIR)/$(MUSL)/release/$$b; \
 	  printf '%s: %.1f MiB, %s\n' "$$f" "$$(stat -c %s $$f | awk '{print $$1/1048576}')" "$$(ldd $$f 2>&1 | head -1 | xargs)"; done
 
@@ -37,13 +45,13 @@ image: ## build the container image (needs a Docker engine)
 
 # --- the lab -------------------------------------------------------------------------------
 
-lab: build ## native lab in the foreground: gateway + 3 mock backends (+ Prometheus); Ctrl-C stops it
+lab: build plugins ## native lab in the foreground: gateway + 3 mock backends (+ Prometheus); Ctrl-C stops it
 	./scripts/lab.sh run
 
 up: ## the lab: the compose stack, or the native lab (detached) where no Docker engine answers
-	@if $(DOCKER_ENGINE); then $(COMPOSE) up -d --build; else \
+	@if $(DOCKER_ENGINE); then $(MAKE) --no-print-directory plugins && $(COMPOSE) up -d --build; else \
 	  echo "make up: no Docker engine answers here; starting the native lab instead (same ports)"; \
-	  $(MAKE) --no-print-directory build && ./scripts/lab.sh start; fi
+	  $(MAKE) --no-print-directory build plugins && ./scripts/lab.sh start; fi
 
 down: ## stop the lab (compose stack and/or native lab)
 	@if $(DOCKER_ENGINE); then $(COMPOSE) down; fi
@@ -66,23 +74,31 @@ loadtest: ## load against the running lab: k6 in compose, wrk natively
 
 # --- checks (all run by `make test`) -------------------------------------------------------
 
-test: lint check-deps check-config check-compose check-prometheus check-k6 check-static check-dashboards check-cors-browser demo-native bench-smoke unit ## everything CI runs; the test runner's summary is last
+test: lint plugins check-deps check-config check-compose check-prometheus check-k6 check-static check-dashboards check-cors-browser demo-native bench-smoke unit-nowasm unit ## everything CI runs; the test runner's summary is last
 
-unit: ## all tests of the workspace (doc tests, then unit, integration and process tests)
-	$(CARGO) test --locked --workspace --doc
+unit: plugins ## all tests of the workspace (doc tests, then unit, integration and process tests)
+	$(CARGO) test --locked --workspace --doc $(FEATURES)
 	@if cargo nextest --version >/dev/null 2>&1; then \
-	  $(CARGO) nextest run --locked --workspace --no-fail-fast; \
+	  $(CARGO) nextest run --locked --workspace --no-fail-fast $(FEATURES); \
 	else \
-	  $(CARGO) test --locked --workspace --no-fail-fast; \
+	  $(CARGO) test --locked --workspace --no-fail-fast $(FEATURES); \
 	fi
+
+unit-nowasm: ## a build without the `wasm` feature refuses configurations naming plugins
+	$(CARGO) test --locked -p rustygate --lib config::
 
 lint: fmt clippy ## formatting and clippy, warnings denied
 
 fmt:
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path plugin-kit/Cargo.toml --all -- --check
 
 clippy:
 	$(CARGO) clippy --locked --workspace --all-targets --all-features -- -D warnings
+	@if rustup target list --installed | grep -q wasm32-unknown-unknown; then \
+	  CARGO_TARGET_DIR=$(PLUGIN_TARGET_DIR) $(CARGO) clippy --locked --manifest-path plugin-kit/Cargo.toml \
+	    --target wasm32-unknown-unknown --all-targets -- -D warnings; \
+	else echo "clippy: no wasm32-unknown-unknown target: plugin-kit not linted (make plugins says why)"; fi
 
 check-deps: ## one version of each OpenTelemetry crate (DEPS.md P3: mixed versions silently break propagation)
 	@tree=$$($(CARGO) tree --locked --workspace -d --depth 0 --prefix none) || exit 1; \
@@ -103,7 +119,7 @@ check-prometheus: ## Prometheus configs and alert rules are valid, and every ale
 	promtool check rules compose/prometheus/alerts.yml
 	promtool test rules compose/prometheus/alerts.test.yml
 
-check-dashboards: build ## every dashboard query returns data from a real Prometheus scraping a real gateway
+check-dashboards: build plugins ## every dashboard query returns data from a real Prometheus scraping a real gateway
 	$(PYTHON) scripts/check_dashboards.py
 
 check-static: ## a static musl build serves from an empty chroot (what the scratch image relies on)
@@ -116,7 +132,7 @@ check-cors-browser: build ## CORS in headless Chromium: the allowed origin's fet
 check-k6: ## the k6 scripts parse
 	@for f in loadtest/k6/*.js; do node --check --input-type=module < $$f || exit 1; echo "node --check $$f: ok"; done
 
-demo-native: build ## the demo against a fresh native lab, then stop it
+demo-native: build plugins ## the demo against a fresh native lab, then stop it
 	./scripts/lab.sh start
 	@LAB_MODE=native $(PYTHON) scripts/demo.py; rc=$$?; ./scripts/lab.sh stop; exit $$rc
 
@@ -124,25 +140,27 @@ demo-native: build ## the demo against a fresh native lab, then stop it
 
 # Order matters: the mimalloc musl build (`release`) must come after the musl-malloc one.
 # The policies target (JWT + rate limit + CORS on its route) gets a valid token and an allowed Origin.
+# The plugin target runs the add-header WASM plugin on its route (budget: efficiency >= 0.8).
 # The tracing targets trace every request: to a closed port (the collector is down: budget, CPU
 # efficiency >= 0.91, i.e. within 10% of `gateway`) and to a live OTLP receiver (the otlp-sink).
 POLICY_SECRET := rustygate-bench-secret-0123456789abcdef
+plugin-args = --extra-gateway gateway-plugin=loadtest/configs/gateway-plugin.yaml
 tracing-args = --extra-gateway gateway-tracing-dead=loadtest/configs/gateway-tracing-dead.yaml \
 	  --extra-gateway gateway-tracing-live=loadtest/configs/gateway-tracing-live.yaml
 policy-args = --extra-gateway gateway-policies=loadtest/configs/gateway-policies.yaml \
 	  --header "gateway-policies=Authorization: Bearer $$($(1) token --secret $(POLICY_SECRET) --sub bench \
 	    --iss rustygate-bench --aud bench --ttl 24h)" --header "gateway-policies=Origin: https://app.example.com"
 
-bench: build-release release-musl-malloc release ## wrk: the gateway's builds, clients, policies and tracing vs NGINX vs direct, 5 interleaved rounds
+bench: build-release release-musl-malloc release plugins ## wrk: the gateway's builds, clients, policies and tracing vs NGINX vs direct, 5 interleaved rounds
 	$(PYTHON) loadtest/bench.py --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml \
-	  $(call policy-args,$(CARGO_TARGET_DIR)/release/rustygate) $(tracing-args) \
+	  $(call policy-args,$(CARGO_TARGET_DIR)/release/rustygate) $(tracing-args) $(plugin-args) \
 	  --extra-gateway gateway-musl=loadtest/configs/gateway.yaml,$(CARGO_TARGET_DIR)/$(MUSL)/release/rustygate \
 	  --extra-gateway gateway-musl-malloc=loadtest/configs/gateway.yaml,$(CARGO_TARGET_DIR)/$(MUSL)/release/rustygate-musl-malloc \
 	  $(BENCH_ARGS)
 
-bench-smoke: build ## a few seconds of the benchmark harness, no thresholds (keeps it working)
+bench-smoke: build plugins ## a few seconds of the benchmark harness, no thresholds (keeps it working)
 	$(PYTHON) loadtest/bench.py --smoke --profile debug --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml \
-	  $(call policy-args,$(CARGO_TARGET_DIR)/debug/rustygate) $(tracing-args)
+	  $(call policy-args,$(CARGO_TARGET_DIR)/debug/rustygate) $(tracing-args) $(plugin-args)
 
 soak: build-release ## leak check: RSS across 1,000,000 requests with connection churn
 	$(PYTHON) loadtest/soak.py

@@ -132,7 +132,8 @@ def setup_extra_gateway(sup: H.Supervisor, spec: str, index: int, args) -> Targe
 
     BINARY (default: --gateway-bin) runs another build of the gateway, e.g. the static musl
     release binary that the image ships. The config may use placeholders @LISTEN@, @ADMIN@ (host:port), @BACKEND@ (URL) and @WORKERS@
-    (and @OTLP_GRPC@, the host:port of an OTLP receiver started for it);
+    (and @OTLP_GRPC@, the host:port of an OTLP receiver started for it; @PLUGINS@, the repository's
+    plugins/ directory that `make plugins` fills);
     they are replaced by ports chosen here (--extra-base-port + 2*index, +1). Without
     placeholders the file is used as is and its server/admin `listen:` ports are read from it.
     """
@@ -163,6 +164,11 @@ def setup_extra_gateway(sup: H.Supervisor, spec: str, index: int, args) -> Targe
             raise H.HarnessError(f"--extra-gateway {name}: cannot find server/admin listen ports in {src} "
                                  f"(use the @LISTEN@/@ADMIN@/@BACKEND@ placeholders)")
         listen_port, admin_port = ports["server"], ports["admin"]
+    if "@PLUGINS@" in text:
+        plugins = Path(__file__).resolve().parent.parent / "plugins"
+        if not (plugins / "add-header.wasm").is_file():
+            raise H.HarnessError(f"--extra-gateway {name}: {plugins}/add-header.wasm missing (make plugins)")
+        text = text.replace("@PLUGINS@", str(plugins))
     if "@OTLP_GRPC@" in text:
         text = text.replace("@OTLP_GRPC@", f"127.0.0.1:{start_otlp_sink(sup, args)}")
     cfg = sup.workdir / f"gateway-{name}.yaml"

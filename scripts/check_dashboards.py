@@ -216,6 +216,7 @@ TRAFFIC = [
     (4, "GET", "/api/limited/echo"),
     (4, "GET", "/api/flaky/echo"),
     (4, "GET", "/api/doomed/echo"),
+    (4, "GET", "/api/plugged/echo"),
 ]
 
 
@@ -525,6 +526,10 @@ def executable(path: str, what: str) -> str:
     return found
 
 
+# The example plugins `make plugins` builds (the plugin panels need one running).
+PLUGINS_DIR = Path(__file__).resolve().parent.parent / "plugins"
+
+
 def gateway_config(ports: dict[str, int]) -> str:
     b1, b2 = f"http://127.0.0.1:{ports['backend1']}", f"http://127.0.0.1:{ports['backend2']}"
     closed = f"http://127.0.0.1:{ports['closed']}"
@@ -553,6 +558,8 @@ routes:
   - {{ name: limited, path: /api/limited, backend: "{b1}", rate_limit: five-a-minute }}
   - {{ name: flaky, path: /api/flaky, upstream: flaky, strip_prefix: true }}
   - {{ name: doomed, path: /api/doomed, upstream: doomed, strip_prefix: true }}
+  - {{ name: plugged, path: /api/plugged, backend: "{b1}", plugins: [add-header] }}
+plugins: {{ dir: "{PLUGINS_DIR}", watch: false }}
 """
 
 
@@ -581,6 +588,8 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
     expected_path = Path(args.expected_empty) if args.expected_empty else dash_dir / "expected-empty.txt"
     expected, expected_problems = load_expected_empty(expected_path)
 
+    if not (PLUGINS_DIR / "add-header.wasm").exists():
+        raise SetupError(f"{PLUGINS_DIR}/add-header.wasm is missing: run `make plugins`")
     ports = choose_ports()
     (tmp / "gateway.yaml").write_text(gateway_config(ports))
     (tmp / "prometheus.yml").write_text(prometheus_config(ports, args.rules))

@@ -15,6 +15,9 @@ runs unchanged against `make up` with Docker and against the native lab:
   LAB_MODE        native | compose: how "stop/start backend N" is done (scripts/lab.sh or
                   `docker compose stop backendN`), for the failover scenario
   JWT_SECRET      the lab JWT policy's HMAC secret (default: compose/.env's, else the lab default)
+  PLUGINS_DIR     the lab gateway's plugins.dir on this host, where the plugin scenario swaps a
+                  .wasm file and puts it back (default ./plugins, built by `make plugins`)
+  LAB_API_KEY     the key the lab's require-api-key plugin accepts (default lab-api-key)
   BACKEND_URLS    the mock backends as published on this host, comma-separated
                   (default http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003)
 
@@ -44,6 +47,8 @@ JAEGER = os.environ.get("JAEGER_URL", "http://127.0.0.1:16686").rstrip("/")
 LAB_MODE = os.environ.get("LAB_MODE", "native")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAB_CONFIG = os.environ.get("LAB_CONFIG", os.path.join(ROOT, "compose/rustygate.lab.yaml"))
+PLUGINS_DIR = os.environ.get("PLUGINS_DIR", os.path.join(ROOT, "plugins"))
+LAB_API_KEY = os.environ.get("LAB_API_KEY", "lab-api-key")
 
 
 def env_file_value(name: str) -> str | None:
@@ -500,10 +505,83 @@ def reload() -> str:
             f"{counts['ok']} requests meanwhile, 0 failed; the file is restored")
 
 
-def planned(issue: int, what: str):
-    def scenario() -> str:
-        raise Skip(f"{what} is not built yet (issue {issue})")
-    return scenario
+def plugin() -> str:
+    """WASM plugins: add-header sets X-RustyGate-Plugin on /api/plugin (not on /api/users);
+    require-api-key answers 403 itself without a key (no backend attempt); then, under load,
+    plugins/add-header.wasm is replaced by a build that sets another value → the new value is
+    served within 5 s without a restart and no request fails; the original file is put back."""
+    import shutil
+    import threading
+    current = os.path.join(PLUGINS_DIR, "add-header.wasm")
+    variant = os.path.join(PLUGINS_DIR, "variants", "add-header-v2.wasm")
+    if not (os.path.exists(current) and os.path.exists(variant)):
+        raise Fail(f"{current} or {variant} missing: run `make plugins`")
+
+    def plugin_header(path: str) -> str | None:
+        status, headers, _ = http("GET", f"{GATEWAY}{path}")
+        return headers.get("x-rustygate-plugin") if status == 200 else f"status {status}"
+
+    first = plugin_header("/api/plugin/echo")
+    expect(first == "executed", f"/api/plugin: X-RustyGate-Plugin = {first!r}, not 'executed'")
+    status, _, body = http("GET", f"{GATEWAY}/api/plugin/echo")
+    seen = [v for k, v in json.loads(body)["headers"] if k == "x-rustygate-plugin"]
+    expect(seen == ["executed"], f"the backend saw X-RustyGate-Plugin {seen}")
+    expect(plugin_header("/api/users/echo") is None, "/api/users (no plugin) got the header too")
+
+    attempts = backend_attempts("users")
+    status, _, body = http("GET", f"{GATEWAY}/api/keyed/echo")
+    expect(status == 403, f"/api/keyed without a key answered {status}: {body[:200]!r}")
+    expect(backend_attempts("users") == attempts, "the refused request reached a backend")
+    status, _, _ = http("GET", f"{GATEWAY}/api/keyed/echo", {"x-api-key": LAB_API_KEY})
+    expect(status == 200, f"/api/keyed with the lab key answered {status}")
+
+    stop = threading.Event()
+    counts = {"ok": 0, "failed": 0}
+    lock = threading.Lock()
+
+    def load() -> None:
+        while not stop.is_set():
+            status, headers, _ = http("GET", f"{GATEWAY}/api/plugin/echo", timeout=10)
+            with lock:
+                counts["ok" if status == 200 and headers.get("x-rustygate-plugin") else "failed"] += 1
+            time.sleep(0.01)
+
+    def wait_for(value: str, seconds: float) -> float | None:
+        t0 = time.time()
+        while time.time() - t0 < seconds:
+            if plugin_header("/api/plugin/echo") == value:
+                return time.time() - t0
+            time.sleep(0.05)
+        return None
+
+    backup = current + ".demo-orig"
+    shutil.copyfile(current, backup)
+    workers = [threading.Thread(target=load, daemon=True) for _ in range(4)]
+    for w in workers:
+        w.start()
+    try:
+        time.sleep(0.5)
+        shutil.copyfile(variant, current + ".demo-tmp")
+        os.replace(current + ".demo-tmp", current)
+        took = wait_for("v2", 5)
+        expect(took is not None, "the replaced plugin was not served within 5 s")
+        time.sleep(0.3)
+    finally:
+        os.replace(backup, current)
+        stop.set()
+        for w in workers:
+            w.join(timeout=15)
+    back = wait_for("executed", 5)
+    expect(back is not None, "the original plugin did not come back within 5 s")
+    expect(counts["failed"] == 0, f"{counts['failed']} requests failed of {counts['ok'] + counts['failed']}")
+    calls = gateway_metric("rustygate_plugin_calls_total", plugin="add-header", hook="on_request", outcome="continue")
+    refused = gateway_metric("rustygate_plugin_calls_total", plugin="require-api-key", hook="on_request",
+                             outcome="respond")
+    return (f"X-RustyGate-Plugin: executed on /api/plugin (request and response), none on /api/users; "
+            f"/api/keyed without a key -> 403 by the plugin, 0 backend attempts; add-header.wasm replaced -> "
+            f"'v2' served after {took:.2f} s, {counts['ok']} requests meanwhile, 0 failed; original back after "
+            f"{back:.2f} s; rustygate_plugin_calls_total: add-header continue {calls:g}, require-api-key respond "
+            f"{refused:g}")
 
 
 SCENARIOS = {
@@ -517,7 +595,7 @@ SCENARIOS = {
     "slow-backend": slow_backend,
     "trace": trace,
     "reload": reload,
-    "plugin": planned(8, "WASM plugins"),
+    "plugin": plugin,
 }
 
 

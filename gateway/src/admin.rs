@@ -1,5 +1,5 @@
 //! The admin listener's endpoints: `/healthz`, `/readyz`, `/metrics`, and the token-protected
-//! `/admin/*` API (`/admin/config`, `/admin/upstreams`, `POST /admin/reload`). Never mounted on
+//! `/admin/*` API (`/admin/config`, `/admin/upstreams`, `/admin/plugins`, `POST /admin/reload`). Never mounted on
 //! the proxy port.
 
 use std::sync::atomic::Ordering;
@@ -21,6 +21,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/config", web::get().to(config))
         .route("/admin/upstreams", web::get().to(upstreams))
         .route("/admin/reload", web::post().to(reload))
+        .route("/admin/plugins", web::get().to(plugins))
         .default_service(web::to(|| async { error_response(StatusCode::NOT_FOUND, "no such admin endpoint", "") }));
 }
 
@@ -53,6 +54,20 @@ async fn config(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
     }
     // Secrets are redacted by the config types' serializers.
     HttpResponse::Ok().json(json!({ "generation": rt.generation, "config": &*rt.config }))
+}
+
+/// The plugins in use: version (SHA-256, size, load time), hooks, the routes running each,
+/// and a missing file or a refused replacement.
+async fn plugins(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
+    let rt = gw.runtime.load();
+    if let Some(denied) = authorize(&req, &rt.config.admin.token) {
+        return denied;
+    }
+    #[cfg(feature = "wasm")]
+    let body = json!({ "enabled": true, "plugins": rt.plugin_status() });
+    #[cfg(not(feature = "wasm"))]
+    let body = json!({ "enabled": false, "plugins": [], "message": "this build has no WASM plugin support" });
+    HttpResponse::Ok().json(body)
 }
 
 async fn upstreams(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {

@@ -55,6 +55,14 @@ pub enum GatewayError {
     /// The connection broke or the backend's response was malformed.
     #[error("the backend connection failed")]
     UpstreamProtocol(#[source] BoxError),
+    /// A WASM plugin with `failure: closed` failed (trap, exhausted budget, bad action, missing).
+    #[error("plugin {plugin:?} failed ({outcome})")]
+    PluginFailed {
+        /// The plugin's name.
+        plugin: std::sync::Arc<str>,
+        /// The `outcome` label of the failed call.
+        outcome: &'static str,
+    },
     /// A bug or resource problem in the gateway.
     #[error("internal error")]
     Internal(String),
@@ -74,7 +82,7 @@ impl GatewayError {
             Self::NoHealthyUpstream(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamConnect(_) | Self::UpstreamProtocol(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout | Self::UpstreamConnectTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Internal(_) | Self::PluginFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -89,9 +97,17 @@ impl GatewayError {
         }
     }
 
+    /// DESIGN.md's `error` code of the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::PluginFailed { .. } => "plugin_failed",
+            _ => error_code(self.status()),
+        }
+    }
+
     /// Builds the JSON error response.
     pub fn to_response(&self, request_id: &str) -> HttpResponse {
-        let mut resp = error_response(self.status(), &self.to_string(), request_id);
+        let mut resp = coded_error_response(self.status(), self.code(), &self.to_string(), request_id);
         match self {
             Self::MethodNotAllowed(allow) => {
                 resp.headers_mut().insert(header::ALLOW, allow.clone());
@@ -126,9 +142,14 @@ pub fn error_code(status: StatusCode) -> &'static str {
 
 /// A gateway-made JSON error response.
 pub fn error_response(status: StatusCode, message: &str, request_id: &str) -> HttpResponse {
+    coded_error_response(status, error_code(status), message, request_id)
+}
+
+/// A gateway-made JSON error response with an `error` code of its own.
+pub fn coded_error_response(status: StatusCode, code: &str, message: &str, request_id: &str) -> HttpResponse {
     let body = serde_json::json!({
         "status": status.as_u16(),
-        "error": error_code(status),
+        "error": code,
         "message": message,
         "request_id": request_id,
     });
@@ -152,10 +173,11 @@ mod tests {
             (GatewayError::NoHealthyUpstream("u".into()), 503, "no_healthy_upstream"),
             (GatewayError::UpstreamTimeout, 504, "gateway_timeout"),
             (GatewayError::Internal("x".into()), 500, "internal_error"),
+            (GatewayError::PluginFailed { plugin: "p".into(), outcome: "trap" }, 500, "plugin_failed"),
         ];
         for (err, status, code) in cases {
             assert_eq!(err.status().as_u16(), status, "{err:?}");
-            assert_eq!(error_code(err.status()), code);
+            assert_eq!(err.code(), code);
         }
         assert_eq!(error_code(StatusCode::from_u16(431).unwrap()), "headers_too_large");
         assert_eq!(error_code(StatusCode::from_u16(408).unwrap()), "request_timeout");

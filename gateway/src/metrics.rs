@@ -58,7 +58,16 @@ pub struct Metrics {
     pub retry_budget_exhausted_total: IntCounterVec,
     /// `rustygate_jwks_fetches_total{policy,result}`
     pub jwks_fetches: crate::filters::jwt::JwksMetrics,
+    /// `rustygate_plugin_calls_total{plugin,hook,outcome}`
+    pub plugin_calls_total: IntCounterVec,
+    /// `rustygate_plugin_duration_seconds{plugin,hook}`
+    pub plugin_duration: HistogramVec,
 }
+
+/// Buckets of `rustygate_plugin_duration_seconds`: a plugin call takes microseconds; the
+/// default budget stops a guest near a millisecond.
+const PLUGIN_DURATION_BUCKETS: [f64; 12] =
+    [2e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 1e-1];
 
 impl Metrics {
     /// Creates and registers every metric.
@@ -107,6 +116,19 @@ impl Metrics {
             "JWKS loads (scheduled and on unknown kid), by policy and result.",
             &["policy", "result"],
         ));
+        let plugin_calls_total = counter(
+            "rustygate_plugin_calls_total",
+            "WASM plugin calls by plugin, hook and outcome: continue, respond, trap, budget_exhausted, \
+             invalid_action or missing.",
+            &["plugin", "hook", "outcome"],
+        );
+        let plugin_duration = HistogramVec::new(
+            HistogramOpts::new("rustygate_plugin_duration_seconds", "Time spent in one WASM plugin call.")
+                .buckets(PLUGIN_DURATION_BUCKETS.to_vec()),
+            &["plugin", "hook"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(plugin_duration.clone())).expect("unique metric");
         let request_duration = HistogramVec::new(
             HistogramOpts::new(
                 "rustygate_request_duration_seconds",
@@ -199,6 +221,8 @@ impl Metrics {
             retries_total,
             retry_budget_exhausted_total,
             jwks_fetches,
+            plugin_calls_total,
+            plugin_duration,
         }
     }
 

@@ -34,6 +34,8 @@ pub struct Route {
     pub rate_limit: Option<Arc<crate::filters::rate_limit::RateLimit>>,
     /// The route's metric series.
     pub metrics: crate::metrics::RouteMetrics,
+    /// The route's WASM plugins, in order.
+    pub plugins: crate::plugins::PluginChain,
 }
 
 impl Route {
@@ -99,6 +101,11 @@ impl RouteTable {
     /// Finds the route for a request. A route whose host and path match but whose methods do not
     /// is skipped, so a shorter prefix that allows the method still serves it; only when none
     /// does is the answer 405.
+    /// Every route, best match first.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.routes.iter()
+    }
+
     pub fn find(&self, host: Option<&str>, path: &str, method: &Method) -> RouteMatch<'_> {
         let mut allowed: Option<Vec<&Method>> = None;
         for route in &self.routes {
@@ -158,6 +165,7 @@ mod tests {
             auth: None,
             rate_limit: None,
             metrics: crate::metrics::Metrics::new().for_route(name, false, false),
+            plugins: Default::default(),
         })
     }
 

@@ -2,9 +2,9 @@
 //! defaults. No logic lives here beyond defaults: loading is in [`load`], semantic checks in
 //! [`validate`], and turning a config into runtime objects in `crate::runtime`.
 //!
-//! Keys of features that are planned but not built yet (`plugins`) are accepted by the parser
-//! only so that validation can reject them with a clear "not supported yet" message: a policy that
-//! is silently ignored would be a security hole.
+//! Keys of features this build lacks (`plugins` without the `wasm` feature) are accepted by the
+//! parser only so that validation can reject them with a clear message: a policy that is
+//! silently ignored would be a security hole.
 
 pub mod load;
 mod locate;
@@ -45,9 +45,9 @@ pub struct Config {
     pub rate_limits: BTreeMap<String, RateLimitConfig>,
     /// Named CORS policies that routes refer to with `cors:`.
     pub cors: BTreeMap<String, CorsConfig>,
-    /// Planned (WASM plugins): rejected until implemented.
+    /// WASM plugins: where they are and their per-plugin settings (needs the `wasm` feature).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub plugins: Option<Value>,
+    pub plugins: Option<PluginsConfig>,
     /// Policies applied to every route that does not name its own.
     pub defaults: DefaultsConfig,
 }
@@ -66,9 +66,66 @@ pub struct DefaultsConfig {
     /// Default CORS policy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cors: Option<String>,
-    /// Planned (default plugins): rejected until implemented.
+    /// Plugins run on every route that does not set its own `plugins:` (`[]` opts out).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub plugins: Option<Value>,
+    pub plugins: Option<Vec<String>>,
+}
+
+/// `plugins:` — WASM plugins (docs/plugins.md). A plugin is `<dir>/<name>.wasm`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// The directory holding `<name>.wasm` files (relative paths: to the working directory).
+    pub dir: String,
+    /// Compile and swap in a new or changed file while running.
+    #[serde(deserialize_with = "units::lenient_bool")]
+    pub watch: bool,
+    /// Per-plugin settings, by plugin name; a plugin without an entry gets the defaults.
+    pub settings: BTreeMap<String, PluginSettings>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self { dir: "./plugins".into(), watch: true, settings: BTreeMap::new() }
+    }
+}
+
+/// `plugins.settings.<name>:` — one plugin's sandbox, failure policy and configuration.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginSettings {
+    /// What a failing call (trap, exhausted budget, bad action, missing file) does to the request.
+    pub failure: PluginFailure,
+    /// The plugin's own configuration, handed to it as JSON (`rg_get_config`). It may hold
+    /// secrets (API keys): `/admin/config` shows its keys only.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "redact_plugin_config")]
+    pub config: Option<Value>,
+    /// The most linear memory one instance may have.
+    pub max_memory: ByteSize,
+    /// The execution budget of one call, in metering points (one per WebAssembly operator).
+    #[serde(deserialize_with = "units::lenient_u64")]
+    pub fuel: u64,
+}
+
+/// The default execution budget per plugin call: about 1 ms of guest work on this class of
+/// machine (a loop of a million operators measured 0.6 ms).
+pub const DEFAULT_PLUGIN_FUEL: u64 = 1_000_000;
+
+impl Default for PluginSettings {
+    fn default() -> Self {
+        Self { failure: PluginFailure::Closed, config: None, max_memory: ByteSize::mib(16), fuel: DEFAULT_PLUGIN_FUEL }
+    }
+}
+
+/// A plugin's failure policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginFailure {
+    /// The request fails with 500 (`plugin_failed`).
+    #[default]
+    Closed,
+    /// The plugin is skipped and the request goes on.
+    Open,
 }
 
 /// The policy name a route uses to opt out of a `defaults:` policy.
@@ -494,9 +551,10 @@ pub struct RouteConfig {
     /// Name of a CORS policy from `cors:` (`none`: opt out of the default).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cors: Option<String>,
-    /// Planned (plugin names): rejected until implemented.
+    /// Plugins run on this route, in order (names from `plugins.dir`); `[]` opts out of
+    /// `defaults.plugins`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub plugins: Option<Value>,
+    pub plugins: Option<Vec<String>>,
 }
 
 impl RouteConfig {
@@ -520,6 +578,11 @@ impl Config {
             effective_policy(route.rate_limit.as_deref(), d.rate_limit.as_deref()),
             effective_policy(route.cors.as_deref(), d.cors.as_deref()),
         ]
+    }
+
+    /// The plugins route `route` runs, in order: its own list, else `defaults.plugins`.
+    pub fn route_plugins<'a>(&'a self, route: &'a RouteConfig) -> &'a [String] {
+        route.plugins.as_deref().or(self.defaults.plugins.as_deref()).unwrap_or_default()
     }
 }
 
@@ -700,6 +763,14 @@ fn redact_url<S: Serializer>(raw: &str, s: S) -> Result<S::Ok, S::Error> {
 
 fn redact_map<S: Serializer>(map: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
     s.collect_map(map.iter().map(|(k, v)| (k, if v.is_empty() { "" } else { "[redacted]" })))
+}
+
+fn redact_plugin_config<S: Serializer>(config: &Option<Value>, s: S) -> Result<S::Ok, S::Error> {
+    match config {
+        Some(Value::Mapping(map)) => s.collect_map(map.keys().map(|k| (k, "[redacted]"))),
+        Some(_) => s.serialize_str("[redacted]"),
+        None => s.serialize_none(),
+    }
 }
 
 fn redact_opt<S: Serializer>(secret: &Option<String>, s: S) -> Result<S::Ok, S::Error> {

@@ -147,24 +147,30 @@ impl Serialize for ByteSize {
 
 /// Deserializes an unsigned integer given either as a YAML number or as a numeric string
 /// (the form `${VAR}` expansion produces).
-pub fn lenient_u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+pub fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     struct V;
     impl de::Visitor<'_> for V {
-        type Value = u32;
+        type Value = u64;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a non-negative whole number")
         }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u32, E> {
-            u32::try_from(v).map_err(|_| E::custom(format!("{v} is too large")))
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
         }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u32, E> {
-            u32::try_from(v).map_err(|_| E::custom(format!("{v} is out of range (0..=4294967295)")))
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v).map_err(|_| E::custom(format!("{v} is negative")))
         }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<u32, E> {
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
             v.trim().parse().map_err(|_| E::custom(format!("expected a non-negative whole number, found {v:?}")))
         }
     }
     d.deserialize_any(V)
+}
+
+/// [`lenient_u64`], bounded to `u32`.
+pub fn lenient_u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = lenient_u64(d)?;
+    u32::try_from(v).map_err(|_| de::Error::custom(format!("{v} is out of range (0..=4294967295)")))
 }
 
 /// Deserializes a number given either as a YAML number or as a numeric string.

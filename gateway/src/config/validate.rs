@@ -16,14 +16,7 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
     let mut issues = Vec::new();
     let mut issue = |path: String, msg: String| issues.push(ConfigIssue::at(path, msg));
 
-    for (key, present, what) in [
-        ("plugins", config.plugins.is_some(), "WASM plugins"),
-        ("defaults.plugins", config.defaults.plugins.is_some(), "WASM plugins"),
-    ] {
-        if present {
-            issue(key.into(), format!("`{key}` ({what}) {PLANNED} in this build; remove the key"));
-        }
-    }
+    check_plugins(config, &mut issue);
 
     let proxy_addr = check_listen(&config.server.listen, "server.listen", &mut issue);
     let admin_addr = check_listen(&config.admin.listen, "admin.listen", &mut issue);
@@ -247,12 +240,6 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
             if t.is_some_and(|t| t.0.is_zero()) {
                 issue(format!("{base}.{key}"), "must be greater than 0".into());
             }
-        }
-        if route.plugins.is_some() {
-            issue(
-                format!("{base}.plugins"),
-                format!("`plugins` (WASM plugins) {PLANNED} in this build; remove the key"),
-            );
         }
     }
     issues
@@ -571,6 +558,73 @@ pub(crate) fn trim_prefix(path: &str) -> &str {
 
 /// `tracing:` checks (made whether or not tracing is enabled, so a config that turns it on
 /// later is already known to be sound).
+/// Without the `wasm` feature: a refusal wherever plugins are named. With it: plugin names,
+/// lists and settings.
+fn check_plugins(config: &Config, issue: &mut impl FnMut(String, String)) {
+    let lists = config
+        .routes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.plugins.as_ref().map(|list| (format!("routes[{i}].plugins"), list)))
+        .chain(config.defaults.plugins.as_ref().map(|list| ("defaults.plugins".to_owned(), list)));
+    if !cfg!(feature = "wasm") {
+        let keys = config.plugins.as_ref().map(|_| "plugins".to_owned()).into_iter().chain(lists.map(|(key, _)| key));
+        for key in keys {
+            issue(
+                key,
+                "this binary was built without WASM plugin support (cargo feature `wasm`); \
+                 use a build with it (`make build`, the lab image) or remove the key"
+                    .into(),
+            );
+        }
+        return;
+    }
+    for (key, list) in lists {
+        for (j, name) in list.iter().enumerate() {
+            if let Err(e) = check_plugin_name(name) {
+                issue(format!("{key}[{j}]"), e);
+            } else if list[..j].contains(name) {
+                issue(format!("{key}[{j}]"), format!("plugin {name:?} is listed twice"));
+            }
+        }
+    }
+    let Some(plugins) = &config.plugins else { return };
+    if plugins.dir.trim().is_empty() {
+        issue("plugins.dir".into(), "must not be empty".into());
+    }
+    for (name, s) in &plugins.settings {
+        let base = format!("plugins.settings.{name}");
+        if let Err(e) = check_plugin_name(name) {
+            issue(base.clone(), e);
+        }
+        if s.fuel == 0 {
+            issue(format!("{base}.fuel"), "must be greater than 0".into());
+        }
+        // One 64 KiB WebAssembly page at least; a 32-bit guest cannot address more than 4 GiB.
+        if !(64 * 1024..=4 << 30).contains(&s.max_memory.0) {
+            issue(format!("{base}.max_memory"), "must be between 64KiB (one page) and 4GiB".into());
+        }
+        match &s.config {
+            None | Some(serde_yaml_ng::Value::Mapping(_)) => {}
+            Some(_) => issue(format!("{base}.config"), "must be a map (handed to the plugin as a JSON object)".into()),
+        }
+        if let Some(c) = &s.config
+            && let Err(e) = serde_json::to_value(c)
+        {
+            issue(format!("{base}.config"), format!("cannot be expressed as JSON: {e}"));
+        }
+    }
+}
+
+/// A plugin name is its file name without `.wasm`: letters, digits, `-` and `_`.
+pub fn check_plugin_name(name: &str) -> Result<(), String> {
+    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        Ok(())
+    } else {
+        Err(format!("{name:?} is not a plugin name (letters, digits, '-' and '_': the file name without .wasm)"))
+    }
+}
+
 fn check_tracing(t: &crate::config::TracingConfig, issue: &mut impl FnMut(String, String)) {
     if let Some(endpoint) = &t.endpoint {
         match url::Url::parse(endpoint) {

@@ -32,6 +32,8 @@ pub(super) struct Client<'a> {
     pub peer_trusted: bool,
     pub auth: Option<&'a Authenticated>,
     pub client: UpstreamClient,
+    /// The request as the route's plugins left it (path, query, headers), if it has plugins.
+    pub plugins: Option<&'a crate::plugins::Exchange>,
 }
 
 /// Sends the request to the route's upstream, retrying per the upstream's policy.
@@ -85,6 +87,7 @@ pub(super) async fn forward(
                 peer_trusted: from.peer_trusted,
                 request_id: &ctx.request_id,
                 auth: from.auth,
+                plugins: from.plugins,
                 trace: tracing.zip(span.as_ref()),
             };
             forward::attempt(&out, this_body, from.client, timeout).await

@@ -44,6 +44,8 @@ pub struct RequestCtx {
     pub preflight_answered: bool,
     /// The route's rate-limit decision, for the response headers.
     pub rate_limit: Option<crate::filters::rate_limit::Decision>,
+    /// Headers the route's plugins set in `on_request` for the response, whoever answers.
+    pub plugin_response_headers: Option<actix_web::http::header::HeaderMap>,
 }
 
 /// Counts a request as in flight on a backend while it lives.
@@ -87,6 +89,7 @@ impl RequestCtx {
             bytes_in,
             error: None,
             preflight_answered: false,
+            plugin_response_headers: None,
             rate_limit: None,
             runtime,
         }

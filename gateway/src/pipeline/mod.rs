@@ -5,10 +5,11 @@
 //! 2. request id, client IP
 //! 3. route lookup (404 / 405 / the `/` banner)
 //! 4. request filters, in this order: CORS preflight (answered here, never forwarded), JWT auth
-//!    (401), rate limit (429; after auth so that a limit can key on a claim); plugins will follow
+//!    (401), rate limit (429; after auth so that a limit can key on a claim), then the route's
+//!    WASM plugins' `on_request` (which may answer themselves, or fail: 500 `plugin_failed`)
 //! 5. body admission (413), then [`attempts`]: backend choice (503), forward attempts with
 //!    retries on other backends (502 / 504), passive health
-//! 6. the response, whose body streams from the backend
+//! 6. the response, whose body streams from the backend, after the plugins' `on_response`
 //! 7. [`finish`](ctx::Finish): metrics, the end of the request's span and the access log line,
 //!    exactly once, when the response body ends or the client goes away.
 //!
@@ -35,8 +36,9 @@ use opentelemetry::KeyValue;
 
 use crate::{
     error::GatewayError,
+    plugins::{ChainResult, Exchange},
     proxy::{
-        forward::RequestBody,
+        forward::{self, RequestBody},
         headers::{self as h, X_REQUEST_ID},
     },
     routing::RouteMatch,
@@ -83,6 +85,12 @@ pub async fn handle(req: HttpRequest, payload: web::Payload, gw: web::Data<Gatew
             err.to_response(request_id.to_str().unwrap_or_default())
         }
     };
+    // Headers the plugins set for the response go on every answer, whoever made it.
+    if let Some(headers) = ctx.plugin_response_headers.take() {
+        for (name, value) in headers {
+            resp.headers_mut().insert(name, value);
+        }
+    }
     // Every answer, the backend's or the gateway's, carries the request id, and the trace to
     // look up when the request is traced.
     resp.headers_mut().insert(X_REQUEST_ID, request_id);
@@ -167,16 +175,58 @@ async fn route_and_forward(
             return Err(GatewayError::TooManyRequests { retry_after: decision.retry_after });
         }
     }
-    // Plugins (on_request) will run here.
+    // Plugins: `on_request` may edit what goes upstream, answer, or fail the request.
+    let mut exchange = None;
+    if !route.plugins.is_empty() {
+        let mut ex = Exchange::for_request(
+            req.method().clone(),
+            route.upstream_path(req.uri().path()).to_owned(),
+            forward::upstream_query(req, authenticated.as_ref()).map(str::to_owned),
+            req.headers().clone(),
+        );
+        match route.plugins.on_request(&mut ex) {
+            Ok(ChainResult::Continue) => {}
+            Ok(ChainResult::Respond(resp)) => {
+                ctx.trace_event("plugin responded", Vec::new);
+                return Ok(resp);
+            }
+            Err(e) => return Err(plugin_failed(ctx, e)),
+        }
+        if !ex.response_headers.is_empty() {
+            ctx.plugin_response_headers = Some(std::mem::take(&mut ex.response_headers));
+        }
+        exchange = Some(ex);
+    }
 
     let body = RequestBody::new(req, payload, rt.max_body_size, bytes_in.clone())?;
     let client = rt.client;
-    attempts::forward(
-        req,
-        &route,
-        ctx,
-        body,
-        attempts::Client { peer, peer_trusted, auth: authenticated.as_ref(), client },
-    )
-    .await
+    let from =
+        attempts::Client { peer, peer_trusted, auth: authenticated.as_ref(), client, plugins: exchange.as_ref() };
+    let mut resp = attempts::forward(req, &route, ctx, body, from).await?;
+    if let Some(ex) = exchange.as_mut().filter(|ex| route.plugins.wants_response(ex)) {
+        ex.status = Some(resp.status());
+        ex.response_headers = std::mem::take(resp.headers_mut());
+        match route.plugins.on_response(ex) {
+            Ok(ChainResult::Continue) => *resp.headers_mut() = std::mem::take(&mut ex.response_headers),
+            Ok(ChainResult::Respond(answer)) => {
+                ctx.trace_event("plugin replaced the response", Vec::new);
+                resp = answer;
+            }
+            Err(e) => return Err(plugin_failed(ctx, e)),
+        }
+    }
+    Ok(resp)
+}
+
+/// Marks a closed-policy plugin failure on the request's span.
+fn plugin_failed(ctx: &mut RequestCtx, e: GatewayError) -> GatewayError {
+    if let GatewayError::PluginFailed { plugin, outcome } = &e {
+        ctx.trace_event("plugin failed", || {
+            vec![
+                KeyValue::new("rustygate.plugin", plugin.to_string()),
+                KeyValue::new("rustygate.plugin.outcome", *outcome),
+            ]
+        });
+    }
+    e
 }

@@ -39,6 +39,9 @@ pub struct Outgoing<'a> {
     pub request_id: &'a header::HeaderValue,
     /// What the route's JWT policy verified (claim headers, a query without the token).
     pub auth: Option<&'a crate::filters::jwt::Authenticated>,
+    /// The request as the route's plugins left it: its path, query and headers replace the
+    /// client's.
+    pub plugins: Option<&'a crate::plugins::Exchange>,
     /// The attempt's span, whose context the backend receives as its parent.
     pub trace: Option<(&'a crate::telemetry::otel::Tracing, &'a crate::telemetry::otel::AttemptSpan)>,
 }
@@ -186,7 +189,8 @@ pub async fn attempt(
 /// `X-Forwarded-*`, `Via` and `X-Request-Id`.
 fn upstream_headers(out: &Outgoing<'_>, headers: &mut header::HeaderMap) {
     let req = out.req;
-    h::copy_end_to_end(req.headers(), headers, &h::REQUEST_SET_BY_GATEWAY);
+    let client_headers = out.plugins.map_or(req.headers(), |ex| &ex.request_headers);
+    h::copy_end_to_end(client_headers, headers, &h::REQUEST_SET_BY_GATEWAY);
     // The client's copies of claim headers (and `Authorization` if not forwarded) never pass:
     // claim headers are the gateway's word, not the client's.
     if let Some(policy) = &out.route.auth {
@@ -263,14 +267,24 @@ where
     client_resp.set_body(body)
 }
 
+/// The query sent upstream: the client's, less a token the JWT policy took from it.
+pub fn upstream_query<'a>(
+    req: &'a HttpRequest,
+    auth: Option<&'a crate::filters::jwt::Authenticated>,
+) -> Option<&'a str> {
+    match auth.and_then(|a| a.query.as_deref()) {
+        // The token came in the query: forward the query without it.
+        Some(rest) => Some(rest).filter(|q| !q.is_empty()),
+        None => req.uri().query(),
+    }
+}
+
 /// `scheme://authority` of the backend, its base path, then the (possibly stripped) request
 /// path and query exactly as the client sent them.
 fn upstream_uri(out: &Outgoing<'_>) -> Result<Uri, GatewayError> {
-    let path = out.route.upstream_path(out.req.uri().path());
-    let query = match out.auth.and_then(|a| a.query.as_deref()) {
-        // The token came in the query: forward the query without it.
-        Some(rest) => Some(rest).filter(|q| !q.is_empty()),
-        None => out.req.uri().query(),
+    let (path, query) = match out.plugins {
+        Some(ex) => (ex.path.as_str(), ex.query.as_deref()),
+        None => (out.route.upstream_path(out.req.uri().path()), upstream_query(out.req, out.auth)),
     };
     let mut pq = String::with_capacity(out.backend.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1));
     pq.push_str(&out.backend.base_path);

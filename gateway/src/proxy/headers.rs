@@ -20,7 +20,7 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 
 /// Hop-by-hop headers of RFC 9110 §7.6.1 (plus the legacy `Proxy-Connection`): they describe one
 /// connection and are never forwarded. Headers named in `Connection` are removed as well.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
         "connection" | "proxy-connection" | "keep-alive" | "te" | "transfer-encoding" | "upgrade" | "trailer"

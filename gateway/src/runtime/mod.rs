@@ -45,6 +45,9 @@ pub struct Runtime {
     /// route). A reload keeps a policy's buckets when its definition and the routes using it did
     /// not change.
     limits: HashMap<String, HashMap<String, Arc<RateLimit>>>,
+    /// The plugin manager, passed from snapshot to snapshot (slots, compiled modules, watcher).
+    #[cfg(feature = "wasm")]
+    pub plugins: Arc<crate::plugins::PluginRegistry>,
 }
 
 impl Runtime {
@@ -128,6 +131,10 @@ impl Runtime {
                 })
                 .collect(),
         };
+        #[cfg(feature = "wasm")]
+        let plugin_registry = previous.map(|p| p.plugins.clone()).unwrap_or_default();
+        #[cfg(feature = "wasm")]
+        let plugin_slots = plugin_registry.resolve(&config, &mut issues);
         let mut routes = Vec::with_capacity(config.routes.len());
         for (i, rc) in config.routes.iter().enumerate() {
             let [auth_name, limit_name, cors_name] = config.route_policies(rc);
@@ -216,11 +223,17 @@ impl Runtime {
                 timeout: rc.timeout.map(|t| t.0).unwrap_or(upstream.timeout),
                 request_timeout: rc.request_timeout.map(|t| t.0).or(upstream.request_timeout),
                 upstream,
+                #[cfg(feature = "wasm")]
+                plugins: plugin_chain(&config, rc, &plugin_slots, metrics),
+                #[cfg(not(feature = "wasm"))]
+                plugins: crate::plugins::PluginChain,
             }));
         }
         if !issues.is_empty() {
             return Err(ConfigError { source_name: "<compile>".into(), issues });
         }
+        #[cfg(feature = "wasm")]
+        plugin_registry.commit(&plugin_slots);
         for pool in &upstreams {
             if !carried_pools.iter().any(|c| Arc::ptr_eq(c, pool)) {
                 crate::upstream::health::spawn(background, pool);
@@ -242,8 +255,17 @@ impl Runtime {
             upstreams,
             jwt: jwt_policies.into_iter().map(|(name, p)| (name.to_owned(), p)).collect(),
             limits,
+            #[cfg(feature = "wasm")]
+            plugins: plugin_registry,
             config: Arc::new(config),
         })
+    }
+
+    /// Each plugin in use, with its state and the routes running it (`GET /admin/plugins`).
+    #[cfg(feature = "wasm")]
+    pub fn plugin_status(&self) -> Vec<crate::plugins::PluginStatus> {
+        let routes: Vec<_> = self.routes.iter().map(|r| (&*r.name, r.plugins.names().collect())).collect();
+        self.plugins.status(&routes)
     }
 
     /// The pool named `name`, if `unchanged(previous config)` says its definition is the same.
@@ -256,4 +278,26 @@ impl Runtime {
     pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
         self.trusted_proxies.iter().any(|net| net.contains(&ip))
     }
+}
+
+/// The chain of plugins route `rc` runs, from the slots the configuration resolved (a plugin
+/// that could not be loaded is already a configuration issue).
+#[cfg(feature = "wasm")]
+fn plugin_chain(
+    config: &Config,
+    rc: &crate::config::RouteConfig,
+    resolved: &crate::plugins::Resolved,
+    metrics: &Metrics,
+) -> crate::plugins::PluginChain {
+    let defaults = crate::config::PluginSettings::default();
+    let chain = config
+        .route_plugins(rc)
+        .iter()
+        .filter_map(|name| {
+            let slot = resolved.slots.get(name)?;
+            let settings = config.plugins.as_ref().and_then(|p| p.settings.get(name)).unwrap_or(&defaults);
+            Some(crate::plugins::RoutePlugin::new(slot.clone(), settings.failure, settings.fuel, metrics))
+        })
+        .collect();
+    crate::plugins::PluginChain::new(chain)
 }

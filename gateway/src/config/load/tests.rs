@@ -181,29 +181,45 @@ fn invalid_yaml_points_at_the_syntax_error() {
     );
 }
 
-#[test]
-fn features_not_built_yet_are_rejected_not_ignored() {
-    let e = errors(
-        r#"
+const PLUGINS_EVERYWHERE: &str = r#"
 plugins: { dir: ./plugins }
+defaults: { plugins: [x] }
 upstreams:
   u:
     backends: [ { url: "http://a:1" } ]
     retry_on: [sometimes]
-    strategy: least_connections
 routes:
   - path: /a
     upstream: u
-    plugins: [add-header]
-"#,
-    );
+    plugins: [add-header, "bad name"]
+"#;
+
+#[cfg(not(feature = "wasm"))]
+#[test]
+fn plugins_in_a_build_without_the_wasm_feature_are_rejected_not_ignored() {
+    const NO_WASM: &str = "this binary was built without WASM plugin support (cargo feature `wasm`); \
+                           use a build with it (`make build`, the lab image) or remove the key";
     assert_eq!(
-        e,
+        errors(PLUGINS_EVERYWHERE),
         [
-            "error: test.yaml:2:1: plugins: `plugins` (WASM plugins) is not supported yet in this build; remove the key",
-            "error: test.yaml:6:16: upstreams.u.retry_on[0]: unknown retry condition \"sometimes\": use connect_error, timeout, reset, 5xx or a status like 503",
-            "error: test.yaml:11:5: routes[0].plugins: `plugins` (WASM plugins) is not supported yet in this build; remove the key",
-            "3 errors; configuration not applied",
+            format!("error: test.yaml:2:1: plugins: {NO_WASM}"),
+            format!("error: test.yaml:3:13: defaults.plugins: {NO_WASM}"),
+            "error: test.yaml:7:16: upstreams.u.retry_on[0]: unknown retry condition \"sometimes\": use connect_error, timeout, reset, 5xx or a status like 503".into(),
+            format!("error: test.yaml:11:5: routes[0].plugins: {NO_WASM}"),
+            "4 errors; configuration not applied".into(),
+        ]
+    );
+}
+
+#[cfg(feature = "wasm")]
+#[test]
+fn plugin_names_are_checked_where_they_are_written() {
+    assert_eq!(
+        errors(PLUGINS_EVERYWHERE),
+        [
+            "error: test.yaml:7:16: upstreams.u.retry_on[0]: unknown retry condition \"sometimes\": use connect_error, timeout, reset, 5xx or a status like 503",
+            "error: test.yaml:11:27: routes[0].plugins[1]: \"bad name\" is not a plugin name (letters, digits, '-' and '_': the file name without .wasm)",
+            "2 errors; configuration not applied",
         ]
     );
 }
@@ -252,7 +268,7 @@ rate_limits:
   bad: { requests: 0, window: 0s, key: ip }
   none: { requests: 1 }
   by-sub: { key: "claim:sub" }
-defaults: { rate_limit: per-ip, plugins: [x] }
+defaults: { rate_limit: per-ip }
 routes:
   - { path: /a, backend: "http://a:1", auth: wek }
   - { path: /b, backend: "http://a:1", auth: none, rate_limit: none, cors: none }
@@ -274,10 +290,9 @@ routes:
             "error: test.yaml:9:35: rate_limits.bad.key: unknown key \"ip\": use client_ip, header:NAME or claim:NAME",
             "error: test.yaml:10:3: rate_limits.none: \"none\" is reserved (a route uses it to opt out of a default)",
             "error: test.yaml:12:13: defaults.rate_limit: unknown rate-limit policy \"per-ip\" (known: bad, by-sub, none)",
-            "error: test.yaml:12:33: defaults.plugins: `defaults.plugins` (WASM plugins) is not supported yet in this build; remove the key",
             "error: test.yaml:14:40: routes[0].auth: unknown JWT policy \"wek\" (known: confused, mixed, two, unsigned, weak); did you mean \"weak\"?",
             "error: test.yaml:16:40: routes[2].rate_limit: rate-limit policy \"by-sub\" keys on a JWT claim (claim:sub), but this route has no `auth` policy",
-            "15 errors; configuration not applied",
+            "14 errors; configuration not applied",
         ]
     );
 }

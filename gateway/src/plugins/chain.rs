@@ -1,0 +1,217 @@
+//! A route's plugins run in order: `on_request` in list order, `on_response` in reverse (the
+//! first plugin sees the request first and the response last, like nested middleware). Each
+//! call is timed and counted; a failing one follows its plugin's failure policy.
+
+use std::{sync::Arc, time::Instant};
+
+use actix_web::{
+    HttpResponse,
+    http::header::{self, HeaderMap},
+};
+use prometheus::{Histogram, IntCounter};
+
+use super::{
+    ChainResult, Exchange, Hook,
+    engine::{CallOutcome, CompiledPlugin},
+    pool,
+    registry::PluginSlot,
+};
+use crate::{config::PluginFailure, error::GatewayError, metrics::Metrics};
+
+/// The `outcome` labels, in the order of [`HookMetrics::calls`].
+const OUTCOMES: [&str; 6] = ["continue", "respond", "trap", "budget_exhausted", "invalid_action", "missing"];
+const MISSING: usize = 5;
+
+/// A hook's series for one plugin, resolved when the route is compiled.
+#[derive(Debug)]
+struct HookMetrics {
+    calls: [IntCounter; OUTCOMES.len()],
+    duration: Histogram,
+}
+
+impl HookMetrics {
+    fn new(metrics: &Metrics, plugin: &str, hook: Hook) -> Self {
+        Self {
+            calls: OUTCOMES.map(|o| metrics.plugin_calls_total.with_label_values(&[plugin, hook.label(), o])),
+            duration: metrics.plugin_duration.with_label_values(&[plugin, hook.label()]),
+        }
+    }
+
+    fn count(&self, outcome: &str) {
+        if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
+            self.calls[i].inc();
+        }
+    }
+}
+
+/// One entry of a route's chain: the plugin's slot and its settings.
+#[derive(Debug)]
+pub struct RoutePlugin {
+    slot: Arc<PluginSlot>,
+    failure: PluginFailure,
+    fuel: u64,
+    metrics: [HookMetrics; 2],
+}
+
+impl RoutePlugin {
+    /// A chain entry for `slot` with the plugin's failure policy and budget.
+    pub fn new(slot: Arc<PluginSlot>, failure: PluginFailure, fuel: u64, metrics: &Metrics) -> Self {
+        let metrics = [Hook::Request, Hook::Response].map(|hook| HookMetrics::new(metrics, &slot.name, hook));
+        Self { slot, failure, fuel, metrics }
+    }
+
+    fn hook_metrics(&self, hook: Hook) -> &HookMetrics {
+        &self.metrics[hook as usize]
+    }
+}
+
+/// A route's plugins, in order.
+#[derive(Debug, Default)]
+pub struct PluginChain(Box<[RoutePlugin]>);
+
+/// What one plugin call means for the request.
+enum Step {
+    Next,
+    Respond,
+}
+
+impl PluginChain {
+    /// The chain of `plugins`, in order.
+    pub fn new(plugins: Vec<RoutePlugin>) -> Self {
+        Self(plugins.into_boxed_slice())
+    }
+
+    /// Whether the route runs no plugin.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Plugin names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> + Clone {
+        self.0.iter().map(|p| &*p.slot.name)
+    }
+
+    /// Runs `on_request` of each plugin; the versions used are pinned in `ex` for `on_response`.
+    /// `Ok(Respond)` carries a plugin's answer, with the response headers set so far.
+    pub fn on_request(&self, ex: &mut Exchange) -> Result<ChainResult, GatewayError> {
+        ex.pinned = self.0.iter().map(|p| p.slot.current()).collect();
+        for (i, plugin) in self.0.iter().enumerate() {
+            let version = ex.pinned[i].clone();
+            if let Step::Respond = self.step(plugin, version.as_ref(), Hook::Request, ex)? {
+                return Ok(ChainResult::Respond(answer(ex, false)));
+            }
+        }
+        Ok(ChainResult::Continue)
+    }
+
+    /// Whether any plugin (as pinned by `on_request`) has an `on_response` hook.
+    pub fn wants_response(&self, ex: &Exchange) -> bool {
+        ex.pinned.iter().flatten().any(|p| p.on_response)
+    }
+
+    /// Runs `on_response` of each plugin, last first, on the backend's status and headers in
+    /// `ex`. `Ok(Respond)` replaces the backend's response.
+    pub fn on_response(&self, ex: &mut Exchange) -> Result<ChainResult, GatewayError> {
+        for (i, plugin) in self.0.iter().enumerate().rev() {
+            // A plugin missing at request time was handled (and counted) then.
+            let Some(version) = ex.pinned.get(i).cloned().flatten() else { continue };
+            if let Step::Respond = self.step(plugin, Some(&version), Hook::Response, ex)? {
+                return Ok(ChainResult::Respond(answer(ex, true)));
+            }
+        }
+        Ok(ChainResult::Continue)
+    }
+
+    fn step(
+        &self,
+        plugin: &RoutePlugin,
+        version: Option<&Arc<CompiledPlugin>>,
+        hook: Hook,
+        ex: &mut Exchange,
+    ) -> Result<Step, GatewayError> {
+        let metrics = plugin.hook_metrics(hook);
+        let outcome = match version {
+            None => {
+                metrics.calls[MISSING].inc();
+                return fail(plugin, hook, "missing", "its file is missing".into());
+            }
+            Some(v) if !exports(v, hook) => return Ok(Step::Next),
+            Some(version) => {
+                let started = Instant::now();
+                let outcome = pool::with_instance(version, |instance| {
+                    let outcome = instance.call(hook, plugin.fuel, ex);
+                    let reusable = outcome.instance_reusable();
+                    (outcome, reusable)
+                })
+                .unwrap_or_else(CallOutcome::Trap);
+                metrics.duration.observe(started.elapsed().as_secs_f64());
+                metrics.count(outcome.label());
+                outcome
+            }
+        };
+        match outcome {
+            CallOutcome::Continue => Ok(Step::Next),
+            CallOutcome::Respond => Ok(Step::Respond),
+            CallOutcome::Trap(detail) => fail(plugin, hook, "trap", detail),
+            CallOutcome::BudgetExhausted => {
+                fail(plugin, hook, "budget_exhausted", format!("stopped after its budget of {} points", plugin.fuel))
+            }
+            CallOutcome::InvalidAction(action) => {
+                let detail = match action {
+                    1 => "returned 1 (respond) without calling rg_respond".to_owned(),
+                    a => format!("returned {a}, which is neither 0 (continue) nor 1 (respond)"),
+                };
+                fail(plugin, hook, "invalid_action", detail)
+            }
+        }
+    }
+}
+
+fn exports(version: &CompiledPlugin, hook: Hook) -> bool {
+    match hook {
+        Hook::Request => version.on_request,
+        Hook::Response => version.on_response,
+    }
+}
+
+/// A failed call: the request fails (`closed`) or goes on without the plugin (`open`).
+fn fail(plugin: &RoutePlugin, hook: Hook, outcome: &'static str, detail: String) -> Result<Step, GatewayError> {
+    let name = &*plugin.slot.name;
+    match plugin.failure {
+        PluginFailure::Closed => {
+            tracing::warn!(
+                plugin = name,
+                hook = hook.label(),
+                outcome,
+                error = detail.as_str(),
+                "plugin failed: request refused (failure: closed)"
+            );
+            Err(GatewayError::PluginFailed { plugin: plugin.slot.name.clone(), outcome })
+        }
+        PluginFailure::Open => {
+            tracing::warn!(
+                plugin = name,
+                hook = hook.label(),
+                outcome,
+                error = detail.as_str(),
+                "plugin failed: skipped (failure: open)"
+            );
+            Ok(Step::Next)
+        }
+    }
+}
+
+/// The response a plugin asked for: its status and body, with the response headers in `ex`
+/// (in `on_response`, the backend's as edited, less those that described the backend's body).
+fn answer(ex: &mut Exchange, replacing_backend: bool) -> HttpResponse {
+    let (status, body) = ex.respond.take().expect("a respond outcome has an answer");
+    let mut headers: HeaderMap = std::mem::take(&mut ex.response_headers);
+    if replacing_backend {
+        for name in [header::CONTENT_ENCODING, header::CONTENT_LENGTH, header::CONTENT_RANGE, header::ETAG] {
+            headers.remove(name);
+        }
+    }
+    let mut resp = HttpResponse::build(status).body(body);
+    *resp.headers_mut() = headers;
+    resp
+}

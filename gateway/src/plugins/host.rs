@@ -1,0 +1,305 @@
+//! The host side of ABI v1: the `rustygate` imports a plugin calls, working on the
+//! [`Exchange`] moved into the instance's environment for the length of one call.
+//!
+//! Strings cross as `(pointer, length)` pairs in the guest's memory. A getter writes into the
+//! guest's buffer and returns the value's full length (the guest calls again with a larger
+//! buffer if that is more than it gave), or `-1` when the value is absent. A setter returns `0`,
+//! or `-1` when refused. A bad pointer is treated like a refused call, never as a host error.
+
+use std::sync::Arc;
+
+use actix_web::http::{
+    StatusCode,
+    header::{self, HeaderMap, HeaderName, HeaderValue},
+};
+use bytes::Bytes;
+use wasmer::{Function, FunctionEnv, FunctionEnvMut, Imports, Memory, MemoryView, Store, imports};
+
+use super::{Exchange, Hook};
+use crate::proxy::headers as h;
+
+/// The functions ABI v1 provides, all in module `rustygate`; a module importing anything else
+/// is refused when it is loaded.
+pub const IMPORTS: [&str; 14] = [
+    "rg_log",
+    "rg_get_config",
+    "rg_get_method",
+    "rg_get_path",
+    "rg_get_query",
+    "rg_set_path",
+    "rg_get_request_header",
+    "rg_set_request_header",
+    "rg_remove_request_header",
+    "rg_get_response_status",
+    "rg_get_response_header",
+    "rg_set_response_header",
+    "rg_remove_response_header",
+    "rg_respond",
+];
+
+/// The import module's name.
+pub const MODULE: &str = "rustygate";
+
+/// One instance's environment.
+pub struct HostEnv {
+    /// The plugin's name (in its log lines).
+    pub plugin: Arc<str>,
+    /// The plugin's `config` as JSON.
+    pub config: Option<Arc<[u8]>>,
+    /// The guest's exported memory, set right after instantiation.
+    pub memory: Option<Memory>,
+    /// The exchange of the call running now; `None` between calls.
+    pub exchange: Option<Exchange>,
+}
+
+/// The import object for one instance.
+pub fn imports(store: &mut Store, env: &FunctionEnv<HostEnv>) -> Imports {
+    imports! {
+        MODULE => {
+            "rg_log" => Function::new_typed_with_env(store, env, rg_log),
+            "rg_get_config" => Function::new_typed_with_env(store, env, rg_get_config),
+            "rg_get_method" => Function::new_typed_with_env(store, env, rg_get_method),
+            "rg_get_path" => Function::new_typed_with_env(store, env, rg_get_path),
+            "rg_get_query" => Function::new_typed_with_env(store, env, rg_get_query),
+            "rg_set_path" => Function::new_typed_with_env(store, env, rg_set_path),
+            "rg_get_request_header" => Function::new_typed_with_env(store, env, rg_get_request_header),
+            "rg_set_request_header" => Function::new_typed_with_env(store, env, rg_set_request_header),
+            "rg_remove_request_header" => Function::new_typed_with_env(store, env, rg_remove_request_header),
+            "rg_get_response_status" => Function::new_typed_with_env(store, env, rg_get_response_status),
+            "rg_get_response_header" => Function::new_typed_with_env(store, env, rg_get_response_header),
+            "rg_set_response_header" => Function::new_typed_with_env(store, env, rg_set_response_header),
+            "rg_remove_response_header" => Function::new_typed_with_env(store, env, rg_remove_response_header),
+            "rg_respond" => Function::new_typed_with_env(store, env, rg_respond),
+        }
+    }
+}
+
+const ABSENT: i32 = -1;
+const REFUSED: i32 = -1;
+
+/// Runs `f` with the call's exchange, the guest memory and the plugin's environment;
+/// `None` outside a call (or before the memory is known).
+fn with_call<R>(
+    env: &mut FunctionEnvMut<'_, HostEnv>,
+    f: impl FnOnce(&mut Exchange, &MemoryView<'_>, &HostEnvInfo<'_>) -> R,
+) -> Option<R> {
+    let (data, store) = env.data_and_store_mut();
+    let HostEnv { plugin, config, memory, exchange } = data;
+    let view = memory.as_ref()?.view(&store);
+    let info = HostEnvInfo { plugin, config: config.as_deref() };
+    Some(f(exchange.as_mut()?, &view, &info))
+}
+
+/// The read-only parts of [`HostEnv`] a call needs.
+struct HostEnvInfo<'a> {
+    plugin: &'a str,
+    config: Option<&'a [u8]>,
+}
+
+/// `len` bytes of guest memory at `ptr`, or `None` when out of bounds.
+fn read(view: &MemoryView<'_>, ptr: i32, len: i32) -> Option<Vec<u8>> {
+    let (ptr, len) = (u64::try_from(ptr).ok()?, usize::try_from(len).ok()?);
+    let mut buf = vec![0; len];
+    view.read(ptr, &mut buf).ok()?;
+    Some(buf)
+}
+
+/// Writes `value` into the guest's buffer if it fits; returns its full length (`-1` if absent
+/// or if the buffer is out of bounds).
+fn answer(view: &MemoryView<'_>, buf: i32, buf_len: i32, value: Option<&[u8]>) -> i32 {
+    let Some(value) = value else { return ABSENT };
+    let Ok(len) = i32::try_from(value.len()) else { return ABSENT };
+    if len <= buf_len && (u64::try_from(buf).is_err() || view.write(buf as u64, value).is_err()) {
+        return ABSENT;
+    }
+    len
+}
+
+fn header_name(view: &MemoryView<'_>, ptr: i32, len: i32) -> Option<HeaderName> {
+    HeaderName::from_bytes(&read(view, ptr, len)?).ok()
+}
+
+/// A getter: `pick` chooses the value from the exchange.
+fn get(
+    env: &mut FunctionEnvMut<'_, HostEnv>,
+    buf: i32,
+    buf_len: i32,
+    pick: impl FnOnce(&Exchange, &HostEnvInfo<'_>) -> Option<Vec<u8>>,
+) -> i32 {
+    with_call(env, |ex, view, info| answer(view, buf, buf_len, pick(ex, info).as_deref())).unwrap_or(ABSENT)
+}
+
+fn rg_log(mut env: FunctionEnvMut<'_, HostEnv>, level: i32, ptr: i32, len: i32) {
+    with_call(&mut env, |_, view, info| {
+        let Some(bytes) = read(view, ptr, len) else { return };
+        let message = String::from_utf8_lossy(&bytes);
+        let plugin = info.plugin;
+        match level {
+            0 => tracing::error!(target: "rustygate::plugin", plugin, "{message}"),
+            1 => tracing::warn!(target: "rustygate::plugin", plugin, "{message}"),
+            2 => tracing::info!(target: "rustygate::plugin", plugin, "{message}"),
+            _ => tracing::debug!(target: "rustygate::plugin", plugin, "{message}"),
+        }
+    });
+}
+
+fn rg_get_config(mut env: FunctionEnvMut<'_, HostEnv>, buf: i32, buf_len: i32) -> i32 {
+    get(&mut env, buf, buf_len, |_, info| info.config.map(<[u8]>::to_vec))
+}
+
+fn rg_get_method(mut env: FunctionEnvMut<'_, HostEnv>, buf: i32, buf_len: i32) -> i32 {
+    get(&mut env, buf, buf_len, |ex, _| Some(ex.method.as_str().as_bytes().to_vec()))
+}
+
+fn rg_get_path(mut env: FunctionEnvMut<'_, HostEnv>, buf: i32, buf_len: i32) -> i32 {
+    get(&mut env, buf, buf_len, |ex, _| Some(ex.path.as_bytes().to_vec()))
+}
+
+fn rg_get_query(mut env: FunctionEnvMut<'_, HostEnv>, buf: i32, buf_len: i32) -> i32 {
+    get(&mut env, buf, buf_len, |ex, _| ex.query.as_ref().map(|q| q.as_bytes().to_vec()))
+}
+
+fn rg_set_path(mut env: FunctionEnvMut<'_, HostEnv>, ptr: i32, len: i32) -> i32 {
+    with_call(&mut env, |ex, view, _| {
+        let Some(path) = read(view, ptr, len).and_then(|b| String::from_utf8(b).ok()) else { return REFUSED };
+        // A path only: no query, no fragment, and a valid URI path.
+        let valid = ex.hook == Hook::Request
+            && path.starts_with('/')
+            && !path.contains(['?', '#'])
+            && path.parse::<actix_web::http::uri::PathAndQuery>().is_ok();
+        if !valid {
+            return REFUSED;
+        }
+        ex.path = path;
+        0
+    })
+    .unwrap_or(REFUSED)
+}
+
+fn rg_get_request_header(
+    mut env: FunctionEnvMut<'_, HostEnv>,
+    name: i32,
+    name_len: i32,
+    buf: i32,
+    buf_len: i32,
+) -> i32 {
+    with_call(&mut env, |ex, view, _| {
+        let value = header_name(view, name, name_len).and_then(|n| ex.request_headers.get(n));
+        answer(view, buf, buf_len, value.map(HeaderValue::as_bytes))
+    })
+    .unwrap_or(ABSENT)
+}
+
+/// Request headers a plugin may not set or remove: hop-by-hop ones, and those the gateway
+/// sets itself (`Host`, `Content-Length`, `X-Forwarded-*`, `X-Request-Id`...).
+fn request_header_reserved(name: &HeaderName) -> bool {
+    h::is_hop_by_hop(name) || h::REQUEST_SET_BY_GATEWAY.contains(name) || name == header::VIA
+}
+
+/// Response headers a plugin may not set or remove: hop-by-hop ones, `Content-Length` (the
+/// body's own) and `X-Request-Id`.
+fn response_header_reserved(name: &HeaderName) -> bool {
+    h::is_hop_by_hop(name) || h::RESPONSE_SET_BY_GATEWAY.contains(name)
+}
+
+/// Reads a `(name, value)` pair; `None` if either is invalid or the name is reserved.
+fn header_pair(
+    view: &MemoryView<'_>,
+    (name, name_len, value, value_len): (i32, i32, i32, i32),
+    reserved: fn(&HeaderName) -> bool,
+) -> Option<(HeaderName, HeaderValue)> {
+    let name = header_name(view, name, name_len).filter(|n| !reserved(n))?;
+    let value = HeaderValue::from_bytes(&read(view, value, value_len)?).ok()?;
+    Some((name, value))
+}
+
+/// Sets a request header (`on_request` only) or a response header; `-1` if refused.
+fn set_header(env: &mut FunctionEnvMut<'_, HostEnv>, pair: (i32, i32, i32, i32), response: bool) -> i32 {
+    with_call(env, |ex, view, _| {
+        let reserved = if response { response_header_reserved } else { request_header_reserved };
+        match (header_pair(view, pair, reserved), response, ex.hook) {
+            (Some((name, value)), false, Hook::Request) => drop(ex.request_headers.insert(name, value)),
+            (Some((name, value)), true, _) => drop(ex.response_headers.insert(name, value)),
+            _ => return REFUSED,
+        }
+        0
+    })
+    .unwrap_or(REFUSED)
+}
+
+fn rg_set_request_header(
+    mut env: FunctionEnvMut<'_, HostEnv>,
+    name: i32,
+    name_len: i32,
+    value: i32,
+    value_len: i32,
+) -> i32 {
+    set_header(&mut env, (name, name_len, value, value_len), false)
+}
+
+fn remove_header(env: &mut FunctionEnvMut<'_, HostEnv>, name: i32, name_len: i32, response: bool) {
+    with_call(env, |ex, view, _| {
+        let Some(name) = header_name(view, name, name_len) else { return };
+        match (response, ex.hook) {
+            (false, Hook::Request) if !request_header_reserved(&name) => {
+                ex.request_headers.remove(name);
+            }
+            (true, _) if !response_header_reserved(&name) => {
+                ex.response_headers.remove(name);
+            }
+            _ => {}
+        }
+    });
+}
+
+fn rg_remove_request_header(mut env: FunctionEnvMut<'_, HostEnv>, name: i32, name_len: i32) {
+    remove_header(&mut env, name, name_len, false);
+}
+
+fn rg_get_response_status(mut env: FunctionEnvMut<'_, HostEnv>) -> i32 {
+    with_call(&mut env, |ex, _, _| ex.status.map_or(ABSENT, |s| i32::from(s.as_u16()))).unwrap_or(ABSENT)
+}
+
+fn rg_get_response_header(
+    mut env: FunctionEnvMut<'_, HostEnv>,
+    name: i32,
+    name_len: i32,
+    buf: i32,
+    buf_len: i32,
+) -> i32 {
+    with_call(&mut env, |ex, view, _| {
+        let headers: &HeaderMap = &ex.response_headers;
+        let value = header_name(view, name, name_len).and_then(|n| headers.get(n));
+        answer(view, buf, buf_len, value.map(HeaderValue::as_bytes))
+    })
+    .unwrap_or(ABSENT)
+}
+
+fn rg_set_response_header(
+    mut env: FunctionEnvMut<'_, HostEnv>,
+    name: i32,
+    name_len: i32,
+    value: i32,
+    value_len: i32,
+) -> i32 {
+    set_header(&mut env, (name, name_len, value, value_len), true)
+}
+
+fn rg_remove_response_header(mut env: FunctionEnvMut<'_, HostEnv>, name: i32, name_len: i32) {
+    remove_header(&mut env, name, name_len, true);
+}
+
+fn rg_respond(mut env: FunctionEnvMut<'_, HostEnv>, status: i32, body: i32, body_len: i32) -> i32 {
+    with_call(&mut env, |ex, view, _| {
+        let status =
+            u16::try_from(status).ok().filter(|s| (200..=599).contains(s)).and_then(|s| StatusCode::from_u16(s).ok());
+        match (status, read(view, body, body_len)) {
+            (Some(status), Some(body)) => {
+                ex.respond = Some((status, Bytes::from(body)));
+                0
+            }
+            _ => REFUSED,
+        }
+    })
+    .unwrap_or(REFUSED)
+}

@@ -1,0 +1,634 @@
+//! WASM plugins over real sockets (`--features wasm`): the example plugins built from
+//! `plugin-kit/` by `make plugins` (or, where the wasm32 target cannot be installed, WAT
+//! fixtures that behave the same), and WAT modules that loop, trap, misbehave or use the rest of
+//! the ABI. Covers: headers added on one route only, a 403 answered without the backend, a
+//! hot swap under load with zero failed requests, a corrupt or removed file, budgets and the
+//! failure policies, `on_response`, the memory cap, bad modules refused at load, `/admin/plugins`,
+//! and a configuration reload that keeps an unchanged plugin's compiled version.
+#![cfg(feature = "wasm")]
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use common::*;
+use serde_json::Value;
+
+const TOKEN: &str = "plugin-test-token";
+const API_KEY: &str = "let-me-in";
+
+/// The example plugins' files built by `make plugins`, or WAT stand-ins when they are absent.
+fn example(name: &str) -> Vec<u8> {
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins").join(format!("{name}.wasm"));
+    match std::fs::read(&built) {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            eprintln!("{} not built (make plugins): using its WAT fixture", built.display());
+            match name {
+                "add-header" => add_header_wat("executed"),
+                "require-api-key" => require_api_key_wat(),
+                "variants/add-header-v2" => add_header_wat("v2"),
+                other => panic!("no fixture for {other}"),
+            }
+        }
+    }
+}
+
+/// The add-header example in WAT: sets `X-RustyGate-Plugin: <value>` upstream and on the response.
+fn add_header_wat(value: &str) -> Vec<u8> {
+    wat(&format!(
+        r#"(module
+          (import "rustygate" "rg_set_request_header" (func $req (param i32 i32 i32 i32) (result i32)))
+          (import "rustygate" "rg_set_response_header" (func $resp (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 0) "X-RustyGate-Plugin")
+          (data (i32.const 32) "{value}")
+          (func (export "rg_abi_version") (result i32) i32.const 1)
+          (func (export "on_request") (result i32)
+            (drop (call $req (i32.const 0) (i32.const 18) (i32.const 32) (i32.const {len})))
+            (drop (call $resp (i32.const 0) (i32.const 18) (i32.const 32) (i32.const {len})))
+            i32.const 0))"#,
+        len = value.len()
+    ))
+}
+
+/// The require-api-key example in WAT, with its one key fixed to [`API_KEY`].
+fn require_api_key_wat() -> Vec<u8> {
+    wat(&format!(
+        r#"(module
+          (import "rustygate" "rg_get_request_header" (func $get (param i32 i32 i32 i32) (result i32)))
+          (import "rustygate" "rg_remove_request_header" (func $remove (param i32 i32)))
+          (import "rustygate" "rg_set_response_header" (func $resp (param i32 i32 i32 i32) (result i32)))
+          (import "rustygate" "rg_respond" (func $respond (param i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 0) "x-api-key")
+          (data (i32.const 128) "{API_KEY}")
+          (data (i32.const 192) "content-type")
+          (data (i32.const 208) "application/json")
+          (data (i32.const 256) "{{\"error\":\"forbidden\"}}")
+          (func (export "rg_abi_version") (result i32) i32.const 1)
+          (func (export "on_request") (result i32) (local $i i32)
+            (if (i32.eq (call $get (i32.const 0) (i32.const 9) (i32.const 64) (i32.const 64)) (i32.const {key_len}))
+              (then
+                (block $differs
+                  (loop $next
+                    (br_if $differs (i32.ne (i32.load8_u (i32.add (i32.const 64) (local.get $i)))
+                                            (i32.load8_u (i32.add (i32.const 128) (local.get $i)))))
+                    (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                    (br_if $next (i32.lt_u (local.get $i) (i32.const {key_len}))))
+                  (call $remove (i32.const 0) (i32.const 9))
+                  (return (i32.const 0)))))
+            (drop (call $resp (i32.const 192) (i32.const 12) (i32.const 208) (i32.const 16)))
+            (drop (call $respond (i32.const 403) (i32.const 256) (i32.const 21)))
+            i32.const 1))"#,
+        key_len = API_KEY.len()
+    ))
+}
+
+fn wat(text: &str) -> Vec<u8> {
+    wat::parse_str(text).unwrap_or_else(|e| panic!("fixture does not parse: {e}"))
+}
+
+/// A module exporting `on_request` with `body`, and the ABI's other exports.
+fn guest(imports: &str, body: &str) -> Vec<u8> {
+    wat(&format!(
+        r#"(module {imports}
+          (memory (export "memory") 1)
+          (func (export "rg_abi_version") (result i32) i32.const 1)
+          (func (export "on_request") (result i32) {body}))"#
+    ))
+}
+
+fn looping() -> Vec<u8> {
+    guest("", "(loop $forever (br $forever)) i32.const 0")
+}
+
+/// A gateway whose `plugins.dir` is a temporary directory holding `files`.
+struct PluginLab {
+    gw: TestGateway,
+    dir: tempfile::TempDir,
+    config_path: PathBuf,
+}
+
+impl PluginLab {
+    /// `yaml` is the rest of the configuration (routes, `plugins.settings`); `{dir}` and
+    /// `{b0}` are replaced by the plugin directory and the backend's URL.
+    fn start(files: &[(&str, Vec<u8>)], yaml: &str, backend: &MockServer) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in files {
+            std::fs::write(dir.path().join(format!("{name}.wasm")), bytes).unwrap();
+        }
+        let config_path = dir.path().join("rustygate.yaml");
+        let lab_yaml = lab_config(dir.path(), yaml, backend);
+        std::fs::write(&config_path, &lab_yaml).unwrap();
+        let config = rustygate::config::load_file(&config_path).unwrap_or_else(|e| panic!("config rejected:\n{e}"));
+        let gw = TestGateway::start_config(config).unwrap_or_else(|e| panic!("gateway refused:\n{e}"));
+        gw.gateway.config_path.set(config_path.clone()).unwrap();
+        Self { gw, dir, config_path }
+    }
+
+    /// Replaces a plugin file the way a deploy does: write aside, rename over.
+    fn replace(&self, name: &str, bytes: &[u8]) {
+        let tmp = self.dir.path().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, self.dir.path().join(format!("{name}.wasm"))).unwrap();
+    }
+
+    async fn admin_plugins(&self) -> Value {
+        client().get(self.gw.admin_url("/admin/plugins")).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap()
+    }
+
+    async fn calls(&self, plugin: &str, hook: &str, outcome: &str) -> f64 {
+        metric(
+            &scrape(&self.gw).await,
+            "rustygate_plugin_calls_total",
+            &[("plugin", plugin), ("hook", hook), ("outcome", outcome)],
+        )
+    }
+}
+
+fn lab_config(dir: &Path, yaml: &str, backend: &MockServer) -> String {
+    let body = yaml.replace("{dir}", &dir.display().to_string()).replace("{b0}", &backend.url());
+    format!(
+        "server: {{ listen: \"127.0.0.1:0\", workers: 2, watch_config: false }}\n\
+         admin: {{ listen: \"127.0.0.1:0\", token: {TOKEN} }}\nlog: {{ access_log: false }}\n{body}"
+    )
+}
+
+/// Polls `f` every 50 ms until it is true or `within` passes; returns the time it took.
+async fn eventually<F, Fut>(within: Duration, mut f: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if f().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+async fn header_of(url: &str, name: &str) -> Option<String> {
+    let resp = client().get(url).send().await.ok()?;
+    resp.headers().get(name).map(|v| v.to_str().unwrap().to_owned())
+}
+
+const TWO_ROUTES: &str = "plugins: { dir: \"{dir}\" }\nroutes:\n  \
+    - { path: /with, backend: \"{b0}\", plugins: [add-header] }\n  \
+    - { path: /without, backend: \"{b0}\" }\n";
+
+#[tokio::test]
+async fn add_header_runs_on_its_route_only() {
+    let b = MockServer::start("b0");
+    let lab = PluginLab::start(&[("add-header", example("add-header"))], TWO_ROUTES, &b);
+    let c = client();
+
+    let resp = c.get(lab.gw.url("/with/echo")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-rustygate-plugin"], "executed", "set on the response");
+    let echo: Value = resp.json().await.unwrap();
+    assert_eq!(echoed(&echo, "x-rustygate-plugin"), ["executed"], "and on the upstream request");
+
+    let resp = c.get(lab.gw.url("/without/echo")).send().await.unwrap();
+    assert!(resp.headers().get("x-rustygate-plugin").is_none());
+    let echo: Value = resp.json().await.unwrap();
+    assert!(echoed(&echo, "x-rustygate-plugin").is_empty());
+
+    assert_eq!(lab.calls("add-header", "on_request", "continue").await, 1.0);
+    let text = scrape(&lab.gw).await;
+    let calls = metric(&text, "rustygate_plugin_duration_seconds_count", &[("plugin", "add-header")]);
+    assert_eq!(calls, 1.0, "one timed call");
+
+    let status = lab.admin_plugins().await;
+    let p = &status["plugins"][0];
+    assert_eq!(p["name"], "add-header");
+    assert_eq!(p["state"], "loaded");
+    assert_eq!(p["routes"], serde_json::json!(["/with"]));
+    assert_eq!(p["hooks"], serde_json::json!(["on_request"]));
+    assert_eq!(p["sha256"].as_str().unwrap().len(), 64);
+    let denied = c.get(lab.gw.admin_url("/admin/plugins")).send().await.unwrap();
+    assert_eq!(denied.status(), 401, "the admin token guards /admin/plugins");
+}
+
+#[tokio::test]
+async fn add_header_takes_its_header_and_value_from_config() {
+    let b = MockServer::start("b0");
+    let yaml = "plugins:\n  dir: \"{dir}\"\n  settings:\n    add-header: { config: { header: X-Team, value: payments } }\n\
+                routes:\n  - { path: /, backend: \"{b0}\", plugins: [add-header] }\n";
+    if std::fs::metadata(Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/add-header.wasm")).is_err() {
+        eprintln!("skipped: the WAT stand-in has no config (make plugins builds the real one)");
+        return;
+    }
+    let lab = PluginLab::start(&[("add-header", example("add-header"))], yaml, &b);
+    let resp = client().get(lab.gw.url("/x")).send().await.unwrap();
+    assert_eq!(resp.headers()["x-team"], "payments");
+    let config: Value =
+        client().get(lab.gw.admin_url("/admin/config")).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
+    let shown = &config["config"]["plugins"]["settings"]["add-header"]["config"];
+    assert_eq!(shown["value"], "[redacted]", "plugin configs may hold keys: /admin/config shows names only");
+}
+
+#[tokio::test]
+async fn require_api_key_answers_403_without_calling_the_backend() {
+    let b = MockServer::start("b0");
+    let yaml = format!(
+        "plugins:\n  dir: \"{{dir}}\"\n  settings:\n    require-api-key: {{ config: {{ keys: [{API_KEY}] }} }}\n\
+         routes:\n  - {{ path: /api, backend: \"{{b0}}\", plugins: [require-api-key, add-header] }}\n"
+    );
+    let files = [("require-api-key", example("require-api-key")), ("add-header", example("add-header"))];
+    let lab = PluginLab::start(&files, &yaml, &b);
+    let c = client();
+
+    let before = b.hits();
+    for key in [None, Some("wrong-key")] {
+        let mut req = c.get(lab.gw.url("/api/orders"));
+        if let Some(k) = key {
+            req = req.header("x-api-key", k);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 403, "key {key:?}");
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        assert!(resp.headers().contains_key("x-request-id"), "the gateway's headers are still added");
+        assert!(resp.headers().get("x-rustygate-plugin").is_none(), "plugins after the answer do not run");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "forbidden");
+    }
+    assert_eq!(b.hits(), before, "the backend never saw a refused request");
+    assert_eq!(lab.calls("require-api-key", "on_request", "respond").await, 2.0);
+    assert_eq!(lab.calls("add-header", "on_request", "continue").await, 0.0);
+
+    let resp = c.get(lab.gw.url("/api/orders")).header("x-api-key", API_KEY).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let echo: Value = resp.json().await.unwrap();
+    assert!(echoed(&echo, "x-api-key").is_empty(), "the key is removed before the backend");
+    assert_eq!(echoed(&echo, "x-rustygate-plugin"), ["executed"], "the next plugin ran");
+    assert_eq!(b.hits(), before + 1);
+}
+
+#[tokio::test]
+async fn a_replaced_file_takes_over_under_load_and_a_corrupt_one_is_refused() {
+    let b = MockServer::start("b0");
+    let lab = PluginLab::start(&[("add-header", example("add-header"))], TWO_ROUTES, &b);
+    let url = lab.gw.url("/with/load");
+    assert_eq!(header_of(&url, "x-rustygate-plugin").await.as_deref(), Some("executed"));
+
+    // 10 clients for the whole swap; every answer must be a 200 from one version or the other.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        let (stop, ok, failed, url) = (stop.clone(), ok.clone(), failed.clone(), url.clone());
+        clients.push(tokio::spawn(async move {
+            let c = client();
+            while !stop.load(Ordering::Relaxed) {
+                match c.get(&url).send().await {
+                    Ok(r) if r.status() == 200 && r.headers().contains_key("x-rustygate-plugin") => {
+                        ok.fetch_add(1, Ordering::Relaxed)
+                    }
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    lab.replace("add-header", &example("variants/add-header-v2"));
+    let took = eventually(Duration::from_secs(5), || async {
+        header_of(&url, "x-rustygate-plugin").await.as_deref() == Some("v2")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let took = took.expect("the new version serves within 5 s");
+    eprintln!("swap seen after {took:?}; {} requests ok", ok.load(Ordering::Relaxed));
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "no failed request during the swap");
+    assert!(ok.load(Ordering::Relaxed) > 20, "the clients were busy");
+    let status = lab.admin_plugins().await;
+    assert_eq!(status["plugins"][0]["loads"], 2);
+
+    // A corrupt file: refused, logged, and v2 keeps serving.
+    lab.replace("add-header", b"\0asm\x01\0\0\0 this is not a module");
+    let refused = eventually(Duration::from_secs(5), || async {
+        lab.admin_plugins().await["plugins"][0]["last_error"].is_string()
+    })
+    .await;
+    assert!(refused.is_some(), "the refusal shows on /admin/plugins");
+    let status = lab.admin_plugins().await;
+    assert!(status["plugins"][0]["last_error"].as_str().unwrap().contains("does not compile"), "{status}");
+    assert_eq!(status["plugins"][0]["state"], "loaded");
+    for _ in 0..5 {
+        assert_eq!(header_of(&url, "x-rustygate-plugin").await.as_deref(), Some("v2"));
+    }
+}
+
+#[tokio::test]
+async fn a_looping_plugin_is_stopped_by_its_budget() {
+    let b = MockServer::start("b0");
+    let yaml = "plugins:\n  dir: \"{dir}\"\n  settings:\n    spin-open: { failure: open }\n\
+                routes:\n  - { path: /closed, backend: \"{b0}\", plugins: [spin] }\n  \
+                - { path: /open, backend: \"{b0}\", plugins: [spin-open] }\n  \
+                - { path: /plain, backend: \"{b0}\" }\n";
+    let lab = PluginLab::start(&[("spin", looping()), ("spin-open", looping())], yaml, &b);
+    let c = client();
+
+    let started = Instant::now();
+    let resp = c.get(lab.gw.url("/closed")).send().await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(resp.status(), 500);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "plugin_failed");
+    assert!(body["message"].as_str().unwrap().contains("budget_exhausted"), "{body}");
+    assert!(took < Duration::from_secs(1), "stopped in {took:?}");
+
+    let started = Instant::now();
+    let resp = c.get(lab.gw.url("/open")).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "failure: open lets the request through");
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    assert_eq!(c.get(lab.gw.url("/plain")).send().await.unwrap().status(), 200, "others keep serving");
+    assert_eq!(lab.calls("spin", "on_request", "budget_exhausted").await, 1.0);
+    assert_eq!(lab.calls("spin-open", "on_request", "budget_exhausted").await, 1.0);
+    // The stopped instance was dropped; the next call gets a fresh one and is stopped again.
+    assert_eq!(c.get(lab.gw.url("/closed")).send().await.unwrap().status(), 500);
+    assert_eq!(lab.calls("spin", "on_request", "budget_exhausted").await, 2.0);
+}
+
+#[tokio::test]
+async fn traps_and_bad_actions_follow_the_failure_policy() {
+    let b = MockServer::start("b0");
+    let yaml = "plugins:\n  dir: \"{dir}\"\n  settings:\n    bad-action: { failure: open }\n\
+                routes:\n  - { path: /trap, backend: \"{b0}\", plugins: [trap] }\n  \
+                - { path: /bad, backend: \"{b0}\", plugins: [bad-action] }\n  \
+                - { path: /silent, backend: \"{b0}\", plugins: [respond-without-answer] }\n";
+    let files = [
+        ("trap", guest("", "unreachable")),
+        ("bad-action", guest("", "i32.const 7")),
+        ("respond-without-answer", guest("", "i32.const 1")),
+    ];
+    let lab = PluginLab::start(&files, yaml, &b);
+    let c = client();
+    let resp = c.get(lab.gw.url("/trap")).send().await.unwrap();
+    assert_eq!(resp.status(), 500);
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "plugin_failed");
+    assert_eq!(c.get(lab.gw.url("/bad")).send().await.unwrap().status(), 200);
+    assert_eq!(c.get(lab.gw.url("/silent")).send().await.unwrap().status(), 500);
+    assert_eq!(lab.calls("trap", "on_request", "trap").await, 1.0);
+    assert_eq!(lab.calls("bad-action", "on_request", "invalid_action").await, 1.0);
+    assert_eq!(lab.calls("respond-without-answer", "on_request", "invalid_action").await, 1.0);
+}
+
+#[tokio::test]
+async fn on_response_reads_the_status_and_edits_or_replaces_the_response() {
+    let b = MockServer::start("b0");
+    // Copies the backend's status into a header; replaces a 5xx with its own 503.
+    let on_response = wat(r#"(module
+      (import "rustygate" "rg_get_response_status" (func $status (result i32)))
+      (import "rustygate" "rg_set_response_header" (func $set (param i32 i32 i32 i32) (result i32)))
+      (import "rustygate" "rg_remove_response_header" (func $remove (param i32 i32)))
+      (import "rustygate" "rg_respond" (func $respond (param i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "x-backend-status")
+      (data (i32.const 32) "content-type")
+      (data (i32.const 64) "sorry")
+      (func (export "rg_abi_version") (result i32) i32.const 1)
+      (func (export "on_response") (result i32) (local $s i32)
+        (local.set $s (call $status))
+        ;; three ASCII digits at 48..51
+        (i32.store8 (i32.const 48) (i32.add (i32.const 48) (i32.div_u (local.get $s) (i32.const 100))))
+        (i32.store8 (i32.const 49) (i32.add (i32.const 48) (i32.rem_u (i32.div_u (local.get $s) (i32.const 10)) (i32.const 10))))
+        (i32.store8 (i32.const 50) (i32.add (i32.const 48) (i32.rem_u (local.get $s) (i32.const 10))))
+        (drop (call $set (i32.const 0) (i32.const 16) (i32.const 48) (i32.const 3)))
+        (if (i32.ge_u (local.get $s) (i32.const 500))
+          (then
+            (call $remove (i32.const 32) (i32.const 12))
+            (drop (call $respond (i32.const 503) (i32.const 64) (i32.const 5)))
+            (return (i32.const 1))))
+        i32.const 0))"#);
+    let yaml = "plugins: { dir: \"{dir}\" }\nroutes:\n  - { path: /, backend: \"{b0}\", plugins: [status-copy] }\n";
+    let lab = PluginLab::start(&[("status-copy", on_response)], yaml, &b);
+    let c = client();
+    let resp = c.get(lab.gw.url("/status/201")).send().await.unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_eq!(resp.headers()["x-backend-status"], "201");
+    let resp = c.get(lab.gw.url("/status/502")).send().await.unwrap();
+    assert_eq!(resp.status(), 503, "the plugin replaced the backend's answer");
+    assert_eq!(resp.headers()["x-backend-status"], "502");
+    assert!(resp.headers().get("content-type").is_none());
+    assert_eq!(resp.text().await.unwrap(), "sorry");
+    assert_eq!(lab.calls("status-copy", "on_response", "continue").await, 1.0);
+    assert_eq!(lab.calls("status-copy", "on_response", "respond").await, 1.0);
+    assert_eq!(lab.calls("status-copy", "on_request", "continue").await, 0.0, "no on_request export");
+}
+
+#[tokio::test]
+async fn request_getters_and_path_rewrite_reach_the_backend() {
+    let b = MockServer::start("b0");
+    // Reads method, path and query; sends the request to /rewritten and records what it read
+    // in a header (method|path|query) for the backend to echo.
+    let rewrite = wat(r#"(module
+      (import "rustygate" "rg_get_method" (func $method (param i32 i32) (result i32)))
+      (import "rustygate" "rg_get_path" (func $path (param i32 i32) (result i32)))
+      (import "rustygate" "rg_get_query" (func $query (param i32 i32) (result i32)))
+      (import "rustygate" "rg_set_path" (func $set_path (param i32 i32) (result i32)))
+      (import "rustygate" "rg_set_request_header" (func $set (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "x-seen")
+      (data (i32.const 16) "/rewritten")
+      (data (i32.const 32) "no-slash")
+      (data (i32.const 48) "host")
+      (data (i32.const 56) "evil")
+      (func (export "rg_abi_version") (result i32) i32.const 1)
+      (func (export "on_request") (result i32) (local $n i32)
+        ;; method at 100, '|' , path, '|', query
+        (local.set $n (call $method (i32.const 100) (i32.const 16)))
+        (i32.store8 (i32.add (i32.const 100) (local.get $n)) (i32.const 124))
+        (local.set $n (i32.add (local.get $n) (i32.const 1)))
+        (local.set $n (i32.add (local.get $n) (call $path (i32.add (i32.const 100) (local.get $n)) (i32.const 64))))
+        (i32.store8 (i32.add (i32.const 100) (local.get $n)) (i32.const 124))
+        (local.set $n (i32.add (local.get $n) (i32.const 1)))
+        (local.set $n (i32.add (local.get $n) (call $query (i32.add (i32.const 100) (local.get $n)) (i32.const 64))))
+        (drop (call $set (i32.const 0) (i32.const 6) (i32.const 100) (local.get $n)))
+        ;; refused: a path without '/', and the Host header
+        (if (i32.ne (call $set_path (i32.const 32) (i32.const 8)) (i32.const -1)) (then unreachable))
+        (if (i32.ne (call $set (i32.const 48) (i32.const 4) (i32.const 56) (i32.const 4)) (i32.const -1)) (then unreachable))
+        (drop (call $set_path (i32.const 16) (i32.const 10)))
+        i32.const 0))"#);
+    let yaml = "plugins: { dir: \"{dir}\" }\nroutes:\n  - { path: /api, backend: \"{b0}\", strip_prefix: true, plugins: [rewrite] }\n";
+    let lab = PluginLab::start(&[("rewrite", rewrite)], yaml, &b);
+    let echo: Value = client().post(lab.gw.url("/api/orders?id=7")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(echo["path"], "/rewritten");
+    assert_eq!(echo["query"], "id=7", "the query is kept");
+    assert_eq!(echoed(&echo, "x-seen"), ["POST|/orders|id=7"], "the path after strip_prefix");
+    assert_ne!(echoed(&echo, "host"), ["evil"]);
+}
+
+#[tokio::test]
+async fn memory_is_capped_per_instance() {
+    let b = MockServer::start("b0");
+    // Tries to grow by 32 pages (2 MiB): with max_memory 1MiB the grow fails (-1) and the
+    // plugin says so with a 507; a module that starts bigger than the cap is refused.
+    let grower = guest(
+        r#"(import "rustygate" "rg_respond" (func $respond (param i32 i32 i32) (result i32)))"#,
+        "(if (i32.eq (memory.grow (i32.const 32)) (i32.const -1)) \
+           (then (drop (call $respond (i32.const 507) (i32.const 0) (i32.const 0))) (return (i32.const 1)))) \
+         i32.const 0",
+    );
+    let yaml = "plugins:\n  dir: \"{dir}\"\n  settings:\n    grower: { max_memory: 1MiB }\n    roomy: { max_memory: 4MiB }\n\
+                routes:\n  - { path: /small, backend: \"{b0}\", plugins: [grower] }\n  \
+                - { path: /roomy, backend: \"{b0}\", plugins: [roomy] }\n";
+    let lab = PluginLab::start(&[("grower", grower.clone()), ("roomy", grower)], yaml, &b);
+    let c = client();
+    assert_eq!(c.get(lab.gw.url("/small")).send().await.unwrap().status(), 507, "the grow past 1 MiB failed");
+    assert_eq!(c.get(lab.gw.url("/roomy")).send().await.unwrap().status(), 200, "within 4 MiB it works");
+
+    let big = wat(r#"(module (memory (export "memory") 64)
+        (func (export "rg_abi_version") (result i32) i32.const 1)
+        (func (export "on_request") (result i32) i32.const 0))"#);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("big.wasm"), big).unwrap();
+    let yaml = "plugins:\n  dir: \"{dir}\"\n  settings:\n    big: { max_memory: 1MiB }\n\
+                routes:\n  - { path: /, backend: \"{b0}\", plugins: [big] }\n";
+    let err = rustygate::config::load_str(&lab_config(dir.path(), yaml, &b), "<test>")
+        .map(|config| rustygate::server::Gateway::new(config).err().map(|e| e.to_string()))
+        .unwrap()
+        .expect("refused");
+    assert!(err.contains("plugin \"big\"") && err.contains("max_memory"), "{err}");
+}
+
+#[tokio::test]
+async fn bad_modules_and_names_are_refused_with_clear_errors() {
+    let b = MockServer::start("b0");
+    let dir = tempfile::tempdir().unwrap();
+    let wasi = wat(r#"(module
+        (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (func (export "rg_abi_version") (result i32) i32.const 1)
+        (func (export "on_request") (result i32) i32.const 0))"#);
+    let v2 = wat(r#"(module (memory (export "memory") 1)
+        (func (export "rg_abi_version") (result i32) i32.const 2)
+        (func (export "on_request") (result i32) i32.const 0))"#);
+    let no_hooks =
+        wat(r#"(module (memory (export "memory") 1) (func (export "rg_abi_version") (result i32) i32.const 1))"#);
+    let cases: [(&str, &[u8], &str); 5] = [
+        ("corrupt", b"definitely not wasm", "not a WebAssembly binary"),
+        ("wasi", &wasi, "imports wasi_snapshot_preview1.fd_write"),
+        ("future", &v2, "returned 2"),
+        ("hookless", &no_hooks, "neither `on_request` nor `on_response`"),
+        ("absent", b"", "does not exist"),
+    ];
+    for (name, bytes, expected) in cases {
+        if !bytes.is_empty() {
+            std::fs::write(dir.path().join(format!("{name}.wasm")), bytes).unwrap();
+        }
+        let yaml = format!(
+            "plugins: {{ dir: \"{{dir}}\" }}\nroutes:\n  - {{ path: /, backend: \"{{b0}}\", plugins: [{name}] }}\n"
+        );
+        let config = rustygate::config::load_str(&lab_config(dir.path(), &yaml, &b), "<test>").unwrap();
+        let err = rustygate::server::Gateway::new(config).err().map(|e| e.to_string()).expect("refused");
+        assert!(err.contains(expected), "{name}: {err}");
+    }
+    // Validation: names, duplicates, settings.
+    let yaml = "plugins:\n  dir: \"{dir}\"\n  settings:\n    x: { fuel: 0, max_memory: 1KiB, config: [1] }\n\
+                routes:\n  - { path: /, backend: \"{b0}\", plugins: [\"../etc/passwd\", a, a] }\n";
+    let err = rustygate::config::load_str(&lab_config(dir.path(), yaml, &b), "<test>").unwrap_err().to_string();
+    for expected in [
+        "routes[0].plugins[0]",
+        "is not a plugin name",
+        "plugins[2]",
+        "listed twice",
+        "plugins.settings.x.fuel",
+        "plugins.settings.x.max_memory",
+        "plugins.settings.x.config",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}
+
+#[tokio::test]
+async fn a_removed_file_is_reported_and_follows_the_failure_policy() {
+    let b = MockServer::start("b0");
+    let yaml = "plugins:\n  dir: \"{dir}\"\n  settings:\n    gone-open: { failure: open }\n\
+                routes:\n  - { path: /closed, backend: \"{b0}\", plugins: [gone] }\n  \
+                - { path: /open, backend: \"{b0}\", plugins: [gone-open] }\n";
+    let lab = PluginLab::start(&[("gone", add_header_wat("x")), ("gone-open", add_header_wat("x"))], yaml, &b);
+    std::fs::remove_file(lab.dir.path().join("gone.wasm")).unwrap();
+    std::fs::remove_file(lab.dir.path().join("gone-open.wasm")).unwrap();
+    let seen = eventually(Duration::from_secs(5), || async {
+        lab.admin_plugins().await["plugins"].as_array().unwrap().iter().all(|p| p["state"] == "missing")
+    })
+    .await;
+    assert!(seen.is_some(), "removal shows on /admin/plugins: {}", lab.admin_plugins().await);
+    let c = client();
+    let resp = c.get(lab.gw.url("/closed")).send().await.unwrap();
+    assert_eq!(resp.status(), 500);
+    assert!(resp.json::<Value>().await.unwrap()["message"].as_str().unwrap().contains("missing"));
+    assert_eq!(c.get(lab.gw.url("/open")).send().await.unwrap().status(), 200);
+    assert_eq!(lab.calls("gone", "on_request", "missing").await, 1.0);
+
+    // Put back: serving again without a restart.
+    lab.replace("gone", &add_header_wat("back"));
+    let back = eventually(Duration::from_secs(5), || async {
+        header_of(&lab.gw.url("/closed"), "x-rustygate-plugin").await.as_deref() == Some("back")
+    })
+    .await;
+    assert!(back.is_some(), "a file put back is loaded");
+}
+
+#[tokio::test]
+async fn a_reload_keeps_unchanged_plugins_and_recompiles_changed_settings() {
+    let b = MockServer::start("b0");
+    let base = "plugins:\n  dir: \"{dir}\"\n  settings:\n    other: { max_memory: 2MiB }\n\
+                routes:\n  - { path: /a, backend: \"{b0}\", plugins: [add-header] }\n  \
+                - { path: /b, backend: \"{b0}\", plugins: [other] }\n";
+    let lab = PluginLab::start(&[("add-header", add_header_wat("one")), ("other", add_header_wat("two"))], base, &b);
+    let before = lab.admin_plugins().await;
+    // A new route and another memory cap for `other`: add-header is untouched.
+    let edited = base.replace("max_memory: 2MiB", "max_memory: 3MiB")
+        + "  - { path: /c, backend: \"{b0}\", plugins: [add-header] }\n";
+    std::fs::write(&lab.config_path, lab_config(lab.dir.path(), &edited, &b)).unwrap();
+    lab.gw.gateway.reload_file().expect("reload applies");
+    let after = lab.admin_plugins().await;
+    let find =
+        |v: &Value, name: &str| v["plugins"].as_array().unwrap().iter().find(|p| p["name"] == name).cloned().unwrap();
+    let (a0, a1) = (find(&before, "add-header"), find(&after, "add-header"));
+    assert_eq!(a0["loaded_at"], a1["loaded_at"], "same compiled version");
+    assert_eq!(a1["loads"], 1);
+    assert_eq!(a1["routes"], serde_json::json!(["/a", "/c"]));
+    assert_eq!(header_of(&lab.gw.url("/c"), "x-rustygate-plugin").await.as_deref(), Some("one"));
+    assert_eq!(find(&after, "other")["loads"], 1, "a new slot for the new cap");
+}
+
+#[tokio::test]
+async fn the_wat_stand_ins_behave_like_the_examples() {
+    // What the tests use where the wasm32 target cannot be installed: kept honest here.
+    let b = MockServer::start("b0");
+    let yaml = "plugins: { dir: \"{dir}\" }\nroutes:\n  - { path: /, backend: \"{b0}\", plugins: [require-api-key, add-header] }\n";
+    let lab = PluginLab::start(
+        &[("require-api-key", require_api_key_wat()), ("add-header", add_header_wat("executed"))],
+        yaml,
+        &b,
+    );
+    let c = client();
+    let before = b.hits();
+    let refused = c.get(lab.gw.url("/x")).header("x-api-key", "let-me-out").send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    assert_eq!(refused.headers()["content-type"], "application/json");
+    assert_eq!(b.hits(), before);
+    let resp = c.get(lab.gw.url("/x")).header("x-api-key", API_KEY).send().await.unwrap();
+    assert_eq!(resp.headers()["x-rustygate-plugin"], "executed");
+    let echo: Value = resp.json().await.unwrap();
+    assert!(echoed(&echo, "x-api-key").is_empty());
+    assert_eq!(echoed(&echo, "x-rustygate-plugin"), ["executed"]);
+}
