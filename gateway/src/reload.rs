@@ -155,6 +155,10 @@ impl Gateway {
         let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let current: Arc<Runtime> = self.runtime.load_full();
         if *current.config == config {
+            // The plugin files may have changed though (with `plugins.watch` off, a reload is
+            // how they are picked up).
+            #[cfg(feature = "wasm")]
+            current.plugins.update();
             self.metrics.config_reloads.with_label_values(&["unchanged"]).inc();
             tracing::info!(generation = current.generation, "configuration unchanged; nothing reloaded");
             return Ok(Reloaded::Unchanged { generation: current.generation });

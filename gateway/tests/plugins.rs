@@ -632,3 +632,137 @@ async fn the_wat_stand_ins_behave_like_the_examples() {
     assert!(echoed(&echo, "x-api-key").is_empty());
     assert_eq!(echoed(&echo, "x-rustygate-plugin"), ["executed"]);
 }
+
+#[tokio::test]
+async fn hostile_pointers_and_lengths_are_refused_not_trusted() {
+    // Every call below must return -1 (refused): out-of-bounds buffers, a 2 GiB length, a
+    // negative pointer, an invalid header name. Any other answer traps (→ 500).
+    let b = MockServer::start("b0");
+    let hostile = guest(
+        r#"(import "rustygate" "rg_respond" (func $respond (param i32 i32 i32) (result i32)))
+           (import "rustygate" "rg_set_request_header" (func $set (param i32 i32 i32 i32) (result i32)))
+           (import "rustygate" "rg_get_path" (func $path (param i32 i32) (result i32)))
+           (data (i32.const 0) "bad name")"#,
+        "(if (i32.ne (call $respond (i32.const 200) (i32.const 0) (i32.const 0x7fffffff)) (i32.const -1)) (then unreachable))
+         (if (i32.ne (call $respond (i32.const 200) (i32.const 65530) (i32.const 100)) (i32.const -1)) (then unreachable))
+         (if (i32.ne (call $respond (i32.const 99) (i32.const 0) (i32.const 1)) (i32.const -1)) (then unreachable))
+         (if (i32.ne (call $set (i32.const -8) (i32.const 4) (i32.const 0) (i32.const 1)) (i32.const -1)) (then unreachable))
+         (if (i32.ne (call $set (i32.const 0) (i32.const 8) (i32.const 0) (i32.const 1)) (i32.const -1)) (then unreachable))
+         (if (i32.ne (call $path (i32.const 65535) (i32.const 100)) (i32.const -1)) (then unreachable))
+         i32.const 0",
+    );
+    let yaml = "plugins: { dir: \"{dir}\" }\nroutes:\n  - { path: /, backend: \"{b0}\", plugins: [hostile] }\n";
+    let lab = PluginLab::start(&[("hostile", hostile)], yaml, &b);
+    let resp = client().get(lab.gw.url("/x")).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    assert_eq!(lab.calls("hostile", "on_request", "continue").await, 1.0);
+}
+
+#[tokio::test]
+async fn budgets_and_caps_hold_against_bulk_operations_tables_and_threads() {
+    let b = MockServer::start("b0");
+    // memory.fill of the whole memory in a loop: each fill counts as 1,000 points, so the
+    // default budget stops it after 1,000 fills.
+    let filler = guest(
+        "",
+        "(loop $again (memory.fill (i32.const 0) (i32.const 7) (i32.mul (memory.size) (i32.const 65536))) (br $again)) i32.const 0",
+    );
+    // One table.grow by 100 million elements must be refused (-1), not allocated.
+    let table_grower = wat(r#"(module (table 0 funcref) (memory (export "memory") 1)
+        (func (export "rg_abi_version") (result i32) i32.const 1)
+        (func (export "on_request") (result i32)
+          (if (i32.ne (table.grow (ref.null func) (i32.const 100000000)) (i32.const -1)) (then unreachable))
+          i32.const 0))"#);
+    // A start function runs (with the default budget) at instantiation.
+    let starter = wat(r#"(module (memory (export "memory") 1) (global $g (mut i32) (i32.const 0))
+        (func $init (global.set $g (i32.const 1))) (start $init)
+        (func (export "rg_abi_version") (result i32) i32.const 1)
+        (func (export "on_request") (result i32) (if (i32.ne (global.get $g) (i32.const 1)) (then unreachable)) i32.const 0))"#);
+    let yaml = "plugins:\n  dir: \"{dir}\"\n  settings:\n    filler: { max_memory: 1MiB }\n\
+                routes:\n  - { path: /fill, backend: \"{b0}\", plugins: [filler] }\n  \
+                - { path: /table, backend: \"{b0}\", plugins: [table-grower] }\n  \
+                - { path: /start, backend: \"{b0}\", plugins: [starter] }\n";
+    let lab = PluginLab::start(&[("filler", filler), ("table-grower", table_grower), ("starter", starter)], yaml, &b);
+    let c = client();
+    let started = Instant::now();
+    assert_eq!(c.get(lab.gw.url("/fill")).send().await.unwrap().status(), 500);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "bulk fills stopped in {took:?}");
+    assert_eq!(lab.calls("filler", "on_request", "budget_exhausted").await, 1.0);
+    assert_eq!(c.get(lab.gw.url("/table")).send().await.unwrap().status(), 200, "the table grow was refused");
+    assert_eq!(c.get(lab.gw.url("/start")).send().await.unwrap().status(), 200, "the start function ran");
+
+    // Shared memory (threads) is not enabled: `memory.atomic.wait` could park a worker.
+    let shared = wat(r#"(module (memory (export "memory") 1 1 shared)
+        (func (export "rg_abi_version") (result i32) i32.const 1)
+        (func (export "on_request") (result i32) i32.const 0))"#);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("shared.wasm"), shared).unwrap();
+    let yaml = "plugins: { dir: \"{dir}\" }\nroutes:\n  - { path: /, backend: \"{b0}\", plugins: [shared] }\n";
+    let config = rustygate::config::load_str(&lab_config(dir.path(), yaml, &b), "<test>").unwrap();
+    let err = rustygate::server::Gateway::new(config).err().map(|e| e.to_string()).expect("refused");
+    assert!(err.contains("does not compile"), "{err}");
+}
+
+#[tokio::test]
+async fn plugins_see_verified_claims_and_cannot_forge_them() {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    const SECRET: &str = "plugin-test-secret-0123456789abcdef";
+    let b = MockServer::start("b0");
+    // Copies X-User-Id into the response as x-seen-user; setting X-User-Id must be refused.
+    let peek = wat(r#"(module
+      (import "rustygate" "rg_get_request_header" (func $get (param i32 i32 i32 i32) (result i32)))
+      (import "rustygate" "rg_set_request_header" (func $set (param i32 i32 i32 i32) (result i32)))
+      (import "rustygate" "rg_set_response_header" (func $resp (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "x-user-id")
+      (data (i32.const 16) "x-seen-user")
+      (data (i32.const 32) "mallory")
+      (func (export "rg_abi_version") (result i32) i32.const 1)
+      (func (export "on_request") (result i32) (local $n i32)
+        (local.set $n (call $get (i32.const 0) (i32.const 9) (i32.const 100) (i32.const 64)))
+        (if (i32.gt_s (local.get $n) (i32.const 0))
+          (then (drop (call $resp (i32.const 16) (i32.const 11) (i32.const 100) (local.get $n)))))
+        (if (i32.ne (call $set (i32.const 0) (i32.const 9) (i32.const 32) (i32.const 7)) (i32.const -1)) (then unreachable))
+        i32.const 0))"#);
+    let yaml = format!(
+        "auth:\n  jwt: {{ algorithms: [HS256], secret: \"{SECRET}\", forward_claims: {{ sub: X-User-Id }} }}\n\
+         plugins: {{ dir: \"{{dir}}\" }}\n\
+         routes:\n  - {{ path: /, backend: \"{{b0}}\", auth: jwt, plugins: [peek] }}\n"
+    );
+    let lab = PluginLab::start(&[("peek", peek)], &yaml, &b);
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 300;
+    let token = encode(
+        &Header::default(),
+        &serde_json::json!({ "sub": "alice", "exp": exp }),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let resp = client().get(lab.gw.url("/x")).bearer_auth(token).header("x-user-id", "mallory").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-seen-user"], "alice", "the plugin sees the verified claim, not the client's");
+    let echo: Value = resp.json().await.unwrap();
+    assert_eq!(echoed(&echo, "x-user-id"), ["alice"]);
+}
+
+#[tokio::test]
+async fn with_watch_off_a_reload_picks_up_files_and_refuses_a_missing_one() {
+    let b = MockServer::start("b0");
+    let yaml = "plugins: { dir: \"{dir}\", watch: false }\nroutes:\n  - { path: /a, backend: \"{b0}\", plugins: [add-header] }\n";
+    let lab = PluginLab::start(&[("add-header", add_header_wat("one"))], yaml, &b);
+    let url = lab.gw.url("/a");
+    lab.replace("add-header", &add_header_wat("two"));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(header_of(&url, "x-rustygate-plugin").await.as_deref(), Some("one"), "not watched");
+    lab.gw.gateway.reload_file().expect("an unchanged configuration reloads");
+    assert_eq!(header_of(&url, "x-rustygate-plugin").await.as_deref(), Some("two"), "the reload read the file");
+
+    // A reload that changes the configuration while a plugin's file is gone is refused, and
+    // the version in use keeps serving.
+    std::fs::remove_file(lab.dir.path().join("add-header.wasm")).unwrap();
+    let edited = yaml.replace("path: /a,", "path: /a, timeout: 9s,");
+    std::fs::write(&lab.config_path, lab_config(lab.dir.path(), &edited, &b)).unwrap();
+    let err = lab.gw.gateway.reload_file().expect_err("refused").to_string();
+    assert!(err.contains("add-header.wasm does not exist"), "{err}");
+    assert_eq!(header_of(&url, "x-rustygate-plugin").await.as_deref(), Some("two"));
+}

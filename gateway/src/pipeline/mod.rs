@@ -178,22 +178,28 @@ async fn route_and_forward(
     // Plugins: `on_request` may edit what goes upstream, answer, or fail the request.
     let mut exchange = None;
     if !route.plugins.is_empty() {
+        let mut headers = header::HeaderMap::with_capacity(req.headers().len());
+        forward::forwarded_client_headers(req, &route, authenticated.as_ref(), &mut headers);
         let mut ex = Exchange::for_request(
             req.method().clone(),
             route.upstream_path(req.uri().path()).to_owned(),
             forward::upstream_query(req, authenticated.as_ref()).map(str::to_owned),
-            req.headers().clone(),
+            headers,
+            route.auth.clone(),
         );
-        match route.plugins.on_request(&mut ex) {
+        let result = route.plugins.on_request(&mut ex);
+        // Response headers set so far go on whatever answer the client gets (a plugin's answer
+        // carries them already).
+        if !ex.response_headers.is_empty() {
+            ctx.plugin_response_headers = Some(std::mem::take(&mut ex.response_headers));
+        }
+        match result {
             Ok(ChainResult::Continue) => {}
             Ok(ChainResult::Respond(resp)) => {
                 ctx.trace_event("plugin responded", Vec::new);
                 return Ok(resp);
             }
             Err(e) => return Err(plugin_failed(ctx, e)),
-        }
-        if !ex.response_headers.is_empty() {
-            ctx.plugin_response_headers = Some(std::mem::take(&mut ex.response_headers));
         }
         exchange = Some(ex);
     }
@@ -206,6 +212,10 @@ async fn route_and_forward(
     if let Some(ex) = exchange.as_mut().filter(|ex| route.plugins.wants_response(ex)) {
         ex.status = Some(resp.status());
         ex.response_headers = std::mem::take(resp.headers_mut());
+        // `on_response` sees (and may change) the headers `on_request` set too.
+        for (name, value) in ctx.plugin_response_headers.take().into_iter().flatten() {
+            ex.response_headers.insert(name, value);
+        }
         match route.plugins.on_response(ex) {
             Ok(ChainResult::Continue) => *resp.headers_mut() = std::mem::take(&mut ex.response_headers),
             Ok(ChainResult::Respond(answer)) => {

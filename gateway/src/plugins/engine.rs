@@ -34,9 +34,24 @@ pub const ABI_VERSION: i32 = 1;
 const POINTS_LEFT: &str = "wasmer_metering_remaining_points";
 const POINTS_EXHAUSTED: &str = "wasmer_metering_points_exhausted";
 
-/// Every operator costs one point: the budget counts executed WebAssembly operators.
-fn operator_cost(_: &Operator<'_>) -> u64 {
-    1
+/// What a bulk memory or table operation costs: it counts as one operator but may touch
+/// megabytes. With the default budget a call can run at most 1,000 of them.
+pub const BULK_OPERATION_COST: u64 = 1_000;
+
+/// Every operator costs one point (the budget counts executed WebAssembly operators), except
+/// the bulk ones, whose work grows with a length only known at run time.
+fn operator_cost(op: &Operator<'_>) -> u64 {
+    match op {
+        Operator::MemoryFill { .. }
+        | Operator::MemoryCopy { .. }
+        | Operator::MemoryInit { .. }
+        | Operator::MemoryGrow { .. }
+        | Operator::TableFill { .. }
+        | Operator::TableCopy { .. }
+        | Operator::TableInit { .. }
+        | Operator::TableGrow { .. } => BULK_OPERATION_COST,
+        _ => 1,
+    }
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -76,8 +91,13 @@ pub fn compile(name: &str, bytes: &[u8], max_memory: u64, config: Option<Arc<[u8
         return Err("not a WebAssembly binary (no \\0asm header)".into());
     }
     let mut compiler = Cranelift::default();
-    compiler.push_middleware(Arc::new(Metering::new(0, operator_cost)));
-    let mut engine: Engine = EngineBuilder::new(compiler).into();
+    // The initial points are what a start function gets at instantiation; calls are refuelled.
+    compiler.push_middleware(Arc::new(Metering::new(crate::config::DEFAULT_PLUGIN_FUEL, operator_cost)));
+    // No threads: a shared memory's `memory.atomic.wait` would park the worker thread, beyond
+    // the reach of the budget.
+    let mut features = wasmer::sys::Features::new();
+    features.threads(false);
+    let mut engine: Engine = EngineBuilder::new(compiler).set_features(Some(features)).into();
     engine.set_tunables(MemoryCap::new(max_memory));
     let module = Module::new(&engine, bytes).map_err(|e| format!("does not compile: {e}"))?;
     for import in module.imports() {
@@ -188,7 +208,13 @@ impl CompiledPlugin {
         let mut store = Store::new(self.engine.clone());
         let env = FunctionEnv::new(
             &mut store,
-            HostEnv { plugin: self.name.clone(), config: self.config.clone(), memory: None, exchange: None },
+            HostEnv {
+                plugin: self.name.clone(),
+                config: self.config.clone(),
+                memory: None,
+                exchange: None,
+                bytes_left: host::HOST_BYTES_PER_CALL,
+            },
         );
         let imports = host::imports(&mut store, &env);
         let instance =
@@ -235,7 +261,9 @@ impl PluginInstance {
         let store = &mut self.store;
         exchange.hook = hook;
         exchange.respond = None;
-        self.env.as_mut(store).exchange = Some(std::mem::take(exchange));
+        let env = self.env.as_mut(store);
+        env.bytes_left = host::HOST_BYTES_PER_CALL;
+        env.exchange = Some(std::mem::take(exchange));
         let result = function.call(store);
         *exchange = self.env.as_mut(store).exchange.take().unwrap_or_default();
         match result {

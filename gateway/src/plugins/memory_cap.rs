@@ -1,6 +1,7 @@
 //! A memory limit per plugin instance: wasmer's base tunables with every linear memory's
 //! maximum lowered to the plugin's `max_memory`. `memory.grow` past it fails inside the guest
-//! (its allocator then traps), and a module that asks for more at start is refused.
+//! (its allocator then traps), and a module that asks for more at start is refused. Tables are
+//! capped too: without a maximum, one `table.grow` could make the host allocate gigabytes.
 
 use std::ptr::NonNull;
 
@@ -12,7 +13,10 @@ use wasmer::{
     },
 };
 
-/// [`BaseTunables`] with a cap on each memory's size.
+/// The most elements a plugin's table may have (a Rust plugin's function table has a few dozen).
+pub const MAX_TABLE_ELEMENTS: u32 = 10_000;
+
+/// [`BaseTunables`] with a cap on each memory's and each table's size.
 pub struct MemoryCap {
     base: BaseTunables,
     max: Pages,
@@ -29,6 +33,15 @@ impl MemoryCap {
         let mut ty = *ty;
         ty.maximum = Some(ty.maximum.map_or(self.max, |m| m.min(self.max)));
         ty
+    }
+
+    fn capped_table(ty: &TableType) -> Result<TableType, String> {
+        if ty.minimum > MAX_TABLE_ELEMENTS {
+            return Err(format!("a table of {} elements; at most {MAX_TABLE_ELEMENTS}", ty.minimum));
+        }
+        let mut ty = *ty;
+        ty.maximum = Some(ty.maximum.map_or(MAX_TABLE_ELEMENTS, |m| m.min(MAX_TABLE_ELEMENTS)));
+        Ok(ty)
     }
 
     fn admit(&self, ty: &MemoryType) -> Result<(), MemoryError> {
@@ -67,12 +80,12 @@ impl Tunables for MemoryCap {
         vm_definition_location: NonNull<VMMemoryDefinition>,
     ) -> Result<VMMemory, MemoryError> {
         self.admit(ty)?;
-        // SAFETY: forwarded unchanged; the caller upholds the trait's contract.
+        // SAFETY: forwarded with a smaller maximum; the caller upholds the trait's contract.
         unsafe { self.base.create_vm_memory(&self.capped(ty), style, vm_definition_location) }
     }
 
     fn create_host_table(&self, ty: &TableType, style: &TableStyle) -> Result<VMTable, String> {
-        self.base.create_host_table(ty, style)
+        self.base.create_host_table(&Self::capped_table(ty)?, style)
     }
 
     unsafe fn create_vm_table(
@@ -81,7 +94,8 @@ impl Tunables for MemoryCap {
         style: &TableStyle,
         vm_definition_location: NonNull<VMTableDefinition>,
     ) -> Result<VMTable, String> {
-        // SAFETY: forwarded unchanged; the caller upholds the trait's contract.
-        unsafe { self.base.create_vm_table(ty, style, vm_definition_location) }
+        let ty = Self::capped_table(ty)?;
+        // SAFETY: forwarded with a smaller maximum; the caller upholds the trait's contract.
+        unsafe { self.base.create_vm_table(&ty, style, vm_definition_location) }
     }
 }

@@ -69,6 +69,8 @@ pub struct Exchange {
     pub response_headers: HeaderMap,
     /// The answer of a plugin that returned action 1 (`rg_respond`).
     pub respond: Option<(StatusCode, Bytes)>,
+    /// The route's JWT policy: its claim headers are reserved (plugins cannot forge them).
+    claim_headers: Option<std::sync::Arc<crate::filters::jwt::JwtPolicy>>,
     /// The plugin versions `on_request` ran with, one per chain entry: `on_response` runs the
     /// same ones, so a plugin swapped mid-request does not mix versions within the request.
     #[cfg(feature = "wasm")]
@@ -76,9 +78,17 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    /// The exchange of a request about to go upstream with `path`, `query` and `headers`.
-    pub fn for_request(method: Method, path: String, query: Option<String>, headers: HeaderMap) -> Self {
-        Self { method, path, query, request_headers: headers, ..Self::default() }
+    /// The exchange of a request about to go upstream with `path`, `query` and `headers` (the
+    /// client's, as they will be forwarded); `auth` is the route's JWT policy, whose claim
+    /// headers plugins may not touch.
+    pub fn for_request(
+        method: Method,
+        path: String,
+        query: Option<String>,
+        headers: HeaderMap,
+        auth: Option<std::sync::Arc<crate::filters::jwt::JwtPolicy>>,
+    ) -> Self {
+        Self { method, path, query, request_headers: headers, claim_headers: auth, ..Self::default() }
     }
 }
 

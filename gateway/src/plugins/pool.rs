@@ -34,10 +34,9 @@ pub fn with_instance<R>(
     let (result, reusable) = f(&mut instance);
     if reusable {
         IDLE.with_borrow_mut(|pools| {
-            if !pools.contains_key(&plugin.id) {
-                // A new version: drop the pools of versions nobody holds any more.
-                pools.retain(|_, (version, _)| version.strong_count() > 0);
-            }
+            // Drop the instances of versions nobody holds any more (replaced or removed
+            // plugins); the map has a few entries.
+            pools.retain(|_, (version, _)| version.strong_count() > 0);
             pools.entry(plugin.id).or_insert_with(|| (Arc::downgrade(plugin), Vec::new())).1.push(instance);
         });
     }

@@ -61,64 +61,93 @@ fn stamp(file: &Path) -> Option<(u64, SystemTime)> {
     Some((meta.len(), meta.modified().ok()?))
 }
 
+/// What reading a slot's file found, before it is applied.
+pub enum Prepared {
+    /// The same bytes as the version serving (touched, not changed).
+    Unchanged(Option<(u64, SystemTime)>),
+    /// A new version, compiled and validated.
+    New(Box<CompiledPlugin>, Option<(u64, SystemTime)>),
+}
+
 impl PluginSlot {
     /// The version new calls use (`None`: the file is missing).
     pub fn current(&self) -> Option<Arc<CompiledPlugin>> {
         self.current.load_full()
     }
 
-    /// Reads and compiles the file and swaps it in. On failure the previous version keeps
-    /// serving, except when the file is gone: then the slot empties.
-    fn load(&self) -> Result<(), String> {
+    /// Reads and, if it changed, compiles the file, without touching what serves.
+    fn prepare(&self) -> Result<Prepared, String> {
         let file = &self.key.file;
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let result = match std::fs::read(file) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.current.store(None);
-                state.stamp = None;
-                Err(format!("{} does not exist", file.display()))
-            }
-            Err(e) => Err(format!("cannot read {}: {e}", file.display())),
-            Ok(bytes) if self.current.load().as_ref().is_some_and(|p| p.sha256 == engine::sha256(&bytes)) => {
-                // Touched, not changed (a watcher sees several events for one copy).
-                state.stamp = stamp(file);
-                Ok(())
-            }
-            Ok(bytes) => {
-                state.stamp = stamp(file);
-                match engine::compile(&self.name, &bytes, self.key.max_memory, self.key.config.clone()) {
-                    Ok(plugin) => {
-                        tracing::info!(
-                            plugin = &*self.name,
-                            file = %file.display(),
-                            sha256 = plugin.sha256.as_str(),
-                            size = plugin.size,
-                            on_request = plugin.on_request,
-                            on_response = plugin.on_response,
-                            "plugin loaded"
-                        );
-                        self.current.store(Some(Arc::new(plugin)));
-                        state.loads += 1;
-                        Ok(())
-                    }
-                    Err(e) => Err(format!("{}: {e}", file.display())),
-                }
-            }
-        };
-        state.last_error = result.as_ref().err().cloned();
-        if let Err(e) = &result {
-            let serving =
-                if self.current.load().is_some() { "the previous version keeps serving" } else { "no version" };
-            tracing::error!(plugin = &*self.name, error = e.as_str(), "plugin rejected; {serving}");
+        let bytes = std::fs::read(file).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => format!("{} does not exist", file.display()),
+            _ => format!("cannot read {}: {e}", file.display()),
+        })?;
+        let stamp = stamp(file);
+        if self.current.load().as_ref().is_some_and(|p| p.sha256 == engine::sha256(&bytes)) {
+            return Ok(Prepared::Unchanged(stamp));
         }
-        result
+        engine::compile(&self.name, &bytes, self.key.max_memory, self.key.config.clone())
+            .map(|plugin| Prepared::New(Box::new(plugin), stamp))
+            .map_err(|e| format!("{}: {e}", file.display()))
     }
 
-    /// Reloads if the file's size or modification time changed since it was read.
-    fn refresh(&self) {
-        let stale = self.state.lock().map(|s| s.stamp != stamp(&self.key.file)).unwrap_or(true);
-        if stale {
-            let _ = self.load();
+    /// Makes a prepared version the one serving.
+    fn apply(&self, prepared: Prepared) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.last_error = None;
+        match prepared {
+            Prepared::Unchanged(stamp) => state.stamp = stamp,
+            Prepared::New(plugin, stamp) => {
+                tracing::info!(
+                    plugin = &*self.name,
+                    file = %self.key.file.display(),
+                    sha256 = plugin.sha256.as_str(),
+                    size = plugin.size,
+                    on_request = plugin.on_request,
+                    on_response = plugin.on_response,
+                    "plugin loaded"
+                );
+                self.current.store(Some(Arc::from(plugin)));
+                state.stamp = stamp;
+                state.loads += 1;
+            }
+        }
+    }
+
+    /// Records a refused change (logged; the version serving, if any, stays).
+    fn refuse(&self, error: &str) {
+        let serving = if self.current.load().is_some() { "the previous version keeps serving" } else { "no version" };
+        tracing::error!(plugin = &*self.name, error, "plugin rejected; {serving}");
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).last_error = Some(error.to_owned());
+    }
+
+    /// Whether the file's size or modification time changed since it was read.
+    fn stale(&self) -> bool {
+        self.state.lock().map(|s| s.stamp != stamp(&self.key.file)).unwrap_or(true)
+    }
+
+    /// The watcher's (and an unchanged reload's) update: a changed file is compiled and swapped
+    /// in, a refused one leaves the version serving, a removed one empties the slot.
+    fn update(&self) {
+        if !self.stale() {
+            return;
+        }
+        if !self.key.file.exists() {
+            if self.current.swap(None).is_some() {
+                tracing::warn!(
+                    plugin = &*self.name,
+                    file = %self.key.file.display(),
+                    "plugin file removed: routes running it follow its failure policy"
+                );
+            }
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.stamp = None;
+            state.last_error = Some(format!("{} does not exist", self.key.file.display()));
+            return;
+        }
+        match self.prepare() {
+            Ok(prepared) => self.apply(prepared),
+            Err(e) => self.refuse(&e),
         }
     }
 }
@@ -165,6 +194,8 @@ impl std::fmt::Debug for PluginRegistry {
 pub struct Resolved {
     /// By plugin name.
     pub slots: HashMap<String, Arc<PluginSlot>>,
+    /// Versions compiled for this configuration, applied when it is committed.
+    pending: Vec<(Arc<PluginSlot>, Prepared)>,
     watch: Option<PathBuf>,
 }
 
@@ -179,6 +210,7 @@ impl PluginRegistry {
         let dir = PathBuf::from(&plugins.dir);
         let existing = self.slots.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut slots = HashMap::new();
+        let mut pending = Vec::new();
         let default_settings = PluginSettings::default();
         for name in config.routes.iter().flat_map(|r| config.route_plugins(r)) {
             if slots.contains_key(name) {
@@ -193,11 +225,8 @@ impl PluginRegistry {
                     .as_ref()
                     .map(|c| serde_json::to_vec(c).expect("validated: the config converts to JSON").into()),
             };
-            let slot = match existing.get(&key) {
-                Some(slot) => {
-                    slot.refresh();
-                    slot.clone()
-                }
+            let (slot, fresh) = match existing.get(&key) {
+                Some(slot) => (slot.clone(), false),
                 None => {
                     let slot = Arc::new(PluginSlot {
                         name: name.as_str().into(),
@@ -205,21 +234,30 @@ impl PluginRegistry {
                         current: ArcSwapOption::empty(),
                         state: Mutex::new(SlotState::default()),
                     });
-                    if let Err(e) = slot.load() {
-                        issues.push(ConfigIssue::at(format!("plugins.{name}"), format!("plugin {name:?}: {e}")));
-                    }
-                    slot
+                    (slot, true)
                 }
             };
+            // A new slot loads now; a kept one only if its file changed meanwhile. Either way
+            // nothing serves the result before the configuration is committed.
+            if fresh || slot.stale() {
+                match slot.prepare() {
+                    Ok(prepared) => pending.push((slot.clone(), prepared)),
+                    Err(e) => issues.push(ConfigIssue::at(format!("plugins.{name}"), format!("plugin {name:?}: {e}"))),
+                }
+            }
             slots.insert(name.clone(), slot);
         }
         // Nothing to watch for when no route runs a plugin.
         let watch = (plugins.watch && !slots.is_empty()).then_some(dir);
-        Resolved { slots, watch }
+        Resolved { slots, pending, watch }
     }
 
-    /// Makes `resolved` the registry's slots (dropping the others) and watches its directory.
-    pub fn commit(self: &Arc<Self>, resolved: &Resolved) {
+    /// Makes `resolved` the registry's slots (dropping the others), swaps in the versions it
+    /// compiled, and watches its directory.
+    pub fn commit(self: &Arc<Self>, resolved: Resolved) {
+        for (slot, prepared) in resolved.pending {
+            slot.apply(prepared);
+        }
         *self.slots.lock().unwrap_or_else(|e| e.into_inner()) =
             resolved.slots.values().map(|slot| (slot.key.clone(), slot.clone())).collect();
         let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
@@ -276,15 +314,12 @@ impl PluginRegistry {
         list
     }
 
-    /// Reloads the slots whose file is among `paths`.
-    fn files_changed(&self, paths: &HashSet<PathBuf>) {
+    /// Updates every slot whose file changed (a new, changed, removed or re-linked file).
+    pub fn update(&self) {
         let slots: Vec<Arc<PluginSlot>> =
             self.slots.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
         for slot in slots {
-            let file = std::path::absolute(&slot.key.file).unwrap_or_else(|_| slot.key.file.clone());
-            if paths.contains(&file) {
-                let _ = slot.load();
-            }
+            slot.update();
         }
     }
 }
@@ -292,21 +327,18 @@ impl PluginRegistry {
 /// How long file events must settle before a plugin is recompiled (a copy is several writes).
 const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(300);
 
-/// Watches `dir`; changed `.wasm` files are reloaded into their slots.
+/// Watches `dir`; changed files are reloaded into their slots.
 fn watch(
     registry: Weak<PluginRegistry>,
     dir: &Path,
 ) -> Result<Debouncer<notify::RecommendedWatcher, RecommendedCache>, String> {
+    // Any event may concern a plugin: a `.wasm` written or renamed over, or a ConfigMap's
+    // `..data` symlink swapped. Each slot compares its file's size and time, then its bytes.
     let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| match result {
-        Ok(events) => {
-            let paths: HashSet<PathBuf> = events
-                .iter()
-                .flat_map(|e| e.paths.iter())
-                .filter(|p| p.extension().is_some_and(|ext| ext == "wasm"))
-                .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
-                .collect();
-            if let (false, Some(registry)) = (paths.is_empty(), registry.upgrade()) {
-                registry.files_changed(&paths);
+        Ok(events) if events.is_empty() => {}
+        Ok(_) => {
+            if let Some(registry) = registry.upgrade() {
+                registry.update();
             }
         }
         Err(errors) => {

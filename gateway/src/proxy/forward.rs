@@ -185,23 +185,41 @@ pub async fn attempt(
     }
 }
 
-/// The headers of the upstream request: the client's end-to-end headers, then `Host`,
-/// `X-Forwarded-*`, `Via` and `X-Request-Id`.
-fn upstream_headers(out: &Outgoing<'_>, headers: &mut header::HeaderMap) {
-    let req = out.req;
-    let client_headers = out.plugins.map_or(req.headers(), |ex| &ex.request_headers);
-    h::copy_end_to_end(client_headers, headers, &h::REQUEST_SET_BY_GATEWAY);
-    // The client's copies of claim headers (and `Authorization` if not forwarded) never pass:
-    // claim headers are the gateway's word, not the client's.
-    if let Some(policy) = &out.route.auth {
+/// The client's headers as they go upstream, before the gateway's own: end-to-end headers
+/// only, the client's copies of claim headers (and `Authorization` if not forwarded) removed,
+/// and the verified claims added. Claim headers are the gateway's word, not the client's.
+/// This is also what the route's plugins see and edit.
+pub fn forwarded_client_headers(
+    req: &HttpRequest,
+    route: &Route,
+    auth: Option<&crate::filters::jwt::Authenticated>,
+    headers: &mut header::HeaderMap,
+) {
+    h::copy_end_to_end(req.headers(), headers, &h::REQUEST_SET_BY_GATEWAY);
+    if let Some(policy) = &route.auth {
         for name in &policy.strip {
             headers.remove(name);
         }
     }
-    if let Some(auth) = out.auth {
+    if let Some(auth) = auth {
         for (name, value) in &auth.verified.headers {
             headers.insert(name.clone(), value.clone());
         }
+    }
+}
+
+/// The headers of the upstream request: the client's (as the plugins left them, if any), then
+/// `Host`, `X-Forwarded-*`, `Via` and `X-Request-Id`.
+fn upstream_headers(out: &Outgoing<'_>, headers: &mut header::HeaderMap) {
+    let req = out.req;
+    match out.plugins {
+        // Already cleaned by `forwarded_client_headers`; plugins cannot set the reserved ones.
+        Some(ex) => {
+            for (name, value) in ex.request_headers.iter() {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        None => forwarded_client_headers(req, out.route, out.auth, headers),
     }
     let client_host = req
         .headers()

@@ -233,7 +233,7 @@ impl Runtime {
             return Err(ConfigError { source_name: "<compile>".into(), issues });
         }
         #[cfg(feature = "wasm")]
-        plugin_registry.commit(&plugin_slots);
+        plugin_registry.commit(plugin_slots);
         for pool in &upstreams {
             if !carried_pools.iter().any(|c| Arc::ptr_eq(c, pool)) {
                 crate::upstream::health::spawn(background, pool);
