@@ -66,8 +66,8 @@ pub struct Metrics {
 
 /// Buckets of `rustygate_plugin_duration_seconds`: a plugin call takes microseconds; the
 /// default budget stops a guest near a millisecond.
-const PLUGIN_DURATION_BUCKETS: [f64; 12] =
-    [2e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 1e-1];
+const PLUGIN_DURATION_BUCKETS: [f64; 13] =
+    [1e-6, 2e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 1e-1];
 
 impl Metrics {
     /// Creates and registers every metric.
