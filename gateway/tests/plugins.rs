@@ -766,3 +766,36 @@ async fn with_watch_off_a_reload_picks_up_files_and_refuses_a_missing_one() {
     assert!(err.contains("add-header.wasm does not exist"), "{err}");
     assert_eq!(header_of(&url, "x-rustygate-plugin").await.as_deref(), Some("two"));
 }
+
+#[tokio::test]
+async fn plugin_answers_and_failures_show_on_the_request_span() {
+    use mock_backends::otlp_sink::OtlpSink;
+    let sink = OtlpSink::start();
+    let b = MockServer::start("b0");
+    let yaml = format!(
+        "tracing: {{ enabled: true, endpoint: \"http://{}\", protocol: grpc, scheduled_delay: 50ms }}\n\
+         plugins: {{ dir: \"{{dir}}\" }}\nroutes:\n  - {{ path: /keyed, backend: \"{{b0}}\", plugins: [require-api-key] }}\n  \
+         - {{ path: /spin, backend: \"{{b0}}\", plugins: [spin] }}\n",
+        sink.grpc_addr
+    );
+    let lab = PluginLab::start(&[("require-api-key", require_api_key_wat()), ("spin", looping())], &yaml, &b);
+    let trace_of = |resp: &reqwest::Response| {
+        resp.headers()["traceresponse"].to_str().unwrap().split('-').nth(1).unwrap().to_owned()
+    };
+    let events = |trace: &str| -> Vec<(String, Vec<(String, Value)>)> {
+        let spans = sink.wait_for(trace, 1, Duration::from_secs(10));
+        spans.into_iter().find(|s| s.kind == "server").expect("a SERVER span").events
+    };
+    let refused = client().get(lab.gw.url("/keyed")).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    let names: Vec<String> = events(&trace_of(&refused)).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["plugin responded"]);
+
+    let failed = client().get(lab.gw.url("/spin")).send().await.unwrap();
+    assert_eq!(failed.status(), 500);
+    let evs = events(&trace_of(&failed));
+    let (name, attributes) = &evs[0];
+    assert_eq!(name, "plugin failed");
+    assert!(attributes.contains(&("rustygate.plugin".into(), Value::from("spin"))), "{attributes:?}");
+    assert!(attributes.contains(&("rustygate.plugin.outcome".into(), Value::from("budget_exhausted"))));
+}

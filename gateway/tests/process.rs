@@ -704,3 +704,61 @@ fn a_reload_changes_the_log_level() {
         }
     }
 }
+
+#[cfg(feature = "wasm")]
+#[test]
+fn plugin_log_lines_and_failures_carry_the_request_trace_id() {
+    let backend = MockServer::start("b");
+    let plugins = tempfile::tempdir().unwrap();
+    let talker = wat::parse_str(
+        r#"(module (import "rustygate" "rg_log" (func $log (param i32 i32 i32)))
+          (memory (export "memory") 1) (data (i32.const 0) "checked the request")
+          (func (export "rg_abi_version") (result i32) i32.const 1)
+          (func (export "on_request") (result i32) (call $log (i32.const 2) (i32.const 0) (i32.const 19)) i32.const 0))"#,
+    )
+    .unwrap();
+    let broken = wat::parse_str(
+        r#"(module (memory (export "memory") 1)
+          (func (export "rg_abi_version") (result i32) i32.const 1)
+          (func (export "on_request") (result i32) unreachable))"#,
+    )
+    .unwrap();
+    std::fs::write(plugins.path().join("talker.wasm"), talker).unwrap();
+    std::fs::write(plugins.path().join("broken.wasm"), broken).unwrap();
+    let yaml = format!(
+        "plugins: {{ dir: \"{}\", settings: {{ broken: {{ failure: open }} }} }}\n\
+         routes:\n  - {{ name: r, path: /, backend: \"{}\", plugins: [talker, broken] }}\n",
+        plugins.path().display(),
+        backend.url()
+    );
+    let (mut gw, _dir) = Proc::start(&yaml, &[]);
+    let resp = raw(
+        format!("127.0.0.1:{}", gw.port).parse().unwrap(),
+        b"GET /echo HTTP/1.1\r\nHost: x\r\ntraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\nConnection: close\r\n\r\n",
+    );
+    assert!(resp.starts_with("HTTP/1.1 200"), "failure: open lets the request through: {resp}");
+
+    let mut lines = BufReader::new(gw.child.stdout.take().unwrap()).lines();
+    let (mut said, mut failed, mut access) = (None, None, None);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while access.is_none() {
+        assert!(Instant::now() < deadline, "no access line");
+        let line = lines.next().expect("stdout open").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["target"] == "rustygate::plugin" {
+            said = Some(v);
+        } else if v["message"].as_str().is_some_and(|m| m.starts_with("plugin failed")) {
+            failed = Some(v);
+        } else if v["target"] == "rustygate::access" {
+            access = Some(v);
+        }
+    }
+    let (said, failed) = (said.expect("the plugin's rg_log line"), failed.expect("the failure's line"));
+    assert_eq!(said["message"], "checked the request");
+    assert_eq!(said["plugin"], "talker");
+    assert_eq!(said["level"], "INFO");
+    assert_eq!(said["trace_id"], "0af7651916cd43dd8448eb211c80319c", "{said}");
+    assert_eq!(failed["plugin"], "broken");
+    assert_eq!(failed["outcome"], "trap");
+    assert_eq!(failed["trace_id"], said["trace_id"]);
+}
