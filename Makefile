@@ -140,7 +140,9 @@ demo-native: build plugins ## the demo against a fresh native lab, then stop it
 
 # Order matters: the mimalloc musl build (`release`) must come after the musl-malloc one.
 # The policies target (JWT + rate limit + CORS on its route) gets a valid token and an allowed Origin.
-# The plugin target runs the add-header WASM plugin on its route (budget: efficiency >= 0.8).
+# The plugin target runs the add-header WASM plugin on its route (budget: efficiency >= 0.8). It
+# runs before the tracing targets: right after the live-collector one, whose exporter and sink are
+# still busy, it measured ~6% worse (docs/benchmarks.md).
 # The tracing targets trace every request: to a closed port (the collector is down: budget, CPU
 # efficiency >= 0.91, i.e. within 10% of `gateway`) and to a live OTLP receiver (the otlp-sink).
 POLICY_SECRET := rustygate-bench-secret-0123456789abcdef
@@ -153,7 +155,7 @@ policy-args = --extra-gateway gateway-policies=loadtest/configs/gateway-policies
 
 bench: build-release release-musl-malloc release plugins ## wrk: the gateway's builds, clients, policies and tracing vs NGINX vs direct, 5 interleaved rounds
 	$(PYTHON) loadtest/bench.py --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml \
-	  $(call policy-args,$(CARGO_TARGET_DIR)/release/rustygate) $(tracing-args) $(plugin-args) \
+	  $(call policy-args,$(CARGO_TARGET_DIR)/release/rustygate) $(plugin-args) $(tracing-args) \
 	  --extra-gateway gateway-musl=loadtest/configs/gateway.yaml,$(CARGO_TARGET_DIR)/$(MUSL)/release/rustygate \
 	  --extra-gateway gateway-musl-malloc=loadtest/configs/gateway.yaml,$(CARGO_TARGET_DIR)/$(MUSL)/release/rustygate-musl-malloc \
 	  $(BENCH_ARGS)
