@@ -33,6 +33,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -91,6 +92,54 @@ def http(method: str, url: str, headers: dict | None = None, body: bytes | None 
 def expect(cond: bool, evidence: str) -> None:
     if not cond:
         raise Fail(evidence)
+
+
+class BackgroundLoad:
+    """Four clients sending GET `path` until the `with` block ends; an answer counts as ok when
+    `ok(status, headers)` holds, and `on_ok(body)` sees each ok body (under the lock)."""
+
+    def __init__(self, path: str, ok=lambda status, headers: status == 200, on_ok=None, clients: int = 4):
+        self.path, self.ok, self.on_ok = path, ok, on_ok
+        self.counts = {"ok": 0, "failed": 0}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.workers = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            status, headers, body = http("GET", f"{GATEWAY}{self.path}", timeout=10)
+            with self.lock:
+                if self.ok(status, headers):
+                    self.counts["ok"] += 1
+                    if self.on_ok:
+                        self.on_ok(body)
+                else:
+                    self.counts["failed"] += 1
+            time.sleep(0.01)
+
+    def __enter__(self) -> "BackgroundLoad":
+        for w in self.workers:
+            w.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for w in self.workers:
+            w.join(timeout=15)
+
+    def expect_no_failure(self) -> None:
+        c = self.counts
+        expect(c["failed"] == 0, f"{c['failed']} client requests failed of {c['ok'] + c['failed']}")
+
+
+def wait_until(check, seconds: float) -> float | None:
+    """Polls `check` every 50 ms; the seconds it took to hold, or None after `seconds`."""
+    t0 = time.time()
+    while time.time() - t0 < seconds:
+        if check():
+            return time.time() - t0
+        time.sleep(0.05)
+    return None
 
 
 def backend(n: int, action: str) -> None:
@@ -269,29 +318,15 @@ def backend_up(label: str) -> float:
 def failover() -> str:
     """Under load, stop backend 2: no client error, it leaves rotation, traffic spreads over the
     others; start it again: it comes back."""
-    import threading
     label = users_backends()[1]["url"]
-    stop = threading.Event()
-    counts = {"ok": 0, "failed": 0}
     served: dict[str, int] = {}
-    lock = threading.Lock()
 
-    def load() -> None:
-        while not stop.is_set():
-            status, _, body = http("GET", f"{GATEWAY}/api/users/echo", timeout=10)
-            with lock:
-                if status == 200:
-                    counts["ok"] += 1
-                    name = json.loads(body)["backend"]
-                    served[name] = served.get(name, 0) + 1
-                else:
-                    counts["failed"] += 1
-            time.sleep(0.01)
+    def count_backend(body: bytes) -> None:
+        name = json.loads(body)["backend"]
+        served[name] = served.get(name, 0) + 1
 
-    workers = [threading.Thread(target=load, daemon=True) for _ in range(4)]
-    for w in workers:
-        w.start()
-    try:
+    with BackgroundLoad("/api/users/echo", on_ok=count_backend) as load:
+        lock = load.lock
         time.sleep(1)
         backend(2, "stop")
         stopped = time.time()
@@ -311,16 +346,12 @@ def failover() -> str:
             time.sleep(0.1)
         up_after = time.time() - started
         time.sleep(1.5)
-    finally:
-        stop.set()
-        for w in workers:
-            w.join(timeout=15)
-    expect(counts["failed"] == 0, f"{counts['failed']} client requests failed of {counts['ok'] + counts['failed']}")
+    load.expect_no_failure()
     expect("backend2" not in during and len(during) == 2, f"while backend2 was down, traffic went to {during}")
     with lock:
         back = served.get("backend2", 0)
     expect(back > 0, "backend2 took no traffic after its restart")
-    return (f"{counts['ok']} requests, 0 failed; backend2 out of rotation {down_after:.1f} s after the stop "
+    return (f"{load.counts['ok']} requests, 0 failed; backend2 out of rotation {down_after:.1f} s after the stop "
             f"(rustygate_backend_up 0), traffic meanwhile {during}; back {up_after:.1f} s after its restart")
 
 
@@ -434,7 +465,6 @@ def reload() -> str:
     config file → the gateway's file watcher reloads it and the new route answers within 3 s,
     no request fails; then an invalid edit → rejected (counted), the gateway keeps serving; the
     file is restored at the end."""
-    import threading
     with open(LAB_CONFIG) as f:
         original = f.read()
     marker = "routes:\n"
@@ -444,65 +474,41 @@ def reload() -> str:
                              "  - { name: reloaded, path: /api/reloaded, upstream: users, strip_prefix: true }\n", 1)
     added = added.replace('- url: "${BACKEND1_URL:-http://127.0.0.1:8001}"\n',
                           '- url: "${BACKEND1_URL:-http://127.0.0.1:8001}"\n        weight: 2\n', 1)
-    stop = threading.Event()
-    counts = {"ok": 0, "failed": 0}
-    lock = threading.Lock()
-
-    def load() -> None:
-        while not stop.is_set():
-            status, _, _ = http("GET", f"{GATEWAY}/api/users/echo", timeout=10)
-            with lock:
-                counts["ok" if status == 200 else "failed"] += 1
-            time.sleep(0.01)
-
-    def wait_for(check, seconds: float) -> float | None:
-        t0 = time.time()
-        while time.time() - t0 < seconds:
-            if check():
-                return time.time() - t0
-            time.sleep(0.05)
-        return None
-
     generation = gateway_metric("rustygate_config_generation")
     errors = gateway_metric("rustygate_config_reloads_total", result="error")
-    workers = [threading.Thread(target=load, daemon=True) for _ in range(4)]
-    for w in workers:
-        w.start()
     how = "the file watcher"
     try:
-        time.sleep(0.5)
-        write_by_rename(LAB_CONFIG, added)
-        took = wait_for(lambda: http("GET", f"{GATEWAY}/api/reloaded/echo")[0] == 200, 3)
-        if took is None:
-            # File events do not cross every bind mount (Docker Desktop): say so, reload by hand.
-            status, _, body = http("POST", f"{ADMIN}/admin/reload", {"Authorization": f"Bearer {TOKEN}"})
-            expect(status == 200, f"the new route did not answer within 3 s, and POST /admin/reload -> {status} {body[:200]!r}")
-            how = "POST /admin/reload (no file event arrived within 3 s)"
-            took = wait_for(lambda: http("GET", f"{GATEWAY}/api/reloaded/echo")[0] == 200, 3)
-            expect(took is not None, "the new route does not answer after POST /admin/reload")
-        new_generation = gateway_metric("rustygate_config_generation")
-        expect(new_generation > generation, f"rustygate_config_generation stayed {new_generation:g}")
-        write_by_rename(LAB_CONFIG, added + "routes: [ this is not valid\n")
-        if wait_for(lambda: gateway_metric("rustygate_config_reloads_total", result="error") > errors, 3) is None:
-            status, _, _ = http("POST", f"{ADMIN}/admin/reload", {"Authorization": f"Bearer {TOKEN}"})
-            expect(status == 422, f"the invalid edit: POST /admin/reload -> {status}, not 422")
-        status, _, _ = http("GET", f"{GATEWAY}/api/reloaded/echo")
-        expect(status == 200, f"after the invalid edit the gateway answered {status}")
-        expect(gateway_metric("rustygate_config_generation") == new_generation, "the invalid edit moved the generation")
-        time.sleep(0.5)
+        with BackgroundLoad("/api/users/echo") as load:
+            time.sleep(0.5)
+            write_by_rename(LAB_CONFIG, added)
+            took = wait_until(lambda: http("GET", f"{GATEWAY}/api/reloaded/echo")[0] == 200, 3)
+            if took is None:
+                # File events do not cross every bind mount (Docker Desktop): say so, reload by hand.
+                status, _, body = http("POST", f"{ADMIN}/admin/reload", {"Authorization": f"Bearer {TOKEN}"})
+                expect(status == 200, f"the new route did not answer within 3 s, and POST /admin/reload -> {status} {body[:200]!r}")
+                how = "POST /admin/reload (no file event arrived within 3 s)"
+                took = wait_until(lambda: http("GET", f"{GATEWAY}/api/reloaded/echo")[0] == 200, 3)
+                expect(took is not None, "the new route does not answer after POST /admin/reload")
+            new_generation = gateway_metric("rustygate_config_generation")
+            expect(new_generation > generation, f"rustygate_config_generation stayed {new_generation:g}")
+            write_by_rename(LAB_CONFIG, added + "routes: [ this is not valid\n")
+            if wait_until(lambda: gateway_metric("rustygate_config_reloads_total", result="error") > errors, 3) is None:
+                status, _, _ = http("POST", f"{ADMIN}/admin/reload", {"Authorization": f"Bearer {TOKEN}"})
+                expect(status == 422, f"the invalid edit: POST /admin/reload -> {status}, not 422")
+            status, _, _ = http("GET", f"{GATEWAY}/api/reloaded/echo")
+            expect(status == 200, f"after the invalid edit the gateway answered {status}")
+            expect(gateway_metric("rustygate_config_generation") == new_generation, "the invalid edit moved the generation")
+            time.sleep(0.5)
     finally:
         write_by_rename(LAB_CONFIG, original)
-        stop.set()
-        for w in workers:
-            w.join(timeout=15)
     # Back to the original file (the watcher picks it up; POST as a fallback).
-    if wait_for(lambda: http("GET", f"{GATEWAY}/api/reloaded/echo")[0] == 404, 3) is None:
+    if wait_until(lambda: http("GET", f"{GATEWAY}/api/reloaded/echo")[0] == 404, 3) is None:
         http("POST", f"{ADMIN}/admin/reload", {"Authorization": f"Bearer {TOKEN}"})
-    expect(counts["failed"] == 0, f"{counts['failed']} client requests failed of {counts['ok'] + counts['failed']}")
+    load.expect_no_failure()
     return (f"route /api/reloaded answered {took:.2f} s after the edit (via {how}), generation "
             f"{generation:g} -> {new_generation:g}; the invalid edit was rejected "
             f"(rustygate_config_reloads_total{{result=\"error\"}} +1) and the gateway kept serving; "
-            f"{counts['ok']} requests meanwhile, 0 failed; the file is restored")
+            f"{load.counts['ok']} requests meanwhile, 0 failed; the file is restored")
 
 
 def plugin() -> str:
@@ -511,7 +517,6 @@ def plugin() -> str:
     plugins/add-header.wasm is replaced by a build that sets another value → the new value is
     served within 5 s without a restart and no request fails; the original file is put back."""
     import shutil
-    import threading
     current = os.path.join(PLUGINS_DIR, "add-header.wasm")
     variant = os.path.join(PLUGINS_DIR, "variants", "add-header-v2.wasm")
     if not (os.path.exists(current) and os.path.exists(variant)):
@@ -535,51 +540,30 @@ def plugin() -> str:
     status, _, _ = http("GET", f"{GATEWAY}/api/keyed/echo", {"x-api-key": LAB_API_KEY})
     expect(status == 200, f"/api/keyed with the lab key answered {status}")
 
-    stop = threading.Event()
-    counts = {"ok": 0, "failed": 0}
-    lock = threading.Lock()
-
-    def load() -> None:
-        while not stop.is_set():
-            status, headers, _ = http("GET", f"{GATEWAY}/api/plugin/echo", timeout=10)
-            with lock:
-                counts["ok" if status == 200 and headers.get("x-rustygate-plugin") else "failed"] += 1
-            time.sleep(0.01)
-
-    def wait_for(value: str, seconds: float) -> float | None:
-        t0 = time.time()
-        while time.time() - t0 < seconds:
-            if plugin_header("/api/plugin/echo") == value:
-                return time.time() - t0
-            time.sleep(0.05)
-        return None
+    def serving(value: str, seconds: float) -> float | None:
+        return wait_until(lambda: plugin_header("/api/plugin/echo") == value, seconds)
 
     backup = current + ".demo-orig"
     shutil.copyfile(current, backup)
-    workers = [threading.Thread(target=load, daemon=True) for _ in range(4)]
-    for w in workers:
-        w.start()
     try:
-        time.sleep(0.5)
-        shutil.copyfile(variant, current + ".demo-tmp")
-        os.replace(current + ".demo-tmp", current)
-        took = wait_for("v2", 5)
-        expect(took is not None, "the replaced plugin was not served within 5 s")
-        time.sleep(0.3)
+        with BackgroundLoad("/api/plugin/echo", ok=lambda st, h: st == 200 and h.get("x-rustygate-plugin")) as load:
+            time.sleep(0.5)
+            shutil.copyfile(variant, current + ".demo-tmp")
+            os.replace(current + ".demo-tmp", current)
+            took = serving("v2", 5)
+            expect(took is not None, "the replaced plugin was not served within 5 s")
+            time.sleep(0.3)
     finally:
         os.replace(backup, current)
-        stop.set()
-        for w in workers:
-            w.join(timeout=15)
-    back = wait_for("executed", 5)
+    back = serving("executed", 5)
     expect(back is not None, "the original plugin did not come back within 5 s")
-    expect(counts["failed"] == 0, f"{counts['failed']} requests failed of {counts['ok'] + counts['failed']}")
+    load.expect_no_failure()
     calls = gateway_metric("rustygate_plugin_calls_total", plugin="add-header", hook="on_request", outcome="continue")
     refused = gateway_metric("rustygate_plugin_calls_total", plugin="require-api-key", hook="on_request",
                              outcome="respond")
     return (f"X-RustyGate-Plugin: executed on /api/plugin (request and response), none on /api/users; "
             f"/api/keyed without a key -> 403 by the plugin, 0 backend attempts; add-header.wasm replaced -> "
-            f"'v2' served after {took:.2f} s, {counts['ok']} requests meanwhile, 0 failed; original back after "
+            f"'v2' served after {took:.2f} s, {load.counts['ok']} requests meanwhile, 0 failed; original back after "
             f"{back:.2f} s; rustygate_plugin_calls_total: add-header continue {calls:g}, require-api-key respond "
             f"{refused:g}")
 

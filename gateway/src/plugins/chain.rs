@@ -12,15 +12,11 @@ use prometheus::{Histogram, IntCounter};
 
 use super::{
     ChainResult, Exchange, Hook,
-    engine::{CallOutcome, CompiledPlugin},
+    engine::{CallOutcome, CompiledPlugin, MISSING, OUTCOMES},
     pool,
     registry::PluginSlot,
 };
 use crate::{config::PluginFailure, error::GatewayError, metrics::Metrics};
-
-/// The `outcome` labels, in the order of [`HookMetrics::calls`].
-const OUTCOMES: [&str; 6] = ["continue", "respond", "trap", "budget_exhausted", "invalid_action", "missing"];
-const MISSING: usize = 5;
 
 /// A hook's series for one plugin, resolved when the route is compiled.
 #[derive(Debug)]
@@ -34,12 +30,6 @@ impl HookMetrics {
         Self {
             calls: OUTCOMES.map(|o| metrics.plugin_calls_total.with_label_values(&[plugin, hook.label(), o])),
             duration: metrics.plugin_duration.with_label_values(&[plugin, hook.label()]),
-        }
-    }
-
-    fn count(&self, outcome: &str) {
-        if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
-            self.calls[i].inc();
         }
     }
 }
@@ -145,7 +135,7 @@ impl PluginChain {
                 })
                 .unwrap_or_else(CallOutcome::Trap);
                 metrics.duration.observe(started.elapsed().as_secs_f64());
-                metrics.count(outcome.label());
+                metrics.calls[outcome.index()].inc();
                 outcome
             }
         };
@@ -176,29 +166,21 @@ fn exports(version: &CompiledPlugin, hook: Hook) -> bool {
 
 /// A failed call: the request fails (`closed`) or goes on without the plugin (`open`).
 fn fail(plugin: &RoutePlugin, hook: Hook, outcome: &'static str, detail: String) -> Result<Step, GatewayError> {
-    let name = &*plugin.slot.name;
-    match plugin.failure {
-        PluginFailure::Closed => {
-            tracing::warn!(
-                plugin = name,
-                hook = hook.label(),
-                outcome,
-                error = detail.as_str(),
-                "plugin failed: request refused (failure: closed)"
-            );
-            Err(GatewayError::PluginFailed { plugin: plugin.slot.name.clone(), outcome })
-        }
-        PluginFailure::Open => {
-            tracing::warn!(
-                plugin = name,
-                hook = hook.label(),
-                outcome,
-                error = detail.as_str(),
-                "plugin failed: skipped (failure: open)"
-            );
-            Ok(Step::Next)
-        }
-    }
+    let (result, what) = match plugin.failure {
+        PluginFailure::Closed => (
+            Err(GatewayError::PluginFailed { plugin: plugin.slot.name.clone(), outcome }),
+            "request refused (failure: closed)",
+        ),
+        PluginFailure::Open => (Ok(Step::Next), "skipped (failure: open)"),
+    };
+    tracing::warn!(
+        plugin = &*plugin.slot.name,
+        hook = hook.label(),
+        outcome,
+        error = detail.as_str(),
+        "plugin failed: {what}"
+    );
+    result
 }
 
 /// The response a plugin asked for: its status and body, with the response headers in `ex`

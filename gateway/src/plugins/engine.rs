@@ -183,15 +183,22 @@ pub enum CallOutcome {
     InvalidAction(i32),
 }
 
+/// The `outcome` labels of `rustygate_plugin_calls_total`: a call's, by [`CallOutcome::index`],
+/// then `missing` (no version to call).
+pub const OUTCOMES: [&str; 6] = ["continue", "respond", "trap", "budget_exhausted", "invalid_action", "missing"];
+
+/// [`OUTCOMES`]' index of `missing`.
+pub const MISSING: usize = 5;
+
 impl CallOutcome {
-    /// The `outcome` label.
-    pub fn label(&self) -> &'static str {
+    /// Its position in [`OUTCOMES`] (the metric series are resolved once, in that order).
+    pub fn index(&self) -> usize {
         match self {
-            Self::Continue => "continue",
-            Self::Respond => "respond",
-            Self::Trap(_) => "trap",
-            Self::BudgetExhausted => "budget_exhausted",
-            Self::InvalidAction(_) => "invalid_action",
+            Self::Continue => 0,
+            Self::Respond => 1,
+            Self::Trap(_) => 2,
+            Self::BudgetExhausted => 3,
+            Self::InvalidAction(_) => 4,
         }
     }
 
