@@ -14,7 +14,7 @@ COMPOSE ?= docker compose -f compose/docker-compose.yml
 DOCKER_ENGINE = docker info >/dev/null 2>&1
 
 .PHONY: help plugins unit-nowasm build build-release release release-musl-malloc image test unit lint fmt clippy check-config check-compose \
-        check-prometheus check-dashboards check-static check-k6 check-cors-browser demo-native lab up down ps logs demo \
+        check-prometheus check-dashboards check-static check-k6 check-cors-browser check-differential demo-native lab up down ps logs demo \
         loadtest bench bench-smoke soak keychurn stream
 
 help: ## list the targets
@@ -74,7 +74,7 @@ loadtest: ## load against the running lab: k6 in compose, wrk natively
 
 # --- checks (all run by `make test`) -------------------------------------------------------
 
-test: lint plugins check-deps check-config check-compose check-prometheus check-k6 check-static check-dashboards check-cors-browser demo-native bench-smoke unit-nowasm unit ## everything CI runs; the test runner's summary is last
+test: lint plugins check-deps check-config check-compose check-prometheus check-k6 check-static check-dashboards check-cors-browser check-differential demo-native bench-smoke unit-nowasm unit ## everything CI runs; the test runner's summary is last
 
 unit: plugins ## all tests of the workspace (doc tests, then unit, integration and process tests)
 	$(CARGO) test --locked --workspace --doc $(FEATURES)
@@ -128,6 +128,9 @@ check-static: ## a static musl build serves from an empty chroot (what the scrat
 
 check-cors-browser: build ## CORS in headless Chromium: the allowed origin's fetch works, another origin's is blocked
 	$(PYTHON) scripts/check_cors_browser.py
+
+check-differential: build ## 392 hostile requests through NGINX and the gateway to a recording backend: nothing NGINX refuses is forwarded, nothing smuggled, every case answered (docs/security.md)
+	$(PYTHON) scripts/differential/run.py --gateway $(CARGO_TARGET_DIR)/debug/rustygate
 
 check-k6: ## the k6 scripts parse
 	@for f in loadtest/k6/*.js; do node --check --input-type=module < $$f || exit 1; echo "node --check $$f: ok"; done

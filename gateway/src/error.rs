@@ -40,6 +40,28 @@ pub enum GatewayError {
     /// The request cannot be forwarded as sent.
     #[error("{0}")]
     BadRequest(&'static str),
+    /// A header line or the whole head is over `server.max_header_size` /
+    /// `server.max_request_head_size`.
+    #[error("the request headers are too large")]
+    HeadersTooLarge,
+    /// The request target is over `server.max_header_size`.
+    #[error("the request target is too long")]
+    UriTooLong,
+    /// The request head breaks the normalisation policy (docs/security.md): refused before
+    /// routing, counted in `rustygate_client_errors_total`.
+    #[error("{}", .0.message())]
+    Malformed(crate::normalize::Refusal),
+    /// The client's side of the exchange failed while its body was read (malformed chunked
+    /// framing, a reset, a stalled upload): never a backend failure.
+    #[error("{message}")]
+    ClientBody {
+        /// 400 for a broken body, 408 for a stalled one.
+        status: StatusCode,
+        /// The `reason` label of `rustygate_client_errors_total`.
+        reason: &'static str,
+        /// The answer's message.
+        message: &'static str,
+    },
     /// The upstream has no backend to choose.
     #[error("no healthy backend available in upstream {0}")]
     NoHealthyUpstream(std::sync::Arc<str>),
@@ -75,7 +97,10 @@ impl GatewayError {
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::Malformed(_) => StatusCode::BAD_REQUEST,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
+            Self::ClientBody { status, .. } => *status,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -93,6 +118,19 @@ impl GatewayError {
             Self::UpstreamTimeout => Some("timeout"),
             Self::UpstreamConnectTimeout => Some("connect_timeout"),
             Self::UpstreamProtocol(_) => Some("protocol_error"),
+            _ => None,
+        }
+    }
+
+    /// The `reason` label of `rustygate_client_errors_total`, for requests refused as the
+    /// client's fault before or while their body was read.
+    pub fn client_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Malformed(r) => Some(r.label()),
+            Self::ClientBody { reason, .. } => Some(reason),
+            Self::BadRequest(_) => Some("bad_request"),
+            Self::HeadersTooLarge => Some("headers_too_large"),
+            Self::UriTooLong => Some("uri_too_long"),
             _ => None,
         }
     }
@@ -131,6 +169,7 @@ pub fn error_code(status: StatusCode) -> &'static str {
         405 => "method_not_allowed",
         408 => "request_timeout",
         413 => "payload_too_large",
+        414 => "uri_too_long",
         429 => "too_many_requests",
         431 => "headers_too_large",
         502 => "bad_gateway",

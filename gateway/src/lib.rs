@@ -18,6 +18,7 @@ pub mod error;
 pub mod filters;
 pub mod healthcheck;
 pub mod metrics;
+pub mod normalize;
 pub mod pipeline;
 pub mod plugins;
 pub mod proxy;

@@ -62,6 +62,9 @@ pub struct Metrics {
     pub plugin_calls_total: IntCounterVec,
     /// `rustygate_plugin_duration_seconds{plugin,hook}`
     pub plugin_duration: HistogramVec,
+    /// `rustygate_client_errors_total{reason}`: requests refused as malformed or hostile before
+    /// routing or while their body was read (the client's fault, logged at DEBUG only).
+    pub client_errors_total: IntCounterVec,
 }
 
 /// Buckets of `rustygate_plugin_duration_seconds`: a plugin call takes microseconds; the
@@ -121,6 +124,11 @@ impl Metrics {
             "WASM plugin calls by plugin, hook and outcome: continue, respond, trap, budget_exhausted, \
              invalid_action or missing.",
             &["plugin", "hook", "outcome"],
+        );
+        let client_errors_total = counter(
+            "rustygate_client_errors_total",
+            "Requests refused as malformed or hostile (400/405/408/431), by reason; the client's fault.",
+            &["reason"],
         );
         let plugin_duration = HistogramVec::new(
             HistogramOpts::new("rustygate_plugin_duration_seconds", "Time spent in one WASM plugin call.")
@@ -223,6 +231,7 @@ impl Metrics {
             jwks_fetches,
             plugin_calls_total,
             plugin_duration,
+            client_errors_total,
         }
     }
 
@@ -233,6 +242,12 @@ impl Metrics {
             if dropped > seen {
                 self.log_lines_dropped.inc_by(dropped - seen);
             }
+        }
+        let refused = crate::telemetry::logging::client_parse_errors();
+        let counter = self.client_errors_total.with_label_values(&["malformed_head"]);
+        let seen = counter.get();
+        if refused > seen {
+            counter.inc_by(refused - seen);
         }
         let mut buf = Vec::with_capacity(16 * 1024);
         TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding cannot fail");

@@ -36,6 +36,10 @@ pub struct Route {
     pub metrics: crate::metrics::RouteMetrics,
     /// The route's WASM plugins, in order.
     pub plugins: crate::plugins::PluginChain,
+    /// Keep `%2F`/`%5C` in paths (encoded) instead of refusing them (`allow_encoded_slashes`).
+    pub allow_encoded_slashes: bool,
+    /// Rules for the client's headers shared by every route of the snapshot.
+    pub header_rules: Arc<crate::proxy::headers::RequestHeaderRules>,
 }
 
 impl Route {
@@ -49,15 +53,18 @@ impl Route {
         }
     }
 
+    /// `host` is normalised ([`crate::normalize::host`]): lower case, no port, no trailing dot.
     fn host_matches(&self, host: Option<&str>) -> bool {
         match (&self.host, host) {
             (None, _) => true,
-            (Some(want), Some(got)) => strip_port(got).eq_ignore_ascii_case(want),
+            (Some(want), Some(got)) => got == want,
             (Some(_), None) => false,
         }
     }
 
-    /// The path to send upstream: the request path, minus the prefix when `strip_prefix` is set.
+    /// The path to send upstream: the (normalised) request path, minus the prefix when
+    /// `strip_prefix` is set. A normalised path has no dot segment, so what remains after the
+    /// prefix (on a segment boundary) cannot climb out of the backend's base path.
     pub fn upstream_path<'a>(&self, path: &'a str) -> &'a str {
         if !self.strip_prefix || self.prefix == "/" {
             return path;
@@ -132,20 +139,6 @@ impl RouteTable {
     }
 }
 
-/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return match host.find(']') {
-            Some(i) => &host[..=i],
-            None => host,
-        };
-    }
-    match host.rfind(':') {
-        Some(i) if host[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &host[..i],
-        _ => host,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +159,8 @@ mod tests {
             rate_limit: None,
             metrics: crate::metrics::Metrics::new().for_route(name, false, false),
             plugins: Default::default(),
+            allow_encoded_slashes: false,
+            header_rules: Default::default(),
         })
     }
 
@@ -191,7 +186,8 @@ mod tests {
     #[test]
     fn host_is_case_and_port_insensitive() {
         let t = RouteTable::new(vec![route("any", "/", None, &[]), route("h", "/", Some("api.example.com"), &[])]);
-        assert_eq!(name(t.find(Some("API.Example.com:8080"), "/x", &Method::GET)), "h");
+        let host = crate::normalize::host("API.Example.com.:8080").unwrap();
+        assert_eq!(name(t.find(host.as_deref(), "/x", &Method::GET)), "h");
         assert_eq!(name(t.find(Some("other.com"), "/x", &Method::GET)), "any");
         assert_eq!(name(t.find(None, "/x", &Method::GET)), "any");
     }

@@ -98,6 +98,9 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
     let proxy_data = data.clone();
     let mut proxy =
         HttpServer::new(move || App::new().app_data(proxy_data.clone()).default_service(web::to(pipeline::handle)))
+            .on_connect(|_, extensions| {
+                extensions.insert(pipeline::ConnectionState::default());
+            })
             .workers(workers)
             .client_request_timeout(config.server.client_header_timeout.0)
             .keep_alive(config.server.keep_alive.0)

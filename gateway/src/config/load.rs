@@ -59,14 +59,55 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// The largest configuration file read (a bigger one, or an endless one such as `/dev/zero`,
+/// is refused rather than read until memory runs out).
+pub const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The deepest nesting of mappings and sequences accepted (a real configuration needs about 6).
+pub const MAX_CONFIG_DEPTH: usize = 64;
+
 /// Reads and loads a configuration file.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    use std::io::Read;
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        source_name: name.clone(),
-        issues: vec![ConfigIssue::at("", format!("cannot read the file: {e}"))],
-    })?;
+    let fail = |message: String| ConfigError { source_name: name.clone(), issues: vec![ConfigIssue::at("", message)] };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| fail(format!("cannot read the file: {e}")))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(fail(format!("the file is larger than {} MiB", MAX_CONFIG_BYTES >> 20)));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| fail("the file is not UTF-8 text".into()))?;
     load_str(&text, &name)
+}
+
+/// The first place where `text` nests deeper than [`MAX_CONFIG_DEPTH`], if any. Checked on the
+/// event stream before the document is built, so a hostile file costs linear time.
+fn too_deep(text: &str) -> Option<(usize, usize)> {
+    let mut depth = 0usize;
+    for item in saphyr_parser::Parser::new_from_str(text) {
+        let (event, span) = match item {
+            Ok(item) => item,
+            // The scanner's own nesting limit (about 256 flow levels) is the same refusal.
+            Err(e) if e.info().contains("recursion limit") => {
+                return Some((e.marker().line(), e.marker().col() + 1));
+            }
+            // Other syntax errors are reported by the YAML parser proper.
+            Err(_) => return None,
+        };
+        match event {
+            saphyr_parser::Event::MappingStart(..) | saphyr_parser::Event::SequenceStart(..) => {
+                depth += 1;
+                if depth > MAX_CONFIG_DEPTH {
+                    return Some((span.start.line(), span.start.col() + 1));
+                }
+            }
+            saphyr_parser::Event::MappingEnd | saphyr_parser::Event::SequenceEnd => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Loads a configuration from YAML text; `source_name` names it in error messages.
@@ -94,6 +135,11 @@ pub fn load_with_env(
         ConfigError { source_name: source_name.to_owned(), issues }
     };
 
+    if let Some((line, column)) = too_deep(text) {
+        let mut issue = ConfigIssue::at("", format!("the document nests deeper than {MAX_CONFIG_DEPTH} levels"));
+        (issue.line, issue.column) = (Some(line), Some(column));
+        return Err(ConfigError { source_name: source_name.to_owned(), issues: vec![issue] });
+    }
     let mut doc: Value = match serde_yaml_ng::from_str(text) {
         Ok(Value::Null) => Value::Mapping(Mapping::new()),
         Ok(v) => v,
@@ -117,9 +163,12 @@ pub fn load_with_env(
     expand_env(&mut doc, &mut String::new(), env, &mut issues);
 
     let (config, structural_only_unknown_keys) = deserialize_collecting(doc, &mut issues);
-    let Some(config) = config else {
+    let Some(mut config) = config else {
         return Err(fail(issues));
     };
+    for route in &mut config.routes {
+        route.derive_default_name();
+    }
     // Semantic checks assume the structure is right; after a type error some keys were dropped
     // and the checks would report noise, so they run only when every structural issue was an
     // unknown key. Even then, a section with a misspelt key is left to that message alone
@@ -322,7 +371,12 @@ fn expand_env(
                 path.truncate(len);
             }
         }
-        Value::Tagged(tagged) => expand_env(&mut tagged.value, path, env, issues),
+        // `!Tag value` would otherwise be read as the plain value: a typo'd or foreign tag
+        // must not pass silently.
+        Value::Tagged(tagged) => issues.push(ConfigIssue::at(
+            path.clone(),
+            format!("YAML tags such as `{}` are not supported; remove the tag", tagged.tag),
+        )),
         _ => {}
     }
 }
@@ -338,7 +392,8 @@ pub(crate) fn expand_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Resul
             out.push('$');
             rest = after;
         } else if let Some(after) = rest.strip_prefix("${") {
-            let end = after.find('}').ok_or_else(|| format!("unterminated `${{` in {s:?}"))?;
+            // Errors never echo the value: it may hold a secret.
+            let end = after.find('}').ok_or_else(|| "unterminated `${` (no closing `}`)".to_owned())?;
             let inner = &after[..end];
             let (name, default) = match inner.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),
@@ -348,7 +403,7 @@ pub(crate) fn expand_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Resul
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && !name.starts_with(|c: char| c.is_ascii_digit());
             if !valid {
-                return Err(format!("invalid variable name {name:?} in `${{{inner}}}`"));
+                return Err("invalid variable name in a `${...}` reference (letters, digits and `_` only)".to_owned());
             }
             match (env(name), default) {
                 (Some(v), _) => out.push_str(&v),

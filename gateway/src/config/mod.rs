@@ -155,6 +155,19 @@ pub struct ServerConfig {
     /// Reload when the configuration file changes (its directory is watched).
     #[serde(deserialize_with = "units::lenient_bool")]
     pub watch_config: bool,
+    /// The longest wait for the next bytes of a request body (NGINX's `client_body_timeout`):
+    /// a stalled upload is answered 408, never counted against a backend.
+    pub client_body_timeout: HumanDuration,
+    /// The largest request line or single header line (NGINX's `large_client_header_buffers`
+    /// size): a longer target is answered 414, a longer header 431.
+    pub max_header_size: ByteSize,
+    /// The largest request head, request line and headers together: 431 beyond (actix's own
+    /// ceiling is 128 KiB and 96 headers).
+    pub max_request_head_size: ByteSize,
+    /// Forward client headers whose name contains `_` (dropped by default, as NGINX does;
+    /// underscored aliases of JWT claim headers are dropped even when this is on).
+    #[serde(deserialize_with = "units::lenient_bool")]
+    pub underscores_in_headers: bool,
 }
 
 /// The HTTP client that forwards requests to backends.
@@ -180,6 +193,10 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             upstream_client: UpstreamClient::Awc,
             watch_config: true,
+            client_body_timeout: HumanDuration::secs(60),
+            max_header_size: ByteSize::kib(8),
+            max_request_head_size: ByteSize::kib(32),
+            underscores_in_headers: false,
         }
     }
 }
@@ -373,7 +390,9 @@ pub struct UpstreamConfig {
     /// Extra attempts after a failed one, each on another backend.
     #[serde(deserialize_with = "units::lenient_u32")]
     pub retries: u32,
-    /// What may be retried: `connect_error`, `timeout`, `reset`, `5xx` or single statuses.
+    /// What may be retried: `connect_error`, `timeout`, `reset`, `5xx` or single statuses
+    /// (YAML integers or strings: `[connect_error, 502]`).
+    #[serde(deserialize_with = "units::strings_or_integers")]
     pub retry_on: Vec<String>,
     /// Retry non-idempotent methods (POST, PATCH) after the request was sent too.
     #[serde(deserialize_with = "units::lenient_bool")]
@@ -555,12 +574,43 @@ pub struct RouteConfig {
     /// `defaults.plugins`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plugins: Option<Vec<String>>,
+    /// Accept (and forward, still encoded) `%2F` and `%5C` in paths on this route, for a
+    /// backend whose resource names hold slashes. Off by default: a backend that decodes them
+    /// would see other path segments than the gateway routed on (docs/security.md).
+    #[serde(deserialize_with = "units::lenient_bool", skip_serializing_if = "std::ops::Not::not")]
+    pub allow_encoded_slashes: bool,
+    /// The name derived when `name:` is absent (set by the loader).
+    #[serde(skip)]
+    pub default_name: String,
 }
 
 impl RouteConfig {
-    /// The route's name: `name:` if given, else its path.
+    /// The route's name: `name:` if given, else one derived from what identifies it (its
+    /// path, prefixed by its host and followed by its methods when it has them), so routes on
+    /// one path for other hosts or methods need no `name:`.
     pub fn display_name(&self) -> &str {
-        self.name.as_deref().unwrap_or(&self.path)
+        match (&self.name, self.default_name.is_empty()) {
+            (Some(name), _) => name,
+            (None, false) => &self.default_name,
+            (None, true) => &self.path,
+        }
+    }
+
+    /// Sets the derived name `display_name` falls back to: `host` + `path` + ` METHODS`.
+    pub fn derive_default_name(&mut self) {
+        let mut name = String::new();
+        if let Some(host) = &self.host {
+            name.push_str(&validate::normalize_host(host));
+        }
+        name.push_str(&self.path);
+        if !self.methods.is_empty() {
+            let mut methods: Vec<String> = self.methods.iter().map(|m| m.to_ascii_uppercase()).collect();
+            methods.sort();
+            methods.dedup();
+            name.push(' ');
+            name.push_str(&methods.join(","));
+        }
+        self.default_name = name;
     }
 }
 

@@ -238,6 +238,25 @@ pub fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     d.deserialize_any(V)
 }
 
+/// Deserializes a list whose items are strings or integers (`retry_on: [timeout, 502]`), each
+/// kept as its text.
+pub fn strings_or_integers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Item {
+        Text(String),
+        Number(u64),
+    }
+    let items = <Vec<Item> as serde::Deserialize>::deserialize(d)?;
+    Ok(items
+        .into_iter()
+        .map(|i| match i {
+            Item::Text(s) => s,
+            Item::Number(n) => n.to_string(),
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -116,7 +116,10 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
 
     let upstream_names: Vec<&str> = config.upstreams.keys().map(String::as_str).collect();
     let mut names = HashSet::new();
+    let mut explicit_names: HashSet<&str> = HashSet::new();
     let mut matchers = HashSet::new();
+    // (host, path) pairs seen, for the any-method overlap check without a scan.
+    let mut prefixes = HashSet::new();
     for (i, route) in config.routes.iter().enumerate() {
         let base = format!("routes[{i}]");
         let path = &route.path;
@@ -129,13 +132,33 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
                 format!("{base}.path"),
                 format!("{path:?} must be a plain path prefix, without query, fragment or spaces"),
             );
+        } else {
+            // Requests are matched after normalisation, so a prefix that is not in normal form
+            // could never match (docs/security.md).
+            match crate::normalize::path(path) {
+                Err(refusal) => issue(format!("{base}.path"), format!("{path:?}: {}", refusal.message())),
+                Ok(n) if n.encoded_slash => issue(
+                    format!("{base}.path"),
+                    format!("{path:?}: a route prefix cannot hold an encoded slash or backslash"),
+                ),
+                Ok(n) if n.path != path.as_str() => issue(
+                    format!("{base}.path"),
+                    format!("{path:?} never matches: requests are normalised first; write {:?}", n.path),
+                ),
+                Ok(_) => {}
+            }
         }
-        if let Some(name) = &route.name
-            && name.is_empty()
+        if let Some(name) = &route.name {
+            if name.is_empty() {
+                issue(format!("{base}.name"), "cannot be empty".into());
+            }
+            explicit_names.insert(name.as_str());
+        }
+        // Two routes with the same derived name are the same matcher, reported below; a name
+        // is a duplicate when one of the two was given.
+        if !names.insert(route.display_name().to_owned())
+            && (route.name.is_some() || explicit_names.contains(route.display_name()))
         {
-            issue(format!("{base}.name"), "cannot be empty".into());
-        }
-        if !names.insert(route.display_name().to_owned()) {
             issue(
                 format!("{base}.name"),
                 format!(
@@ -165,7 +188,7 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
         for m in &method_set {
             let overlapping = matchers.contains(&(host.clone(), trimmed.clone(), m.clone()))
                 || (m != "*" && matchers.contains(&(host.clone(), trimmed.clone(), "*".to_owned())))
-                || (m == "*" && matchers.iter().any(|(h, p, _)| h == &host && p == &trimmed));
+                || (m == "*" && prefixes.contains(&(host.clone(), trimmed.clone())));
             if overlapping {
                 issue(
                     format!("{base}.path"),
@@ -180,6 +203,7 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
         for m in method_set {
             matchers.insert((host.clone(), trimmed.clone(), m));
         }
+        prefixes.insert((host.clone(), trimmed.clone()));
 
         let targets = [route.upstream.is_some(), route.backend.is_some(), route.backends.is_some()];
         match targets.iter().filter(|t| **t).count() {
@@ -539,6 +563,11 @@ pub(crate) fn parse_cidr(s: &str) -> Option<ipnet::IpNet> {
 /// Lower-cases a host and drops any port, as route host matching ignores both.
 pub(crate) fn normalize_host(host: &str) -> String {
     let host = host.trim();
+    // `example.com.` is `example.com` (requests' hosts lose one trailing dot too).
+    let host = match host.strip_suffix('.') {
+        Some(h) if !h.ends_with(['.', ']']) && !h.is_empty() => h,
+        _ => host,
+    };
     let without_port = if let Some(rest) = host.strip_prefix('[') {
         // [v6]:port
         rest.split(']').next().map(|h| format!("[{h}]")).unwrap_or_default()

@@ -19,7 +19,7 @@ use crate::{
     error::GatewayError,
     filters::jwt::Authenticated,
     proxy::{
-        forward::{self, Outgoing, RequestBody},
+        forward::{self, ClientSide, Outgoing, RequestBody},
         retry,
     },
     routing::Route,
@@ -28,12 +28,16 @@ use crate::{
 
 /// What the attempts need to know about the client side.
 pub(super) struct Client<'a> {
+    /// The normalised request path.
+    pub path: &'a str,
     pub peer: IpAddr,
     pub peer_trusted: bool,
     pub auth: Option<&'a Authenticated>,
     pub client: UpstreamClient,
     /// The request as the route's plugins left it (path, query, headers), if it has plugins.
     pub plugins: Option<&'a crate::plugins::Exchange>,
+    /// What the client's side of the body did (a failed attempt may be the client's fault).
+    pub client_side: &'a ClientSide,
 }
 
 /// Sends the request to the route's upstream, retrying per the upstream's policy.
@@ -51,9 +55,8 @@ pub(super) async fn forward(
     let retrying = policy.enabled() && pool.backends.len() > 1;
     let bytes_in: Rc<Cell<u64>> = ctx.bytes_in();
     let limit = ctx.runtime.max_body_size;
-    let body = if retrying { body.buffer_if_small(policy.buffer).await } else { Ok(body) };
-    let mut body =
-        Some(body.map_err(|e| if bytes_in.get() > limit { GatewayError::PayloadTooLarge { limit } } else { e })?);
+    let body = body.prefetch(policy.buffer, ctx.runtime.client_body_timeout).await?;
+    let mut body = Some(body);
     let replayable = retrying && body.as_ref().is_some_and(RequestBody::is_replayable);
     policy.budget.record_request();
 
@@ -82,6 +85,7 @@ pub(super) async fn forward(
             let out = Outgoing {
                 req,
                 route,
+                path: from.path,
                 backend: &backend,
                 peer: from.peer,
                 peer_trusted: from.peer_trusted,
@@ -101,11 +105,13 @@ pub(super) async fn forward(
                 },
             );
         }
-        let result = match result {
-            // A body cut at the limit surfaces as a send error; it is the client's fault.
-            Err(_) if bytes_in.get() > limit => return Err(GatewayError::PayloadTooLarge { limit }),
-            other => other,
-        };
+        // A body over the limit, broken or stalled surfaces as a send error or a timeout; it is
+        // the client's fault: no backend failure, no ejection, no retry.
+        if let Err(e) = &result
+            && let Some(fault) = from.client_side.fault(e, bytes_in.get(), limit)
+        {
+            return Err(fault);
+        }
         ctx.record_attempt(&result);
         let failed = match &result {
             Ok(resp) => resp.status().is_server_error(),

@@ -46,6 +46,8 @@ pub struct RequestCtx {
     pub rate_limit: Option<crate::filters::rate_limit::Decision>,
     /// Headers the route's plugins set in `on_request` for the response, whoever answers.
     pub plugin_response_headers: Option<actix_web::http::header::HeaderMap>,
+    /// The record (metrics, span, access line) has been written.
+    recorded: bool,
 }
 
 /// Counts a request as in flight on a backend while it lives.
@@ -91,6 +93,7 @@ impl RequestCtx {
             preflight_answered: false,
             plugin_response_headers: None,
             rate_limit: None,
+            recorded: false,
             runtime,
         }
     }
@@ -219,15 +222,41 @@ pub struct Finish {
 
 impl Drop for Finish {
     fn drop(&mut self) {
-        if let (Some(trace), Some(tracing)) = (self.ctx.trace.take(), &self.ctx.gateway.tracing) {
-            tracing.end_request(trace, self.status, self.ctx.error.as_deref());
+        self.ctx.record(self.status, self.bytes_out, self.completed);
+    }
+}
+
+/// actix drops the handler before any response exists when the client's side fails (a broken
+/// chunked body, a reset, a read error) or at a forced stop. The request is still finished,
+/// exactly once: counted with 499 ("client closed request", as NGINX logs it) and logged.
+impl Drop for RequestCtx {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.error.get_or_insert_with(|| "the connection ended before a response was sent".into());
+            let status = StatusCode::from_u16(CLIENT_CLOSED).unwrap_or(StatusCode::BAD_REQUEST);
+            self.record(status, 0, false);
         }
-        let ctx = &self.ctx;
+    }
+}
+
+/// The status recorded for a request whose connection ended before it was answered.
+const CLIENT_CLOSED: u16 = 499;
+
+impl RequestCtx {
+    /// Writes the request's record: span end, metrics, access log line. Once.
+    fn record(&mut self, status: StatusCode, bytes_out: u64, completed: bool) {
+        if std::mem::replace(&mut self.recorded, true) {
+            return;
+        }
+        if let (Some(trace), Some(tracing)) = (self.trace.take(), &self.gateway.tracing) {
+            tracing.end_request(trace, status, self.error.as_deref());
+        }
+        let ctx = &*self;
         let m = &ctx.gateway.metrics;
         let elapsed = ctx.start.elapsed();
         let route = ctx.route.as_ref().map_or(UNMATCHED, |r| &*r.name);
         let method = method_label(&ctx.method);
-        m.requests_total.with_label_values(&[route, method, self.status.as_str()]).inc();
+        m.requests_total.with_label_values(&[route, method, status.as_str()]).inc();
         match &ctx.route {
             Some(r) => {
                 r.metrics.duration(&ctx.method).observe(elapsed.as_secs_f64());
@@ -254,12 +283,12 @@ impl Drop for Finish {
             route,
             upstream,
             backend,
-            status = self.status.as_u16(),
+            status = status.as_u16(),
             duration_ms = (elapsed.as_micros() as f64) / 1000.0,
             bytes_in = ctx.bytes_in.get(),
-            bytes_out = self.bytes_out,
+            bytes_out,
             attempts = ctx.attempts,
-            completed = self.completed,
+            completed,
             error = ctx.error.as_deref(),
             "access"
         );

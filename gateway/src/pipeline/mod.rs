@@ -25,7 +25,7 @@ use std::{cell::Cell, rc::Rc};
 use actix_web::{
     HttpRequest, HttpResponse,
     dev::Payload,
-    http::{Method, header},
+    http::{ConnectionType, Method, header},
     web,
 };
 
@@ -36,9 +36,10 @@ use opentelemetry::KeyValue;
 
 use crate::{
     error::GatewayError,
+    normalize::{self, Refusal},
     plugins::{ChainResult, Exchange},
     proxy::{
-        forward::{self, RequestBody},
+        forward::{self, ClientSide, RequestBody},
         headers::{self as h, X_REQUEST_ID},
     },
     routing::RouteMatch,
@@ -51,6 +52,14 @@ pub const BANNER: &str = "RustyGate is running";
 
 /// The `route` label of requests no route matched.
 pub const UNMATCHED: &str = "(unmatched)";
+
+/// Per-connection state, inserted by the proxy listener's `on_connect`.
+#[derive(Clone, Default)]
+pub struct ConnectionState {
+    /// A request on this connection asked for `Connection: close` (or was HTTP/1.0 without
+    /// keep-alive): requests pipelined after it are not served. actix parses them anyway.
+    closing: Rc<Cell<bool>>,
+}
 
 /// actix's entry point for every request on the proxy listener.
 pub async fn handle(req: HttpRequest, payload: web::Payload, gw: web::Data<Gateway>) -> HttpResponse<MeteredBody> {
@@ -81,6 +90,12 @@ pub async fn handle(req: HttpRequest, payload: web::Payload, gw: web::Data<Gatew
     let mut resp = match result {
         Ok(resp) => resp,
         Err(err) => {
+            // The client's fault: counted, and logged at DEBUG only (a flood of malformed
+            // requests must not become a flood of log lines).
+            if let Some(reason) = err.client_reason() {
+                gw.metrics.client_errors_total.with_label_values(&[reason]).inc();
+                tracing::debug!(reason, error = %err, "client error");
+            }
             ctx.error = Some(err.to_string());
             err.to_response(request_id.to_str().unwrap_or_default())
         }
@@ -110,6 +125,13 @@ pub async fn handle(req: HttpRequest, payload: web::Payload, gw: web::Data<Gatew
     {
         cors.decorate(req.headers(), resp.headers_mut());
     }
+    // The answer to a request that closes the connection says so (actix decides from the last
+    // request it parsed, which may be a pipelined one after it).
+    if req.head().connection_type() == ConnectionType::Close
+        || req.conn_data::<ConnectionState>().is_some_and(|c| c.closing.get())
+    {
+        resp.head_mut().set_connection_type(ConnectionType::Close);
+    }
     let finish = ctx.finish(resp.status());
     resp.map_body(|_, body| MeteredBody::new(body, finish))
 }
@@ -123,9 +145,19 @@ async fn route_and_forward(
     bytes_in: Rc<Cell<u64>>,
 ) -> Result<HttpResponse, GatewayError> {
     let rt = ctx.runtime.clone();
-    let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).or_else(|| req.uri().host());
-    let path = req.uri().path();
-    let route = match rt.routes.find(host, path, req.method()) {
+    if let Some(conn) = req.conn_data::<ConnectionState>() {
+        if conn.closing.get() {
+            return Err(GatewayError::Malformed(Refusal::AfterClose));
+        }
+        conn.closing.set(req.head().connection_type() == ConnectionType::Close);
+    }
+    // The normalisation policy (docs/security.md), before anything looks at host or path.
+    check_head_size(req, &rt)?;
+    check_method(req.method())?;
+    let host = normal_host(req)?;
+    let normal = normalize::path(req.uri().path()).map_err(GatewayError::Malformed)?;
+    let path = &*normal.path;
+    let route = match rt.routes.find(host.as_deref(), path, req.method()) {
         RouteMatch::Found(route) => route.clone(),
         RouteMatch::NotFound if path == "/" && matches!(*req.method(), Method::GET | Method::HEAD) => {
             return Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(BANNER));
@@ -134,6 +166,9 @@ async fn route_and_forward(
         RouteMatch::MethodNotAllowed(allow) => return Err(GatewayError::MethodNotAllowed(allow)),
     };
     ctx.enter_route(route.clone());
+    if normal.encoded_slash && !route.allow_encoded_slashes {
+        return Err(GatewayError::Malformed(Refusal::EncodedSlash));
+    }
 
     // Request filters, before any body is read. CORS preflights first: they carry no
     // credentials, so auth (next, when it lands) must not see them.
@@ -182,7 +217,7 @@ async fn route_and_forward(
         forward::forwarded_client_headers(req, &route, authenticated.as_ref(), &mut headers);
         let mut ex = Exchange::for_request(
             req.method().clone(),
-            route.upstream_path(req.uri().path()).to_owned(),
+            route.upstream_path(path).to_owned(),
             forward::upstream_query(req, authenticated.as_ref()).map(str::to_owned),
             headers,
             route.auth.clone(),
@@ -204,10 +239,25 @@ async fn route_and_forward(
         exchange = Some(ex);
     }
 
-    let body = RequestBody::new(req, payload, rt.max_body_size, bytes_in.clone())?;
+    // For actix, the body of an upgrade request is the rest of the connection: a declared
+    // body there is ambiguous (and would be read forever).
+    if req.head().upgrade()
+        && (req.headers().contains_key(header::CONTENT_LENGTH) || req.headers().contains_key(header::TRANSFER_ENCODING))
+    {
+        return Err(GatewayError::Malformed(Refusal::UpgradeWithBody));
+    }
+    let client_side = Rc::new(ClientSide::default());
+    let body = RequestBody::new(req, payload, rt.max_body_size, bytes_in.clone(), client_side.clone())?;
     let client = rt.client;
-    let from =
-        attempts::Client { peer, peer_trusted, auth: authenticated.as_ref(), client, plugins: exchange.as_ref() };
+    let from = attempts::Client {
+        path,
+        peer,
+        peer_trusted,
+        auth: authenticated.as_ref(),
+        client,
+        plugins: exchange.as_ref(),
+        client_side: &client_side,
+    };
     let mut resp = attempts::forward(req, &route, ctx, body, from).await?;
     if let Some(ex) = exchange.as_mut().filter(|ex| route.plugins.wants_response(ex)) {
         ex.status = Some(resp.status());
@@ -226,6 +276,67 @@ async fn route_and_forward(
         }
     }
     Ok(resp)
+}
+
+/// The request line and each header line within `server.max_header_size`, the whole head
+/// within `server.max_request_head_size` (414 / 431, as NGINX answers).
+fn check_head_size(req: &HttpRequest, rt: &crate::runtime::Runtime) -> Result<(), GatewayError> {
+    let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) + req.method().as_str().len();
+    if target > rt.max_header_size {
+        return Err(GatewayError::UriTooLong);
+    }
+    let mut total = target + 11;
+    for (name, value) in req.headers() {
+        // `Name: value\r\n`
+        let line = name.as_str().len() + value.len() + 4;
+        total += line;
+        if line > rt.max_header_size || total > rt.max_request_head_size {
+            return Err(GatewayError::HeadersTooLarge);
+        }
+    }
+    Ok(())
+}
+
+/// Methods are case-sensitive tokens (RFC 9110 §9.1): one with lower-case letters is refused
+/// rather than matched as an unknown method that a case-folding backend would serve as `GET`.
+fn check_method(method: &Method) -> Result<(), GatewayError> {
+    // CONNECT asks for a tunnel; TRACE would reflect the request's headers (cookies and
+    // credentials included) to a script that can read the answer. Neither is offered.
+    if *method == Method::CONNECT || *method == Method::TRACE {
+        return Err(GatewayError::MethodNotAllowed(header::HeaderValue::from_static("")));
+    }
+    if method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err(GatewayError::Malformed(Refusal::MethodCase));
+    }
+    Ok(())
+}
+
+/// The request's host, normalised for matching: from its one `Host` header, else the target's
+/// authority. Two `Host` headers, or none (or an empty one) on HTTP/1.1, are refused (RFC 9112
+/// §3.2). An absolute-form target (`GET http://a/x`) names the host itself (§3.2.2): it must
+/// agree with `Host`, so what is routed is what the backend is told.
+fn normal_host(req: &HttpRequest) -> Result<Option<std::borrow::Cow<'_, str>>, GatewayError> {
+    let bad = |r| GatewayError::Malformed(r);
+    let mut hosts = req.headers().get_all(header::HOST);
+    let header = match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Err(bad(Refusal::DuplicateHost)),
+        (Some(v), None) => Some(normalize::host(v.to_str().map_err(|_| bad(Refusal::BadHost))?).map_err(bad)?),
+        (None, _) => None,
+    };
+    let target = match req.uri().authority() {
+        Some(authority) => Some(normalize::host(authority.as_str()).map_err(bad)?),
+        None => None,
+    };
+    let host = match (header, target) {
+        (Some(Some(h)), Some(Some(t))) if h != t => return Err(bad(Refusal::HostMismatch)),
+        (Some(h), None) => h,
+        (_, Some(t)) => t,
+        (None, None) => None,
+    };
+    if host.is_none() && req.version() == actix_web::http::Version::HTTP_11 {
+        return Err(bad(Refusal::MissingHost));
+    }
+    Ok(host)
 }
 
 /// Marks a closed-policy plugin failure on the request's span.

@@ -29,6 +29,8 @@ pub struct Outgoing<'a> {
     pub req: &'a HttpRequest,
     /// The matched route.
     pub route: &'a Route,
+    /// The normalised request path (what the route was matched on).
+    pub path: &'a str,
     /// The chosen backend.
     pub backend: &'a Backend,
     /// The client's socket peer (appended to `X-Forwarded-For`).
@@ -58,12 +60,57 @@ pub enum RequestBody {
     Buffered(Bytes),
 }
 
+/// What the client's side of a request body did, shared between the body stream and the
+/// pipeline: a failed attempt is the client's fault, not the backend's, when the body broke or
+/// the gateway was waiting for the client's next bytes.
+#[derive(Debug, Default)]
+pub struct ClientSide {
+    /// The body stream failed (malformed chunked framing, the connection reset or closed).
+    broken: Cell<bool>,
+    /// The body stream was last seen waiting for the client to send more.
+    waiting: Cell<bool>,
+}
+
+impl ClientSide {
+    /// The client-side error behind a failed attempt, if the client caused it: a body over the
+    /// limit (413), a broken body (400) or, on a timeout, a stalled upload (408).
+    pub fn fault(&self, attempt: &GatewayError, bytes_in: u64, limit: u64) -> Option<GatewayError> {
+        if bytes_in > limit {
+            return Some(GatewayError::PayloadTooLarge { limit });
+        }
+        if self.broken.get() {
+            return Some(BODY_BROKEN);
+        }
+        (matches!(attempt, GatewayError::UpstreamTimeout) && self.waiting.get()).then_some(BODY_STALLED)
+    }
+}
+
+/// A request body that could not be read to its end: the client's fault.
+const BODY_BROKEN: GatewayError = GatewayError::ClientBody {
+    status: StatusCode::BAD_REQUEST,
+    reason: "bad_body",
+    message: "the request body is malformed or was cut short",
+};
+
+/// A request body whose client stopped sending.
+const BODY_STALLED: GatewayError = GatewayError::ClientBody {
+    status: StatusCode::REQUEST_TIMEOUT,
+    reason: "body_timeout",
+    message: "the client stopped sending the request body",
+};
+
 impl RequestBody {
     /// Decides how to forward the body. A declared length over `limit` is refused before any
     /// byte is read; an undeclared one is cut when it passes the limit.
-    pub fn new(req: &HttpRequest, payload: Payload, limit: u64, seen: Rc<Cell<u64>>) -> Result<Self, GatewayError> {
+    pub fn new(
+        req: &HttpRequest,
+        payload: Payload,
+        limit: u64,
+        seen: Rc<Cell<u64>>,
+        client: Rc<ClientSide>,
+    ) -> Result<Self, GatewayError> {
         let headers = req.headers();
-        let stream = || LimitedPayload { inner: payload, seen, limit, exceeded: false };
+        let stream = || LimitedPayload { inner: payload, prefix: None, seen, limit, exceeded: false, client };
         if let Some(len) = headers.get(header::CONTENT_LENGTH) {
             let len: u64 = len
                 .to_str()
@@ -84,20 +131,37 @@ impl RequestBody {
         Ok(if has_body { Self::Streamed(stream()) } else { Self::Empty })
     }
 
-    /// Reads a body of known length up to `limit` bytes whole, so that it can be sent again;
-    /// larger and streamed bodies are left to stream (and are sent once).
-    pub async fn buffer_if_small(self, limit: u64) -> Result<Self, GatewayError> {
-        match self {
-            Self::Sized(len, mut stream) if len <= limit => {
-                use futures_util::StreamExt;
-                let mut buf = bytes::BytesMut::with_capacity(len as usize);
-                while let Some(chunk) = stream.next().await {
-                    let chunk = chunk.map_err(|_| GatewayError::BadRequest("the request body could not be read"))?;
+    /// Reads the start of the body before a backend is chosen, as NGINX buffers request bodies:
+    /// a body of up to `cap` bytes (declared or chunked) is read whole and sent with its length
+    /// (and can be replayed); of a longer chunked body the first `cap` bytes are read and the
+    /// rest streams. So a malformed, cut or stalled body within the first `cap` bytes is
+    /// answered 400/408/413 with nothing sent to a backend. `idle` bounds each wait for the
+    /// client's next bytes (`server.client_body_timeout`).
+    pub async fn prefetch(self, cap: u64, idle: std::time::Duration) -> Result<Self, GatewayError> {
+        use futures_util::StreamExt;
+        let (declared, mut stream) = match self {
+            Self::Sized(len, stream) if len <= cap => (Some(len), stream),
+            Self::Streamed(stream) => (None, stream),
+            other => return Ok(other),
+        };
+        let mut buf = bytes::BytesMut::with_capacity(declared.unwrap_or(0) as usize);
+        loop {
+            let next = match actix_web::rt::time::timeout(idle, stream.next()).await {
+                Ok(next) => next,
+                Err(_) => return Err(BODY_STALLED),
+            };
+            match next {
+                None => return Ok(Self::Buffered(buf.freeze())),
+                Some(Err(PayloadError::Overflow)) => return Err(GatewayError::PayloadTooLarge { limit: stream.limit }),
+                Some(Err(_)) => return Err(BODY_BROKEN),
+                Some(Ok(chunk)) => {
                     buf.extend_from_slice(&chunk);
+                    if declared.is_none() && buf.len() as u64 > cap {
+                        stream.prefix = Some(buf.freeze());
+                        return Ok(Self::Streamed(stream));
+                    }
                 }
-                Ok(Self::Buffered(buf.freeze()))
             }
-            other => Ok(other),
         }
     }
 
@@ -116,12 +180,15 @@ impl RequestBody {
     }
 }
 
-/// The client's request body, counted and cut at the size limit.
+/// The client's request body, counted and cut at the size limit; what was read ahead by
+/// [`RequestBody::prefetch`] comes first.
 pub struct LimitedPayload {
     inner: Payload,
+    prefix: Option<Bytes>,
     seen: Rc<Cell<u64>>,
     limit: u64,
     exceeded: bool,
+    client: Rc<ClientSide>,
 }
 
 impl Stream for LimitedPayload {
@@ -129,10 +196,15 @@ impl Stream for LimitedPayload {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        if let Some(prefix) = this.prefix.take() {
+            return Poll::Ready(Some(Ok(prefix)));
+        }
         if this.exceeded {
             return Poll::Ready(Some(Err(PayloadError::Overflow)));
         }
-        match Pin::new(&mut this.inner).poll_next(cx) {
+        let polled = Pin::new(&mut this.inner).poll_next(cx);
+        this.client.waiting.set(polled.is_pending());
+        match polled {
             Poll::Ready(Some(Ok(chunk))) => {
                 let total = this.seen.get() + chunk.len() as u64;
                 this.seen.set(total);
@@ -141,6 +213,10 @@ impl Stream for LimitedPayload {
                     return Poll::Ready(Some(Err(PayloadError::Overflow)));
                 }
                 Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.client.broken.set(true);
+                Poll::Ready(Some(Err(e)))
             }
             other => other,
         }
@@ -174,13 +250,13 @@ pub async fn attempt(
     match client {
         UpstreamClient::Awc => {
             let resp = super::client::send(pool.connect_timeout, out.req.method(), uri, headers, body, timeout).await?;
-            Ok(client_response(out, resp))
+            client_response(out, resp)
         }
         UpstreamClient::Reqwest => {
             let resp =
                 super::reqwest_client::send(pool.connect_timeout, out.req.method(), &uri, &headers, body, timeout)
                     .await?;
-            Ok(client_response(out, resp))
+            client_response(out, resp)
         }
     }
 }
@@ -196,6 +272,7 @@ pub fn forwarded_client_headers(
     headers: &mut header::HeaderMap,
 ) {
     h::copy_end_to_end(req.headers(), headers, &h::REQUEST_SET_BY_GATEWAY);
+    route.header_rules.apply(headers);
     if let Some(policy) = &route.auth {
         for name in &policy.strip {
             headers.remove(name);
@@ -249,12 +326,19 @@ fn upstream_headers(out: &Outgoing<'_>, headers: &mut header::HeaderMap) {
 
 /// The client response for a backend response: hop-by-hop headers dropped, `Via` added (the
 /// pipeline adds `X-Request-Id`), the body streamed as it arrives.
-fn client_response<S, E>(out: &Outgoing<'_>, resp: UpstreamResponse<S>) -> HttpResponse
+fn client_response<S, E>(out: &Outgoing<'_>, resp: UpstreamResponse<S>) -> Result<HttpResponse, GatewayError>
 where
     S: Stream<Item = Result<Bytes, E>> + 'static,
     E: Into<Box<dyn std::error::Error>> + 'static,
 {
     let status = resp.status;
+    if status.is_informational() {
+        // Interim answers (and a `101` to a request that asked for no upgrade) cannot be
+        // relayed as the final response: the client would be left speaking the wrong protocol.
+        return Err(GatewayError::UpstreamProtocol(
+            format!("unexpected interim response {status} from the backend").into(),
+        ));
+    }
     let mut client_resp = HttpResponse::new(status);
     let out_headers = client_resp.headers_mut();
     // actix writes `Content-Length` from the body's size, except on 304, where the header
@@ -269,20 +353,23 @@ where
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse::<u64>().ok());
-    let bodiless_status =
-        status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED || status.is_informational();
+    let bodiless_status = status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     let body = match (out.req.method() == Method::HEAD, length) {
         _ if bodiless_status => BoxBody::new(NoBody::new()),
-        // A HEAD answer announces the length of the body a GET would get; actix sends the
-        // head only, so a sized empty stream carries that length.
+        // A HEAD answer announces the length of the body a GET would get. The header is set
+        // here and the body is an empty stream without chunking: actix's encoder then writes
+        // no body whatever it believes of the request (with pipelining, its idea of "the
+        // request was HEAD" belongs to the last request parsed, not to this one).
         (true, Some(len)) => {
-            BoxBody::new(SizedStream::new(len, futures_util::stream::empty::<Result<Bytes, PayloadError>>()))
+            client_resp.headers_mut().insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+            client_resp.head_mut().no_chunking(true);
+            BoxBody::new(BodyStream::new(futures_util::stream::empty::<Result<Bytes, PayloadError>>()))
         }
         (true, None) => BoxBody::new(NoBody::new()),
         (false, Some(len)) => BoxBody::new(SizedStream::new(len, resp.body)),
         (false, None) => BoxBody::new(BodyStream::new(resp.body)),
     };
-    client_resp.set_body(body)
+    Ok(client_resp.set_body(body))
 }
 
 /// The query sent upstream: the client's, less a token the JWT policy took from it.
@@ -297,12 +384,12 @@ pub fn upstream_query<'a>(
     }
 }
 
-/// `scheme://authority` of the backend, its base path, then the (possibly stripped) request
-/// path and query exactly as the client sent them.
+/// `scheme://authority` of the backend, its base path, then the (possibly stripped) normalised
+/// request path and the query exactly as the client sent it.
 fn upstream_uri(out: &Outgoing<'_>) -> Result<Uri, GatewayError> {
     let (path, query) = match out.plugins {
         Some(ex) => (ex.path.as_str(), ex.query.as_deref()),
-        None => (out.route.upstream_path(out.req.uri().path()), upstream_query(out.req, out.auth)),
+        None => (out.route.upstream_path(out.path), upstream_query(out.req, out.auth)),
     };
     let mut pq = String::with_capacity(out.backend.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1));
     pq.push_str(&out.backend.base_path);

@@ -46,6 +46,45 @@ pub fn copy_end_to_end(src: &HeaderMap, dst: &mut HeaderMap, also_skip: &[Header
     }
 }
 
+/// Rules for the client's headers that hold for every route of a runtime snapshot.
+#[derive(Debug, Default)]
+pub struct RequestHeaderRules {
+    /// Every header any JWT policy fills from a verified claim. The client's copies are
+    /// removed on every route, with or without auth: a backend behind two routes must never
+    /// take a forged `X-User-Id` for the gateway's word.
+    pub claim_headers: Vec<HeaderName>,
+    /// `server.underscores_in_headers`: keep client headers whose name has `_` (NGINX drops
+    /// them by default). Many frameworks (CGI, WSGI, Rack, PHP) read `X_User_Id` and
+    /// `X-User-Id` as the same variable, so an underscored alias of a claim header is removed
+    /// even then.
+    pub keep_underscores: bool,
+}
+
+impl RequestHeaderRules {
+    /// Removes the claim headers and the underscored headers (or, when those are kept, the
+    /// underscored aliases of claim headers) from the headers about to go upstream.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for name in &self.claim_headers {
+            headers.remove(name);
+        }
+        if !headers.keys().any(|k| k.as_str().contains('_')) {
+            return;
+        }
+        let underscored: Vec<HeaderName> = headers.keys().filter(|k| k.as_str().contains('_')).cloned().collect();
+        for name in underscored {
+            if !self.keep_underscores || self.claim_headers.iter().any(|c| same_with_dashes(c, &name)) {
+                headers.remove(&name);
+            }
+        }
+    }
+}
+
+/// `x_user-id` and `x-user-id` name the same variable in CGI-style frameworks.
+fn same_with_dashes(claim: &HeaderName, name: &HeaderName) -> bool {
+    let (a, b) = (claim.as_str().as_bytes(), name.as_str().as_bytes());
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y || (*x == b'-' && *y == b'_'))
+}
+
 /// Headers of the client request that the gateway sets itself instead of copying.
 pub const REQUEST_SET_BY_GATEWAY: [HeaderName; 7] = [
     header::HOST,
@@ -165,6 +204,19 @@ mod tests {
         copy_end_to_end(&src, &mut dst, &REQUEST_SET_BY_GATEWAY);
         let names: Vec<_> = dst.iter().map(|(k, v)| format!("{k}={}", v.to_str().unwrap())).collect();
         assert_eq!(names, ["accept=a", "accept=b"]);
+    }
+
+    #[test]
+    fn claim_headers_and_underscored_names_are_removed() {
+        let rules =
+            RequestHeaderRules { claim_headers: vec![HeaderName::from_static("x-user-id")], ..Default::default() };
+        let mut m = map(&[("x-user-id", "admin"), ("x_user_id", "admin"), ("x_other", "1"), ("accept", "a")]);
+        rules.apply(&mut m);
+        assert_eq!(m.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["accept"]);
+        let keep = RequestHeaderRules { keep_underscores: true, ..rules };
+        let mut m = map(&[("x_user_id", "admin"), ("x_user-id", "admin"), ("x_other", "1")]);
+        keep.apply(&mut m);
+        assert_eq!(m.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x_other"]);
     }
 
     #[test]

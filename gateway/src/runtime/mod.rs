@@ -38,6 +38,12 @@ pub struct Runtime {
     pub log_query: bool,
     /// The forwarding client.
     pub client: UpstreamClient,
+    /// `server.client_body_timeout`.
+    pub client_body_timeout: std::time::Duration,
+    /// `server.max_header_size`.
+    pub max_header_size: usize,
+    /// `server.max_request_head_size`.
+    pub max_request_head_size: usize,
     /// JWT policies by name (a reload keeps the ones whose definition did not change, with
     /// their key sets and refresh timers).
     jwt: HashMap<String, Arc<JwtPolicy>>,
@@ -135,6 +141,19 @@ impl Runtime {
         let plugin_registry = previous.map(|p| p.plugins.clone()).unwrap_or_default();
         #[cfg(feature = "wasm")]
         let plugin_slots = plugin_registry.resolve(&config, &mut issues);
+        // Claim headers of every policy are removed on every route (docs/security.md).
+        let mut claim_headers: Vec<actix_web::http::header::HeaderName> = Vec::new();
+        for name in config.auth.values().flat_map(|p| p.forward_claims.values()) {
+            if let Ok(name) = actix_web::http::header::HeaderName::from_bytes(name.as_bytes())
+                && !claim_headers.contains(&name)
+            {
+                claim_headers.push(name);
+            }
+        }
+        let header_rules = Arc::new(crate::proxy::headers::RequestHeaderRules {
+            claim_headers,
+            keep_underscores: config.server.underscores_in_headers,
+        });
         let mut routes = Vec::with_capacity(config.routes.len());
         for (i, rc) in config.routes.iter().enumerate() {
             let [auth_name, limit_name, cors_name] = config.route_policies(rc);
@@ -227,6 +246,8 @@ impl Runtime {
                 plugins: plugin_chain(&config, rc, &plugin_slots, metrics),
                 #[cfg(not(feature = "wasm"))]
                 plugins: crate::plugins::PluginChain,
+                allow_encoded_slashes: rc.allow_encoded_slashes,
+                header_rules: header_rules.clone(),
             }));
         }
         if !issues.is_empty() {
@@ -251,6 +272,9 @@ impl Runtime {
             access_log: config.log.access_log,
             log_query: config.log.include_query,
             client: config.server.upstream_client,
+            client_body_timeout: config.server.client_body_timeout.0,
+            max_header_size: config.server.max_header_size.0 as usize,
+            max_request_head_size: config.server.max_request_head_size.0 as usize,
             routes: RouteTable::new(routes),
             upstreams,
             jwt: jwt_policies.into_iter().map(|(name, p)| (name.to_owned(), p)).collect(),

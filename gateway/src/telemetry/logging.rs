@@ -36,12 +36,19 @@ pub fn init(config: &LogConfig) -> WorkerGuard {
         .unwrap_or_else(|| EnvFilter::new(&config.level));
     let (filter, handle) = reload::Layer::new(filter);
     let _ = FILTER.set(handle);
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry().with(filter).with(ClientParseErrors);
     let result = match config.format {
-        LogFormat::Json => {
-            registry.with(fmt::layer().event_format(super::json_line::JsonLine).with_writer(writer)).try_init()
+        LogFormat::Json => registry
+            .with(
+                fmt::layer()
+                    .event_format(super::json_line::JsonLine)
+                    .with_writer(writer)
+                    .with_filter(NotClientParseError),
+            )
+            .try_init(),
+        LogFormat::Pretty => {
+            registry.with(fmt::layer().with_writer(writer).with_filter(NotClientParseError)).try_init()
         }
-        LogFormat::Pretty => registry.with(fmt::layer().with_writer(writer)).try_init(),
     };
     if let Err(e) = result {
         eprintln!("rustygate: logging was already initialised: {e}");
@@ -65,4 +72,63 @@ pub fn set_level(level: &str) -> Result<bool, String> {
 /// Lines dropped so far, if logging was initialised by [`init`].
 pub fn dropped_lines() -> Option<u64> {
     DROPPED.get().map(|c| c.dropped_lines() as u64)
+}
+
+/// Malformed requests actix refused before the gateway saw them (bad request line, too many
+/// headers), counted for `rustygate_client_errors_total{reason="malformed_head"}`.
+static CLIENT_PARSE_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Malformed requests actix refused so far (see [`CLIENT_PARSE_ERRORS`]).
+pub fn client_parse_errors() -> u64 {
+    CLIENT_PARSE_ERRORS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Whether an event is actix's ERROR line about a request it could not parse: the client's
+/// fault, so a flood of them must not become a flood of ERROR lines.
+fn is_client_parse_error(event: &tracing::Event<'_>) -> bool {
+    let meta = event.metadata();
+    if !meta.target().starts_with("actix_http::h1") || *meta.level() > tracing::Level::WARN {
+        return false;
+    }
+    let mut message = Message(String::new());
+    event.record(&mut message);
+    message.0.contains("parse error")
+}
+
+/// The `message` field of an event.
+struct Message(String);
+
+impl tracing::field::Visit for Message {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            use std::fmt::Write;
+            let _ = write!(self.0, "{value:?}");
+        }
+    }
+}
+
+/// Counts actix's client parse errors and logs each again at DEBUG under the gateway's target.
+struct ClientParseErrors;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ClientParseErrors {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if is_client_parse_error(event) {
+            CLIENT_PARSE_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(target: "rustygate::client", "malformed request refused by the HTTP parser");
+        }
+    }
+}
+
+/// Keeps actix's client parse errors out of the log output (they are counted and logged at
+/// DEBUG by [`ClientParseErrors`]).
+struct NotClientParseError;
+
+impl<S> tracing_subscriber::layer::Filter<S> for NotClientParseError {
+    fn enabled(&self, _: &tracing::Metadata<'_>, _: &tracing_subscriber::layer::Context<'_, S>) -> bool {
+        true
+    }
+
+    fn event_enabled(&self, event: &tracing::Event<'_>, _: &tracing_subscriber::layer::Context<'_, S>) -> bool {
+        !is_client_parse_error(event)
+    }
 }

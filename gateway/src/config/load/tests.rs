@@ -364,3 +364,84 @@ routes:
             .unwrap();
     assert_eq!((ok.tracing.enabled, ok.tracing.sampling_ratio), (true, 0.25));
 }
+
+/// Issue 14, defect 8: DESIGN.md's own `retry_on` form, with YAML integers, loads.
+#[test]
+fn retry_on_takes_integers_and_strings() {
+    let cfg = load(
+        "upstreams:\n  u:\n    backends: [{ url: \"http://127.0.0.1:1\" }]\n    retry_on: [connect_error, timeout, 502, \"503\", 504]\nroutes:\n  - { path: /, upstream: u }\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.upstreams["u"].retry_on, ["connect_error", "timeout", "502", "503", "504"]);
+    assert!(errors("upstreams:\n  u:\n    backends: [{ url: \"http://127.0.0.1:1\" }]\n    retry_on: [999]\nroutes:\n  - { path: /, upstream: u }\n")
+        .iter()
+        .any(|l| l.contains("retry_on[0]")));
+}
+
+/// Routes on one path for other hosts or methods need no `name:`; only equal explicit names clash.
+#[test]
+fn default_route_names_are_derived_from_host_path_and_methods() {
+    let cfg = load(
+        r#"
+routes:
+  - { path: /api, host: a.example.com, backend: "http://127.0.0.1:1" }
+  - { path: /api, host: B.example.com., backend: "http://127.0.0.1:1" }
+  - { path: /api, methods: [post, GET], backend: "http://127.0.0.1:1" }
+  - { path: /api, methods: [DELETE], backend: "http://127.0.0.1:1" }
+  - { path: /other, backend: "http://127.0.0.1:1" }
+"#,
+    )
+    .unwrap();
+    let names: Vec<&str> = cfg.routes.iter().map(|r| r.display_name()).collect();
+    assert_eq!(names, ["a.example.com/api", "b.example.com/api", "/api GET,POST", "/api DELETE", "/other"]);
+    let errs = errors(
+        "routes:\n  - { name: x, path: /a, backend: \"http://127.0.0.1:1\" }\n  - { name: x, path: /b, backend: \"http://127.0.0.1:1\" }\n",
+    );
+    assert!(errs.iter().any(|l| l.contains("duplicate route name \"x\"")), "{errs:?}");
+}
+
+/// Error messages never echo a value that may hold a secret.
+#[test]
+fn env_errors_do_not_echo_the_value() {
+    for yaml in ["admin: { token: \"s3cr3t-${OOPS\" }\n", "admin: { token: \"s3cr3t-${not valid}\" }\n"] {
+        let errs = errors(yaml).join("\n");
+        assert!(!errs.contains("s3cr3t"), "{errs}");
+        assert!(errs.contains("admin.token"), "{errs}");
+    }
+}
+
+/// A YAML tag would otherwise be dropped silently.
+#[test]
+fn yaml_tags_are_refused() {
+    let errs = errors("admin: { token: !Custom abc }\n").join("\n");
+    assert!(errs.contains("admin.token") && errs.contains("!Custom"), "{errs}");
+}
+
+/// Hostile documents cost linear time and bounded memory.
+#[test]
+fn deep_or_huge_documents_are_refused_quickly() {
+    let deep = format!("routes: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    let started = std::time::Instant::now();
+    let errs = errors(&deep).join("\n");
+    assert!(errs.contains("nests deeper than 64"), "{errs}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+
+    let err = load_file(std::path::Path::new("/dev/zero")).unwrap_err().to_string();
+    assert!(err.contains("larger than 16 MiB"), "{err}");
+}
+
+/// Checking a large route table is linear: 20k routes, mixing hosts, methods and any-method
+/// routes (the any-method overlap check used to scan every route seen).
+#[test]
+fn many_routes_check_in_linear_time() {
+    let mut yaml = String::from("routes:\n");
+    for i in 0..20_000 {
+        yaml.push_str(&format!("  - {{ path: /r{i}, methods: [GET], backend: \"http://127.0.0.1:1\" }}\n"));
+        yaml.push_str(&format!("  - {{ path: /s{i}, host: h{i}.test, backend: \"http://127.0.0.1:1\" }}\n"));
+    }
+    let started = std::time::Instant::now();
+    let cfg = load(&yaml).unwrap();
+    assert_eq!(cfg.routes.len(), 40_000);
+    // Debug build; the quadratic check took tens of seconds at this size.
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+}

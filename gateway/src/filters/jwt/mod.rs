@@ -358,6 +358,11 @@ impl JwtPolicy {
         if !self.algorithms.contains(&header.alg) {
             return Err(Rejection::AlgorithmNotAllowed);
         }
+        // RFC 7515 §4.1.11: a token marking extensions as critical MUST be rejected by a
+        // verifier that does not understand them, and this one understands none.
+        if header.crit.is_some() {
+            return Err(Rejection::Malformed);
+        }
         let claims = self.keys.verify(token, &header, &self.validation).await?;
         self.check_claims(&claims)?;
         let headers = self
