@@ -15,7 +15,7 @@ DOCKER_ENGINE = docker info >/dev/null 2>&1
 
 .PHONY: help plugins unit-nowasm build build-release release release-musl-malloc image test unit lint fmt clippy check-config check-compose \
         check-prometheus check-dashboards check-static check-k6 check-cors-browser check-differential demo-native lab up down ps logs demo \
-        loadtest bench bench-smoke soak keychurn stream
+        loadtest bench bench-smoke soak keychurn stream fuzz idle-conns
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -123,6 +123,7 @@ check-dashboards: build plugins ## every dashboard query returns data from a rea
 	$(PYTHON) scripts/check_dashboards.py
 
 check-static: ## a static musl build serves from an empty chroot (what the scratch image relies on)
+	@rustup target list --installed | grep -q $(MUSL) || rustup target add $(MUSL)
 	$(CARGO) build --locked --target $(MUSL) -p rustygate
 	./scripts/check_static.sh
 
@@ -167,11 +168,17 @@ bench-smoke: build plugins ## a few seconds of the benchmark harness, no thresho
 	$(PYTHON) loadtest/bench.py --smoke --profile debug --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml \
 	  $(call policy-args,$(CARGO_TARGET_DIR)/debug/rustygate) $(tracing-args) $(plugin-args)
 
+fuzz: ## each fuzz target (gateway/fuzz) under libFuzzer for FUZZ_SECONDS (default 60) s; crashes become corpus entries that make test replays
+	./scripts/fuzz.sh
+
 soak: build-release ## leak check: RSS across 1,000,000 requests with connection churn
 	$(PYTHON) loadtest/soak.py
 
 keychurn: build-release ## rate-limiter memory: 1,000,000 distinct keys, then eviction
 	$(PYTHON) loadtest/keychurn.py
+
+idle-conns: build-release ## hostile-client bounds: RSS of 10,000 idle keep-alive connections, all served after, the 503 past max_connections
+	$(PYTHON) loadtest/idle_conns.py
 
 stream: build-release ## 1 GiB up and down through the gateway: intact, bounded memory
 	$(PYTHON) loadtest/stream.py

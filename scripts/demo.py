@@ -262,6 +262,41 @@ def auth_401() -> str:
             f"(forged 'mallory' dropped); backend reached once; auth_rejected_total +{rejected:g}")
 
 
+def raw_get(target: str, extra: str = "") -> tuple[int, bytes]:
+    """Sends `GET target` exactly as written (no client-side path clean-up) and returns the
+    status and the body."""
+    import socket
+    host, port = GATEWAY.split("//", 1)[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: demo.test\r\n{extra}Connection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def hostile_input() -> str:
+    before_attempts = backend_attempts("users")
+    before_refused = gateway_metric("rustygate_client_errors_total", reason="ambiguous_dot_segment")
+    # Resolved before routing: a request for /api/secure, which needs its token.
+    status, _ = raw_get("/api/test/../secure/echo", "X-User-Id: admin\r\n")
+    expect(status == 401, f"/api/test/../secure/echo -> {status}, expected 401 (routed as /api/secure)")
+    status, body = raw_get("/api/test/..%2fsecure/echo")
+    expect(status == 400 and json.loads(body).get("error") == "bad_request", f"..%2f -> {status} {body[:80]!r}")
+    status, body = raw_get("/api/test/echo", "X-User-Id: mallory\r\nX_User_Id: mallory\r\n")
+    seen = [k for k, _ in json.loads(body)["headers"]] if status == 200 else []
+    expect(status == 200 and "x-user-id" not in seen and "x_user_id" not in seen,
+           f"public route: {status}, backend saw headers {seen}")
+    attempts = backend_attempts("users") - before_attempts
+    expect(attempts == 0, f"the protected route's upstream saw {attempts:g} attempts; expected none")
+    refused = gateway_metric("rustygate_client_errors_total", reason="ambiguous_dot_segment") - before_refused
+    expect(refused == 1, f"rustygate_client_errors_total{{reason=ambiguous_dot_segment}} rose by {refused:g}")
+    return ("/api/test/../secure/echo -> 401 (normalised, then auth); ..%2f -> 400 bad_request; forged "
+            "X-User-Id and X_User_Id dropped on a public route; 0 attempts on the protected upstream; "
+            f"client_errors_total{{reason=ambiguous_dot_segment}} +{refused:g}")
+
+
 def rate_limit_429() -> str:
     before = gateway_metric("rustygate_rate_limited_total", route="limited")
     statuses, refused = [], None
@@ -573,6 +608,7 @@ SCENARIOS = {
     "request-id": request_id,
     "metrics-in-prometheus": metrics_in_prometheus,
     "auth-401": auth_401,
+    "hostile-input": hostile_input,
     "rate-limit-429": rate_limit_429,
     "cors-preflight": cors_preflight,
     "failover": failover,

@@ -44,6 +44,7 @@ async fn metrics(gw: web::Data<Gateway>) -> HttpResponse {
             backend.refresh_up_gauge();
         }
     }
+    gw.metrics.connections.set(gw.connections.load(std::sync::atomic::Ordering::Relaxed) as i64);
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(gw.metrics.render())
 }
 

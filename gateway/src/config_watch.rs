@@ -30,28 +30,46 @@ impl std::fmt::Debug for ConfigWatcher {
     }
 }
 
-/// Starts watching `path`'s directory; changes reload `gateway` (held weakly: the watcher does
-/// not keep a stopped gateway alive).
+/// Starts watching `path`'s directory, and the directories of the key files the running
+/// configuration's JWT policies read (`public_key_file`, `jwks_file`); changes reload `gateway`
+/// (held weakly: the watcher does not keep a stopped gateway alive). A reload compares the key
+/// files' contents too, so a replaced key is applied like a changed configuration.
 pub fn watch(gateway: &Arc<Gateway>, path: &Path) -> Result<ConfigWatcher, String> {
-    let dir = match path.parent() {
+    let dir_of = |p: &Path| match p.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
     };
     let file = path.to_owned();
-    let gateway: Weak<Gateway> = Arc::downgrade(gateway);
-    let mut last = std::fs::read(&file).ok();
+    let key_files = |gw: &Gateway| -> Vec<PathBuf> {
+        gw.runtime.load().config.auth.values().filter_map(|p| p.key_file()).map(PathBuf::from).collect()
+    };
+    let mut dirs = vec![dir_of(path)];
+    for key in key_files(gateway) {
+        let dir = dir_of(&key);
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    let weak: Weak<Gateway> = Arc::downgrade(gateway);
+    let read_all = move |files: &[PathBuf]| files.iter().map(|f| std::fs::read(f).ok()).collect::<Vec<_>>();
+    let mut watched = vec![file.clone()];
+    watched.extend(key_files(gateway));
+    let mut last = read_all(&watched);
     let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| match result {
         Ok(events) if events.is_empty() => {}
         Ok(_) => {
-            // Any event in the directory may be this file's (a rename over it, a ConfigMap's
-            // `..data` swap): compare the bytes, which also skips saves that changed nothing.
-            let now = std::fs::read(&file).ok();
-            if now.is_none() || now == last {
+            let Some(gateway) = weak.upgrade() else { return };
+            // Any event in a watched directory may be one of these files' (a rename over it, a
+            // ConfigMap's `..data` swap): compare the bytes, which also skips saves that
+            // changed nothing. The key files are those of the configuration now running.
+            let mut files = vec![file.clone()];
+            files.extend(key_files(&gateway));
+            let now = read_all(&files);
+            if now.first().is_some_and(Option::is_none) || (files == watched && now == last) {
                 return;
             }
-            last = now;
-            let Some(gateway) = gateway.upgrade() else { return };
-            tracing::info!(file = %file.display(), "configuration file changed: reloading");
+            (watched, last) = (files, now);
+            tracing::info!(file = %file.display(), "configuration or key file changed: reloading");
             // The outcome is logged and counted by the reload.
             let _ = gateway.reload_file();
         }
@@ -61,8 +79,12 @@ pub fn watch(gateway: &Arc<Gateway>, path: &Path) -> Result<ConfigWatcher, Strin
             }
         }
     })
-    .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
-    debouncer.watch(&dir, RecursiveMode::NonRecursive).map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
-    tracing::info!(dir = %dir.display(), "watching the configuration file's directory for changes");
+    .map_err(|e| format!("cannot watch {}: {e}", dirs[0].display()))?;
+    for dir in &dirs {
+        debouncer
+            .watch(dir, RecursiveMode::NonRecursive)
+            .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+    }
+    tracing::info!(dirs = ?dirs, "watching the configuration file's and key files' directories for changes");
     Ok(ConfigWatcher { _debouncer: debouncer })
 }

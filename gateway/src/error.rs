@@ -47,6 +47,9 @@ pub enum GatewayError {
     /// The request target is over `server.max_header_size`.
     #[error("the request target is too long")]
     UriTooLong,
+    /// The connection is over `server.max_connections`.
+    #[error("the gateway has too many open connections; retry later")]
+    TooManyConnections,
     /// The request head breaks the normalisation policy (docs/security.md): refused before
     /// routing, counted in `rustygate_client_errors_total`.
     #[error("{}", .0.message())]
@@ -104,7 +107,7 @@ impl GatewayError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::NoHealthyUpstream(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoHealthyUpstream(_) | Self::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamConnect(_) | Self::UpstreamProtocol(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout | Self::UpstreamConnectTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) | Self::PluginFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -131,6 +134,7 @@ impl GatewayError {
             Self::BadRequest(_) => Some("bad_request"),
             Self::HeadersTooLarge => Some("headers_too_large"),
             Self::UriTooLong => Some("uri_too_long"),
+            Self::TooManyConnections => Some("too_many_connections"),
             _ => None,
         }
     }
@@ -139,6 +143,7 @@ impl GatewayError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::PluginFailed { .. } => "plugin_failed",
+            Self::TooManyConnections => "too_many_connections",
             _ => error_code(self.status()),
         }
     }

@@ -16,6 +16,7 @@ pub mod config;
 pub mod config_watch;
 pub mod error;
 pub mod filters;
+pub mod fuzzing;
 pub mod healthcheck;
 pub mod metrics;
 pub mod normalize;

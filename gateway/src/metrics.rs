@@ -65,6 +65,8 @@ pub struct Metrics {
     /// `rustygate_client_errors_total{reason}`: requests refused as malformed or hostile before
     /// routing or while their body was read (the client's fault, logged at DEBUG only).
     pub client_errors_total: IntCounterVec,
+    /// `rustygate_connections`: client connections open on the proxy listener (set at scrape).
+    pub connections: IntGauge,
 }
 
 /// Buckets of `rustygate_plugin_duration_seconds`: a plugin call takes microseconds; the
@@ -202,6 +204,12 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(tracing_spans_dropped.clone())).expect("unique metric");
+        let connections = IntGauge::new(
+            "rustygate_connections",
+            "Client connections open on the proxy listener (server.max_connections bounds them).",
+        )
+        .expect("valid metric");
+        registry.register(Box::new(connections.clone())).expect("unique metric");
         let build_info = IntGaugeVec::new(
             Opts::new("rustygate_build_info", "Build information; the value is always 1."),
             &["version"],
@@ -232,6 +240,7 @@ impl Metrics {
             plugin_calls_total,
             plugin_duration,
             client_errors_total,
+            connections,
         }
     }
 

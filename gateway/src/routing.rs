@@ -62,6 +62,28 @@ impl Route {
         }
     }
 
+    /// A route to a placeholder upstream, for tests and fuzzing.
+    #[doc(hidden)]
+    pub fn for_tests(name: &str, prefix: &str, strip_prefix: bool) -> Self {
+        Self {
+            name: name.into(),
+            prefix: prefix.into(),
+            host: None,
+            methods: Vec::new(),
+            upstream: Arc::new(UpstreamPool::for_tests(name)),
+            strip_prefix,
+            timeout: std::time::Duration::from_secs(1),
+            request_timeout: None,
+            cors: None,
+            auth: None,
+            rate_limit: None,
+            metrics: crate::metrics::Metrics::new().for_route(name, false, false),
+            plugins: Default::default(),
+            allow_encoded_slashes: false,
+            header_rules: Default::default(),
+        }
+    }
+
     /// The path to send upstream: the (normalised) request path, minus the prefix when
     /// `strip_prefix` is set. A normalised path has no dot segment, so what remains after the
     /// prefix (on a segment boundary) cannot climb out of the backend's base path.

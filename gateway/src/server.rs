@@ -29,6 +29,8 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// Whether `/readyz` answers 200 (false while draining).
     pub ready: AtomicBool,
+    /// Client connections open on the proxy listener (`rustygate_connections`).
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
     /// Runs policy timers (JWKS refresh, rate-limit eviction) and the span exporter.
     pub background: Background,
     /// The tracer, when tracing is enabled (built once at start).
@@ -67,6 +69,7 @@ impl Gateway {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
             ready: AtomicBool::new(true),
+            connections: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             background,
             tracing,
             config_path: std::sync::OnceLock::new(),
@@ -96,11 +99,16 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
     };
     let data = web::Data::from(gateway.clone());
     let proxy_data = data.clone();
+    let connections = gateway.connections.clone();
     let mut proxy =
         HttpServer::new(move || App::new().app_data(proxy_data.clone()).default_service(web::to(pipeline::handle)))
-            .on_connect(|_, extensions| {
-                extensions.insert(pipeline::ConnectionState::default());
+            .on_connect(move |_, extensions| {
+                extensions.insert(pipeline::ConnectionState::open(&connections));
             })
+            // actix's hard ceiling per worker; `server.max_connections` is enforced below it, with
+            // a 503 that says why (at actix's ceiling a client only waits in the backlog), so the
+            // ceiling leaves room for those refusals.
+            .max_connections(config.server.max_connections as usize + 1024)
             .workers(workers)
             .client_request_timeout(config.server.client_header_timeout.0)
             .keep_alive(config.server.keep_alive.0)

@@ -366,3 +366,85 @@ async fn uploads_the_client_breaks_never_eject_a_backend() {
     assert_eq!(metric(&text, "rustygate_requests_in_flight", &[]), 0.0, "{text}");
     assert!(metric(&text, "rustygate_client_errors_total", &[("reason", "body_timeout")]) >= 2.0, "{text}");
 }
+
+/// Issue 14, defect 5: a `jwks_url`'s userinfo and query values never show in `/admin/config`.
+#[tokio::test]
+async fn configured_url_credentials_are_redacted() {
+    let gw = TestGateway::start(
+        "admin: { token: admin-secret }\n\
+         auth:\n  idp: { algorithms: [RS256], jwks_url: \"http://jwks-user:jwks-pass@127.0.0.1:9/keys?api_key=QUERYSECRET&v=2\" }\n\
+         routes:\n  - { path: /api, backend: \"http://127.0.0.1:9\", auth: idp }\n",
+    )
+    .unwrap();
+    let body = client()
+        .get(gw.admin_url("/admin/config"))
+        .bearer_auth("admin-secret")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for secret in ["jwks-user", "jwks-pass", "QUERYSECRET"] {
+        assert!(!body.contains(secret), "{secret} in /admin/config: {body}");
+    }
+    assert!(body.contains("127.0.0.1:9/keys"), "{body}");
+    assert_eq!(
+        rustygate::config::redacted_url("https://u:p@idp.test/jwks?api_key=k&x=1"),
+        "https://redacted:redacted@idp.test/jwks?api_key=redacted&x=redacted"
+    );
+}
+
+/// Issue 14, defect 7: a backend that stalls mid-body (5 of 100 bytes) has the response cut after
+/// `read_timeout`, and both connections are released.
+#[tokio::test]
+async fn a_stalled_response_body_is_cut_after_read_timeout() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut conn, _)) = listener.accept() else { return };
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf);
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello");
+        // Bounded: wait (at most 20 s) for the gateway to close its side.
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+        let closed = matches!(conn.read(&mut buf), Ok(0));
+        let _ = closed_tx.send(closed);
+    });
+    let gw = TestGateway::start(&format!(
+        "upstreams:\n  slow:\n    backends: [{{ url: \"http://{addr}\" }}]\n    read_timeout: 500ms\nroutes:\n  - {{ path: /, upstream: slow }}\n"
+    ))
+    .unwrap();
+    let started = std::time::Instant::now();
+    let resp = exchange(&gw, b"GET /x HTTP/1.1\r\nHost: gw.test\r\n\r\n", std::time::Duration::from_secs(15));
+    let took = started.elapsed();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.ends_with("hello"), "the body must be cut after the bytes that came: {resp:?}");
+    assert!(took < std::time::Duration::from_secs(10), "the client's connection was held {took:?}");
+    assert!(closed_rx.recv_timeout(std::time::Duration::from_secs(20)).unwrap(), "the backend connection was kept");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(metric(&scrape(&gw).await, "rustygate_requests_in_flight", &[]), 0.0);
+}
+
+/// `server.max_connections`: a connection beyond the limit gets a 503 that says why and is
+/// closed; once others close, new ones are served again. `rustygate_connections` counts them.
+#[tokio::test]
+async fn connections_beyond_max_connections_are_refused_clearly() {
+    let b = MockServer::start("b0");
+    let gw = gateway(&format!("server: {{ max_connections: 3, workers: 1 }}\n{}", config()), &[&b]);
+    let idle: Vec<_> = (0..3).map(|_| std::net::TcpStream::connect(gw.addr).unwrap()).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(metric(&scrape(&gw).await, "rustygate_connections", &[]), 3.0);
+    let (status, resp) = get(&gw, "GET", "/pub2/x", "");
+    assert_eq!(status, 503, "{resp}");
+    assert_eq!(raw_json(&resp)["error"], "too_many_connections");
+    assert_eq!(b.hits(), 0);
+    drop(idle);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (status, resp) = get(&gw, "GET", "/pub2/x", "");
+    assert_eq!(status, 200, "{resp}");
+    let text = scrape(&gw).await;
+    assert_eq!(metric(&text, "rustygate_client_errors_total", &[("reason", "too_many_connections")]), 1.0);
+}

@@ -359,6 +359,40 @@ fn a_query_token_is_never_logged_even_when_queries_are() {
     assert!(!paths[1].contains("access_token"), "{paths:?}");
 }
 
+/// Issue 14, defect 5: with queries logged, a token parameter is redacted on every route (also
+/// one without auth) and compared after decoding (`access%5Ftoken` is `access_token`); a
+/// failing `jwks_url` is logged without its userinfo and query values.
+#[test]
+fn encoded_and_unrouted_query_tokens_are_never_logged() {
+    let b = MockServer::start("b0");
+    let (mut gw, _dir) = Proc::start(
+        &format!(
+            "log: {{ include_query: true }}\nauth:\n  q: {{ algorithms: [HS256], secret: \"log-secret-0123456789abcdef0123456789\", query_param: access_token }}\n  idp: {{ algorithms: [RS256], jwks_url: \"http://jwks-user:jwks-pass@127.0.0.1:9/keys?api_key=SECRET-URL\" }}\nroutes:\n  - {{ name: api, path: /api, backend: \"{0}\", auth: q }}\n  - {{ name: pub, path: /pub, backend: \"{0}\" }}\n  - {{ name: idp, path: /idp, backend: \"{0}\", auth: idp }}\n",
+            b.url()
+        ),
+        &[],
+    );
+    let addr = format!("127.0.0.1:{}", gw.port).parse().unwrap();
+    for target in
+        ["/pub/x?access_token=SECRET-ONE&a=1", "/pub/x?access%5Ftoken=SECRET-TWO", "/api/x?access%5ftoken=SECRET-THREE"]
+    {
+        let resp = raw(addr, format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes());
+        assert!(resp.starts_with("HTTP/1.1 "), "{resp}");
+    }
+    let stdout = gw.child.stdout.take().unwrap();
+    let mut access = 0;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        assert!(!line.contains("SECRET-") && !line.contains("jwks-"), "a secret leaked into {line}");
+        if line.contains("rustygate::access") {
+            access += 1;
+            if access == 3 {
+                break;
+            }
+        }
+    }
+}
+
 /// Sends `count` GETs of `path` with distinct `X-Api-Key` values, pipelined in batches over a
 /// few connections, and returns how many answers had each status.
 fn churn_keys(port: u16, path: &str, first: usize, count: usize) -> std::collections::BTreeMap<u16, usize> {

@@ -263,3 +263,60 @@ async fn a_file_replaced_by_rename_is_reloaded_by_the_watcher() {
     assert_eq!(status(&fg.gw.url("/b/echo")).await, 200);
     assert_eq!(metric(&scrape(&fg.gw).await, "rustygate_config_generation", &[]), 2.0);
 }
+
+/// Issue 14, defect 6: a replaced `public_key_file` is a changed policy: `POST /admin/reload`
+/// applies it (the old key is no longer trusted), and the watcher picks it up by itself.
+#[tokio::test]
+async fn a_replaced_key_file_is_applied_by_reload_and_by_the_watcher() {
+    let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys");
+    let sign = |private: &str| {
+        let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600;
+        let pem = std::fs::read(format!("{keys}/{private}")).unwrap();
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            &serde_json::json!({ "sub": "alice", "exp": exp }),
+            &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap(),
+        )
+        .unwrap()
+    };
+    let (old_token, new_token) = (sign("rsa.key"), sign("rsa2.key"));
+    let b = MockServer::start("b0");
+    let key_dir = tempfile::tempdir().unwrap();
+    let key = key_dir.path().join("signing.pub");
+    let put_key = |name: &str| {
+        let tmp = key.with_extension("tmp");
+        std::fs::copy(format!("{keys}/{name}"), &tmp).unwrap();
+        std::fs::rename(&tmp, &key).unwrap();
+    };
+    put_key("rsa.pub");
+    let routes = format!(
+        "auth:\n  k: {{ algorithms: [RS256], public_key_file: \"{}\", token_cache: 0 }}\nroutes:\n  - {{ path: /api, backend: \"{}\", auth: k }}\n",
+        key.display(),
+        b.url()
+    );
+    let fg = FileGateway::start(&routes);
+    let get = |token: String| {
+        let url = fg.gw.url("/api/x");
+        async move { client().get(url).bearer_auth(token).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(get(old_token.clone()).await, 200);
+    assert_eq!(get(new_token.clone()).await, 401);
+
+    put_key("rsa2.pub");
+    let (code, body) = fg.reload(Some(TOKEN)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["changed"], true, "a replaced key is a change: {body}");
+    assert_eq!(get(old_token.clone()).await, 401, "the revoked key is still trusted");
+    assert_eq!(get(new_token.clone()).await, 200);
+
+    // The watcher follows the key file's directory too.
+    let _watcher = rustygate::config_watch::watch(&fg.gw.gateway, &fg.path).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    put_key("rsa.pub");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while get(old_token.clone()).await != 200 {
+        assert!(std::time::Instant::now() < deadline, "the watcher did not apply the replaced key");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(get(new_token).await, 401);
+}

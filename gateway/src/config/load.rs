@@ -169,6 +169,9 @@ pub fn load_with_env(
     for route in &mut config.routes {
         route.derive_default_name();
     }
+    for policy in config.auth.values_mut() {
+        policy.read_key_digest();
+    }
     // Semantic checks assume the structure is right; after a type error some keys were dropped
     // and the checks would report noise, so they run only when every structural issue was an
     // unknown key. Even then, a section with a misspelt key is left to that message alone

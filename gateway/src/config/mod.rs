@@ -164,6 +164,11 @@ pub struct ServerConfig {
     /// The largest request head, request line and headers together: 431 beyond (actix's own
     /// ceiling is 128 KiB and 96 headers).
     pub max_request_head_size: ByteSize,
+    /// The most client connections open at once on the proxy listener: a connection beyond is
+    /// answered 503 `too_many_connections` and closed (counted in
+    /// `rustygate_client_errors_total{reason="too_many_connections"}`).
+    #[serde(deserialize_with = "units::lenient_u32")]
+    pub max_connections: u32,
     /// Forward client headers whose name contains `_` (dropped by default, as NGINX does;
     /// underscored aliases of JWT claim headers are dropped even when this is on).
     #[serde(deserialize_with = "units::lenient_bool")]
@@ -196,6 +201,7 @@ impl Default for ServerConfig {
             client_body_timeout: HumanDuration::secs(60),
             max_header_size: ByteSize::kib(8),
             max_request_head_size: ByteSize::kib(32),
+            max_connections: 10_000,
             underscores_in_headers: false,
         }
     }
@@ -375,6 +381,10 @@ pub struct UpstreamConfig {
     pub connect_timeout: HumanDuration,
     /// Time allowed per attempt for the backend's response head to arrive (504 after).
     pub timeout: HumanDuration,
+    /// The longest wait for the next bytes of a response body once its head arrived (NGINX's
+    /// `proxy_read_timeout`): a backend that stalls mid-body has the response cut, so it cannot
+    /// hold the client's connection and its own indefinitely.
+    pub read_timeout: HumanDuration,
     /// Send the client's `Host` to the backend (true) or the backend's own authority (false).
     #[serde(deserialize_with = "units::lenient_bool")]
     pub preserve_host: bool,
@@ -412,6 +422,7 @@ impl Default for UpstreamConfig {
             backends: Vec::new(),
             connect_timeout: HumanDuration::secs(2),
             timeout: HumanDuration::secs(30),
+            read_timeout: HumanDuration::secs(60),
             preserve_host: true,
             hash_header: None,
             health_check: None,
@@ -687,6 +698,28 @@ pub struct JwtConfig {
     /// How many verified tokens to remember (0: verify every request in full).
     #[serde(deserialize_with = "units::lenient_u32")]
     pub token_cache: u32,
+    /// A digest of the key file's content (`public_key_file` / `jwks_file`) when it was read
+    /// with the configuration, so that a reload sees a replaced key as a changed policy (a
+    /// revoked key must not stay trusted until a restart). Set by the loader.
+    #[serde(skip)]
+    pub key_digest: Option<u64>,
+}
+
+impl JwtConfig {
+    /// The file the policy's key material comes from, if any.
+    pub fn key_file(&self) -> Option<&str> {
+        self.public_key_file.as_deref().or(self.jwks_file.as_deref())
+    }
+
+    /// Reads the key file (if any) and records its digest in `key_digest`.
+    pub fn read_key_digest(&mut self) {
+        self.key_digest = self.key_file().and_then(|f| std::fs::read(f).ok()).map(|bytes| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            bytes.hash(&mut h);
+            h.finish()
+        });
+    }
 }
 
 impl Default for JwtConfig {
@@ -708,6 +741,7 @@ impl Default for JwtConfig {
             cookie: None,
             query_param: None,
             token_cache: 10_000,
+            key_digest: None,
         }
     }
 }
@@ -800,15 +834,30 @@ fn redact<S: Serializer>(secret: &str, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(if secret.is_empty() { "" } else { "[redacted]" })
 }
 
-/// Serializes a URL with any password in its userinfo replaced.
-fn redact_url<S: Serializer>(raw: &str, s: S) -> Result<S::Ok, S::Error> {
-    match url::Url::parse(raw) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("redacted"));
-            s.serialize_str(u.as_str())
-        }
-        _ => s.serialize_str(raw),
+/// A configured URL as it may be shown (logs, `/admin/config`, error messages): its userinfo
+/// and the values of its query parameters replaced, since either may hold a credential
+/// (`https://user:pass@idp/jwks?api_key=…`). A value that does not parse as a URL is hidden
+/// whole.
+pub fn redacted_url(raw: &str) -> String {
+    let Ok(mut u) = url::Url::parse(raw) else {
+        return "[unparsable URL redacted]".into();
+    };
+    if !u.username().is_empty() {
+        let _ = u.set_username("redacted");
     }
+    if u.password().is_some() {
+        let _ = u.set_password(Some("redacted"));
+    }
+    if u.query().is_some() {
+        let keys: Vec<String> = u.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        u.query_pairs_mut().clear().extend_pairs(keys.iter().map(|k| (k.as_str(), "redacted")));
+    }
+    u.to_string()
+}
+
+/// Serializes a URL through [`redacted_url`].
+fn redact_url<S: Serializer>(raw: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redacted_url(raw))
 }
 
 fn redact_map<S: Serializer>(map: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {

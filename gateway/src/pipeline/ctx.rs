@@ -73,7 +73,10 @@ impl RequestCtx {
         let uri = req.uri();
         let path = match (runtime.access_log, runtime.log_query, uri.query()) {
             (false, ..) => String::new(), // only the access log reads it
-            (true, true, Some(q)) => format!("{}?{q}", uri.path()),
+            (true, true, Some(q)) => {
+                let q = crate::filters::jwt::token::redact_query(q, &runtime.query_token_params);
+                format!("{}?{q}", uri.path())
+            }
             _ => uri.path().to_owned(),
         };
         Self {

@@ -53,12 +53,30 @@ pub const BANNER: &str = "RustyGate is running";
 /// The `route` label of requests no route matched.
 pub const UNMATCHED: &str = "(unmatched)";
 
-/// Per-connection state, inserted by the proxy listener's `on_connect`.
-#[derive(Clone, Default)]
+/// Per-connection state, inserted by the proxy listener's `on_connect` and dropped with the
+/// connection.
 pub struct ConnectionState {
     /// A request on this connection asked for `Connection: close` (or was HTTP/1.0 without
     /// keep-alive): requests pipelined after it are not served. actix parses them anyway.
     closing: Rc<Cell<bool>>,
+    /// The gateway's count of open connections, decremented on drop.
+    open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// This connection's number among the open ones when it was accepted.
+    rank: usize,
+}
+
+impl ConnectionState {
+    /// Counts a new connection.
+    pub fn open(counter: &std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        let rank = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        Self { closing: Rc::default(), open: counter.clone(), rank }
+    }
+}
+
+impl Drop for ConnectionState {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// actix's entry point for every request on the proxy listener.
@@ -148,6 +166,11 @@ async fn route_and_forward(
     if let Some(conn) = req.conn_data::<ConnectionState>() {
         if conn.closing.get() {
             return Err(GatewayError::Malformed(Refusal::AfterClose));
+        }
+        // Over `server.max_connections`: refused with a 503 that closes the connection.
+        if conn.rank > rt.max_connections {
+            conn.closing.set(true);
+            return Err(GatewayError::TooManyConnections);
         }
         conn.closing.set(req.head().connection_type() == ConnectionType::Close);
     }

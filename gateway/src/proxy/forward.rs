@@ -20,7 +20,7 @@ use actix_web::{
 use bytes::Bytes;
 use futures_util::Stream;
 
-use super::headers as h;
+use super::{headers as h, idle::IdleTimeout};
 use crate::{config::UpstreamClient, error::GatewayError, routing::Route, upstream::Backend};
 
 /// What the pipeline knows about the request that the attempt needs.
@@ -328,7 +328,7 @@ fn upstream_headers(out: &Outgoing<'_>, headers: &mut header::HeaderMap) {
 /// pipeline adds `X-Request-Id`), the body streamed as it arrives.
 fn client_response<S, E>(out: &Outgoing<'_>, resp: UpstreamResponse<S>) -> Result<HttpResponse, GatewayError>
 where
-    S: Stream<Item = Result<Bytes, E>> + 'static,
+    S: Stream<Item = Result<Bytes, E>> + Unpin + 'static,
     E: Into<Box<dyn std::error::Error>> + 'static,
 {
     let status = resp.status;
@@ -366,8 +366,10 @@ where
             BoxBody::new(BodyStream::new(futures_util::stream::empty::<Result<Bytes, PayloadError>>()))
         }
         (true, None) => BoxBody::new(NoBody::new()),
-        (false, Some(len)) => BoxBody::new(SizedStream::new(len, resp.body)),
-        (false, None) => BoxBody::new(BodyStream::new(resp.body)),
+        (false, Some(len)) => {
+            BoxBody::new(SizedStream::new(len, IdleTimeout::new(resp.body, out.route.upstream.read_timeout)))
+        }
+        (false, None) => BoxBody::new(BodyStream::new(IdleTimeout::new(resp.body, out.route.upstream.read_timeout))),
     };
     Ok(client_resp.set_body(body))
 }

@@ -6,5 +6,6 @@ pub mod client;
 pub mod forward;
 pub mod headers;
 pub mod http_compat;
+pub mod idle;
 pub mod reqwest_client;
 pub mod retry;

@@ -50,7 +50,7 @@ pub async fn send(
     headers: &HeaderMap,
     body: RequestBody,
     timeout: Duration,
-) -> Result<UpstreamResponse<impl Stream<Item = Result<Bytes, reqwest::Error>> + use<>>, GatewayError> {
+) -> Result<UpstreamResponse<impl Stream<Item = Result<Bytes, reqwest::Error>> + Unpin + use<>>, GatewayError> {
     let client = for_worker(connect_timeout)?;
     let mut request =
         client.request(compat::method_to_1(method), uri.to_string()).headers(compat::headers_to_1(headers));
@@ -74,7 +74,7 @@ pub async fn send(
         status: compat::status_from_1(resp.status()),
         version: compat::version_from_1(resp.version()),
         headers: compat::headers_from_1(resp.headers()),
-        body: resp.bytes_stream(),
+        body: Box::pin(resp.bytes_stream()),
     })
 }
 

@@ -40,10 +40,15 @@ pub struct Runtime {
     pub client: UpstreamClient,
     /// `server.client_body_timeout`.
     pub client_body_timeout: std::time::Duration,
+    /// Every JWT policy's `query_param`: their values are redacted from logged queries on
+    /// every route.
+    pub query_token_params: Vec<String>,
     /// `server.max_header_size`.
     pub max_header_size: usize,
     /// `server.max_request_head_size`.
     pub max_request_head_size: usize,
+    /// `server.max_connections`.
+    pub max_connections: usize,
     /// JWT policies by name (a reload keeps the ones whose definition did not change, with
     /// their key sets and refresh timers).
     jwt: HashMap<String, Arc<JwtPolicy>>,
@@ -273,8 +278,10 @@ impl Runtime {
             log_query: config.log.include_query,
             client: config.server.upstream_client,
             client_body_timeout: config.server.client_body_timeout.0,
+            query_token_params: config.auth.values().filter_map(|p| p.query_param.clone()).collect(),
             max_header_size: config.server.max_header_size.0 as usize,
             max_request_head_size: config.server.max_request_head_size.0 as usize,
+            max_connections: config.server.max_connections as usize,
             routes: RouteTable::new(routes),
             upstreams,
             jwt: jwt_policies.into_iter().map(|(name, p)| (name.to_owned(), p)).collect(),

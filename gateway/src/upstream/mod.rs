@@ -103,6 +103,8 @@ pub struct UpstreamPool {
     pub connect_timeout: Duration,
     /// Default per-attempt timeout for the response head.
     pub timeout: Duration,
+    /// The longest wait for the next bytes of a response body.
+    pub read_timeout: Duration,
     /// Send the client's `Host` (true) or the backend's authority (false).
     pub preserve_host: bool,
 }
@@ -147,6 +149,7 @@ impl UpstreamPool {
             outlier: config.outlier_detection.clone(),
             connect_timeout: config.connect_timeout.0,
             timeout: config.timeout.0,
+            read_timeout: config.read_timeout.0,
             preserve_host: config.preserve_host,
         })
     }
@@ -260,9 +263,9 @@ impl UpstreamPool {
         self.ring.lookup(key, |i| self.backends[i].in_rotation()).map(|i| &self.backends[i])
     }
 
-    /// A one-backend pool for unit tests elsewhere in the crate.
-    #[cfg(test)]
-    pub(crate) fn for_tests(name: &str) -> Self {
+    /// A one-backend pool for tests and fuzzing.
+    #[doc(hidden)]
+    pub fn for_tests(name: &str) -> Self {
         let cfg = UpstreamConfig {
             backends: vec![BackendConfig { url: "http://127.0.0.1:1".into(), weight: 1 }],
             ..Default::default()

@@ -282,7 +282,7 @@ routes:
             "error: test.yaml:4:12: auth.mixed.algorithms: all algorithms of a policy must use the same kind of key (HS*, RS*/PS*, ES* or EdDSA)",
             "error: test.yaml:5:15: auth.confused.algorithms: HS* algorithms need a `secret`; a public key or JWKS policy accepts only RS*, PS*, ES* or EdDSA",
             "error: test.yaml:6:15: auth.unsigned.algorithms: `none` (unsigned tokens) is never accepted",
-            "error: test.yaml:6:35: auth.unsigned.jwks_url: \"ftp://keys\" is not an http:// or https:// URL",
+            "error: test.yaml:6:35: auth.unsigned.jwks_url: is not an http:// or https:// URL",
             "error: test.yaml:7:3: auth.two: give only one key source, found public_key_file, jwks_file",
             "error: test.yaml:7:92: auth.two.forward_claims.sub: \"Host\" is managed by the gateway; forward the claim as another header",
             "error: test.yaml:9:10: rate_limits.bad.requests: must be at least 1",

@@ -292,15 +292,18 @@ impl Jwks {
         let client = self.client.get_or_init(|| {
             reqwest::Client::builder().timeout(FETCH_TIMEOUT).build().expect("a default reqwest client builds")
         });
-        let mut resp = client.get(url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+        // Errors name the URL redacted (userinfo and query values may be credentials), and
+        // reqwest's own text without its copy of the URL.
+        let shown = || crate::config::redacted_url(url);
+        let mut resp = client.get(url).send().await.map_err(|e| format!("GET {}: {}", shown(), e.without_url()))?;
         if !resp.status().is_success() {
-            return Err(format!("GET {url}: status {}", resp.status()));
+            return Err(format!("GET {}: status {}", shown(), resp.status()));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| format!("GET {url}: {e}"))? {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| format!("GET {}: {}", shown(), e.without_url()))? {
             body.extend_from_slice(&chunk);
             if body.len() > MAX_JWKS_BYTES {
-                return Err(format!("GET {url}: larger than {MAX_JWKS_BYTES} bytes"));
+                return Err(format!("GET {}: larger than {MAX_JWKS_BYTES} bytes", shown()));
             }
         }
         Ok(body)

@@ -6,7 +6,7 @@
 //! the `reason` label of `rustygate_auth_rejected_total` and the 401's `error_description`.
 
 mod keys;
-mod token;
+pub mod token;
 
 use std::{str::FromStr, sync::Arc};
 

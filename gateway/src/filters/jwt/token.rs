@@ -54,12 +54,12 @@ fn cookie_value<'r>(req: &'r HttpRequest, name: &str) -> Option<&'r str> {
 
 /// Removes every `name=…` pair from a raw query; returns the (percent-decoded) first value and
 /// the rest of the query, byte for byte.
-pub(super) fn take_query_param(query: &str, name: &str) -> Option<(String, String)> {
+pub fn take_query_param(query: &str, name: &str) -> Option<(String, String)> {
     let mut token = None;
     let mut rest = String::with_capacity(query.len());
     for pair in query.split('&') {
         let key = pair.split('=').next().unwrap_or_default();
-        if key == name {
+        if query_key_is(key, name) {
             if token.is_none() {
                 let raw = pair.split_once('=').map_or("", |(_, v)| v);
                 token = url::form_urlencoded::parse(format!("v={raw}").as_bytes()).next().map(|(_, v)| v.into_owned());
@@ -72,6 +72,35 @@ pub(super) fn take_query_param(query: &str, name: &str) -> Option<(String, Strin
         rest.push_str(pair);
     }
     token.filter(|t| !t.is_empty()).map(|t| (t, rest))
+}
+
+/// Whether a raw query key names `name` once decoded, as the backend will read it
+/// (`access%5Ftoken` is `access_token`).
+pub fn query_key_is(raw_key: &str, name: &str) -> bool {
+    if !raw_key.contains(['%', '+']) {
+        return raw_key == name;
+    }
+    url::form_urlencoded::parse(raw_key.as_bytes()).next().is_some_and(|(k, v)| v.is_empty() && k == name)
+}
+
+/// The query as the access log may show it: the value of every parameter named in `secrets`
+/// (compared after decoding) replaced by `[redacted]`.
+pub fn redact_query<'q>(query: &'q str, secrets: &[String]) -> Cow<'q, str> {
+    let secret = |pair: &str| {
+        let key = pair.split('=').next().unwrap_or_default();
+        secrets.iter().any(|s| query_key_is(key, s))
+    };
+    if secrets.is_empty() || !query.split('&').any(secret) {
+        return Cow::Borrowed(query);
+    }
+    let pairs: Vec<Cow<'_, str>> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if secret(pair) => Cow::Owned(format!("{key}=[redacted]")),
+            _ => Cow::Borrowed(pair),
+        })
+        .collect();
+    Cow::Owned(pairs.join("&"))
 }
 
 /// Why a token whose header does not parse is refused: a readable header with an `alg` the

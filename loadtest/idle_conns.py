@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Resource bounds under hostile clients (issue 14): what idle keep-alive connections cost.
+
+  1. starts the mock backend and the gateway (1 worker, `server.max_connections` above the
+     count), records the gateway's VmRSS;
+  2. opens --connections (10,000) TCP connections to the proxy and sends one keep-alive request
+     on each (so every connection holds the state of a served request), then leaves them idle;
+  3. records VmRSS: (after - before) / connections is the cost of one idle connection;
+  4. sends one more request on every connection: all must be answered 200 (none was dropped);
+  5. opens max_connections + 1 connections with --limit-check to see the clear refusal (503).
+
+Exit status 0 when every connection was served twice and the refusal check held; 1 otherwise;
+2 on a setup problem.
+
+    python3 loadtest/idle_conns.py                 # release build, 10,000 connections
+    python3 loadtest/idle_conns.py --profile debug --connections 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import selectors
+import socket
+import sys
+import time
+from pathlib import Path
+
+sys.dont_write_bytecode = True  # no __pycache__ in the work tree
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness as H  # noqa: E402
+
+
+def raise_fd_limit(want: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+
+
+def request_all(socks: list[socket.socket], port: int, deadline_s: float) -> tuple[int, dict[str, int]]:
+    """One keep-alive GET on every socket, answers read concurrently; returns (200s, other)."""
+    req = f"GET /echo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    sel = selectors.DefaultSelector()
+    pending = {}
+    for s in socks:
+        s.sendall(req)
+        pending[s.fileno()] = b""
+        sel.register(s, selectors.EVENT_READ)
+    ok, other = 0, {}
+    deadline = time.monotonic() + deadline_s
+    while pending and time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=1):
+            s = key.fileobj
+            chunk = s.recv(65536)
+            data = pending[s.fileno()] + chunk
+            head, sep, body = data.partition(b"\r\n\r\n")
+            if not chunk or (sep and len(body) >= content_length(head)):
+                status = head.split(b" ", 2)[1].decode() if head.startswith(b"HTTP/") else "none"
+                if status == "200":
+                    ok += 1
+                else:
+                    other[status] = other.get(status, 0) + 1
+                del pending[s.fileno()]
+                sel.unregister(s)
+            else:
+                pending[s.fileno()] = data
+    other["unanswered"] = len(pending)
+    sel.close()
+    return ok, other
+
+
+def content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value.strip())
+    return 0
+
+
+def run(args) -> int:
+    H.resolve_binaries(args)
+    raise_fd_limit(args.connections * 2 + 1024)
+    with H.Supervisor(keep_workdir=args.keep_workdir) as sup:
+        H.start_backend(sup, args.mock_bin, args.backend_port, args.backend_workers, timeout=args.startup_timeout)
+        cfg = sup.workdir / "gateway.yaml"
+        text = H.gateway_config_text(args.gateway_port, args.admin_port, args.backend_port, args.gateway_workers)
+        max_conns = args.connections + 100
+        text = text.replace("workers: ", f"max_connections: {max_conns}, keep_alive: 300s, workers: ", 1)
+        cfg.write_text(text)
+        gw = H.start_gateway(sup, args.gateway_bin, cfg, args.gateway_port, args.admin_port,
+                             timeout=args.startup_timeout)
+        time.sleep(1)
+        before = H.rss_kib(gw.pids())
+        socks = []
+        for _ in range(args.connections):
+            socks.append(socket.create_connection(("127.0.0.1", args.gateway_port), timeout=30))
+        ok1, other1 = request_all(socks, args.gateway_port, 60)
+        time.sleep(2)
+        after = H.rss_kib(gw.pids())
+        per_conn = (after - before) * 1024 / max(1, args.connections)
+        H.log(f"{args.connections} idle keep-alive connections: VmRSS {H.fmt_mib(before)} -> {H.fmt_mib(after)}, "
+              f"{per_conn:,.0f} bytes per connection; first round {ok1} x 200, other {other1}")
+        ok2, other2 = request_all(socks, args.gateway_port, 60)
+        H.log(f"second round on the same connections: {ok2} x 200, other {other2}")
+        # The limit: max_conns are allowed; fill up to it, then one more gets a 503.
+        extra = [socket.create_connection(("127.0.0.1", args.gateway_port), timeout=30)
+                 for _ in range(max_conns - args.connections)]
+        time.sleep(0.5)
+        over = socket.create_connection(("127.0.0.1", args.gateway_port), timeout=30)
+        over.sendall(f"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        over.settimeout(10)
+        answer = over.recv(4096).split(b"\r\n", 1)[0].decode(errors="replace")
+        H.log(f"connection {max_conns + 1} (max_connections {max_conns}): {answer!r}")
+        for s in socks + extra + [over]:
+            s.close()
+        passed = (ok1 == ok2 == args.connections) and answer.startswith("HTTP/1.1 503")
+        markdown = (
+            f"| idle keep-alive connections | {args.connections:,} |\n|---|---|\n"
+            f"| gateway VmRSS before / after | {H.fmt_mib(before)} / {H.fmt_mib(after)} |\n"
+            f"| per idle connection | {per_conn:,.0f} bytes |\n"
+            f"| served afterwards | {ok2:,} of {args.connections:,} |\n"
+            f"| connection beyond max_connections | `{answer}` |\n")
+        H.publish(args.out_dir, "idle_conns", {"before_kib": before, "after_kib": after,
+                                                "per_connection_bytes": per_conn, "served": [ok1, ok2],
+                                                "over_limit": answer}, markdown)
+        print("PASS" if passed else "FAIL", flush=True)
+        return 0 if passed else 1
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    H.add_binary_args(ap)
+    H.add_single_gateway_args(ap)
+    ap.add_argument("--connections", type=int, default=10_000)
+    return ap.parse_args(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(H.cli_main(parse_args, run))
