@@ -77,6 +77,9 @@ pub enum GatewayError {
     /// The connection to the backend could not be made in time; nothing was sent.
     #[error("the backend did not accept the connection in time")]
     UpstreamConnectTimeout,
+    /// The backend sent an interim (1xx) response, which the forwarding client cannot pass on.
+    #[error("the backend sent an interim response ({0}) the gateway cannot relay")]
+    UpstreamInterim(StatusCode),
     /// The connection broke or the backend's response was malformed.
     #[error("the backend connection failed")]
     UpstreamProtocol(#[source] BoxError),
@@ -108,7 +111,7 @@ impl GatewayError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NoHealthyUpstream(_) | Self::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
-            Self::UpstreamConnect(_) | Self::UpstreamProtocol(_) => StatusCode::BAD_GATEWAY,
+            Self::UpstreamConnect(_) | Self::UpstreamProtocol(_) | Self::UpstreamInterim(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout | Self::UpstreamConnectTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) | Self::PluginFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }

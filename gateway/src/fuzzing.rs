@@ -154,12 +154,17 @@ pub fn jwt_token(data: &[u8]) {
         assert!(!rest.split('&').any(|p| jwt::token::query_key_is(p.split('=').next().unwrap_or(""), "access_token")));
         let _ = token;
     }
+    // Redacted: no `access_token` pair (split on `&`, or on `;` within one) keeps its value.
     let redacted = jwt::token::redact_query(query, &["access_token".to_owned()]);
     for pair in redacted.split('&') {
-        if let Some((k, v)) = pair.split_once('=')
-            && jwt::token::query_key_is(k, "access_token")
-        {
-            assert_eq!(v, "[redacted]", "{query:?} -> {redacted:?}");
+        let mut parts = pair.split(';');
+        while let Some(part) = parts.next() {
+            if let Some((k, v)) = part.split_once('=')
+                && jwt::token::query_key_is(k, "access_token")
+            {
+                assert_eq!(v, "[redacted]", "{query:?} -> {redacted:?}");
+                assert!(parts.next().is_none(), "text after a redacted value: {query:?} -> {redacted:?}");
+            }
         }
     }
     let (policy, rt) = policy();

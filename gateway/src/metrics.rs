@@ -206,7 +206,7 @@ impl Metrics {
         registry.register(Box::new(tracing_spans_dropped.clone())).expect("unique metric");
         let connections = IntGauge::new(
             "rustygate_connections",
-            "Client connections open on the proxy listener (server.max_connections bounds them).",
+            "Client connections open on the proxy listener (beyond server.max_connections, requests get 503).",
         )
         .expect("valid metric");
         registry.register(Box::new(connections.clone())).expect("unique metric");

@@ -60,6 +60,8 @@ pub enum Refusal {
     UpgradeWithBody,
     /// An escape of an overlong UTF-8 sequence (`%c0%ae` is `.` to some decoders).
     Overlong,
+    /// A `;` parameter right after the prefix of a `strip_prefix` route.
+    PrefixParameter,
 }
 
 impl Refusal {
@@ -81,6 +83,7 @@ impl Refusal {
             Self::HostMismatch => "the request target's host is not the Host header's",
             Self::UpgradeWithBody => "an upgrade request cannot carry a body",
             Self::Overlong => "the request path has an overlong UTF-8 escape",
+            Self::PrefixParameter => "the request path has a `;` parameter right after the route's prefix",
         }
     }
 
@@ -102,6 +105,7 @@ impl Refusal {
             Self::HostMismatch => "host_mismatch",
             Self::UpgradeWithBody => "upgrade_with_body",
             Self::Overlong => "overlong_utf8",
+            Self::PrefixParameter => "prefix_parameter",
         }
     }
 }
@@ -248,15 +252,21 @@ fn decode_unreserved(seg: &str) -> Result<String, Refusal> {
 /// `%2e` → `.`). `seg` has its unreserved escapes decoded already.
 fn check_other_readings(seg: &str) -> Result<(), Refusal> {
     if !seg.contains(['%', ';']) {
+        // Plain text can still be dot-like for some servers (`...`); `.`/`..` themselves are
+        // resolved by the caller.
+        if seg != "." && seg != ".." && is_dot_like(seg) {
+            return Err(Refusal::AmbiguousDotSegment);
+        }
         return Ok(());
     }
-    // Decode every escape, twice (a backend that decodes once more than we do).
+    // Decode every escape, up to three times (a backend that decodes more than we do).
     let once = decode_all(seg);
     let twice = decode_all(&once);
-    for reading in [seg, once.as_str(), twice.as_str()] {
+    let thrice = decode_all(&twice);
+    for reading in [seg, once.as_str(), twice.as_str(), thrice.as_str()] {
         for piece in reading.split(['/', '\\']) {
             let piece = piece.split(';').next().unwrap_or_default();
-            if piece == "." || piece == ".." {
+            if is_dot_like(piece) {
                 return Err(Refusal::AmbiguousDotSegment);
             }
         }
@@ -265,6 +275,13 @@ fn check_other_readings(seg: &str) -> Result<(), Refusal> {
         }
     }
     Ok(())
+}
+
+/// `.` or `..` as some backend reads it: Windows servers drop trailing dots and spaces
+/// (`..%20`, `...`), NFKC folds the fullwidth dot `．` (U+FF0E) to `.`.
+fn is_dot_like(piece: &str) -> bool {
+    let core = piece.trim_end_matches([' ', '\t']);
+    !core.is_empty() && core.chars().all(|c| c == '.' || c == '\u{FF0E}')
 }
 
 /// Decodes every well-formed escape (lossily: only used to look for dot segments).
@@ -308,8 +325,10 @@ pub fn host(raw: &str) -> Result<Option<Cow<'_, str>>, Refusal> {
         };
         check_port(port)?;
         let name = name.strip_suffix('.').unwrap_or(name);
-        // RFC 3986 reg-name: unreserved, sub-delims and escapes; no empty labels.
-        let valid = |b: u8| is_unreserved(b) || b"!$&'()*+,;=%".contains(&b);
+        // DNS names and IPv4 addresses only: letters, digits, `-`, `.`, `_`. RFC 3986 would
+        // also allow sub-delims and escapes, but backends read `a.test,evil` (a list in
+        // X-Forwarded-Host), `a%2etest` or `a;b` as other hosts than the one routed on.
+        let valid = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
         if name.is_empty()
             || !name.bytes().all(valid)
             || name.starts_with('.')
@@ -327,11 +346,13 @@ pub fn host(raw: &str) -> Result<Option<Cow<'_, str>>, Refusal> {
     }))
 }
 
-/// `""` or `:` followed by up to five digits.
+/// `""` or `:` followed by a port number (0-65535).
 fn check_port(port: &str) -> Result<(), Refusal> {
     match port.strip_prefix(':') {
         None if port.is_empty() => Ok(()),
-        Some(digits) if digits.len() <= 5 && digits.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
+        Some(digits) if digits.len() <= 5 && digits.bytes().all(|b| b.is_ascii_digit()) => {
+            digits.parse::<u16>().map(|_| ()).map_err(|_| Refusal::BadHost)
+        }
         _ => Err(Refusal::BadHost),
     }
 }
@@ -386,6 +407,10 @@ mod tests {
             ("/pub/..;jsessionid=1/x", AmbiguousDotSegment),
             ("/pub/%252e%252e/api", AmbiguousDotSegment),
             ("/pub/%252e%252e%252fapi", AmbiguousDotSegment),
+            ("/pub/%25252e%25252e/api", AmbiguousDotSegment),
+            ("/pub/..%20/api", AmbiguousDotSegment),
+            ("/pub/...", AmbiguousDotSegment),
+            ("/pub/%ef%bc%8e%ef%bc%8e/api", AmbiguousDotSegment),
             ("/a%00b", NulByte),
             ("/a%2500", NulByte),
             ("/a%0d%0a", NulByte),
@@ -428,7 +453,26 @@ mod tests {
         assert_eq!(h("[::1]:8080").unwrap().as_deref(), Some("[::1]"));
         assert_eq!(h("127.0.0.1").unwrap().as_deref(), Some("127.0.0.1"));
         assert_eq!(h("").unwrap(), None);
-        for bad in ["a b", "a@b", "a/b", "a:b:c", "a:99999x", "[::1", "[zz]", ".", "..", "a..b", ".a", "a\\b", "a.."] {
+        for bad in [
+            "a b",
+            "a@b",
+            "a/b",
+            "a:b:c",
+            "a:99999x",
+            "a:99999",
+            "[::1",
+            "[zz]",
+            ".",
+            "..",
+            "a..b",
+            ".a",
+            "a\\b",
+            "a..",
+            "a.test,evil",
+            "a;b",
+            "a%2etest",
+            "a!",
+        ] {
             assert_eq!(h(bad), Err(Refusal::BadHost), "{bad}");
         }
     }

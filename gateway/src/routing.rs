@@ -47,8 +47,10 @@ impl Route {
         if self.prefix == "/" {
             return true;
         }
+        // A `;` right after the prefix is a boundary too: Tomcat and Spring read
+        // `/api;x/secret` as `/api/secret`, so it must get `/api`'s policies.
         match path.strip_prefix(self.prefix.as_str()) {
-            Some(rest) => rest.is_empty() || rest.starts_with('/'),
+            Some(rest) => rest.is_empty() || rest.starts_with(['/', ';']),
             None => false,
         }
     }
@@ -202,6 +204,7 @@ mod tests {
         assert_eq!(name(t.find(None, "/api/test/x", &get)), "test");
         assert_eq!(name(t.find(None, "/api/testing", &get)), "api");
         assert_eq!(name(t.find(None, "/apix", &get)), "404");
+        assert_eq!(name(t.find(None, "/api;x/secret", &get)), "api");
         assert_eq!(name(t.find(None, "/", &get)), "404");
     }
 

@@ -105,10 +105,9 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
             .on_connect(move |_, extensions| {
                 extensions.insert(pipeline::ConnectionState::open(&connections));
             })
-            // actix's hard ceiling per worker; `server.max_connections` is enforced below it, with
-            // a 503 that says why (at actix's ceiling a client only waits in the backlog), so the
-            // ceiling leaves room for those refusals.
-            .max_connections(config.server.max_connections as usize + 1024)
+            // actix's hard ceiling per worker: its share of `server.max_connections` plus room for
+            // the 503s that say why (at actix's ceiling a client only waits in the backlog).
+            .max_connections((config.server.max_connections as usize).div_ceil(workers) + 64)
             .workers(workers)
             .client_request_timeout(config.server.client_header_timeout.0)
             .keep_alive(config.server.keep_alive.0)

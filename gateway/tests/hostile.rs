@@ -61,6 +61,12 @@ async fn dot_segments_cannot_route_past_auth() {
         assert_eq!(status, 401, "{target}: {resp}");
         assert_eq!(b.hits(), 0, "{target} reached the backend");
     }
+    // `;` parameters at the prefix boundary (Tomcat reads `/api2;x/secret` as `/api2/secret`).
+    for target in ["/api2;x/secret", "/api2;/secret"] {
+        let (status, resp) = get(&gw, "GET", target, "");
+        assert_eq!(status, 401, "{target}: {resp}");
+    }
+    assert_eq!(b.hits(), 0);
     // With a token, the backend gets the normalised path and the verified claim only.
     let auth = format!("Authorization: Bearer {}\r\nX-User-Id: admin\r\n", token());
     let (status, resp) = get(&gw, "GET", "/pub2/../api2/secret", &auth);
@@ -87,6 +93,10 @@ async fn paths_ambiguous_to_some_backend_are_refused_unforwarded() {
         "/pub2/../../api2",
         "/pub2/a%2Fb",
         "/pub2/a%5Cb",
+        "/pub2/..%20/api2/secret",
+        "/pub2/.../api2",
+        "/pub2/%ef%bc%8e%ef%bc%8e/api2/secret",
+        "/strip;x/secret",
     ] {
         let (status, resp) = get(&gw, "GET", target, "");
         assert_eq!(status, 400, "{target}: {resp}");
@@ -94,7 +104,8 @@ async fn paths_ambiguous_to_some_backend_are_refused_unforwarded() {
     }
     assert_eq!(b.hits(), 0, "a refused path reached the backend");
     let text = scrape(&gw).await;
-    assert_eq!(metric(&text, "rustygate_client_errors_total", &[("reason", "ambiguous_dot_segment")]), 6.0, "{text}");
+    assert_eq!(metric(&text, "rustygate_client_errors_total", &[("reason", "ambiguous_dot_segment")]), 9.0, "{text}");
+    assert_eq!(metric(&text, "rustygate_client_errors_total", &[("reason", "prefix_parameter")]), 1.0);
     assert_eq!(metric(&text, "rustygate_client_errors_total", &[("reason", "encoded_slash")]), 2.0);
     assert_eq!(metric(&text, "rustygate_client_errors_total", &[("reason", "above_root")]), 2.0);
 }
@@ -166,12 +177,16 @@ async fn hosts_are_normalised_before_matching() {
         let resp = raw(gw.addr, req.as_bytes());
         assert!(resp.starts_with("HTTP/1.1 401"), "{host} skipped the host route's auth: {resp}");
     }
-    for host in ["a b", "a@b", "a/b", "secure.example.com..", "x:99999999"] {
+    for host in
+        ["a b", "a@b", "a/b", "secure.example.com..", "x:99999999", "secure.example.com,evil", "a;b", "a%2etest"]
+    {
         let req = format!("GET /x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
         let resp = raw(gw.addr, req.as_bytes());
         assert!(resp.starts_with("HTTP/1.1 400"), "{host:?}: {resp}");
     }
     for req in [
+        "GET ftp://gw.test/x HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n",
+        "GET gw.test:80 HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n",
         "GET /x HTTP/1.1\r\nConnection: close\r\n\r\n",
         "GET /x HTTP/1.1\r\nHost: a.test\r\nHost: secure.example.com\r\nConnection: close\r\n\r\n",
     ] {
@@ -320,6 +335,33 @@ async fn an_unasked_for_101_from_a_backend_is_a_502() {
     assert!(!resp.contains("RAW"), "{resp}");
 }
 
+/// Interim answers (103 Early Hints) cannot be relayed by the forwarding client: a 502, but not
+/// held against the backend (no failure for passive health, no ejection).
+#[tokio::test]
+async fn interim_responses_are_not_held_against_a_backend() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(8) {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(
+                b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+            );
+        }
+    });
+    let gw = TestGateway::start(&format!("routes:\n  - {{ path: /, backend: \"http://{addr}\" }}\n")).unwrap();
+    for _ in 0..5 {
+        let resp = raw(gw.addr, b"GET /x HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n");
+        assert!(resp.starts_with("HTTP/1.1 502"), "{resp}");
+    }
+    let text = scrape(&gw).await;
+    assert_eq!(metric(&text, "rustygate_backend_ejections_total", &[]), 0.0, "{text}");
+    assert_eq!(metric(&text, "rustygate_backend_up", &[]), 1.0, "{text}");
+}
+
 /// Client-side failures (a reset or stalled upload) are not the backend's: no failure counted,
 /// no ejection, a 408 for the stall.
 #[tokio::test]
@@ -329,7 +371,7 @@ async fn uploads_the_client_breaks_never_eject_a_backend() {
     let b1 = MockServer::start("b1");
     let gw = gateway(
         "server: { client_body_timeout: 1s }\n\
-         upstreams:\n  u:\n    backends: [{ url: \"{b0}\" }, { url: \"{b1}\" }]\n    timeout: 1s\n\
+         upstreams:\n  u:\n    backends: [{ url: \"{b0}\" }, { url: \"{b1}\" }]\n    timeout: 20s\n\
          routes:\n  - { path: /up, upstream: u }\n",
         &[&b0, &b1],
     );
@@ -347,8 +389,11 @@ async fn uploads_the_client_breaks_never_eject_a_backend() {
     s.write_all(b"POST /up HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 1048576\r\n\r\n").unwrap();
     s.write_all(&[b'x'; 100 * 1024]).unwrap();
     let mut head = [0u8; 12];
+    let started = std::time::Instant::now();
     std::io::Read::read_exact(&mut s, &mut head).unwrap();
     assert_eq!(&head, b"HTTP/1.1 408", "{}", String::from_utf8_lossy(&head));
+    // client_body_timeout (1 s), not the backend's 20 s timeout, ends the streamed upload.
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
     // A stall within the read-ahead: 408 before any backend is chosen.
     let hits = b0.hits() + b1.hits();
     let mut s = std::net::TcpStream::connect(gw.addr).unwrap();

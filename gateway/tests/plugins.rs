@@ -449,6 +449,8 @@ async fn request_getters_and_path_rewrite_reach_the_backend() {
       (data (i32.const 32) "no-slash")
       (data (i32.const 48) "host")
       (data (i32.const 56) "evil")
+      (data (i32.const 64) "/a/../admin")
+      (data (i32.const 80) "x_user")
       (func (export "rg_abi_version") (result i32) i32.const 1)
       (func (export "on_request") (result i32) (local $n i32)
         ;; method at 100, '|' , path, '|', query
@@ -460,9 +462,12 @@ async fn request_getters_and_path_rewrite_reach_the_backend() {
         (local.set $n (i32.add (local.get $n) (i32.const 1)))
         (local.set $n (i32.add (local.get $n) (call $query (i32.add (i32.const 100) (local.get $n)) (i32.const 64))))
         (drop (call $set (i32.const 0) (i32.const 6) (i32.const 100) (local.get $n)))
-        ;; refused: a path without '/', and the Host header
+        ;; refused: a path without '/', one not in normal form, and the Host header
         (if (i32.ne (call $set_path (i32.const 32) (i32.const 8)) (i32.const -1)) (then unreachable))
+        (if (i32.ne (call $set_path (i32.const 64) (i32.const 11)) (i32.const -1)) (then unreachable))
         (if (i32.ne (call $set (i32.const 48) (i32.const 4) (i32.const 56) (i32.const 4)) (i32.const -1)) (then unreachable))
+        ;; refused: an underscored name (dropped from client requests, so not settable either)
+        (if (i32.ne (call $set (i32.const 80) (i32.const 6) (i32.const 56) (i32.const 4)) (i32.const -1)) (then unreachable))
         (drop (call $set_path (i32.const 16) (i32.const 10)))
         i32.const 0))"#);
     let yaml = "plugins: { dir: \"{dir}\" }\nroutes:\n  - { path: /api, backend: \"{b0}\", strip_prefix: true, plugins: [rewrite] }\n";

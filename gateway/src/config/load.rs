@@ -199,7 +199,7 @@ fn deserialize_collecting(mut doc: Value, issues: &mut Vec<ConfigIssue>) -> (Opt
             Ok(config) => return (Some(config), only_unknown),
             Err(err) => {
                 let segments: Vec<Seg> = err.path().iter().map(Seg::from).collect();
-                let message = err.inner().to_string();
+                let message = without_values(&err.inner().to_string());
                 let message = strip_location(&message);
                 if let Some(unknown) = unknown_field(message) {
                     let suggestion = expected_names(message)
@@ -236,6 +236,37 @@ fn deserialize_collecting(mut doc: Value, issues: &mut Vec<ConfigIssue>) -> (Opt
         }
     }
     (None, false)
+}
+
+/// serde's type errors quote the value (`invalid type: string "…", expected …`), which may be
+/// an expanded `${SECRET}`: the quoted text is replaced by a description.
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find("string \"") {
+        out.push_str(&rest[..i]);
+        out.push_str("a string");
+        let after = &rest[i + "string \"".len()..];
+        // The quoted value ends at the first unescaped `"`.
+        let mut end = None;
+        let mut escaped = false;
+        for (j, c) in after.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => {
+                    end = Some(j);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        match end {
+            Some(j) => rest = &after[j + 1..],
+            None => return out,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// One step of a key path.

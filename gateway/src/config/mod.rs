@@ -842,6 +842,9 @@ pub fn redacted_url(raw: &str) -> String {
     let Ok(mut u) = url::Url::parse(raw) else {
         return "[unparsable URL redacted]".into();
     };
+    if u.username().is_empty() && u.password().is_none() && u.query().is_none() {
+        return raw.to_owned();
+    }
     if !u.username().is_empty() {
         let _ = u.set_username("redacted");
     }

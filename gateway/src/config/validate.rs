@@ -30,11 +30,23 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
     if config.server.max_body_size.0 == 0 {
         issue("server.max_body_size".into(), "must be greater than 0".into());
     }
-    for (name, d) in
-        [("client_header_timeout", config.server.client_header_timeout), ("keep_alive", config.server.keep_alive)]
-    {
+    let sv = &config.server;
+    for (name, d) in [
+        ("client_header_timeout", sv.client_header_timeout),
+        ("keep_alive", sv.keep_alive),
+        ("client_body_timeout", sv.client_body_timeout),
+    ] {
         if d.0.is_zero() {
             issue(format!("server.{name}"), "must be greater than 0".into());
+        }
+    }
+    if sv.max_connections == 0 {
+        issue("server.max_connections".into(), "must be at least 1".into());
+    }
+    // A head must hold at least a request line and a Host header.
+    for (name, size) in [("max_header_size", sv.max_header_size), ("max_request_head_size", sv.max_request_head_size)] {
+        if size.0 < 256 {
+            issue(format!("server.{name}"), "must be at least 256 bytes".into());
         }
     }
     for (i, cidr) in config.server.trusted_proxies.iter().enumerate() {
@@ -75,6 +87,9 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
         check_retries(up, &base, &mut issue);
         if up.timeout.0.is_zero() {
             issue(format!("{base}.timeout"), "must be greater than 0".into());
+        }
+        if up.read_timeout.0.is_zero() {
+            issue(format!("{base}.read_timeout"), "must be greater than 0".into());
         }
         if up.connect_timeout.0.is_zero() {
             issue(format!("{base}.connect_timeout"), "must be greater than 0".into());
@@ -525,31 +540,33 @@ fn check_backends(backends: &[BackendConfig], path: &str, issue: &mut impl FnMut
             issue(format!("{path}[{i}].weight"), format!("must be between 1 and {MAX_WEIGHT}, found {}", b.weight));
         }
         if !seen.insert(b.url.trim_end_matches('/')) {
-            issue(format!("{path}[{i}].url"), format!("duplicate backend {:?}", b.url));
+            issue(format!("{path}[{i}].url"), format!("duplicate backend {:?}", crate::config::redacted_url(&b.url)));
         }
     }
 }
 
 /// Checks a backend URL: `http://host[:port][/base/path]`.
 pub(crate) fn check_url(raw: &str) -> Result<url::Url, String> {
-    let u = url::Url::parse(raw).map_err(|e| format!("{raw:?} is not a valid URL ({e}); expected http://host:port"))?;
-    match u.scheme() {
-        "http" => {}
-        "https" => {
-            return Err(format!("{raw:?}: https backends {PLANNED} in this build; use http://"));
-        }
-        other => {
-            return Err(format!("{raw:?}: unsupported scheme {other:?}; expected http://"));
-        }
-    }
-    if u.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{raw:?} has no host"));
-    }
+    // Messages show the URL redacted: its userinfo or query may hold a credential.
+    let u = url::Url::parse(raw).map_err(|e| format!("not a valid URL ({e}); expected http://host:port"))?;
+    let shown = crate::config::redacted_url(raw);
     if !u.username().is_empty() || u.password().is_some() {
         return Err(format!("{:?}: credentials in backend URLs are not supported", u.host_str().unwrap_or_default()));
     }
+    match u.scheme() {
+        "http" => {}
+        "https" => {
+            return Err(format!("{shown:?}: https backends {PLANNED} in this build; use http://"));
+        }
+        other => {
+            return Err(format!("{shown:?}: unsupported scheme {other:?}; expected http://"));
+        }
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{shown:?} has no host"));
+    }
     if u.query().is_some() || u.fragment().is_some() {
-        return Err(format!("{raw:?} must not have a query or fragment"));
+        return Err(format!("{shown:?} must not have a query or fragment"));
     }
     Ok(u)
 }

@@ -55,7 +55,7 @@ pub(super) async fn forward(
     let retrying = policy.enabled() && pool.backends.len() > 1;
     let bytes_in: Rc<Cell<u64>> = ctx.bytes_in();
     let limit = ctx.runtime.max_body_size;
-    let body = body.prefetch(policy.buffer, ctx.runtime.client_body_timeout).await?;
+    let body = body.prefetch(policy.buffer).await?;
     let mut body = Some(body);
     let replayable = retrying && body.as_ref().is_some_and(RequestBody::is_replayable);
     policy.budget.record_request();

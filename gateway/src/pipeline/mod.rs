@@ -192,6 +192,10 @@ async fn route_and_forward(
     if normal.encoded_slash && !route.allow_encoded_slashes {
         return Err(GatewayError::Malformed(Refusal::EncodedSlash));
     }
+    // `/strip;x/y`: stripping the prefix would leave a path starting with a parameter.
+    if route.strip_prefix && route.prefix != "/" && path[route.prefix.len()..].starts_with(';') {
+        return Err(GatewayError::Malformed(Refusal::PrefixParameter));
+    }
 
     // Request filters, before any body is read. CORS preflights first: they carry no
     // credentials, so auth (next, when it lands) must not see them.
@@ -244,6 +248,7 @@ async fn route_and_forward(
             forward::upstream_query(req, authenticated.as_ref()).map(str::to_owned),
             headers,
             route.auth.clone(),
+            route.header_rules.clone(),
         );
         let result = route.plugins.on_request(&mut ex);
         // Response headers set so far go on whatever answer the client gets (a plugin's answer
@@ -270,7 +275,14 @@ async fn route_and_forward(
         return Err(GatewayError::Malformed(Refusal::UpgradeWithBody));
     }
     let client_side = Rc::new(ClientSide::default());
-    let body = RequestBody::new(req, payload, rt.max_body_size, bytes_in.clone(), client_side.clone())?;
+    let body = RequestBody::new(
+        req,
+        payload,
+        rt.max_body_size,
+        bytes_in.clone(),
+        client_side.clone(),
+        rt.client_body_timeout,
+    )?;
     let client = rt.client;
     let from = attempts::Client {
         path,
@@ -347,6 +359,7 @@ fn normal_host(req: &HttpRequest) -> Result<Option<std::borrow::Cow<'_, str>>, G
         (None, _) => None,
     };
     let target = match req.uri().authority() {
+        Some(_) if !matches!(req.uri().scheme_str(), Some("http" | "https")) => return Err(bad(Refusal::NotAPath)),
         Some(authority) => Some(normalize::host(authority.as_str()).map_err(bad)?),
         None => None,
     };

@@ -214,11 +214,14 @@ fn rg_get_query(mut env: FunctionEnvMut<'_, HostEnv>, buf: i32, buf_len: i32) ->
 fn rg_set_path(mut env: FunctionEnvMut<'_, HostEnv>, ptr: i32, len: i32) -> i32 {
     with_call(&mut env, |ex, guest, _| {
         let Some(path) = guest.read(ptr, len).and_then(|b| String::from_utf8(b).ok()) else { return REFUSED };
-        // A path only: no query, no fragment, and a valid URI path.
+        // A path only: no query, no fragment, a valid URI path, and in normal form (no dot
+        // segment, `//` or encoded separator: what the backend gets is what was decided on).
+        let normal = |p: &str| matches!(crate::normalize::path(p), Ok(n) if n.path == p && !n.encoded_slash);
         let valid = ex.hook == Hook::Request
             && path.starts_with('/')
             && !path.contains(['?', '#'])
-            && path.parse::<actix_web::http::uri::PathAndQuery>().is_ok();
+            && path.parse::<actix_web::http::uri::PathAndQuery>().is_ok()
+            && normal(&path);
         if !valid {
             return REFUSED;
         }
@@ -261,6 +264,7 @@ fn request_header_reserved(ex: &Exchange, name: &HeaderName) -> bool {
         || name == header::VIA
         || name == header::CONNECTION
         || ex.claim_headers.as_ref().is_some_and(|policy| policy.strip.contains(name))
+        || ex.header_reserved(name)
 }
 
 /// Response headers a plugin may not set or remove: hop-by-hop ones, `Content-Length` (the

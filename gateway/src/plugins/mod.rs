@@ -71,6 +71,9 @@ pub struct Exchange {
     pub respond: Option<(StatusCode, Bytes)>,
     /// The route's JWT policy: its claim headers are reserved (plugins cannot forge them).
     claim_headers: Option<std::sync::Arc<crate::filters::jwt::JwtPolicy>>,
+    /// The snapshot's header rules: every policy's claim headers and underscored names are
+    /// reserved too, on every route.
+    header_rules: std::sync::Arc<crate::proxy::headers::RequestHeaderRules>,
     /// The plugin versions `on_request` ran with, one per chain entry: `on_response` runs the
     /// same ones, so a plugin swapped mid-request does not mix versions within the request.
     #[cfg(feature = "wasm")]
@@ -87,8 +90,14 @@ impl Exchange {
         query: Option<String>,
         headers: HeaderMap,
         auth: Option<std::sync::Arc<crate::filters::jwt::JwtPolicy>>,
+        header_rules: std::sync::Arc<crate::proxy::headers::RequestHeaderRules>,
     ) -> Self {
-        Self { method, path, query, request_headers: headers, claim_headers: auth, ..Self::default() }
+        Self { method, path, query, request_headers: headers, claim_headers: auth, header_rules, ..Self::default() }
+    }
+
+    /// Whether the snapshot's header rules reserve `name` (see `RequestHeaderRules::reserves`).
+    pub(crate) fn header_reserved(&self, name: &actix_web::http::header::HeaderName) -> bool {
+        self.header_rules.reserves(name)
     }
 }
 

@@ -67,6 +67,8 @@ pub enum RequestBody {
 pub struct ClientSide {
     /// The body stream failed (malformed chunked framing, the connection reset or closed).
     broken: Cell<bool>,
+    /// The client sent nothing for `server.client_body_timeout`.
+    stalled: Cell<bool>,
     /// The body stream was last seen waiting for the client to send more.
     waiting: Cell<bool>,
 }
@@ -77,6 +79,9 @@ impl ClientSide {
     pub fn fault(&self, attempt: &GatewayError, bytes_in: u64, limit: u64) -> Option<GatewayError> {
         if bytes_in > limit {
             return Some(GatewayError::PayloadTooLarge { limit });
+        }
+        if self.stalled.get() {
+            return Some(BODY_STALLED);
         }
         if self.broken.get() {
             return Some(BODY_BROKEN);
@@ -108,9 +113,11 @@ impl RequestBody {
         limit: u64,
         seen: Rc<Cell<u64>>,
         client: Rc<ClientSide>,
+        idle: std::time::Duration,
     ) -> Result<Self, GatewayError> {
         let headers = req.headers();
-        let stream = || LimitedPayload { inner: payload, prefix: None, seen, limit, exceeded: false, client };
+        let stream =
+            || LimitedPayload { inner: payload, prefix: None, seen, limit, exceeded: false, client, idle, timer: None };
         if let Some(len) = headers.get(header::CONTENT_LENGTH) {
             let len: u64 = len
                 .to_str()
@@ -135,9 +142,8 @@ impl RequestBody {
     /// a body of up to `cap` bytes (declared or chunked) is read whole and sent with its length
     /// (and can be replayed); of a longer chunked body the first `cap` bytes are read and the
     /// rest streams. So a malformed, cut or stalled body within the first `cap` bytes is
-    /// answered 400/408/413 with nothing sent to a backend. `idle` bounds each wait for the
-    /// client's next bytes (`server.client_body_timeout`).
-    pub async fn prefetch(self, cap: u64, idle: std::time::Duration) -> Result<Self, GatewayError> {
+    /// answered 400/408/413 with nothing sent to a backend.
+    pub async fn prefetch(self, cap: u64) -> Result<Self, GatewayError> {
         use futures_util::StreamExt;
         let (declared, mut stream) = match self {
             Self::Sized(len, stream) if len <= cap => (Some(len), stream),
@@ -146,13 +152,10 @@ impl RequestBody {
         };
         let mut buf = bytes::BytesMut::with_capacity(declared.unwrap_or(0) as usize);
         loop {
-            let next = match actix_web::rt::time::timeout(idle, stream.next()).await {
-                Ok(next) => next,
-                Err(_) => return Err(BODY_STALLED),
-            };
-            match next {
+            match stream.next().await {
                 None => return Ok(Self::Buffered(buf.freeze())),
                 Some(Err(PayloadError::Overflow)) => return Err(GatewayError::PayloadTooLarge { limit: stream.limit }),
+                Some(Err(_)) if stream.client.stalled.get() => return Err(BODY_STALLED),
                 Some(Err(_)) => return Err(BODY_BROKEN),
                 Some(Ok(chunk)) => {
                     buf.extend_from_slice(&chunk);
@@ -180,7 +183,8 @@ impl RequestBody {
     }
 }
 
-/// The client's request body, counted and cut at the size limit; what was read ahead by
+/// The client's request body, counted and cut at the size limit, and ended with an error when
+/// the client sends nothing for `server.client_body_timeout`; what was read ahead by
 /// [`RequestBody::prefetch`] comes first.
 pub struct LimitedPayload {
     inner: Payload,
@@ -189,6 +193,9 @@ pub struct LimitedPayload {
     limit: u64,
     exceeded: bool,
     client: Rc<ClientSide>,
+    idle: std::time::Duration,
+    /// Made when the client first makes the gateway wait.
+    timer: Option<Pin<Box<actix_web::rt::time::Sleep>>>,
 }
 
 impl Stream for LimitedPayload {
@@ -204,6 +211,19 @@ impl Stream for LimitedPayload {
         }
         let polled = Pin::new(&mut this.inner).poll_next(cx);
         this.client.waiting.set(polled.is_pending());
+        if polled.is_pending() {
+            use std::future::Future;
+            let idle = this.idle;
+            let timer = this.timer.get_or_insert_with(|| Box::pin(actix_web::rt::time::sleep(idle)));
+            if timer.as_mut().poll(cx).is_ready() {
+                this.client.stalled.set(true);
+                return Poll::Ready(Some(Err(PayloadError::Io(std::io::ErrorKind::TimedOut.into()))));
+            }
+            return Poll::Pending;
+        }
+        if let Some(timer) = &mut this.timer {
+            timer.as_mut().reset(actix_web::rt::time::Instant::now() + this.idle);
+        }
         match polled {
             Poll::Ready(Some(Ok(chunk))) => {
                 let total = this.seen.get() + chunk.len() as u64;
@@ -332,12 +352,16 @@ where
     E: Into<Box<dyn std::error::Error>> + 'static,
 {
     let status = resp.status;
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        // A `101` to a request that asked for no upgrade cannot be relayed: the client would be
+        // left speaking the wrong protocol. The backend misbehaves: a backend failure.
+        return Err(GatewayError::UpstreamProtocol("an unrequested 101 Switching Protocols from the backend".into()));
+    }
     if status.is_informational() {
-        // Interim answers (and a `101` to a request that asked for no upgrade) cannot be
-        // relayed as the final response: the client would be left speaking the wrong protocol.
-        return Err(GatewayError::UpstreamProtocol(
-            format!("unexpected interim response {status} from the backend").into(),
-        ));
+        // awc hands interim answers (100, 102, 103 Early Hints) over as the final one; they
+        // cannot be relayed as such. Legitimate for the backend, so not held against it
+        // (no ejection): a limitation of the forwarding client (docs/security.md).
+        return Err(GatewayError::UpstreamInterim(status));
     }
     let mut client_resp = HttpResponse::new(status);
     let out_headers = client_resp.headers_mut();

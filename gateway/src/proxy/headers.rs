@@ -27,19 +27,29 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-/// Whether `name` is listed in any `Connection` header of `headers`.
-fn named_in_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
-    headers.get_all(header::CONNECTION).any(|v| {
-        v.to_str().map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(name.as_str()))).unwrap_or(false)
-    })
+/// The header names listed in the `Connection` headers, lower-cased, each once (parsed once
+/// per message: a long list must not cost once per header).
+fn connection_tokens(headers: &HeaderMap) -> std::collections::HashSet<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
 }
 
 /// Copies end-to-end headers (repeats kept, order kept) except those in `also_skip`, which the
 /// caller sets itself.
 pub fn copy_end_to_end(src: &HeaderMap, dst: &mut HeaderMap, also_skip: &[HeaderName]) {
-    let has_connection = src.contains_key(header::CONNECTION);
+    // Usually `Connection` is absent or just `keep-alive`/`close`, naming no other header.
+    let plain = |v: &HeaderValue| {
+        v.as_bytes().eq_ignore_ascii_case(b"keep-alive") || v.as_bytes().eq_ignore_ascii_case(b"close")
+    };
+    let named = (!src.get_all(header::CONNECTION).all(plain)).then(|| connection_tokens(src));
     for (name, value) in src.iter() {
-        if is_hop_by_hop(name) || also_skip.contains(name) || (has_connection && named_in_connection(src, name)) {
+        if is_hop_by_hop(name) || also_skip.contains(name) || named.as_ref().is_some_and(|n| n.contains(name.as_str()))
+        {
             continue;
         }
         dst.append(name.clone(), value.clone());
@@ -76,6 +86,15 @@ impl RequestHeaderRules {
                 headers.remove(&name);
             }
         }
+    }
+}
+
+impl RequestHeaderRules {
+    /// Whether a plugin may not set `name` on the upstream request: a claim header (or an
+    /// underscored alias of one), or any underscored name when those are dropped.
+    pub fn reserves(&self, name: &HeaderName) -> bool {
+        self.claim_headers.iter().any(|c| c == name || same_with_dashes(c, name))
+            || (!self.keep_underscores && name.as_str().contains('_'))
     }
 }
 

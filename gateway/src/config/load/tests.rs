@@ -445,3 +445,32 @@ fn many_routes_check_in_linear_time() {
     // Debug build; the quadratic check took tens of seconds at this size.
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
 }
+
+/// Type errors and URL errors never echo a value that may be a secret.
+#[test]
+fn config_errors_do_not_echo_secrets() {
+    let yaml = "auth:\n  a: { algorithms: [HS256], secret: \"0123456789abcdef0123456789abcdef\", forward_claims: \"${JWT_SECRET}\" }\n\
+                routes:\n  - { path: /a, backends: [\"http://svc:s3cr3t-two@127.0.0.1:1\"] }\n\
+                  - { path: /b, backend: \"https://admin:hunter2@127.0.0.1:1\" }\n\
+                  - { path: /c, backend: \"ftp://svc:s3cr3t@host\" }\n";
+    let err = load_with_env(yaml, "test.yaml", &env(&[("JWT_SECRET", "topsecret-value")])).unwrap_err().to_string();
+    for secret in ["topsecret-value", "s3cr3t", "hunter2", "admin:", "svc:"] {
+        assert!(!err.contains(secret), "{secret} in: {err}");
+    }
+}
+
+/// The limits added against hostile clients cannot be configured into refusing everything.
+#[test]
+fn hostile_input_limits_must_be_usable() {
+    let errs = errors(
+        "server: { max_connections: 0, max_header_size: 0, client_body_timeout: 0s }\n\
+         upstreams:\n  u: { backends: [{ url: \"http://127.0.0.1:1\" }], read_timeout: 0s }\n\
+         routes:\n  - { path: /, upstream: u }\n",
+    )
+    .join("\n");
+    for key in
+        ["server.max_connections", "server.max_header_size", "server.client_body_timeout", "upstreams.u.read_timeout"]
+    {
+        assert!(errs.contains(key), "{key} not refused: {errs}");
+    }
+}

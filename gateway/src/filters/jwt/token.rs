@@ -84,23 +84,50 @@ pub fn query_key_is(raw_key: &str, name: &str) -> bool {
 }
 
 /// The query as the access log may show it: the value of every parameter named in `secrets`
-/// (compared after decoding) replaced by `[redacted]`.
+/// replaced by `[redacted]`. Generous on purpose, as backends differ: pairs split on `&` and
+/// `;`, keys compared after decoding and with `.` and space read as `_` (PHP reads
+/// `access.token` as `access_token`).
 pub fn redact_query<'q>(query: &'q str, secrets: &[String]) -> Cow<'q, str> {
     let secret = |pair: &str| {
         let key = pair.split('=').next().unwrap_or_default();
-        secrets.iter().any(|s| query_key_is(key, s))
+        secrets.iter().any(|s| loose_key_is(key, s))
     };
-    if secrets.is_empty() || !query.split('&').any(secret) {
+    if secrets.is_empty() || !query.split(['&', ';']).any(secret) {
         return Cow::Borrowed(query);
     }
+    // Per `&`-separated pair: from the first `;`-separated part naming a secret, everything up
+    // to the next `&` is hidden (a backend splitting on `&` only reads all of it as the value).
     let pairs: Vec<Cow<'_, str>> = query
         .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if secret(pair) => Cow::Owned(format!("{key}=[redacted]")),
-            _ => Cow::Borrowed(pair),
+        .map(|pair| {
+            let mut offset = 0;
+            for part in pair.split(';') {
+                if secret(part)
+                    && let Some(eq) = part.find('=')
+                {
+                    return Cow::Owned(format!("{}=[redacted]", &pair[..offset + eq]));
+                }
+                offset += part.len() + 1;
+            }
+            Cow::Borrowed(pair)
         })
         .collect();
     Cow::Owned(pairs.join("&"))
+}
+
+/// [`query_key_is`], also reading `.` and space in the decoded key as `_`.
+fn loose_key_is(raw_key: &str, name: &str) -> bool {
+    if query_key_is(raw_key, name) {
+        return true;
+    }
+    let decoded: String = url::form_urlencoded::parse(raw_key.as_bytes())
+        .next()
+        .map(|(k, _)| k.into_owned())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if c == '.' || c == ' ' { '_' } else { c })
+        .collect();
+    decoded == name
 }
 
 /// Why a token whose header does not parse is refused: a readable header with an `alg` the
@@ -118,5 +145,21 @@ pub(super) fn header_rejection(token: &str) -> Rejection {
         Rejection::AlgorithmNotAllowed
     } else {
         Rejection::Malformed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_tokens_are_found_and_redacted_as_backends_read_them() {
+        assert_eq!(take_query_param("a=1&access%5Ftoken=T&b=2", "access_token"), Some(("T".into(), "a=1&b=2".into())));
+        let secrets = ["access_token".to_owned()];
+        assert_eq!(redact_query("a=1&b=2", &secrets), "a=1&b=2");
+        assert_eq!(
+            redact_query("a=1;access_token=T4&access.token=T5&access+token=T6&access%5ftoken=T7", &secrets),
+            "a=1;access_token=[redacted]&access.token=[redacted]&access+token=[redacted]&access%5ftoken=[redacted]"
+        );
     }
 }
