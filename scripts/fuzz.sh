@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../gateway"
 SECONDS_EACH="${FUZZ_SECONDS:-60}"
-TARGETS="${FUZZ_TARGETS:-config_loader path_and_routes header_rules jwt_token}"
+TARGETS="${FUZZ_TARGETS:-config_loader path_and_routes header_rules jwt_token plugin_abi}"
 # Nightly artifacts (sanitizer builds) stay out of the main target dir.
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/rustygate-fuzz-target}"
 

@@ -204,3 +204,10 @@ fn policy() -> &'static (jwt::JwtPolicy, tokio::runtime::Runtime) {
         (policy, rt)
     })
 }
+
+/// The plugin host ABI: a guest calling every host import with arbitrary pointers, lengths and
+/// values (see `plugins::fuzz`). Needs the `wasm` feature.
+#[cfg(feature = "wasm")]
+pub fn plugin_abi(data: &[u8]) {
+    crate::plugins::fuzz::plugin_abi(data);
+}

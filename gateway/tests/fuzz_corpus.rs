@@ -39,3 +39,9 @@ fn header_rules_corpus() {
 fn jwt_token_corpus() {
     replay("jwt_token", rustygate::fuzzing::jwt_token);
 }
+
+#[cfg(feature = "wasm")]
+#[test]
+fn plugin_abi_corpus() {
+    replay("plugin_abi", rustygate::fuzzing::plugin_abi);
+}

@@ -258,7 +258,7 @@ fn rg_get_request_header(
 /// Request headers a plugin may not set or remove: hop-by-hop ones, those the gateway sets
 /// itself (`Host`, `Content-Length`, `X-Forwarded-*`, `X-Request-Id`...), and the route's JWT
 /// claim headers (the gateway's word on who the caller is).
-fn request_header_reserved(ex: &Exchange, name: &HeaderName) -> bool {
+pub(super) fn request_header_reserved(ex: &Exchange, name: &HeaderName) -> bool {
     h::is_hop_by_hop(name)
         || h::REQUEST_SET_BY_GATEWAY.contains(name)
         || name == header::VIA

@@ -14,6 +14,9 @@ mod chain;
 #[cfg(feature = "wasm")]
 mod engine;
 #[cfg(feature = "wasm")]
+#[doc(hidden)]
+pub mod fuzz;
+#[cfg(feature = "wasm")]
 mod host;
 #[cfg(feature = "wasm")]
 mod memory_cap;
