@@ -100,10 +100,16 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
     let data = web::Data::from(gateway.clone());
     let proxy_data = data.clone();
     let connections = gateway.connections.clone();
+    let send_timeout = config.server.send_timeout.0;
     let mut proxy =
         HttpServer::new(move || App::new().app_data(proxy_data.clone()).default_service(web::to(pipeline::handle)))
-            .on_connect(move |_, extensions| {
+            .on_connect(move |connection, extensions| {
                 extensions.insert(pipeline::ConnectionState::open(&connections));
+                // A client that stops reading cannot hold the connection (and the backend's)
+                // for longer than `send_timeout`: actix has no send timeout of its own.
+                if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                    let _ = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(send_timeout));
+                }
             })
             // actix's hard ceiling per worker: its share of `server.max_connections` plus room for
             // the 503s that say why (at actix's ceiling a client only waits in the backlog).

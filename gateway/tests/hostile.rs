@@ -493,3 +493,30 @@ async fn connections_beyond_max_connections_are_refused_clearly() {
     let text = scrape(&gw).await;
     assert_eq!(metric(&text, "rustygate_client_errors_total", &[("reason", "too_many_connections")]), 1.0);
 }
+
+/// A client that stops reading a large response cannot hold its connection, nor the backend's,
+/// for longer than `server.send_timeout` (TCP_USER_TIMEOUT: the kernel gives up on a closed
+/// window).
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_after_send_timeout() {
+    use std::io::Write;
+    let b = MockServer::start("b0");
+    let gw = gateway("server: { send_timeout: 2s }\nroutes:\n  - { path: /, backend: \"{b0}\" }\n", &[&b]);
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&gw.addr.into()).unwrap();
+    let mut s: std::net::TcpStream = sock.into();
+    s.write_all(b"GET /bytes/1073741824 HTTP/1.1\r\nHost: gw.test\r\n\r\n").unwrap();
+    // Never read. The request is in flight until the gateway gives the connection up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(metric(&scrape(&gw).await, "rustygate_requests_in_flight", &[]), 1.0);
+    loop {
+        if metric(&scrape(&gw).await, "rustygate_requests_in_flight", &[]) == 0.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the stalled client still holds its request");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    drop(s);
+}

@@ -158,6 +158,10 @@ pub struct ServerConfig {
     /// The longest wait for the next bytes of a request body (NGINX's `client_body_timeout`):
     /// a stalled upload is answered 408, never counted against a backend.
     pub client_body_timeout: HumanDuration,
+    /// The longest time a response may wait for a client that stopped reading (NGINX's
+    /// `send_timeout`): the kernel closes a connection whose sent data stays unacknowledged,
+    /// or whose window stays closed, that long (TCP_USER_TIMEOUT), and with it the backend's.
+    pub send_timeout: HumanDuration,
     /// The largest request line or single header line (NGINX's `large_client_header_buffers`
     /// size): a longer target is answered 414, a longer header 431.
     pub max_header_size: ByteSize,
@@ -199,6 +203,7 @@ impl Default for ServerConfig {
             upstream_client: UpstreamClient::Awc,
             watch_config: true,
             client_body_timeout: HumanDuration::secs(60),
+            send_timeout: HumanDuration::secs(60),
             max_header_size: ByteSize::kib(8),
             max_request_head_size: ByteSize::kib(32),
             max_connections: 10_000,

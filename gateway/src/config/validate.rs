@@ -35,6 +35,7 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
         ("client_header_timeout", sv.client_header_timeout),
         ("keep_alive", sv.keep_alive),
         ("client_body_timeout", sv.client_body_timeout),
+        ("send_timeout", sv.send_timeout),
     ] {
         if d.0.is_zero() {
             issue(format!("server.{name}"), "must be greater than 0".into());
