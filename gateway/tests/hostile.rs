@@ -520,3 +520,35 @@ async fn a_client_that_stops_reading_is_dropped_after_send_timeout() {
     }
     drop(s);
 }
+
+/// An `Upgrade` request declaring a body is ambiguous (actix reads the rest of the connection as
+/// its body): a 400, nothing forwarded, no backend failure.
+#[tokio::test]
+async fn an_upgrade_request_with_a_body_is_refused() {
+    let b = MockServer::start("b0");
+    let gw = gateway(&config(), &[&b]);
+    let resp = exchange(
+        &gw,
+        b"GET /pub2/ws HTTP/1.1\r\nHost: gw.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nContent-Length: 5\r\n\r\nhello",
+        std::time::Duration::from_secs(10),
+    );
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    assert_eq!(b.hits(), 0);
+    assert_eq!(metric(&scrape(&gw).await, "rustygate_backend_failures_total", &[]), 0.0);
+}
+
+/// `server.max_connections_per_ip`: one peer cannot take more than its share.
+#[tokio::test]
+async fn one_peer_cannot_take_more_than_max_connections_per_ip() {
+    let b = MockServer::start("b0");
+    let gw = gateway(&format!("server: {{ max_connections_per_ip: 2 }}\n{}", config()), &[&b]);
+    let idle: Vec<_> = (0..2).map(|_| std::net::TcpStream::connect(gw.addr).unwrap()).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (status, resp) = get(&gw, "GET", "/pub2/x", "");
+    assert_eq!(status, 503, "{resp}");
+    assert_eq!(raw_json(&resp)["error"], "too_many_connections");
+    drop(idle);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (status, resp) = get(&gw, "GET", "/pub2/x", "");
+    assert_eq!(status, 200, "{resp}");
+}

@@ -796,3 +796,37 @@ fn plugin_log_lines_and_failures_carry_the_request_trace_id() {
     assert_eq!(failed["outcome"], "trap");
     assert_eq!(failed["trace_id"], said["trace_id"]);
 }
+
+/// Issue 14, defect 10: requests refused as malformed — by actix's parser (a bad request line)
+/// or by the gateway's policy (a dot-segment trick) — are the client's fault: counted in
+/// `rustygate_client_errors_total{reason}`, never logged at ERROR or WARN (a flood of them must
+/// not become a flood of log lines).
+#[test]
+fn malformed_requests_are_counted_not_logged_as_errors() {
+    let b = MockServer::start("b0");
+    let (mut gw, _dir) = Proc::start(&format!("routes:\n  - {{ path: /, backend: \"{}\" }}\n", b.url()), &[]);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", gw.port).parse().unwrap();
+    for _ in 0..20 {
+        let bad_line = raw(addr, b"GET /x HTTP/1.1 extra\r\nHost: x\r\n\r\n");
+        assert!(bad_line.starts_with("HTTP/1.1 400"), "{bad_line}");
+        let ambiguous = raw(addr, b"GET /a/..%2fb HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        assert!(ambiguous.starts_with("HTTP/1.1 400"), "{ambiguous}");
+    }
+    let text = raw(
+        format!("127.0.0.1:{}", gw.admin).parse().unwrap(),
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(metric(&text, "rustygate_client_errors_total", &[("reason", "malformed_head")]), 20.0, "{text}");
+    assert_eq!(metric(&text, "rustygate_client_errors_total", &[("reason", "ambiguous_dot_segment")]), 20.0);
+    // Stop the process so its stdout ends, then read all of it.
+    let _ = gw.child.kill();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut gw.child.stdout.take().unwrap(), &mut out).unwrap();
+    let _ = gw.child.wait();
+    for line in out.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+        let level = v["level"].as_str().unwrap_or_default();
+        assert!(level != "ERROR" && level != "WARN", "a client's malformed request logged at {level}: {line}");
+    }
+    assert!(out.contains("rustygate::access"), "access lines are still written: {out}");
+}

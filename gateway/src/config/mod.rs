@@ -173,6 +173,11 @@ pub struct ServerConfig {
     /// `rustygate_client_errors_total{reason="too_many_connections"}`).
     #[serde(deserialize_with = "units::lenient_u32")]
     pub max_connections: u32,
+    /// The most connections open at once from one peer address (0: no per-address limit); a
+    /// connection beyond is refused like one beyond `max_connections`. The socket peer counts,
+    /// not `X-Forwarded-For`: leave it at 0 behind a load balancer.
+    #[serde(deserialize_with = "units::lenient_u32")]
+    pub max_connections_per_ip: u32,
     /// Forward client headers whose name contains `_` (dropped by default, as NGINX does;
     /// underscored aliases of JWT claim headers are dropped even when this is on).
     #[serde(deserialize_with = "units::lenient_bool")]
@@ -207,6 +212,7 @@ impl Default for ServerConfig {
             max_header_size: ByteSize::kib(8),
             max_request_head_size: ByteSize::kib(32),
             max_connections: 10_000,
+            max_connections_per_ip: 0,
             underscores_in_headers: false,
         }
     }

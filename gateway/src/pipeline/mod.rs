@@ -63,19 +63,52 @@ pub struct ConnectionState {
     open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// This connection's number among the open ones when it was accepted.
     rank: usize,
+    /// The peer's address and its count of open connections, decremented on drop.
+    per_ip: Option<(std::net::IpAddr, std::sync::Arc<PerIpConnections>)>,
+    /// This connection's number among its peer's open ones when it was accepted.
+    ip_rank: usize,
 }
 
+/// Open client connections per peer address (`server.max_connections_per_ip`).
+#[derive(Debug, Default)]
+pub struct PerIpConnections(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
 impl ConnectionState {
-    /// Counts a new connection.
-    pub fn open(counter: &std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Self {
+    /// Counts a new connection from `peer`.
+    pub fn open(
+        counter: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        per_ip: &std::sync::Arc<PerIpConnections>,
+        peer: Option<std::net::IpAddr>,
+    ) -> Self {
         let rank = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        Self { closing: Rc::default(), open: counter.clone(), rank }
+        let ip_rank = peer.map_or(0, |ip| {
+            let mut counts = per_ip.0.lock().unwrap_or_else(|e| e.into_inner());
+            let n = counts.entry(ip).or_insert(0);
+            *n += 1;
+            *n
+        });
+        Self {
+            closing: Rc::default(),
+            open: counter.clone(),
+            rank,
+            per_ip: peer.map(|ip| (ip, per_ip.clone())),
+            ip_rank,
+        }
     }
 }
 
 impl Drop for ConnectionState {
     fn drop(&mut self) {
         self.open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some((ip, per_ip)) = &self.per_ip {
+            let mut counts = per_ip.0.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = counts.get_mut(ip) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(ip);
+                }
+            }
+        }
     }
 }
 
@@ -167,8 +200,10 @@ async fn route_and_forward(
         if conn.closing.get() {
             return Err(GatewayError::Malformed(Refusal::AfterClose));
         }
-        // Over `server.max_connections`: refused with a 503 that closes the connection.
-        if conn.rank > rt.max_connections {
+        // Over `server.max_connections` (or the peer's share): refused with a 503 that closes
+        // the connection.
+        if conn.rank > rt.max_connections || (rt.max_connections_per_ip > 0 && conn.ip_rank > rt.max_connections_per_ip)
+        {
             conn.closing.set(true);
             return Err(GatewayError::TooManyConnections);
         }

@@ -49,6 +49,8 @@ pub struct Runtime {
     pub max_request_head_size: usize,
     /// `server.max_connections`.
     pub max_connections: usize,
+    /// `server.max_connections_per_ip` (0: off).
+    pub max_connections_per_ip: usize,
     /// JWT policies by name (a reload keeps the ones whose definition did not change, with
     /// their key sets and refresh timers).
     jwt: HashMap<String, Arc<JwtPolicy>>,
@@ -282,6 +284,7 @@ impl Runtime {
             max_header_size: config.server.max_header_size.0 as usize,
             max_request_head_size: config.server.max_request_head_size.0 as usize,
             max_connections: config.server.max_connections as usize,
+            max_connections_per_ip: config.server.max_connections_per_ip as usize,
             routes: RouteTable::new(routes),
             upstreams,
             jwt: jwt_policies.into_iter().map(|(name, p)| (name.to_owned(), p)).collect(),
