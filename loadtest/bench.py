@@ -82,17 +82,9 @@ class Target:
 
 def render_nginx_conf(template: Path, nginx_bin: str, prefix: Path, workers: int,
                       listen_port: int, backend_port: int) -> str:
-    try:
-        built = subprocess.run([nginx_bin, "-V"], capture_output=True, text=True, timeout=10).stderr
-    except (OSError, subprocess.TimeoutExpired):
-        built = ""
-    temp_lines = [f"    proxy_temp_path {prefix}/tmp/proxy;"]
-    for mod in ("fastcgi", "uwsgi", "scgi"):
-        if f"--without-http_{mod}_module" not in built:
-            temp_lines.append(f"    {mod}_temp_path {prefix}/tmp/{mod};")
     values = {"@WORKERS@": str(workers), "@PREFIX@": str(prefix),
               "@LISTEN@": f"127.0.0.1:{listen_port}", "@BACKEND@": f"127.0.0.1:{backend_port}",
-              "@TEMP_PATHS@": "\n".join(temp_lines)}
+              "@TEMP_PATHS@": H.nginx_temp_paths(nginx_bin, prefix)}
     out = []
     for line in template.read_text().splitlines():
         if not line.lstrip().startswith("#"):  # placeholders in comments stay as documentation

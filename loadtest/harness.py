@@ -425,6 +425,20 @@ def gateway_config_text(listen_port: int, admin_port: int, backend_port: int, wo
     return text
 
 
+def nginx_temp_paths(nginx_bin: str, prefix: Path) -> str:
+    """The `*_temp_path` lines that keep NGINX's temp files under `prefix` (a non-root run),
+    for the modules this NGINX was built with."""
+    try:
+        built = subprocess.run([nginx_bin, "-V"], capture_output=True, text=True, timeout=10).stderr
+    except (OSError, subprocess.TimeoutExpired):
+        built = ""
+    lines = [f"    proxy_temp_path {prefix}/tmp/proxy;"]
+    for mod in ("fastcgi", "uwsgi", "scgi"):
+        if f"--without-http_{mod}_module" not in built:
+            lines.append(f"    {mod}_temp_path {prefix}/tmp/{mod};")
+    return "\n".join(lines)
+
+
 def start_gateway(sup: Supervisor, gateway_bin: str, config_path: Path, listen_port: int,
                   admin_port: int, name: str = "gateway", timeout: float = 30.0) -> Managed:
     check_port_free(listen_port)

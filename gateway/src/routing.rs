@@ -166,26 +166,12 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::UpstreamPool;
 
     fn route(name: &str, prefix: &str, host: Option<&str>, methods: &[Method]) -> Arc<Route> {
-        Arc::new(Route {
-            name: name.into(),
-            prefix: prefix.into(),
-            host: host.map(str::to_owned),
-            methods: methods.to_vec(),
-            upstream: Arc::new(UpstreamPool::for_tests(name)),
-            strip_prefix: true,
-            timeout: std::time::Duration::from_secs(1),
-            request_timeout: None,
-            cors: None,
-            auth: None,
-            rate_limit: None,
-            metrics: crate::metrics::Metrics::new().for_route(name, false, false),
-            plugins: Default::default(),
-            allow_encoded_slashes: false,
-            header_rules: Default::default(),
-        })
+        let mut route = Route::for_tests(name, prefix, true);
+        route.host = host.map(str::to_owned);
+        route.methods = methods.to_vec();
+        Arc::new(route)
     }
 
     fn name(m: RouteMatch<'_>) -> String {

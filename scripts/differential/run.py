@@ -144,18 +144,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def nginx_temp_paths(nginx_bin: str, prefix: Path) -> str:
-    try:
-        built = subprocess.run([nginx_bin, "-V"], capture_output=True, text=True, timeout=10).stderr
-    except (OSError, subprocess.TimeoutExpired):
-        built = ""
-    lines = [f"    proxy_temp_path {prefix}/tmp/proxy;"]
-    for mod in ("fastcgi", "uwsgi", "scgi"):
-        if f"--without-http_{mod}_module" not in built:
-            lines.append(f"    {mod}_temp_path {prefix}/tmp/{mod};")
-    return "\n".join(lines)
-
-
 def nginx_version(nginx_bin: str) -> str:
     try:
         out = subprocess.run([nginx_bin, "-v"], capture_output=True, text=True, timeout=10).stderr
@@ -650,7 +638,7 @@ def start_services(sup: H.Supervisor, args, nginx_bin: str, token: str, backends
     conf.write_text(render(HERE / "nginx.conf.tmpl", {
         "@PREFIX@": str(prefix), "@LISTEN@": f"127.0.0.1:{nginx_port}",
         "@BACKEND@": f"127.0.0.1:{nb.port}", "@GOOD_TOKEN@": NGINX_TOKEN,
-        "@TEMP_PATHS@": nginx_temp_paths(nginx_bin, prefix)}))
+        "@TEMP_PATHS@": H.nginx_temp_paths(nginx_bin, prefix)}))
     ng = sup.start("nginx", [nginx_bin, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")])
     try:
         sup.wait_http(ng, "127.0.0.1", nginx_port, "/", timeout=15)
