@@ -19,6 +19,14 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
 
+# Build first: a build failure is not a finding.
+for target in $TARGETS; do
+  if ! cargo +nightly fuzz build --fuzz-dir fuzz "$target" > "/tmp/rustygate-fuzz-build-$target.log" 2>&1; then
+    echo "fuzz: $target does not build (log: /tmp/rustygate-fuzz-build-$target.log)" >&2
+    exit 2
+  fi
+done
+
 status=0
 for target in $TARGETS; do
   mkdir -p "fuzz/corpus/$target"
