@@ -95,6 +95,8 @@ fmt:
 
 clippy:
 	$(CARGO) clippy --locked --workspace --all-targets --all-features -- -D warnings
+	@# The build without `wasm` has cfg'd-out code paths of its own.
+	$(CARGO) clippy --locked -p rustygate --all-targets -- -D warnings
 	@if rustup target list --installed | grep -q wasm32-unknown-unknown; then \
 	  CARGO_TARGET_DIR=$(PLUGIN_TARGET_DIR) $(CARGO) clippy --locked --manifest-path plugin-kit/Cargo.toml \
 	    --target wasm32-unknown-unknown --all-targets -- -D warnings; \

@@ -105,8 +105,9 @@ impl ConfigDiff {
 /// Settings read once at start; a reload that changes one is refused.
 fn startup_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let (o, n) = (&old.server, &new.server);
-    let checks: [(&'static str, bool); 11] = [
+    let checks: [(&'static str, bool); 12] = [
         ("server.listen", o.listen != n.listen),
+        ("server.max_connections_per_ip", o.max_connections_per_ip != n.max_connections_per_ip),
         ("server.send_timeout", o.send_timeout != n.send_timeout),
         ("server.max_connections", o.max_connections != n.max_connections),
         ("server.watch_config", o.watch_config != n.watch_config),

@@ -100,14 +100,16 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
     let data = web::Data::from(gateway.clone());
     let proxy_data = data.clone();
     let connections = gateway.connections.clone();
-    let per_ip = std::sync::Arc::new(pipeline::PerIpConnections::default());
+    // Peers are counted only when a per-peer limit is set (a start-up setting).
+    let per_ip =
+        (config.server.max_connections_per_ip > 0).then(|| std::sync::Arc::new(pipeline::PerIpConnections::default()));
     let send_timeout = config.server.send_timeout.0;
     let mut proxy =
         HttpServer::new(move || App::new().app_data(proxy_data.clone()).default_service(web::to(pipeline::handle)))
             .on_connect(move |connection, extensions| {
                 let tcp = connection.downcast_ref::<actix_web::rt::net::TcpStream>();
                 let peer = tcp.and_then(|t| t.peer_addr().ok()).map(|a| a.ip());
-                extensions.insert(pipeline::ConnectionState::open(&connections, &per_ip, peer));
+                extensions.insert(pipeline::ConnectionState::open(&connections, per_ip.as_ref(), peer));
                 // A client that stops reading cannot hold the connection (and the backend's)
                 // for longer than `send_timeout`: actix has no send timeout of its own.
                 if let Some(tcp) = tcp {

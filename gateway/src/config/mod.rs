@@ -622,7 +622,7 @@ impl RouteConfig {
     pub fn derive_default_name(&mut self) {
         let mut name = String::new();
         if let Some(host) = &self.host {
-            name.push_str(&validate::normalize_host(host));
+            name.push_str(&validate::normalize_host(host).unwrap_or_else(|| host.clone()));
         }
         name.push_str(&self.path);
         if !self.methods.is_empty() {

@@ -191,12 +191,11 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
             }
             methods.push(upper);
         }
-        let host = route.host.as_deref().map(normalize_host);
-        if let Some(h) = &host
-            && (h.is_empty()
-                || !h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']' | ':')))
+        let host = route.host.as_deref().and_then(normalize_host);
+        if let Some(raw) = &route.host
+            && host.is_none()
         {
-            issue(format!("{base}.host"), format!("{:?} is not a host name", route.host.as_deref().unwrap_or("")));
+            issue(format!("{base}.host"), format!("{raw:?} is not a host name"));
         }
         // Same host and path with overlapping methods can never both be reached.
         let trimmed = trim_prefix(path).to_owned();
@@ -578,23 +577,11 @@ pub(crate) fn parse_cidr(s: &str) -> Option<ipnet::IpNet> {
     s.parse::<ipnet::IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
-/// Lower-cases a host and drops any port, as route host matching ignores both.
-pub(crate) fn normalize_host(host: &str) -> String {
-    let host = host.trim();
-    // `example.com.` is `example.com` (requests' hosts lose one trailing dot too).
-    let host = match host.strip_suffix('.') {
-        Some(h) if !h.ends_with(['.', ']']) && !h.is_empty() => h,
-        _ => host,
-    };
-    let without_port = if let Some(rest) = host.strip_prefix('[') {
-        // [v6]:port
-        rest.split(']').next().map(|h| format!("[{h}]")).unwrap_or_default()
-    } else if host.matches(':').count() == 1 {
-        host.split(':').next().unwrap_or_default().to_owned()
-    } else {
-        host.to_owned()
-    };
-    without_port.to_ascii_lowercase()
+/// A route's `host:` in the form requests' hosts are matched in: the request-side rules of
+/// [`crate::normalize::host`] (case, port, one trailing dot), so the two can never disagree.
+/// `None` for a value no request host could normalise to.
+pub(crate) fn normalize_host(host: &str) -> Option<String> {
+    crate::normalize::host(host).ok().flatten().map(std::borrow::Cow::into_owned)
 }
 
 /// `/api/` and `/api` are the same prefix; `/` stays `/`.

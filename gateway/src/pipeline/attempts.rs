@@ -19,7 +19,7 @@ use crate::{
     error::GatewayError,
     filters::jwt::Authenticated,
     proxy::{
-        forward::{self, ClientSide, Outgoing, RequestBody},
+        forward::{self, Outgoing, RequestBody},
         retry,
     },
     routing::Route,
@@ -36,8 +36,6 @@ pub(super) struct Client<'a> {
     pub client: UpstreamClient,
     /// The request as the route's plugins left it (path, query, headers), if it has plugins.
     pub plugins: Option<&'a crate::plugins::Exchange>,
-    /// What the client's side of the body did (a failed attempt may be the client's fault).
-    pub client_side: &'a ClientSide,
 }
 
 /// Sends the request to the route's upstream, retrying per the upstream's policy.
@@ -56,6 +54,8 @@ pub(super) async fn forward(
     let bytes_in: Rc<Cell<u64>> = ctx.bytes_in();
     let limit = ctx.runtime.max_body_size;
     let body = body.prefetch(policy.buffer).await?;
+    // A body still streaming can fail an attempt by the client's fault (see below).
+    let client_side = body.client_side();
     let mut body = Some(body);
     let replayable = retrying && body.as_ref().is_some_and(RequestBody::is_replayable);
     policy.budget.record_request();
@@ -107,10 +107,13 @@ pub(super) async fn forward(
         }
         // A body over the limit, broken or stalled surfaces as a send error or a timeout; it is
         // the client's fault: no backend failure, no ejection, no retry.
-        if let Err(e) = &result
-            && let Some(fault) = from.client_side.fault(e, bytes_in.get(), limit)
-        {
-            return Err(fault);
+        if let Err(e) = &result {
+            if bytes_in.get() > limit {
+                return Err(GatewayError::PayloadTooLarge { limit });
+            }
+            if let Some(fault) = client_side.as_deref().and_then(|c| c.fault(e)) {
+                return Err(fault);
+            }
         }
         ctx.record_attempt(&result);
         let failed = match &result {

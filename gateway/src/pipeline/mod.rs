@@ -39,7 +39,7 @@ use crate::{
     normalize::{self, Refusal},
     plugins::{ChainResult, Exchange},
     proxy::{
-        forward::{self, ClientSide, RequestBody},
+        forward::{self, RequestBody},
         headers::{self as h, X_REQUEST_ID},
     },
     routing::RouteMatch,
@@ -58,7 +58,7 @@ pub const UNMATCHED: &str = "(unmatched)";
 pub struct ConnectionState {
     /// A request on this connection asked for `Connection: close` (or was HTTP/1.0 without
     /// keep-alive): requests pipelined after it are not served. actix parses them anyway.
-    closing: Rc<Cell<bool>>,
+    closing: Cell<bool>,
     /// The gateway's count of open connections, decremented on drop.
     open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// This connection's number among the open ones when it was accepted.
@@ -74,26 +74,21 @@ pub struct ConnectionState {
 pub struct PerIpConnections(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
 
 impl ConnectionState {
-    /// Counts a new connection from `peer`.
+    /// Counts a new connection from `peer` (per peer only when `per_ip` counts are kept).
     pub fn open(
         counter: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
-        per_ip: &std::sync::Arc<PerIpConnections>,
+        per_ip: Option<&std::sync::Arc<PerIpConnections>>,
         peer: Option<std::net::IpAddr>,
     ) -> Self {
         let rank = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        let ip_rank = peer.map_or(0, |ip| {
-            let mut counts = per_ip.0.lock().unwrap_or_else(|e| e.into_inner());
-            let n = counts.entry(ip).or_insert(0);
+        let per_ip = per_ip.zip(peer).map(|(counts, ip)| (ip, counts.clone()));
+        let ip_rank = per_ip.as_ref().map_or(0, |(ip, counts)| {
+            let mut counts = counts.0.lock().unwrap_or_else(|e| e.into_inner());
+            let n = counts.entry(*ip).or_insert(0);
             *n += 1;
             *n
         });
-        Self {
-            closing: Rc::default(),
-            open: counter.clone(),
-            rank,
-            per_ip: peer.map(|ip| (ip, per_ip.clone())),
-            ip_rank,
-        }
+        Self { closing: Cell::default(), open: counter.clone(), rank, per_ip, ip_rank }
     }
 }
 
@@ -309,25 +304,10 @@ async fn route_and_forward(
     {
         return Err(GatewayError::Malformed(Refusal::UpgradeWithBody));
     }
-    let client_side = Rc::new(ClientSide::default());
-    let body = RequestBody::new(
-        req,
-        payload,
-        rt.max_body_size,
-        bytes_in.clone(),
-        client_side.clone(),
-        rt.client_body_timeout,
-    )?;
+    let body = RequestBody::new(req, payload, rt.max_body_size, bytes_in.clone(), rt.client_body_timeout)?;
     let client = rt.client;
-    let from = attempts::Client {
-        path,
-        peer,
-        peer_trusted,
-        auth: authenticated.as_ref(),
-        client,
-        plugins: exchange.as_ref(),
-        client_side: &client_side,
-    };
+    let from =
+        attempts::Client { path, peer, peer_trusted, auth: authenticated.as_ref(), client, plugins: exchange.as_ref() };
     let mut resp = attempts::forward(req, &route, ctx, body, from).await?;
     if let Some(ex) = exchange.as_mut().filter(|ex| route.plugins.wants_response(ex)) {
         ex.status = Some(resp.status());

@@ -264,7 +264,7 @@ pub(super) fn request_header_reserved(ex: &Exchange, name: &HeaderName) -> bool 
         || name == header::VIA
         || name == header::CONNECTION
         || ex.claim_headers.as_ref().is_some_and(|policy| policy.strip.contains(name))
-        || ex.header_reserved(name)
+        || ex.header_rules.reserves(name)
 }
 
 /// Response headers a plugin may not set or remove: hop-by-hop ones, `Content-Length` (the

@@ -73,9 +73,12 @@ pub struct Exchange {
     /// The answer of a plugin that returned action 1 (`rg_respond`).
     pub respond: Option<(StatusCode, Bytes)>,
     /// The route's JWT policy: its claim headers are reserved (plugins cannot forge them).
+    /// (Read by the host imports, which only a `wasm` build has.)
+    #[cfg_attr(not(feature = "wasm"), allow(dead_code))]
     claim_headers: Option<std::sync::Arc<crate::filters::jwt::JwtPolicy>>,
     /// The snapshot's header rules: every policy's claim headers and underscored names are
     /// reserved too, on every route.
+    #[cfg_attr(not(feature = "wasm"), allow(dead_code))]
     header_rules: std::sync::Arc<crate::proxy::headers::RequestHeaderRules>,
     /// The plugin versions `on_request` ran with, one per chain entry: `on_response` runs the
     /// same ones, so a plugin swapped mid-request does not mix versions within the request.
@@ -96,11 +99,6 @@ impl Exchange {
         header_rules: std::sync::Arc<crate::proxy::headers::RequestHeaderRules>,
     ) -> Self {
         Self { method, path, query, request_headers: headers, claim_headers: auth, header_rules, ..Self::default() }
-    }
-
-    /// Whether the snapshot's header rules reserve `name` (see `RequestHeaderRules::reserves`).
-    pub(crate) fn header_reserved(&self, name: &actix_web::http::header::HeaderName) -> bool {
-        self.header_rules.reserves(name)
     }
 }
 

@@ -20,7 +20,10 @@ use actix_web::{
 use bytes::Bytes;
 use futures_util::Stream;
 
-use super::{headers as h, idle::IdleTimeout};
+use super::{
+    headers as h,
+    idle::{IdleTimeout, IdleTimer},
+};
 use crate::{config::UpstreamClient, error::GatewayError, routing::Route, upstream::Backend};
 
 /// What the pipeline knows about the request that the attempt needs.
@@ -74,12 +77,9 @@ pub struct ClientSide {
 }
 
 impl ClientSide {
-    /// The client-side error behind a failed attempt, if the client caused it: a body over the
-    /// limit (413), a broken body (400) or, on a timeout, a stalled upload (408).
-    pub fn fault(&self, attempt: &GatewayError, bytes_in: u64, limit: u64) -> Option<GatewayError> {
-        if bytes_in > limit {
-            return Some(GatewayError::PayloadTooLarge { limit });
-        }
+    /// The client-side error behind a failed attempt, if the client caused it: a broken body
+    /// (400) or, on a timeout, a stalled upload (408).
+    pub fn fault(&self, attempt: &GatewayError) -> Option<GatewayError> {
         if self.stalled.get() {
             return Some(BODY_STALLED);
         }
@@ -112,12 +112,18 @@ impl RequestBody {
         payload: Payload,
         limit: u64,
         seen: Rc<Cell<u64>>,
-        client: Rc<ClientSide>,
         idle: std::time::Duration,
     ) -> Result<Self, GatewayError> {
         let headers = req.headers();
-        let stream =
-            || LimitedPayload { inner: payload, prefix: None, seen, limit, exceeded: false, client, idle, timer: None };
+        let stream = || LimitedPayload {
+            inner: payload,
+            prefix: None,
+            seen,
+            limit,
+            exceeded: false,
+            client: Rc::default(),
+            timer: IdleTimer::new(idle),
+        };
         if let Some(len) = headers.get(header::CONTENT_LENGTH) {
             let len: u64 = len
                 .to_str()
@@ -168,6 +174,15 @@ impl RequestBody {
         }
     }
 
+    /// What the client's side of a streamed body does, for telling a failed attempt that was the
+    /// client's fault (none for a body already read whole, or no body).
+    pub fn client_side(&self) -> Option<Rc<ClientSide>> {
+        match self {
+            Self::Sized(_, stream) | Self::Streamed(stream) => Some(stream.client.clone()),
+            Self::Empty | Self::Buffered(_) => None,
+        }
+    }
+
     /// Whether the body can be sent again (none, or buffered).
     pub fn is_replayable(&self) -> bool {
         matches!(self, Self::Empty | Self::Buffered(_))
@@ -193,9 +208,8 @@ pub struct LimitedPayload {
     limit: u64,
     exceeded: bool,
     client: Rc<ClientSide>,
-    idle: std::time::Duration,
-    /// Made when the client first makes the gateway wait.
-    timer: Option<Pin<Box<actix_web::rt::time::Sleep>>>,
+    /// `server.client_body_timeout`.
+    timer: IdleTimer,
 }
 
 impl Stream for LimitedPayload {
@@ -212,18 +226,13 @@ impl Stream for LimitedPayload {
         let polled = Pin::new(&mut this.inner).poll_next(cx);
         this.client.waiting.set(polled.is_pending());
         if polled.is_pending() {
-            use std::future::Future;
-            let idle = this.idle;
-            let timer = this.timer.get_or_insert_with(|| Box::pin(actix_web::rt::time::sleep(idle)));
-            if timer.as_mut().poll(cx).is_ready() {
+            if this.timer.expired(cx) {
                 this.client.stalled.set(true);
                 return Poll::Ready(Some(Err(PayloadError::Io(std::io::ErrorKind::TimedOut.into()))));
             }
             return Poll::Pending;
         }
-        if let Some(timer) = &mut this.timer {
-            timer.as_mut().reset(actix_web::rt::time::Instant::now() + this.idle);
-        }
+        this.timer.progress();
         match polled {
             Poll::Ready(Some(Ok(chunk))) => {
                 let total = this.seen.get() + chunk.len() as u64;

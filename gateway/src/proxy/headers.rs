@@ -87,9 +87,7 @@ impl RequestHeaderRules {
             }
         }
     }
-}
 
-impl RequestHeaderRules {
     /// Whether a plugin may not set `name` on the upstream request: a claim header (or an
     /// underscored alias of one), or any underscored name when those are dropped.
     pub fn reserves(&self, name: &HeaderName) -> bool {

@@ -19,18 +19,44 @@ use futures_util::Stream;
 #[error("the backend sent no response bytes for {0:?} (read_timeout)")]
 pub struct BodyStalled(pub Duration);
 
-/// A body stream cut after `idle` without bytes. The timer is only made when the backend first
-/// makes the gateway wait, so bodies that arrive with their head cost nothing.
-pub struct IdleTimeout<S> {
-    inner: S,
+/// The idle deadline of a stream: restarted whenever the stream yields, checked whenever it
+/// makes its reader wait. The timer is only made at the first wait, so a stream whose bytes
+/// are always ready costs nothing.
+pub struct IdleTimer {
     idle: Duration,
     timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl IdleTimer {
+    /// A deadline of `idle` without progress.
+    pub fn new(idle: Duration) -> Self {
+        Self { idle, timer: None }
+    }
+
+    /// The stream yielded something: the deadline starts again.
+    pub fn progress(&mut self) {
+        if let Some(timer) = &mut self.timer {
+            timer.as_mut().reset(Instant::now() + self.idle);
+        }
+    }
+
+    /// The stream is waiting: whether the deadline has passed (if not, `cx` is woken at it).
+    pub fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let idle = self.idle;
+        self.timer.get_or_insert_with(|| Box::pin(sleep(idle))).as_mut().poll(cx).is_ready()
+    }
+}
+
+/// A body stream cut after `idle` without bytes.
+pub struct IdleTimeout<S> {
+    inner: S,
+    timer: IdleTimer,
 }
 
 impl<S> IdleTimeout<S> {
     /// Wraps `inner`.
     pub fn new(inner: S, idle: Duration) -> Self {
-        Self { inner, idle, timer: None }
+        Self { inner, timer: IdleTimer::new(idle) }
     }
 }
 
@@ -45,19 +71,11 @@ where
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_next(cx) {
             Poll::Ready(item) => {
-                if let Some(timer) = &mut this.timer {
-                    timer.as_mut().reset(Instant::now() + this.idle);
-                }
+                this.timer.progress();
                 Poll::Ready(item.map(|r| r.map_err(Into::into)))
             }
-            Poll::Pending => {
-                let idle = this.idle;
-                let timer = this.timer.get_or_insert_with(|| Box::pin(sleep(idle)));
-                match timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyStalled(idle))))),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
+            Poll::Pending if this.timer.expired(cx) => Poll::Ready(Some(Err(Box::new(BodyStalled(this.timer.idle))))),
+            Poll::Pending => Poll::Pending,
         }
     }
 }

@@ -239,7 +239,7 @@ impl Runtime {
             routes.push(Arc::new(Route {
                 name: rc.display_name().into(),
                 prefix: validate::trim_prefix(&rc.path).to_owned(),
-                host: rc.host.as_deref().map(validate::normalize_host),
+                host: rc.host.as_deref().and_then(validate::normalize_host),
                 methods: rc.methods.iter().filter_map(|m| m.to_ascii_uppercase().parse().ok()).collect(),
                 strip_prefix: rc.strip_prefix,
                 cors: cors_name.and_then(|name| cors_policies.get(name).cloned()),
