@@ -13,7 +13,7 @@ COMPOSE ?= docker compose -f compose/docker-compose.yml
 # True when a Docker engine answers (not just a client being installed).
 DOCKER_ENGINE = docker info >/dev/null 2>&1
 
-.PHONY: help plugins unit-nowasm build build-release release release-musl-malloc image test unit lint fmt clippy check-config check-compose \
+.PHONY: help plugins unit-nowasm build build-release release release-musl-malloc image test unit lint fmt clippy module-cycles check-config check-compose \
         check-prometheus check-dashboards check-static check-k6 check-cors-browser check-differential demo-native lab up down ps logs demo \
         loadtest bench bench-smoke soak keychurn stream fuzz idle-conns
 
@@ -87,7 +87,11 @@ unit: plugins ## all tests of the workspace (doc tests, then unit, integration a
 unit-nowasm: ## a build without the `wasm` feature refuses configurations naming plugins
 	$(CARGO) test --locked -p rustygate --lib config::
 
-lint: fmt clippy ## formatting and clippy, warnings denied
+lint: fmt clippy module-cycles ## formatting and clippy, warnings denied; no import cycle among the gateway's modules
+
+module-cycles: ## fails on an import cycle among gateway/src's modules (the checker checks itself first)
+	$(PYTHON) scripts/check_module_cycles.py --self-test >/dev/null
+	$(PYTHON) scripts/check_module_cycles.py gateway/src
 
 fmt:
 	$(CARGO) fmt --all -- --check

@@ -11,7 +11,7 @@ use actix_web::{
 };
 use serde_json::json;
 
-use crate::{error::error_response, server::Gateway};
+use crate::{error::error_response, gateway::Gateway};
 
 /// Registers the admin endpoints.
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -14,7 +14,7 @@ use std::{
 use notify::RecursiveMode;
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 
-use crate::server::Gateway;
+use crate::gateway::Gateway;
 
 /// How long events must settle before the file is read.
 pub const DEBOUNCE: Duration = Duration::from_millis(300);

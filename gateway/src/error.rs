@@ -30,7 +30,7 @@ pub enum GatewayError {
     Forbidden(&'static str),
     /// The route's JWT policy refused the request.
     #[error("{}", .0.description())]
-    Unauthorized(crate::filters::jwt::Rejection),
+    Unauthorized(crate::filters::jwt::rejection::Rejection),
     /// The route's rate limit refused the request (its headers are added by the pipeline).
     #[error("rate limit exceeded; retry after {retry_after} s")]
     TooManyRequests {
@@ -215,7 +215,7 @@ mod tests {
             (GatewayError::PayloadTooLarge { limit: 1 }, 413, "payload_too_large"),
             (GatewayError::BadRequest("x"), 400, "bad_request"),
             (GatewayError::Forbidden("x"), 403, "forbidden"),
-            (GatewayError::Unauthorized(crate::filters::jwt::Rejection::Expired), 401, "unauthorized"),
+            (GatewayError::Unauthorized(crate::filters::jwt::rejection::Rejection::Expired), 401, "unauthorized"),
             (GatewayError::TooManyRequests { retry_after: 1 }, 429, "too_many_requests"),
             (GatewayError::NoHealthyUpstream("u".into()), 503, "no_healthy_upstream"),
             (GatewayError::UpstreamTimeout, 504, "gateway_timeout"),

@@ -11,7 +11,7 @@ use actix_web::http::{
     header::{HeaderMap, HeaderName, HeaderValue},
 };
 
-use crate::{config, filters::jwt, normalize, proxy::headers as h, routing};
+use crate::{config, filters::jwt, headers as h, normalize, routing};
 
 /// The configuration loader: YAML, `${VAR}` expansion (from a fixed environment), validation,
 /// and the redacted form `/admin/config` serves. Never panics; a loaded configuration

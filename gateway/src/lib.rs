@@ -17,6 +17,8 @@ pub mod config_watch;
 pub mod error;
 pub mod filters;
 pub mod fuzzing;
+pub mod gateway;
+pub mod headers;
 pub mod healthcheck;
 pub mod metrics;
 pub mod normalize;

@@ -6,9 +6,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rustygate::{
     config::{self, Config},
-    healthcheck,
-    server::{self, Gateway},
-    shutdown,
+    gateway::Gateway,
+    healthcheck, server, shutdown,
     telemetry::logging,
     token,
 };

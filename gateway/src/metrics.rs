@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use actix_web::http::Method;
 
-use crate::filters::jwt::Rejection;
+use crate::filters::jwt::rejection::Rejection;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,

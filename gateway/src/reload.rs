@@ -14,13 +14,7 @@
 //! Every outcome is counted in `rustygate_config_reloads_total{result}`; a success moves
 //! `rustygate_config_generation` and `rustygate_config_last_reload_success_timestamp_seconds`.
 
-use std::sync::Arc;
-
-use crate::{
-    config::{self, Config, ConfigError, ConfigIssue},
-    runtime::Runtime,
-    server::Gateway,
-};
+use crate::config::{self, Config};
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +65,8 @@ pub struct ConfigDiff {
 }
 
 impl ConfigDiff {
-    fn between(old: &Config, new: &Config) -> Self {
+    /// What differs between two configurations.
+    pub fn between(old: &Config, new: &Config) -> Self {
         let old_routes: Vec<_> = old.routes.iter().map(|r| (r.display_name(), r)).collect();
         let new_routes: Vec<_> = new.routes.iter().map(|r| (r.display_name(), r)).collect();
         fn find<'a>(list: &[(&str, &'a config::RouteConfig)], name: &str) -> Option<&'a config::RouteConfig> {
@@ -103,7 +98,7 @@ impl ConfigDiff {
 }
 
 /// Settings read once at start; a reload that changes one is refused.
-fn startup_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+pub fn startup_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let (o, n) = (&old.server, &new.server);
     let checks: [(&'static str, bool); 12] = [
         ("server.listen", o.listen != n.listen),
@@ -125,106 +120,6 @@ fn startup_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
 /// Seconds since the Unix epoch, for the last-success gauge.
 pub fn unix_now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
-}
-
-impl Gateway {
-    /// Re-reads the configuration file ([`Gateway::config_path`]) and applies it.
-    pub fn reload_file(&self) -> Result<Reloaded, ConfigError> {
-        let Some(path) = self.config_path.get() else {
-            let error = ConfigError {
-                source_name: "<reload>".into(),
-                issues: vec![ConfigIssue::at(
-                    String::new(),
-                    "the gateway runs the embedded default configuration: there is no file to reload \
-                     (start it with --config FILE)",
-                )],
-            };
-            self.reload_failed(&error);
-            return Err(error);
-        };
-        match config::load_file(path) {
-            Ok(config) => self.reload(config),
-            Err(error) => {
-                self.reload_failed(&error);
-                Err(error)
-            }
-        }
-    }
-
-    /// Applies `config` (already loaded and validated) if it differs from the running one.
-    pub fn reload(&self, config: Config) -> Result<Reloaded, ConfigError> {
-        // Two reloads at once would both compile from the same snapshot and the first swap
-        // would be lost.
-        let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let current: Arc<Runtime> = self.runtime.load_full();
-        if *current.config == config {
-            // The plugin files may have changed though (with `plugins.watch` off, a reload is
-            // how they are picked up).
-            #[cfg(feature = "wasm")]
-            current.plugins.update();
-            self.metrics.config_reloads.with_label_values(&["unchanged"]).inc();
-            tracing::info!(generation = current.generation, "configuration unchanged; nothing reloaded");
-            return Ok(Reloaded::Unchanged { generation: current.generation });
-        }
-        let fixed = startup_only_changes(&current.config, &config);
-        if !fixed.is_empty() {
-            let error = ConfigError {
-                source_name: "<reload>".into(),
-                issues: fixed
-                    .iter()
-                    .map(|field| {
-                        ConfigIssue::at(
-                            (*field).to_owned(),
-                            format!("{field} is read only at start: restart the gateway to change it"),
-                        )
-                    })
-                    .collect(),
-            };
-            self.reload_failed(&error);
-            return Err(error);
-        }
-        let generation = current.generation + 1;
-        let diff = ConfigDiff::between(&current.config, &config);
-        let runtime =
-            match Runtime::compile(config, generation, &self.metrics, self.background.handle(), Some(&current)) {
-                Ok(rt) => rt,
-                Err(error) => {
-                    self.reload_failed(&error);
-                    return Err(error);
-                }
-            };
-        let level_changed = current.config.log.level != runtime.config.log.level;
-        self.runtime.store(Arc::new(runtime));
-        if level_changed {
-            let level = &self.runtime.load().config.log.level;
-            match crate::telemetry::logging::set_level(level) {
-                Ok(true) => tracing::info!(level = level.as_str(), "log level changed"),
-                Ok(false) => tracing::info!(level = level.as_str(), "log.level changed, but RUST_LOG overrides it"),
-                // Tests run gateways without the process's logging: nothing to change.
-                Err(e) => tracing::debug!(error = %e, "log level not changed"),
-            }
-        }
-        self.metrics.config_generation.set(generation as i64);
-        self.metrics.config_last_reload_success.set(unix_now());
-        self.metrics.config_reloads.with_label_values(&["success"]).inc();
-        tracing::info!(
-            generation,
-            routes_added = ?diff.routes_added,
-            routes_removed = ?diff.routes_removed,
-            routes_changed = ?diff.routes_changed,
-            upstreams_added = ?diff.upstreams_added,
-            upstreams_removed = ?diff.upstreams_removed,
-            upstreams_changed = ?diff.upstreams_changed,
-            "configuration reloaded"
-        );
-        Ok(Reloaded::Applied { generation, diff })
-    }
-
-    fn reload_failed(&self, error: &ConfigError) {
-        self.metrics.config_reloads.with_label_values(&["error"]).inc();
-        let generation = self.runtime.load().generation;
-        tracing::warn!(generation, errors = %error, "configuration reload rejected; the running configuration stays");
-    }
 }
 
 #[cfg(test)]

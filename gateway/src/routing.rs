@@ -39,7 +39,7 @@ pub struct Route {
     /// Keep `%2F`/`%5C` in paths (encoded) instead of refusing them (`allow_encoded_slashes`).
     pub allow_encoded_slashes: bool,
     /// Rules for the client's headers shared by every route of the snapshot.
-    pub header_rules: Arc<crate::proxy::headers::RequestHeaderRules>,
+    pub header_rules: Arc<crate::headers::RequestHeaderRules>,
 }
 
 impl Route {

@@ -2,81 +2,11 @@
 //! actix `HttpServer` on its own address. Routing is not actix's: actix builds its router once
 //! per worker, so everything that must be reloadable lives in the runtime snapshot instead.
 
-use std::{
-    io,
-    net::SocketAddr,
-    sync::{Arc, atomic::AtomicBool},
-    time::Duration,
-};
+use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
 use actix_web::{App, HttpServer, dev::Server, web};
-use arc_swap::ArcSwap;
 
-use crate::{
-    admin,
-    background::Background,
-    config::{Config, ConfigError},
-    metrics::Metrics,
-    pipeline,
-    runtime::Runtime,
-};
-
-/// State shared by every worker of both listeners.
-pub struct Gateway {
-    /// The current runtime snapshot.
-    pub runtime: ArcSwap<Runtime>,
-    /// Metrics registry and handles.
-    pub metrics: Metrics,
-    /// Whether `/readyz` answers 200 (false while draining).
-    pub ready: AtomicBool,
-    /// Client connections open on the proxy listener (`rustygate_connections`).
-    pub connections: Arc<std::sync::atomic::AtomicUsize>,
-    /// Runs policy timers (JWKS refresh, rate-limit eviction) and the span exporter.
-    pub background: Background,
-    /// The tracer, when tracing is enabled (built once at start).
-    pub tracing: Option<crate::telemetry::otel::Tracing>,
-    /// The configuration file that reloads re-read (unset: reloads from a file are refused).
-    pub config_path: std::sync::OnceLock<std::path::PathBuf>,
-    /// One reload at a time.
-    pub(crate) reload_lock: std::sync::Mutex<()>,
-}
-
-impl Gateway {
-    /// Compiles `config` (generation 1) with a fresh metrics registry.
-    pub fn new(config: Config) -> Result<Arc<Self>, ConfigError> {
-        let metrics = Metrics::new();
-        let background = Background::start().map_err(|e| ConfigError {
-            source_name: "<startup>".into(),
-            issues: vec![crate::config::ConfigIssue::at(
-                String::new(),
-                format!("cannot start the background thread: {e}"),
-            )],
-        })?;
-        let tracing = crate::telemetry::otel::Tracing::start(
-            &config.tracing,
-            &|name| std::env::var(name).ok(),
-            metrics.tracing_spans_dropped.clone(),
-            background.handle(),
-        )
-        .map_err(|e| ConfigError {
-            source_name: "<environment>".into(),
-            issues: vec![crate::config::ConfigIssue::at(String::from("tracing"), e)],
-        })?;
-        let runtime = Runtime::compile(config, 1, &metrics, background.handle(), None)?;
-        metrics.config_generation.set(runtime.generation as i64);
-        metrics.config_last_reload_success.set(crate::reload::unix_now());
-        Ok(Arc::new(Self {
-            runtime: ArcSwap::from_pointee(runtime),
-            metrics,
-            ready: AtomicBool::new(true),
-            connections: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
-            background,
-            tracing,
-            config_path: std::sync::OnceLock::new(),
-            reload_lock: std::sync::Mutex::new(()),
-        }))
-    }
-}
+use crate::{admin, config::Config, gateway::Gateway, pipeline};
 
 /// The two bound (not yet running) servers and their addresses.
 pub struct Servers {

@@ -17,7 +17,7 @@ use std::{
 
 use actix_web::dev::ServerHandle;
 
-use crate::server::Gateway;
+use crate::gateway::Gateway;
 
 /// How often the drain looks at the in-flight count.
 const POLL: Duration = Duration::from_millis(20);

@@ -7,7 +7,8 @@ use actix_web::dev::ServerHandle;
 
 use crate::{
     config::{self, Config, ConfigError},
-    server::{self, Gateway},
+    gateway::Gateway,
+    server,
 };
 
 /// A running gateway; stopped when dropped.

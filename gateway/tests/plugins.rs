@@ -506,7 +506,7 @@ async fn memory_is_capped_per_instance() {
     let yaml = "plugins:\n  dir: \"{dir}\"\n  settings:\n    big: { max_memory: 1MiB }\n\
                 routes:\n  - { path: /, backend: \"{b0}\", plugins: [big] }\n";
     let err = rustygate::config::load_str(&lab_config(dir.path(), yaml, &b), "<test>")
-        .map(|config| rustygate::server::Gateway::new(config).err().map(|e| e.to_string()))
+        .map(|config| rustygate::gateway::Gateway::new(config).err().map(|e| e.to_string()))
         .unwrap()
         .expect("refused");
     assert!(err.contains("plugin \"big\"") && err.contains("max_memory"), "{err}");
@@ -541,7 +541,7 @@ async fn bad_modules_and_names_are_refused_with_clear_errors() {
             "plugins: {{ dir: \"{{dir}}\" }}\nroutes:\n  - {{ path: /, backend: \"{{b0}}\", plugins: [{name}] }}\n"
         );
         let config = rustygate::config::load_str(&lab_config(dir.path(), &yaml, &b), "<test>").unwrap();
-        let err = rustygate::server::Gateway::new(config).err().map(|e| e.to_string()).expect("refused");
+        let err = rustygate::gateway::Gateway::new(config).err().map(|e| e.to_string()).expect("refused");
         assert!(err.contains(expected), "{name}: {err}");
     }
     // Validation: names, duplicates, settings.
@@ -705,7 +705,7 @@ async fn budgets_and_caps_hold_against_bulk_operations_tables_and_threads() {
     std::fs::write(dir.path().join("shared.wasm"), shared).unwrap();
     let yaml = "plugins: { dir: \"{dir}\" }\nroutes:\n  - { path: /, backend: \"{b0}\", plugins: [shared] }\n";
     let config = rustygate::config::load_str(&lab_config(dir.path(), yaml, &b), "<test>").unwrap();
-    let err = rustygate::server::Gateway::new(config).err().map(|e| e.to_string()).expect("refused");
+    let err = rustygate::gateway::Gateway::new(config).err().map(|e| e.to_string()).expect("refused");
     assert!(err.contains("does not compile"), "{err}");
 }
 

@@ -3,61 +3,17 @@
 //! checks of [`super::validate`]. Every problem found is returned at once, each with the key path
 //! and, where the YAML source allows, `line:column`.
 
-use std::{fmt, path::Path};
+use std::path::Path;
 
 use serde_yaml_ng::{Mapping, Value};
 
-use super::{Config, locate::Locator, validate};
-
-/// One problem found in a configuration.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct ConfigIssue {
-    /// Key path such as `routes[3].upstream` (empty for the whole document).
-    pub path: String,
-    /// 1-based line in the file, when known.
-    pub line: Option<usize>,
-    /// 1-based column in the file, when known.
-    pub column: Option<usize>,
-    /// What is wrong, as a sentence.
-    pub message: String,
-}
-
-impl ConfigIssue {
-    /// An issue at a key path; its location is filled in later from the source.
-    pub fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { path: path.into(), line: None, column: None, message: message.into() }
-    }
-}
-
-/// A configuration that cannot be used, with every problem found in it.
-#[derive(Clone, Debug, thiserror::Error)]
-pub struct ConfigError {
-    /// The file (or `<inline>`) the configuration came from.
-    pub source_name: String,
-    /// All problems, in file order where locations are known.
-    pub issues: Vec<ConfigIssue>,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for issue in &self.issues {
-            write!(f, "error: {}", self.source_name)?;
-            if let Some(line) = issue.line {
-                write!(f, ":{line}")?;
-                if let Some(col) = issue.column {
-                    write!(f, ":{col}")?;
-                }
-            }
-            if issue.path.is_empty() {
-                writeln!(f, ": {}", issue.message)?;
-            } else {
-                writeln!(f, ": {}: {}", issue.path, issue.message)?;
-            }
-        }
-        let n = self.issues.len();
-        write!(f, "{n} error{}; configuration not applied", if n == 1 { "" } else { "s" })
-    }
-}
+use super::{
+    issues::{ConfigError, ConfigIssue},
+    locate::Locator,
+    schema::Config,
+    suggest::closest,
+    validate,
+};
 
 /// The largest configuration file read (a bigger one, or an endless one such as `/dev/zero`,
 /// is refused rather than read until memory runs out).
@@ -359,16 +315,6 @@ fn expected_names(message: &str) -> Option<Vec<&str>> {
     let idx = message.find("expected ")?;
     let names: Vec<&str> = message[idx..].split('`').skip(1).step_by(2).collect();
     (!names.is_empty()).then_some(names)
-}
-
-/// The valid name closest to a misspelt one, if it is close enough to be a plausible typo.
-pub(crate) fn closest<'a>(wrong: &str, names: &[&'a str]) -> Option<&'a str> {
-    names
-        .iter()
-        .map(|n| (strsim::damerau_levenshtein(&wrong.to_lowercase(), n), *n))
-        .filter(|(d, n)| *d <= 2.max(n.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, n)| n)
 }
 
 /// Expands `${VAR}` and `${VAR:-default}` in every string scalar; `$$` is a literal `$`.

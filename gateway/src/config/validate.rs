@@ -4,12 +4,16 @@
 
 use std::{collections::HashSet, net::SocketAddr};
 
-use super::{BackendConfig, Config, ConfigIssue, JwtConfig, NO_POLICY, RateLimitConfig, Strategy, load::closest};
+use super::{
+    issues::ConfigIssue,
+    schema::{BackendConfig, Config, JwtConfig, NO_POLICY, RateLimitConfig, Strategy},
+    suggest::closest,
+};
 
 /// The largest weight a backend may have (the round-robin schedule is precomputed).
 pub const MAX_WEIGHT: u32 = 1000;
 
-const PLANNED: &str = "is not supported yet";
+use super::values::{check_plugin_name, check_url, normalize_host, parse_cidr, trim_prefix};
 
 /// Checks a configuration; an empty result means it can be compiled.
 pub fn validate(config: &Config) -> Vec<ConfigIssue> {
@@ -323,7 +327,7 @@ const RESERVED_CLAIM_HEADERS: &[&str] = &[
 ];
 
 fn check_jwt(policy: &JwtConfig, path: &str, issue: &mut impl FnMut(String, String)) {
-    use crate::filters::jwt::{KeyKind, parse_algorithms};
+    use super::values::{KeyKind, parse_algorithms};
     let algorithms = match parse_algorithms(&policy.algorithms) {
         Ok(a) => Some(a),
         Err(e) => {
@@ -425,12 +429,12 @@ fn check_rate_limit(policy: &RateLimitConfig, path: &str, issue: &mut impl FnMut
     if policy.burst == Some(0) {
         issue(format!("{path}.burst"), "must be at least 1".into());
     }
-    if let Err(e) = crate::filters::rate_limit::KeySpec::parse(&policy.key) {
+    if let Err(e) = super::values::KeySpec::parse(&policy.key) {
         issue(format!("{path}.key"), e);
     }
 }
 
-fn check_cors(policy: &super::CorsConfig, path: &str, issue: &mut impl FnMut(String, String)) {
+fn check_cors(policy: &super::schema::CorsConfig, path: &str, issue: &mut impl FnMut(String, String)) {
     if policy.allow_origins.is_empty() {
         issue(format!("{path}.allow_origins"), "list at least one origin (or \"*\")".into());
     }
@@ -443,7 +447,7 @@ fn check_cors(policy: &super::CorsConfig, path: &str, issue: &mut impl FnMut(Str
                         .into(),
                 );
             }
-        } else if let Err(e) = crate::filters::cors::OriginPattern::parse(origin) {
+        } else if let Err(e) = super::values::OriginPattern::parse(origin) {
             issue(format!("{path}.allow_origins[{i}]"), e);
         }
     }
@@ -472,12 +476,12 @@ fn check_listen(value: &str, path: &str, issue: &mut impl FnMut(String, String))
     }
 }
 
-fn check_retries(up: &super::UpstreamConfig, base: &str, issue: &mut impl FnMut(String, String)) {
+fn check_retries(up: &super::schema::UpstreamConfig, base: &str, issue: &mut impl FnMut(String, String)) {
     if up.retries > 10 {
         issue(format!("{base}.retries"), format!("at most 10 extra attempts, found {}", up.retries));
     }
     for (i, cond) in up.retry_on.iter().enumerate() {
-        if let Err(e) = crate::proxy::retry::RetryOn::parse(cond) {
+        if let Err(e) = super::values::RetryOn::parse(cond) {
             issue(format!("{base}.retry_on[{i}]"), e);
         }
     }
@@ -500,7 +504,7 @@ fn check_retries(up: &super::UpstreamConfig, base: &str, issue: &mut impl FnMut(
     }
 }
 
-fn check_health(hc: &super::HealthCheckConfig, path: &str, issue: &mut impl FnMut(String, String)) {
+fn check_health(hc: &super::schema::HealthCheckConfig, path: &str, issue: &mut impl FnMut(String, String)) {
     if !hc.path.starts_with('/') || hc.path.contains(char::is_whitespace) {
         issue(format!("{path}.path"), format!("{:?} must be a path starting with `/`", hc.path));
     }
@@ -540,54 +544,9 @@ fn check_backends(backends: &[BackendConfig], path: &str, issue: &mut impl FnMut
             issue(format!("{path}[{i}].weight"), format!("must be between 1 and {MAX_WEIGHT}, found {}", b.weight));
         }
         if !seen.insert(b.url.trim_end_matches('/')) {
-            issue(format!("{path}[{i}].url"), format!("duplicate backend {:?}", crate::config::redacted_url(&b.url)));
+            issue(format!("{path}[{i}].url"), format!("duplicate backend {:?}", super::values::redacted_url(&b.url)));
         }
     }
-}
-
-/// Checks a backend URL: `http://host[:port][/base/path]`.
-pub(crate) fn check_url(raw: &str) -> Result<url::Url, String> {
-    // Messages show the URL redacted: its userinfo or query may hold a credential.
-    let u = url::Url::parse(raw).map_err(|e| format!("not a valid URL ({e}); expected http://host:port"))?;
-    let shown = crate::config::redacted_url(raw);
-    if !u.username().is_empty() || u.password().is_some() {
-        return Err(format!("{:?}: credentials in backend URLs are not supported", u.host_str().unwrap_or_default()));
-    }
-    match u.scheme() {
-        "http" => {}
-        "https" => {
-            return Err(format!("{shown:?}: https backends {PLANNED} in this build; use http://"));
-        }
-        other => {
-            return Err(format!("{shown:?}: unsupported scheme {other:?}; expected http://"));
-        }
-    }
-    if u.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{shown:?} has no host"));
-    }
-    if u.query().is_some() || u.fragment().is_some() {
-        return Err(format!("{shown:?} must not have a query or fragment"));
-    }
-    Ok(u)
-}
-
-/// Parses `10.0.0.0/8` or a bare address (taken as a /32 or /128).
-pub(crate) fn parse_cidr(s: &str) -> Option<ipnet::IpNet> {
-    let s = s.trim();
-    s.parse::<ipnet::IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
-}
-
-/// A route's `host:` in the form requests' hosts are matched in: the request-side rules of
-/// [`crate::normalize::host`] (case, port, one trailing dot), so the two can never disagree.
-/// `None` for a value no request host could normalise to.
-pub(crate) fn normalize_host(host: &str) -> Option<String> {
-    crate::normalize::host(host).ok().flatten().map(std::borrow::Cow::into_owned)
-}
-
-/// `/api/` and `/api` are the same prefix; `/` stays `/`.
-pub(crate) fn trim_prefix(path: &str) -> &str {
-    let t = path.trim_end_matches('/');
-    if t.is_empty() { "/" } else { t }
 }
 
 /// `tracing:` checks (made whether or not tracing is enabled, so a config that turns it on
@@ -650,16 +609,7 @@ fn check_plugins(config: &Config, issue: &mut impl FnMut(String, String)) {
     }
 }
 
-/// A plugin name is its file name without `.wasm`: letters, digits, `-` and `_`.
-pub fn check_plugin_name(name: &str) -> Result<(), String> {
-    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        Ok(())
-    } else {
-        Err(format!("{name:?} is not a plugin name (letters, digits, '-' and '_': the file name without .wasm)"))
-    }
-}
-
-fn check_tracing(t: &crate::config::TracingConfig, issue: &mut impl FnMut(String, String)) {
+fn check_tracing(t: &super::schema::TracingConfig, issue: &mut impl FnMut(String, String)) {
     if let Some(endpoint) = &t.endpoint {
         match url::Url::parse(endpoint) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}

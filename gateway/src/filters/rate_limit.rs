@@ -25,39 +25,7 @@ use governor::{
 use prometheus::IntGauge;
 use serde_json::{Map, Value};
 
-use crate::config::RateLimitConfig;
-
-/// What a bucket is keyed by.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KeySpec {
-    /// The client IP (see `server.trusted_proxies`).
-    ClientIp,
-    /// A request header's value; requests without it are keyed by client IP.
-    Header(HeaderName),
-    /// A JWT claim of the route's auth policy; tokens without it are keyed by client IP.
-    Claim(String),
-}
-
-impl KeySpec {
-    /// Parses `client_ip`, `header:NAME` or `claim:NAME`.
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let raw = raw.trim();
-        if raw == "client_ip" {
-            return Ok(Self::ClientIp);
-        }
-        if let Some(name) = raw.strip_prefix("header:") {
-            return HeaderName::from_bytes(name.trim().as_bytes())
-                .map(Self::Header)
-                .map_err(|_| format!("{name:?} is not a header name"));
-        }
-        if let Some(claim) = raw.strip_prefix("claim:")
-            && !claim.trim().is_empty()
-        {
-            return Ok(Self::Claim(claim.trim().to_owned()));
-        }
-        Err(format!("unknown key {raw:?}: use client_ip, header:NAME or claim:NAME"))
-    }
-}
+use crate::config::{RateLimitConfig, values::KeySpec};
 
 /// A bucket's key. Header and claim values are stored as a 128-bit keyed hash, so a key costs
 /// the same few bytes however long the value a client sends.

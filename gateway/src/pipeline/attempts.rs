@@ -19,11 +19,11 @@ use crate::{
     error::GatewayError,
     filters::jwt::Authenticated,
     proxy::{
-        forward::{self, Outgoing, RequestBody},
-        retry,
+        body::RequestBody,
+        forward::{self, Outgoing},
     },
     routing::Route,
-    upstream::Backend,
+    upstream::{Backend, retry},
 };
 
 /// What the attempts need to know about the client side.

@@ -8,16 +8,18 @@ use actix_web::{
     http::{Method, StatusCode, header::HeaderValue},
 };
 
-use super::UNMATCHED;
 use crate::{
     error::GatewayError,
+    gateway::Gateway,
     metrics::method_label,
     routing::Route,
     runtime::Runtime,
-    server::Gateway,
     telemetry::{correlation::TraceIds, logging::ACCESS_TARGET, otel::RequestTrace},
     upstream::Backend,
 };
+
+/// The `route` label of requests no route matched.
+pub const UNMATCHED: &str = "(unmatched)";
 
 /// What the pipeline knows about one request.
 pub struct RequestCtx {

@@ -30,28 +30,23 @@ use actix_web::{
 };
 
 pub use body::MeteredBody;
-pub use ctx::RequestCtx;
+pub use ctx::{RequestCtx, UNMATCHED};
 
 use opentelemetry::KeyValue;
 
 use crate::{
     error::GatewayError,
+    gateway::Gateway,
+    headers::{self as h, X_REQUEST_ID},
     normalize::{self, Refusal},
-    plugins::{ChainResult, Exchange},
-    proxy::{
-        forward::{self, RequestBody},
-        headers::{self as h, X_REQUEST_ID},
-    },
+    plugins::{ChainResult, Exchange, Pinned},
+    proxy::{body::RequestBody, forward},
     routing::RouteMatch,
-    server::Gateway,
     telemetry::{correlation::correlate, otel::spans::TRACERESPONSE},
 };
 
 /// The text `GET /` answers when no route claims `/`.
 pub const BANNER: &str = "RustyGate is running";
-
-/// The `route` label of requests no route matched.
-pub const UNMATCHED: &str = "(unmatched)";
 
 /// Per-connection state, inserted by the proxy listener's `on_connect` and dropped with the
 /// connection.
@@ -280,7 +275,8 @@ async fn route_and_forward(
             route.auth.clone(),
             route.header_rules.clone(),
         );
-        let result = route.plugins.on_request(&mut ex);
+        let mut pinned = Pinned::default();
+        let result = route.plugins.on_request(&mut ex, &mut pinned);
         // Response headers set so far go on whatever answer the client gets (a plugin's answer
         // carries them already).
         if !ex.response_headers.is_empty() {
@@ -294,7 +290,7 @@ async fn route_and_forward(
             }
             Err(e) => return Err(plugin_failed(ctx, e)),
         }
-        exchange = Some(ex);
+        exchange = Some((ex, pinned));
     }
 
     // For actix, the body of an upgrade request is the rest of the connection: a declared
@@ -306,17 +302,23 @@ async fn route_and_forward(
     }
     let body = RequestBody::new(req, payload, rt.max_body_size, bytes_in.clone(), rt.client_body_timeout)?;
     let client = rt.client;
-    let from =
-        attempts::Client { path, peer, peer_trusted, auth: authenticated.as_ref(), client, plugins: exchange.as_ref() };
+    let from = attempts::Client {
+        path,
+        peer,
+        peer_trusted,
+        auth: authenticated.as_ref(),
+        client,
+        plugins: exchange.as_ref().map(|(ex, _)| ex),
+    };
     let mut resp = attempts::forward(req, &route, ctx, body, from).await?;
-    if let Some(ex) = exchange.as_mut().filter(|ex| route.plugins.wants_response(ex)) {
+    if let Some((ex, pinned)) = exchange.as_mut().filter(|(_, pinned)| route.plugins.wants_response(pinned)) {
         ex.status = Some(resp.status());
         ex.response_headers = std::mem::take(resp.headers_mut());
         // `on_response` sees (and may change) the headers `on_request` set too.
         for (name, value) in ctx.plugin_response_headers.take().into_iter().flatten() {
             ex.response_headers.insert(name, value);
         }
-        match route.plugins.on_response(ex) {
+        match route.plugins.on_response(ex, pinned) {
             Ok(ChainResult::Continue) => *resp.headers_mut() = std::mem::take(&mut ex.response_headers),
             Ok(ChainResult::Respond(answer)) => {
                 ctx.trace_event("plugin replaced the response", Vec::new);

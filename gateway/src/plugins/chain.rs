@@ -11,8 +11,8 @@ use actix_web::{
 use prometheus::{Histogram, IntCounter};
 
 use super::{
-    ChainResult, Exchange, Hook,
     engine::{CallOutcome, CompiledPlugin, MISSING, OUTCOMES},
+    exchange::{ChainResult, Exchange, Hook},
     pool,
     registry::PluginSlot,
 };
@@ -55,6 +55,11 @@ impl RoutePlugin {
     }
 }
 
+/// The plugin versions `on_request` ran with, one per chain entry: `on_response` runs the
+/// same ones, so a plugin swapped mid-request does not mix versions within the request.
+#[derive(Debug, Default)]
+pub struct Pinned(Vec<Option<Arc<CompiledPlugin>>>);
+
 /// A route's plugins, in order.
 #[derive(Debug, Default)]
 pub struct PluginChain(Box<[RoutePlugin]>);
@@ -81,12 +86,12 @@ impl PluginChain {
         self.0.iter().map(|p| &*p.slot.name)
     }
 
-    /// Runs `on_request` of each plugin; the versions used are pinned in `ex` for `on_response`.
-    /// `Ok(Respond)` carries a plugin's answer, with the response headers set so far.
-    pub fn on_request(&self, ex: &mut Exchange) -> Result<ChainResult, GatewayError> {
-        ex.pinned = self.0.iter().map(|p| p.slot.current()).collect();
+    /// Runs `on_request` of each plugin; the versions used are pinned in `pinned` for
+    /// `on_response`. `Ok(Respond)` carries a plugin's answer, with the response headers set so far.
+    pub fn on_request(&self, ex: &mut Exchange, pinned: &mut Pinned) -> Result<ChainResult, GatewayError> {
+        pinned.0 = self.0.iter().map(|p| p.slot.current()).collect();
         for (i, plugin) in self.0.iter().enumerate() {
-            let version = ex.pinned[i].clone();
+            let version = pinned.0[i].clone();
             if let Step::Respond = self.step(plugin, version.as_ref(), Hook::Request, ex)? {
                 return Ok(ChainResult::Respond(answer(ex, false)));
             }
@@ -95,16 +100,16 @@ impl PluginChain {
     }
 
     /// Whether any plugin (as pinned by `on_request`) has an `on_response` hook.
-    pub fn wants_response(&self, ex: &Exchange) -> bool {
-        ex.pinned.iter().flatten().any(|p| p.on_response)
+    pub fn wants_response(&self, pinned: &Pinned) -> bool {
+        pinned.0.iter().flatten().any(|p| p.on_response)
     }
 
     /// Runs `on_response` of each plugin, last first, on the backend's status and headers in
     /// `ex`. `Ok(Respond)` replaces the backend's response.
-    pub fn on_response(&self, ex: &mut Exchange) -> Result<ChainResult, GatewayError> {
+    pub fn on_response(&self, ex: &mut Exchange, pinned: &Pinned) -> Result<ChainResult, GatewayError> {
         for (i, plugin) in self.0.iter().enumerate().rev() {
             // A plugin missing at request time was handled (and counted) then.
-            let Some(version) = ex.pinned.get(i).cloned().flatten() else { continue };
+            let Some(version) = pinned.0.get(i).cloned().flatten() else { continue };
             if let Step::Respond = self.step(plugin, Some(&version), Hook::Response, ex)? {
                 return Ok(ChainResult::Respond(answer(ex, true)));
             }

@@ -22,7 +22,7 @@ use wasmer::{
 use wasmer_middlewares::Metering;
 
 use super::{
-    Exchange, Hook,
+    exchange::{Exchange, Hook},
     host::{self, HostEnv},
     memory_cap::MemoryCap,
 };

@@ -14,8 +14,12 @@ use actix_web::http::{
     header::{HeaderMap, HeaderName, HeaderValue},
 };
 
-use super::{Exchange, Hook, engine, host};
-use crate::proxy::headers::RequestHeaderRules;
+use super::{
+    engine,
+    exchange::{Exchange, Hook},
+    host,
+};
+use crate::headers::RequestHeaderRules;
 
 /// Each import with its parameter count and whether it returns a value.
 const IMPORTS: [(&str, usize, bool); 14] = [

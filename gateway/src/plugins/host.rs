@@ -16,8 +16,8 @@ use actix_web::http::{
 use bytes::Bytes;
 use wasmer::{Function, FunctionEnv, FunctionEnvMut, Imports, Memory, MemoryView, Store, imports};
 
-use super::{Exchange, Hook};
-use crate::proxy::headers as h;
+use super::exchange::{Exchange, Hook};
+use crate::headers as h;
 
 /// The functions ABI v1 provides, all in module `rustygate`; a module importing anything else
 /// is refused when it is loaded.

@@ -13,7 +13,7 @@ use actix_web::{
 };
 use awc::{Client, Connector, error::SendRequestError};
 
-use super::forward::{RequestBody, UpstreamResponse};
+use super::body::{RequestBody, UpstreamResponse};
 use crate::error::GatewayError;
 
 /// How long an idle pooled upstream connection is kept.

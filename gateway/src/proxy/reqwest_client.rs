@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
 use super::{
-    forward::{RequestBody, UpstreamResponse},
+    body::{LimitedPayload, RequestBody, UpstreamResponse},
     http_compat as compat,
 };
 use crate::error::GatewayError;
@@ -80,7 +80,7 @@ pub async fn send(
 
 /// Moves the (thread-bound) client payload into a `Send` stream through a small channel,
 /// pumped by a task on the worker's own event loop.
-fn bridge(mut payload: super::forward::LimitedPayload) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
+fn bridge(mut payload: LimitedPayload) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     actix_web::rt::spawn(async move {
         while let Some(item) = payload.next().await {

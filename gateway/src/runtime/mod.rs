@@ -6,7 +6,7 @@
 use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use crate::{
-    config::{Config, ConfigError, ConfigIssue, RateLimitScope, UpstreamClient, UpstreamConfig, validate},
+    config::{Config, ConfigError, ConfigIssue, RateLimitScope, UpstreamClient, UpstreamConfig, values},
     filters::{
         cors::CorsPolicy,
         jwt::JwtPolicy,
@@ -157,7 +157,7 @@ impl Runtime {
                 claim_headers.push(name);
             }
         }
-        let header_rules = Arc::new(crate::proxy::headers::RequestHeaderRules {
+        let header_rules = Arc::new(crate::headers::RequestHeaderRules {
             claim_headers,
             keep_underscores: config.server.underscores_in_headers,
         });
@@ -238,8 +238,8 @@ impl Runtime {
             };
             routes.push(Arc::new(Route {
                 name: rc.display_name().into(),
-                prefix: validate::trim_prefix(&rc.path).to_owned(),
-                host: rc.host.as_deref().and_then(validate::normalize_host),
+                prefix: values::trim_prefix(&rc.path).to_owned(),
+                host: rc.host.as_deref().and_then(values::normalize_host),
                 methods: rc.methods.iter().filter_map(|m| m.to_ascii_uppercase().parse().ok()).collect(),
                 strip_prefix: rc.strip_prefix,
                 cors: cors_name.and_then(|name| cors_policies.get(name).cloned()),
@@ -275,7 +275,7 @@ impl Runtime {
         Ok(Self {
             generation,
             max_body_size: config.server.max_body_size.0,
-            trusted_proxies: config.server.trusted_proxies.iter().filter_map(|c| validate::parse_cidr(c)).collect(),
+            trusted_proxies: config.server.trusted_proxies.iter().filter_map(|c| values::parse_cidr(c)).collect(),
             access_log: config.log.access_log,
             log_query: config.log.include_query,
             client: config.server.upstream_client,

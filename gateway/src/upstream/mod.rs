@@ -6,6 +6,7 @@
 //! at compile time ([`ring`]).
 
 pub mod health;
+pub mod retry;
 pub mod ring;
 
 use std::{
@@ -25,10 +26,8 @@ use arc_swap::ArcSwapOption;
 use prometheus::{IntCounter, IntGauge};
 use rand::Rng;
 
-use crate::{
-    config::{BackendConfig, HealthCheckConfig, OutlierConfig, Strategy, UpstreamConfig},
-    proxy::retry::RetryPolicy,
-};
+use crate::config::{BackendConfig, HealthCheckConfig, OutlierConfig, Strategy, UpstreamConfig};
+use retry::RetryPolicy;
 
 /// One backend server.
 #[derive(Debug)]
@@ -276,7 +275,7 @@ impl UpstreamPool {
 
 impl Backend {
     fn new(config: &BackendConfig) -> Result<Self, String> {
-        let url = crate::config::validate::check_url(&config.url)?;
+        let url = crate::config::values::check_url(&config.url)?;
         let host = url.host_str().unwrap_or_default();
         let authority = match url.port() {
             Some(p) => format!("{host}:{p}"),

@@ -21,7 +21,7 @@ use jsonwebtoken::{
 use prometheus::IntCounterVec;
 use serde_json::{Map, Value};
 
-use super::Rejection;
+use super::rejection::Rejection;
 use crate::config::JwtConfig;
 
 /// The largest JWKS document accepted.
@@ -96,7 +96,7 @@ impl Keys {
         config: &JwtConfig,
         algorithms: &[Algorithm],
         background: &tokio::runtime::Handle,
-        metrics: &super::JwksMetrics,
+        metrics: &JwksMetrics,
     ) -> Result<Self, String> {
         if let Some(secret) = &config.secret {
             let key = DecodingKey::from_secret(secret.as_bytes());

@@ -6,195 +6,23 @@
 //! the `reason` label of `rustygate_auth_rejected_total` and the 401's `error_description`.
 
 mod keys;
+pub mod rejection;
 pub mod token;
 
-use std::{str::FromStr, sync::Arc};
+use std::sync::Arc;
 
 use actix_web::{
     HttpRequest,
     http::header::{self, HeaderName, HeaderValue},
 };
-use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
+use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 pub use keys::JwksMetrics;
 use keys::Keys;
+pub use rejection::Rejection;
 
-use crate::config::JwtConfig;
-
-/// Which kind of key a policy verifies with; decides which algorithms it may accept, so that a
-/// policy can never verify an HMAC token with a public key (the HS/RS confusion attack).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeyKind {
-    /// `secret`: HS256/384/512 only.
-    Secret,
-    /// `public_key_file`: one asymmetric family.
-    PublicKey,
-    /// `jwks_file` / `jwks_url`: asymmetric families.
-    Jwks,
-}
-
-impl KeyKind {
-    /// Checks that `algorithms` suit this kind of key.
-    pub fn accepts(self, algorithms: &[Algorithm]) -> Result<(), String> {
-        let hmac = algorithms.iter().any(|a| is_hmac(*a));
-        match self {
-            Self::Secret if !algorithms.iter().all(|a| is_hmac(*a)) => {
-                Err("a `secret` verifies only HS256, HS384 or HS512".into())
-            }
-            Self::PublicKey | Self::Jwks if hmac => {
-                Err("HS* algorithms need a `secret`; a public key or JWKS policy accepts only RS*, PS*, ES* or EdDSA"
-                    .into())
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
-fn is_hmac(alg: Algorithm) -> bool {
-    matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
-}
-
-/// The algorithm names a policy may list.
-pub const SUPPORTED_ALGORITHMS: &str =
-    "HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA";
-
-/// Parses a policy's `algorithms`: at least one, all known, all from one family.
-pub fn parse_algorithms(names: &[String]) -> Result<Vec<Algorithm>, String> {
-    if names.is_empty() {
-        return Err(format!(
-            "list the accepted algorithms, like [HS256] or [RS256] (supported: {SUPPORTED_ALGORITHMS})"
-        ));
-    }
-    let mut algorithms = Vec::with_capacity(names.len());
-    for name in names {
-        if name.eq_ignore_ascii_case("none") {
-            return Err("`none` (unsigned tokens) is never accepted".into());
-        }
-        let alg = Algorithm::from_str(name)
-            .map_err(|_| format!("unknown algorithm {name:?} (supported: {SUPPORTED_ALGORITHMS})"))?;
-        algorithms.push(alg);
-    }
-    let family = algorithms[0].family();
-    if algorithms.iter().any(|a| a.family() != family) {
-        return Err("all algorithms of a policy must use the same kind of key (HS*, RS*/PS*, ES* or EdDSA)".into());
-    }
-    Ok(algorithms)
-}
-
-/// Why a request was refused; `label()` is the `reason` of `rustygate_auth_rejected_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Rejection {
-    /// No token anywhere the policy looks.
-    Missing,
-    /// Not a bearer token, or not a well-formed JWT.
-    Malformed,
-    /// `alg` is not one the policy accepts (including `none`).
-    AlgorithmNotAllowed,
-    /// No key with the token's `kid` (after a JWKS refetch).
-    UnknownKey,
-    /// The signature does not verify.
-    BadSignature,
-    /// `exp` is past (beyond the leeway).
-    Expired,
-    /// `nbf` is in the future (beyond the leeway).
-    NotYetValid,
-    /// `iss` is not an accepted issuer.
-    WrongIssuer,
-    /// `aud` names none of the accepted audiences.
-    WrongAudience,
-    /// A required claim is absent.
-    MissingClaim,
-    /// A claim has the wrong type (such as a string `exp`).
-    InvalidClaim,
-}
-
-impl Rejection {
-    /// Every rejection, for creating the metric series up front.
-    pub const ALL: [Self; 11] = [
-        Self::Missing,
-        Self::Malformed,
-        Self::AlgorithmNotAllowed,
-        Self::UnknownKey,
-        Self::BadSignature,
-        Self::Expired,
-        Self::NotYetValid,
-        Self::WrongIssuer,
-        Self::WrongAudience,
-        Self::MissingClaim,
-        Self::InvalidClaim,
-    ];
-
-    /// The metric label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Missing => "missing",
-            Self::Malformed => "malformed",
-            Self::AlgorithmNotAllowed => "algorithm_not_allowed",
-            Self::UnknownKey => "unknown_key",
-            Self::BadSignature => "bad_signature",
-            Self::Expired => "expired",
-            Self::NotYetValid => "not_yet_valid",
-            Self::WrongIssuer => "wrong_issuer",
-            Self::WrongAudience => "wrong_audience",
-            Self::MissingClaim => "missing_claim",
-            Self::InvalidClaim => "invalid_claim",
-        }
-    }
-
-    /// The message of the JSON body and the `error_description` (no quotes or backslashes).
-    pub fn description(self) -> &'static str {
-        match self {
-            Self::Missing => "a bearer token is required",
-            Self::Malformed => "the token is not a well-formed JWT bearer token",
-            Self::AlgorithmNotAllowed => "the token's signing algorithm is not accepted",
-            Self::UnknownKey => "the token was signed with an unknown key",
-            Self::BadSignature => "the token's signature is invalid",
-            Self::Expired => "the token has expired",
-            Self::NotYetValid => "the token is not valid yet",
-            Self::WrongIssuer => "the token's issuer is not accepted",
-            Self::WrongAudience => "the token's audience is not accepted",
-            Self::MissingClaim => "the token lacks a required claim",
-            Self::InvalidClaim => "the token has an invalid claim",
-        }
-    }
-
-    /// The `WWW-Authenticate` challenge (RFC 6750 §3): no error code when no token was sent.
-    pub fn challenge(self) -> HeaderValue {
-        let value = match self {
-            Self::Missing => "Bearer realm=\"rustygate\"".to_owned(),
-            Self::Malformed => format!(
-                "Bearer realm=\"rustygate\", error=\"invalid_request\", error_description=\"{}\"",
-                self.description()
-            ),
-            _ => format!(
-                "Bearer realm=\"rustygate\", error=\"invalid_token\", error_description=\"{}\"",
-                self.description()
-            ),
-        };
-        HeaderValue::from_str(&value).expect("challenges are ASCII")
-    }
-
-    fn from_jwt_error(kind: &ErrorKind) -> Self {
-        match kind {
-            ErrorKind::InvalidSignature => Self::BadSignature,
-            ErrorKind::ExpiredSignature => Self::Expired,
-            ErrorKind::ImmatureSignature => Self::NotYetValid,
-            ErrorKind::InvalidIssuer => Self::WrongIssuer,
-            ErrorKind::InvalidAudience => Self::WrongAudience,
-            ErrorKind::MissingRequiredClaim(_) => Self::MissingClaim,
-            ErrorKind::InvalidClaimFormat(_) | ErrorKind::InvalidSubject => Self::InvalidClaim,
-            // The key cannot verify this algorithm (family mismatch).
-            ErrorKind::InvalidAlgorithm
-            | ErrorKind::InvalidEcdsaKey
-            | ErrorKind::InvalidEddsaKey
-            | ErrorKind::InvalidRsaKey(_)
-            | ErrorKind::InvalidKeyFormat
-            | ErrorKind::UnsupportedAlgorithm => Self::AlgorithmNotAllowed,
-            _ => Self::Malformed,
-        }
-    }
-}
+use crate::config::{JwtConfig, values::parse_algorithms};
 
 /// A verified token: what it gives the pipeline, and when it stops being valid.
 #[derive(Debug)]

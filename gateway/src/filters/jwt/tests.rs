@@ -1,4 +1,5 @@
 use super::{token::take_query_param, *};
+use crate::config::values::KeyKind;
 
 fn names(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()

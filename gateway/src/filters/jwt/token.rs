@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use actix_web::{HttpRequest, http::header};
 use base64::Engine;
 
-use super::Rejection;
+use super::rejection::Rejection;
 
 /// Looks for the token where the policy allows.
 pub(super) fn find<'r>(

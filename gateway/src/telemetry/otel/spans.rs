@@ -18,8 +18,8 @@ use opentelemetry::{
 use opentelemetry_sdk::trace::{IdGenerator, SamplingDecision, ShouldSample};
 
 use super::{
-    Tracing,
     record::{AttemptRecord, RequestRecord},
+    tracer::Tracing,
 };
 use crate::{routing::Route, telemetry::correlation::TraceIds, upstream::Backend};
 

@@ -16,40 +16,10 @@ use std::{
 use actix_web::http::{Method, StatusCode};
 use rand::Rng;
 
-use crate::{config::UpstreamConfig, error::GatewayError};
-
-/// One `retry_on` condition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RetryOn {
-    /// The connection could not be made (nothing was sent).
-    ConnectError,
-    /// No response head within the attempt's timeout.
-    Timeout,
-    /// The connection broke after the request was sent.
-    Reset,
-    /// Any 5xx status.
-    Any5xx,
-    /// One status.
-    Status(u16),
-}
-
-impl RetryOn {
-    /// Parses `connect_error`, `timeout`, `reset`, `5xx` or a status such as `503`.
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        match raw.trim() {
-            "connect_error" => Ok(Self::ConnectError),
-            "timeout" => Ok(Self::Timeout),
-            "reset" => Ok(Self::Reset),
-            "5xx" => Ok(Self::Any5xx),
-            s => match s.parse::<u16>() {
-                Ok(code) if (400..=599).contains(&code) => Ok(Self::Status(code)),
-                _ => Err(format!(
-                    "unknown retry condition {raw:?}: use connect_error, timeout, reset, 5xx or a status like 503"
-                )),
-            },
-        }
-    }
-}
+use crate::{
+    config::{UpstreamConfig, values::RetryOn},
+    error::GatewayError,
+};
 
 /// An upstream's compiled retry settings.
 #[derive(Debug)]

@@ -1,0 +1,173 @@
+//! The gateway's state: the current runtime snapshot, the metrics registry, the background
+//! runtime, the tracer, readiness, and reloading (what swaps the snapshot). Listeners
+//! (`server`), the admin API and the request pipeline depend on it; it depends on none of them.
+
+use std::sync::{
+    Arc, Mutex, OnceLock,
+    atomic::{AtomicBool, AtomicUsize},
+};
+
+use arc_swap::ArcSwap;
+
+use crate::{
+    background::Background,
+    config::{self, Config, ConfigError, ConfigIssue},
+    metrics::Metrics,
+    reload::{ConfigDiff, Reloaded, startup_only_changes, unix_now},
+    runtime::Runtime,
+    telemetry::otel::Tracing,
+};
+
+/// State shared by every worker of both listeners.
+pub struct Gateway {
+    /// The current runtime snapshot.
+    pub runtime: ArcSwap<Runtime>,
+    /// Metrics registry and handles.
+    pub metrics: Metrics,
+    /// Whether `/readyz` answers 200 (false while draining).
+    pub ready: AtomicBool,
+    /// Client connections open on the proxy listener (`rustygate_connections`).
+    pub connections: Arc<AtomicUsize>,
+    /// Runs policy timers (JWKS refresh, rate-limit eviction) and the span exporter.
+    pub background: Background,
+    /// The tracer, when tracing is enabled (built once at start).
+    pub tracing: Option<Tracing>,
+    /// The configuration file that reloads re-read (unset: reloads from a file are refused).
+    pub config_path: OnceLock<std::path::PathBuf>,
+    /// One reload at a time.
+    pub(crate) reload_lock: Mutex<()>,
+}
+
+impl Gateway {
+    /// Compiles `config` (generation 1) with a fresh metrics registry.
+    pub fn new(config: Config) -> Result<Arc<Self>, ConfigError> {
+        let metrics = Metrics::new();
+        let background = Background::start().map_err(|e| ConfigError {
+            source_name: "<startup>".into(),
+            issues: vec![ConfigIssue::at(String::new(), format!("cannot start the background thread: {e}"))],
+        })?;
+        let tracing = Tracing::start(
+            &config.tracing,
+            &|name| std::env::var(name).ok(),
+            metrics.tracing_spans_dropped.clone(),
+            background.handle(),
+        )
+        .map_err(|e| ConfigError {
+            source_name: "<environment>".into(),
+            issues: vec![ConfigIssue::at(String::from("tracing"), e)],
+        })?;
+        let runtime = Runtime::compile(config, 1, &metrics, background.handle(), None)?;
+        metrics.config_generation.set(runtime.generation as i64);
+        metrics.config_last_reload_success.set(unix_now());
+        Ok(Arc::new(Self {
+            runtime: ArcSwap::from_pointee(runtime),
+            metrics,
+            ready: AtomicBool::new(true),
+            connections: Arc::new(AtomicUsize::new(0)),
+            background,
+            tracing,
+            config_path: OnceLock::new(),
+            reload_lock: Mutex::new(()),
+        }))
+    }
+}
+
+impl Gateway {
+    /// Re-reads the configuration file ([`Gateway::config_path`]) and applies it.
+    pub fn reload_file(&self) -> Result<Reloaded, ConfigError> {
+        let Some(path) = self.config_path.get() else {
+            let error = ConfigError {
+                source_name: "<reload>".into(),
+                issues: vec![ConfigIssue::at(
+                    String::new(),
+                    "the gateway runs the embedded default configuration: there is no file to reload \
+                     (start it with --config FILE)",
+                )],
+            };
+            self.reload_failed(&error);
+            return Err(error);
+        };
+        match config::load_file(path) {
+            Ok(config) => self.reload(config),
+            Err(error) => {
+                self.reload_failed(&error);
+                Err(error)
+            }
+        }
+    }
+
+    /// Applies `config` (already loaded and validated) if it differs from the running one.
+    pub fn reload(&self, config: Config) -> Result<Reloaded, ConfigError> {
+        // Two reloads at once would both compile from the same snapshot and the first swap
+        // would be lost.
+        let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let current: Arc<Runtime> = self.runtime.load_full();
+        if *current.config == config {
+            // The plugin files may have changed though (with `plugins.watch` off, a reload is
+            // how they are picked up).
+            #[cfg(feature = "wasm")]
+            current.plugins.update();
+            self.metrics.config_reloads.with_label_values(&["unchanged"]).inc();
+            tracing::info!(generation = current.generation, "configuration unchanged; nothing reloaded");
+            return Ok(Reloaded::Unchanged { generation: current.generation });
+        }
+        let fixed = startup_only_changes(&current.config, &config);
+        if !fixed.is_empty() {
+            let error = ConfigError {
+                source_name: "<reload>".into(),
+                issues: fixed
+                    .iter()
+                    .map(|field| {
+                        ConfigIssue::at(
+                            (*field).to_owned(),
+                            format!("{field} is read only at start: restart the gateway to change it"),
+                        )
+                    })
+                    .collect(),
+            };
+            self.reload_failed(&error);
+            return Err(error);
+        }
+        let generation = current.generation + 1;
+        let diff = ConfigDiff::between(&current.config, &config);
+        let runtime =
+            match Runtime::compile(config, generation, &self.metrics, self.background.handle(), Some(&current)) {
+                Ok(rt) => rt,
+                Err(error) => {
+                    self.reload_failed(&error);
+                    return Err(error);
+                }
+            };
+        let level_changed = current.config.log.level != runtime.config.log.level;
+        self.runtime.store(Arc::new(runtime));
+        if level_changed {
+            let level = &self.runtime.load().config.log.level;
+            match crate::telemetry::logging::set_level(level) {
+                Ok(true) => tracing::info!(level = level.as_str(), "log level changed"),
+                Ok(false) => tracing::info!(level = level.as_str(), "log.level changed, but RUST_LOG overrides it"),
+                // Tests run gateways without the process's logging: nothing to change.
+                Err(e) => tracing::debug!(error = %e, "log level not changed"),
+            }
+        }
+        self.metrics.config_generation.set(generation as i64);
+        self.metrics.config_last_reload_success.set(unix_now());
+        self.metrics.config_reloads.with_label_values(&["success"]).inc();
+        tracing::info!(
+            generation,
+            routes_added = ?diff.routes_added,
+            routes_removed = ?diff.routes_removed,
+            routes_changed = ?diff.routes_changed,
+            upstreams_added = ?diff.upstreams_added,
+            upstreams_removed = ?diff.upstreams_removed,
+            upstreams_changed = ?diff.upstreams_changed,
+            "configuration reloaded"
+        );
+        Ok(Reloaded::Applied { generation, diff })
+    }
+
+    fn reload_failed(&self, error: &ConfigError) {
+        self.metrics.config_reloads.with_label_values(&["error"]).inc();
+        let generation = self.runtime.load().generation;
+        tracing::warn!(generation, errors = %error, "configuration reload rejected; the running configuration stays");
+    }
+}
