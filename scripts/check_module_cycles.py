@@ -97,6 +97,7 @@ def drop_test_code(src: str) -> str:
 
 def expand_use(tree: str) -> list[str]:
     """`a::{b, c::{d, e}}` → `a::b`, `a::c::d`, `a::c::e` (renames and globs trimmed)."""
+    tree = re.sub(r"\s+as\s+[A-Za-z_][A-Za-z0-9_]*", "", tree)  # renames name the same item
     tree = re.sub(r"\s+", "", tree)
 
     def parse(s: str, prefix: str) -> list[str]:
@@ -118,7 +119,6 @@ def expand_use(tree: str) -> list[str]:
                 inner = part[brace + 1:part.rfind("}")]
                 paths += parse(inner, f"{prefix}{head}::" if head else prefix)
             else:
-                part = part.split("as")[0] if re.search(r"[A-Za-z0-9_]as[A-Za-z_]", part) is None else re.split(r"(?<=[A-Za-z0-9_])as(?=[A-Za-z_])", part)[0]
                 paths.append(prefix + part.rstrip(":*").rstrip(":"))
         return paths
 
@@ -261,7 +261,7 @@ def self_test() -> int:
             "lib.rs": "pub mod a;\npub mod b;\npub mod c;\n",
             "a.rs": "use crate::{b::{self, B}, c};\n",
             "b.rs": "pub struct B;\nfn f() { crate::c::g(); }\n",
-            "c.rs": "pub fn g() {}\nuse super::a::A as _;\n",
+            "c.rs": "pub fn g() {}\nuse super::a::A as _;\nuse super::{b::passive as p};\n",
         }, 1),
         "parent re-exports a child that uses the parent": ({
             "lib.rs": "pub mod p;\n",

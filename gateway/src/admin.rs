@@ -11,7 +11,20 @@ use actix_web::{
 };
 use serde_json::json;
 
-use crate::{error::error_response, gateway::Gateway};
+use crate::{
+    error::{error_code, error_json},
+    gateway::Gateway,
+};
+
+/// A JSON error answer of the admin API (same body as the proxy's errors).
+fn error_response(status: StatusCode, message: &str, request_id: &str) -> HttpResponse {
+    HttpResponse::build(status).content_type("application/json").body(error_json(
+        status,
+        error_code(status),
+        message,
+        request_id,
+    ))
+}
 
 /// Registers the admin endpoints.
 pub fn routes(cfg: &mut web::ServiceConfig) {

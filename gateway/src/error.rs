@@ -2,9 +2,9 @@
 //! the JSON body `{"status","error","message","request_id"}`. Every gateway-made error response
 //! is built here, so the table below is the whole contract.
 
-use actix_web::{
-    HttpResponse,
-    http::{StatusCode, header},
+use crate::{
+    http_types::{HeaderValue, StatusCode, header},
+    pipeline::message::Response,
 };
 
 /// The cause of an upstream failure, whichever client saw it.
@@ -18,7 +18,7 @@ pub enum GatewayError {
     NoRoute,
     /// A route matched but not its methods; carries the `Allow` value.
     #[error("method not allowed on this route")]
-    MethodNotAllowed(header::HeaderValue),
+    MethodNotAllowed(HeaderValue),
     /// The request body exceeds `server.max_body_size`.
     #[error("request body exceeds the limit of {limit} bytes")]
     PayloadTooLarge {
@@ -54,17 +54,13 @@ pub enum GatewayError {
     /// routing, counted in `rustygate_client_errors_total`.
     #[error("{}", .0.message())]
     Malformed(crate::normalize::Refusal),
-    /// The client's side of the exchange failed while its body was read (malformed chunked
-    /// framing, a reset, a stalled upload): never a backend failure.
-    #[error("{message}")]
-    ClientBody {
-        /// 400 for a broken body, 408 for a stalled one.
-        status: StatusCode,
-        /// The `reason` label of `rustygate_client_errors_total`.
-        reason: &'static str,
-        /// The answer's message.
-        message: &'static str,
-    },
+    /// The client's request body could not be read to its end (malformed chunked framing, the
+    /// connection reset or closed): the client's fault, never a backend failure.
+    #[error("the request body is malformed or was cut short")]
+    BodyBroken,
+    /// The client stopped sending its request body for `server.client_body_timeout`.
+    #[error("the client stopped sending the request body")]
+    BodyStalled,
     /// The upstream has no backend to choose.
     #[error("no healthy backend available in upstream {0}")]
     NoHealthyUpstream(std::sync::Arc<str>),
@@ -94,6 +90,10 @@ pub enum GatewayError {
     /// A bug or resource problem in the gateway.
     #[error("internal error")]
     Internal(String),
+    /// The client's connection ended before the gateway answered (never sent: recorded as 499,
+    /// "client closed request", as NGINX logs it).
+    #[error("the connection ended before a response was sent")]
+    ClientGone,
 }
 
 impl GatewayError {
@@ -106,7 +106,8 @@ impl GatewayError {
             Self::BadRequest(_) | Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
-            Self::ClientBody { status, .. } => *status,
+            Self::BodyBroken => StatusCode::BAD_REQUEST,
+            Self::BodyStalled => StatusCode::REQUEST_TIMEOUT,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -114,6 +115,7 @@ impl GatewayError {
             Self::UpstreamConnect(_) | Self::UpstreamProtocol(_) | Self::UpstreamInterim(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout | Self::UpstreamConnectTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) | Self::PluginFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::ClientGone => StatusCode::from_u16(CLIENT_CLOSED).unwrap_or(StatusCode::BAD_REQUEST),
         }
     }
 
@@ -133,7 +135,8 @@ impl GatewayError {
     pub fn client_reason(&self) -> Option<&'static str> {
         match self {
             Self::Malformed(r) => Some(r.label()),
-            Self::ClientBody { reason, .. } => Some(reason),
+            Self::BodyBroken => Some("bad_body"),
+            Self::BodyStalled => Some("body_timeout"),
             Self::BadRequest(_) => Some("bad_request"),
             Self::HeadersTooLarge => Some("headers_too_large"),
             Self::UriTooLong => Some("uri_too_long"),
@@ -152,20 +155,25 @@ impl GatewayError {
     }
 
     /// Builds the JSON error response.
-    pub fn to_response(&self, request_id: &str) -> HttpResponse {
-        let mut resp = coded_error_response(self.status(), self.code(), &self.to_string(), request_id);
+    pub fn to_response(&self, request_id: &str) -> Response {
+        let status = self.status();
+        let mut resp =
+            Response::full(status, "application/json", error_json(status, self.code(), &self.to_string(), request_id));
         match self {
             Self::MethodNotAllowed(allow) => {
-                resp.headers_mut().insert(header::ALLOW, allow.clone());
+                resp.headers.insert(header::ALLOW, allow.clone());
             }
             Self::Unauthorized(rejection) => {
-                resp.headers_mut().insert(header::WWW_AUTHENTICATE, rejection.challenge());
+                resp.headers.insert(header::WWW_AUTHENTICATE, rejection.challenge());
             }
             _ => {}
         }
         resp
     }
 }
+
+/// The status recorded for a request whose connection ended before it was answered.
+const CLIENT_CLOSED: u16 = 499;
 
 /// DESIGN.md's `error` code for a status the gateway answers with.
 pub fn error_code(status: StatusCode) -> &'static str {
@@ -187,20 +195,15 @@ pub fn error_code(status: StatusCode) -> &'static str {
     }
 }
 
-/// A gateway-made JSON error response.
-pub fn error_response(status: StatusCode, message: &str, request_id: &str) -> HttpResponse {
-    coded_error_response(status, error_code(status), message, request_id)
-}
-
-/// A gateway-made JSON error response with an `error` code of its own.
-pub fn coded_error_response(status: StatusCode, code: &str, message: &str, request_id: &str) -> HttpResponse {
-    let body = serde_json::json!({
+/// The JSON body of a gateway-made error: `{"status","error","message","request_id"}`.
+pub fn error_json(status: StatusCode, code: &str, message: &str, request_id: &str) -> String {
+    serde_json::json!({
         "status": status.as_u16(),
         "error": code,
         "message": message,
         "request_id": request_id,
-    });
-    HttpResponse::build(status).content_type("application/json").body(body.to_string())
+    })
+    .to_string()
 }
 
 #[cfg(test)]
@@ -211,7 +214,7 @@ mod tests {
     fn every_kind_maps_to_its_status_and_code() {
         let cases: Vec<(GatewayError, u16, &str)> = vec![
             (GatewayError::NoRoute, 404, "not_found"),
-            (GatewayError::MethodNotAllowed(header::HeaderValue::from_static("GET")), 405, "method_not_allowed"),
+            (GatewayError::MethodNotAllowed(HeaderValue::from_static("GET")), 405, "method_not_allowed"),
             (GatewayError::PayloadTooLarge { limit: 1 }, 413, "payload_too_large"),
             (GatewayError::BadRequest("x"), 400, "bad_request"),
             (GatewayError::Forbidden("x"), 403, "forbidden"),
@@ -232,8 +235,8 @@ mod tests {
 
     #[test]
     fn method_not_allowed_carries_allow() {
-        let resp = GatewayError::MethodNotAllowed(header::HeaderValue::from_static("GET, POST")).to_response("id");
-        assert_eq!(resp.headers().get(header::ALLOW).unwrap(), "GET, POST");
-        assert_eq!(resp.headers().get(header::CONTENT_TYPE).unwrap(), "application/json");
+        let resp = GatewayError::MethodNotAllowed(HeaderValue::from_static("GET, POST")).to_response("id");
+        assert_eq!(resp.headers.get(header::ALLOW).unwrap(), "GET, POST");
+        assert_eq!(resp.headers.get(header::CONTENT_TYPE).unwrap(), "application/json");
     }
 }

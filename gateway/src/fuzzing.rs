@@ -6,12 +6,15 @@
 
 use std::sync::{Arc, OnceLock};
 
-use actix_web::http::{
-    Method,
-    header::{HeaderMap, HeaderName, HeaderValue},
+use crate::{
+    config,
+    filters::jwt,
+    headers as h,
+    http_types::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version, header},
+    normalize,
+    pipeline::message::RequestHead,
+    routing,
 };
-
-use crate::{config, filters::jwt, headers as h, normalize, routing};
 
 /// The configuration loader: YAML, `${VAR}` expansion (from a fixed environment), validation,
 /// and the redacted form `/admin/config` serves. Never panics; a loaded configuration
@@ -170,21 +173,25 @@ pub fn jwt_token(data: &[u8]) {
         }
     }
     let (policy, rt) = policy();
-    let mut req = actix_web::test::TestRequest::default();
-    if let Ok(uri) = format!("/api?{query}").parse::<actix_web::http::Uri>() {
-        req = req.uri(&uri.to_string());
+    let mut req = RequestHead {
+        method: Method::GET,
+        uri: Uri::from_static("/api"),
+        version: Version::HTTP_11,
+        headers: HeaderMap::new(),
+    };
+    if let Ok(uri) = format!("/api?{query}").parse::<Uri>() {
+        req.uri = uri;
     }
     if let Ok(v) = HeaderValue::from_str(auth)
         && !auth.is_empty()
     {
-        req = req.insert_header((actix_web::http::header::AUTHORIZATION, v));
+        req.headers.insert(header::AUTHORIZATION, v);
     }
     if let Ok(v) = HeaderValue::from_str(cookie)
         && !cookie.is_empty()
     {
-        req = req.insert_header((actix_web::http::header::COOKIE, v));
+        req.headers.insert(header::COOKIE, v);
     }
-    let req = req.to_http_request();
     let _ = rt.block_on(policy.authenticate(&req));
 }
 

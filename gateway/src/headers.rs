@@ -27,6 +27,21 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
+/// Whether a request asks to switch protocols: a `Connection` header naming `upgrade` (and not
+/// `close`), as actix reads it.
+pub fn asks_upgrade(headers: &HeaderMap) -> bool {
+    let mut upgrade = false;
+    for value in headers.get_all(header::CONNECTION) {
+        for option in value.to_str().unwrap_or_default().split(',').map(str::trim) {
+            if option.eq_ignore_ascii_case("close") {
+                return false;
+            }
+            upgrade |= option.eq_ignore_ascii_case("upgrade");
+        }
+    }
+    upgrade
+}
+
 /// The header names listed in the `Connection` headers, lower-cased, each once (parsed once
 /// per message: a long list must not cost once per header).
 fn connection_tokens(headers: &HeaderMap) -> std::collections::HashSet<String> {

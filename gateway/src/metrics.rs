@@ -57,7 +57,7 @@ pub struct Metrics {
     /// `rustygate_retry_budget_exhausted_total{upstream}`
     pub retry_budget_exhausted_total: IntCounterVec,
     /// `rustygate_jwks_fetches_total{policy,result}`
-    pub jwks_fetches: crate::filters::jwt::JwksMetrics,
+    pub jwks_fetches: JwksMetrics,
     /// `rustygate_plugin_calls_total{plugin,hook,outcome}`
     pub plugin_calls_total: IntCounterVec,
     /// `rustygate_plugin_duration_seconds{plugin,hook}`
@@ -116,7 +116,7 @@ impl Metrics {
             "Retries not made because the upstream's retry budget was spent.",
             &["upstream"],
         );
-        let jwks_fetches = crate::filters::jwt::JwksMetrics(counter(
+        let jwks_fetches = JwksMetrics(counter(
             "rustygate_jwks_fetches_total",
             "JWKS loads (scheduled and on unknown kid), by policy and result.",
             &["policy", "result"],
@@ -294,6 +294,10 @@ pub fn method_label(method: &Method) -> &'static str {
     METHOD_LABELS[method_index(method)]
 }
 
+/// `rustygate_jwks_fetches_total{policy,result}`.
+#[derive(Clone, Debug)]
+pub struct JwksMetrics(pub IntCounterVec);
+
 /// A route's metric series, resolved once per route (duration series once per method seen),
 /// so the request path does no label lookups for them.
 #[derive(Debug)]
@@ -311,15 +315,6 @@ pub struct RouteMetrics {
 }
 
 impl RouteMetrics {
-    /// Counts a 401 of this route's JWT policy.
-    pub fn auth_rejected(&self, reason: Rejection) {
-        if let Some(i) = Rejection::ALL.iter().position(|r| *r == reason)
-            && let Some(c) = self.auth_rejected.get(i)
-        {
-            c.inc();
-        }
-    }
-
     /// `rustygate_request_duration_seconds{route,method}` for this route; the series is created
     /// the first time the method is seen, so unused methods export nothing.
     pub fn duration(&self, method: &Method) -> &Histogram {

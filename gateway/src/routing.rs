@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
-use actix_web::http::{Method, header::HeaderValue};
-
-use crate::upstream::UpstreamPool;
+use crate::{
+    http_types::{HeaderValue, Method},
+    pipeline::filter::Filter,
+    upstream::UpstreamPool,
+};
 
 /// A compiled route.
 #[derive(Debug)]
@@ -26,16 +28,12 @@ pub struct Route {
     pub timeout: std::time::Duration,
     /// Deadline of the whole request, retries and backoff included.
     pub request_timeout: Option<std::time::Duration>,
-    /// The route's CORS policy.
-    pub cors: Option<Arc<crate::filters::cors::CorsPolicy>>,
-    /// The route's JWT policy.
-    pub auth: Option<Arc<crate::filters::jwt::JwtPolicy>>,
-    /// The route's rate limit.
-    pub rate_limit: Option<Arc<crate::filters::rate_limit::RateLimit>>,
+    /// The route's policies in the order their phases run (CORS, JWT, rate limit, plugins).
+    pub filters: Vec<Arc<dyn Filter>>,
     /// The route's metric series.
     pub metrics: crate::metrics::RouteMetrics,
-    /// The route's WASM plugins, in order.
-    pub plugins: crate::plugins::PluginChain,
+    /// The route's WASM plugins, in order (also in `filters`; here for `/admin/plugins`).
+    pub plugins: Arc<crate::plugins::PluginChain>,
     /// Keep `%2F`/`%5C` in paths (encoded) instead of refusing them (`allow_encoded_slashes`).
     pub allow_encoded_slashes: bool,
     /// Rules for the client's headers shared by every route of the snapshot.
@@ -76,9 +74,7 @@ impl Route {
             strip_prefix,
             timeout: std::time::Duration::from_secs(1),
             request_timeout: None,
-            cors: None,
-            auth: None,
-            rate_limit: None,
+            filters: Vec::new(),
             metrics: crate::metrics::Metrics::new().for_route(name, false, false),
             plugins: Default::default(),
             allow_encoded_slashes: false,
@@ -95,6 +91,24 @@ impl Route {
         }
         let rest = &path[self.prefix.len().min(path.len())..];
         if rest.is_empty() { "/" } else { rest }
+    }
+}
+
+impl crate::telemetry::otel::TracedRoute for Route {
+    fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn upstream_name(&self) -> &Arc<str> {
+        &self.upstream.name
+    }
+
+    fn upstream_path<'a>(&self, path: &'a str) -> &'a str {
+        Route::upstream_path(self, path)
     }
 }
 
@@ -129,14 +143,14 @@ impl RouteTable {
         Self { routes }
     }
 
-    /// Finds the route for a request. A route whose host and path match but whose methods do not
-    /// is skipped, so a shorter prefix that allows the method still serves it; only when none
-    /// does is the answer 405.
     /// Every route, best match first.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
         self.routes.iter()
     }
 
+    /// Finds the route for a request. A route whose host and path match but whose methods do not
+    /// is skipped, so a shorter prefix that allows the method still serves it; only when none
+    /// does is the answer 405.
     pub fn find(&self, host: Option<&str>, path: &str, method: &Method) -> RouteMatch<'_> {
         let mut allowed: Option<Vec<&Method>> = None;
         for route in &self.routes {

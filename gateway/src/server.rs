@@ -6,7 +6,12 @@ use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
 use actix_web::{App, HttpServer, dev::Server, web};
 
-use crate::{admin, config::Config, gateway::Gateway, pipeline};
+use crate::{
+    admin,
+    config::Config,
+    frontend::actix::{self as front, ConnectionState, PerIpConnections},
+    gateway::Gateway,
+};
 
 /// The two bound (not yet running) servers and their addresses.
 pub struct Servers {
@@ -31,15 +36,14 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
     let proxy_data = data.clone();
     let connections = gateway.connections.clone();
     // Peers are counted only when a per-peer limit is set (a start-up setting).
-    let per_ip =
-        (config.server.max_connections_per_ip > 0).then(|| std::sync::Arc::new(pipeline::PerIpConnections::default()));
+    let per_ip = (config.server.max_connections_per_ip > 0).then(|| std::sync::Arc::new(PerIpConnections::default()));
     let send_timeout = config.server.send_timeout.0;
     let mut proxy =
-        HttpServer::new(move || App::new().app_data(proxy_data.clone()).default_service(web::to(pipeline::handle)))
+        HttpServer::new(move || App::new().app_data(proxy_data.clone()).default_service(web::to(front::handle)))
             .on_connect(move |connection, extensions| {
                 let tcp = connection.downcast_ref::<actix_web::rt::net::TcpStream>();
                 let peer = tcp.and_then(|t| t.peer_addr().ok()).map(|a| a.ip());
-                extensions.insert(pipeline::ConnectionState::open(&connections, per_ip.as_ref(), peer));
+                extensions.insert(ConnectionState::open(&connections, per_ip.as_ref(), peer));
                 // A client that stops reading cannot hold the connection (and the backend's)
                 // for longer than `send_timeout`: actix has no send timeout of its own.
                 if let Some(tcp) = tcp {

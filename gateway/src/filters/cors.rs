@@ -6,11 +6,13 @@
 
 use std::collections::HashSet;
 
-use actix_web::{
-    HttpRequest, HttpResponse,
-    http::{
-        Method, StatusCode,
-        header::{self, HeaderMap, HeaderValue},
+use crate::{
+    error::GatewayError,
+    http_types::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    pipeline::{
+        filter::{Filter, Flow, Phase},
+        message::{RequestHead, Response},
+        session::Session,
     },
 };
 
@@ -103,9 +105,9 @@ impl CorsPolicy {
 
     /// If `req` is a CORS preflight, answers it: 204 with the CORS headers when the origin,
     /// method and headers are allowed, else 403 without them. `None` for any other request.
-    pub fn preflight(&self, req: &HttpRequest) -> Option<Result<HttpResponse, &'static str>> {
-        let headers = req.headers();
-        if req.method() != Method::OPTIONS {
+    pub fn preflight(&self, head: &RequestHead) -> Option<Result<Response, &'static str>> {
+        let headers = &head.headers;
+        if head.method != Method::OPTIONS {
             return None;
         }
         let origin = headers.get(header::ORIGIN)?;
@@ -131,8 +133,8 @@ impl CorsPolicy {
                 return Some(Err("CORS preflight rejected: header not allowed"));
             }
         }
-        let mut resp = HttpResponse::new(StatusCode::NO_CONTENT);
-        let out = resp.headers_mut();
+        let mut resp = Response::new(StatusCode::NO_CONTENT);
+        let out = &mut resp.headers;
         out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, self.allow_origin_value(origin));
         out.insert(header::ACCESS_CONTROL_ALLOW_METHODS, self.methods_value.clone());
         if let Some(requested) = requested_headers {
@@ -166,6 +168,32 @@ impl CorsPolicy {
         }
         if self.reflects_origin() {
             response_headers.append(header::VARY, HeaderValue::from_static("Origin"));
+        }
+    }
+}
+
+/// A CORS preflight was answered complete by the policy (so its answer gets no more CORS
+/// headers).
+struct PreflightAnswered;
+
+/// CORS in the pipeline: preflights answered in the `request` phase, the CORS headers added
+/// to every other answer (the backend's and the gateway's, so scripts can read error bodies).
+impl Filter for CorsPolicy {
+    fn name(&self) -> &'static str {
+        "cors"
+    }
+
+    fn request<'a>(&'a self, session: &'a mut Session) -> Phase<'a> {
+        // Preflights carry no credentials, so they are answered before auth looks at them.
+        let Some(answer) = self.preflight(&session.head) else { return Phase::CONTINUE };
+        // Answered complete either way: a rejected preflight gets no CORS headers.
+        session.state.insert(PreflightAnswered);
+        Phase::Ready(answer.map(Flow::Respond).map_err(GatewayError::Forbidden))
+    }
+
+    fn response(&self, session: &mut Session, response: &mut Response) {
+        if session.state.get::<PreflightAnswered>().is_none() {
+            self.decorate(&session.head.headers, &mut response.headers);
         }
     }
 }

@@ -15,17 +15,27 @@ use std::{
     time::Duration,
 };
 
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use governor::{
     Quota, RateLimiter,
     clock::{Clock, DefaultClock},
     middleware::StateInformationMiddleware,
     state::keyed::DefaultKeyedStateStore,
 };
-use prometheus::IntGauge;
+use opentelemetry::KeyValue;
+use prometheus::{IntCounter, IntGauge};
 use serde_json::{Map, Value};
 
-use crate::config::{RateLimitConfig, values::KeySpec};
+use crate::{
+    config::{RateLimitConfig, values::KeySpec},
+    error::GatewayError,
+    filters::jwt::Authenticated,
+    http_types::{HeaderMap, HeaderName, HeaderValue, header::RETRY_AFTER},
+    pipeline::{
+        filter::{Filter, Phase},
+        message::Response,
+        session::Session,
+    },
+};
 
 /// A bucket's key. Header and claim values are stored as a 128-bit keyed hash, so a key costs
 /// the same few bytes however long the value a client sends.
@@ -216,6 +226,48 @@ pub fn spawn_eviction(
 /// How often a policy's stale keys are evicted: once per window, between 1 s and 60 s.
 pub fn eviction_interval(config: &RateLimitConfig) -> Duration {
     config.window.0.clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+/// A route's rate limit in the pipeline: after auth (so that a limit can key on a claim), a
+/// 429 for a refused request; its headers on every answer of the route, the 429 included.
+#[derive(Debug)]
+pub struct RateLimitFilter {
+    limit: Arc<RateLimit>,
+    /// `rustygate_rate_limited_total{route}` of the route.
+    limited: IntCounter,
+}
+
+impl RateLimitFilter {
+    /// The limit on a route, with the route's refusal counter.
+    pub fn new(limit: Arc<RateLimit>, limited: IntCounter) -> Self {
+        Self { limit, limited }
+    }
+}
+
+impl Filter for RateLimitFilter {
+    fn name(&self) -> &'static str {
+        "rate_limit"
+    }
+
+    fn request<'a>(&'a self, session: &'a mut Session) -> Phase<'a> {
+        let claims = session.state.get::<Authenticated>().map(|a| &a.verified.claims);
+        let decision = self.limit.check(session.client_ip, &session.head.headers, claims);
+        session.state.insert(decision);
+        if decision.allowed {
+            return Phase::CONTINUE;
+        }
+        self.limited.inc();
+        session.trace_event("rate limited", || {
+            vec![KeyValue::new("rustygate.rate_limit.retry_after_s", decision.retry_after as i64)]
+        });
+        Phase::Ready(Err(GatewayError::TooManyRequests { retry_after: decision.retry_after }))
+    }
+
+    fn response(&self, session: &mut Session, response: &mut Response) {
+        if let Some(decision) = session.state.get::<Decision>() {
+            self.limit.write_headers(decision, &mut response.headers);
+        }
+    }
 }
 
 #[cfg(test)]

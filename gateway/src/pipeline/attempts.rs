@@ -1,58 +1,32 @@
-//! Forwarding with retries: pick a backend in rotation (503 if none), send one attempt with the
-//! route's per-attempt timeout (bounded by the request's deadline), record its outcome for
-//! passive health, and — when DESIGN.md's retry rules, the attempt count, the deadline and the
-//! upstream's retry budget all allow — try again on another backend after a backoff.
+//! Forwarding with retries: pick a backend (503 if none), send one attempt with the route's
+//! per-attempt timeout (bounded by the request's deadline), record its outcome for passive
+//! health, and — when the retry rules, the attempt count, the deadline and the upstream's
+//! retry budget all allow — try again on another backend after a backoff.
 
 use std::{
-    cell::Cell,
-    net::IpAddr,
-    rc::Rc,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use actix_web::{HttpRequest, HttpResponse};
-
-use super::ctx::RequestCtx;
+use super::{body::RequestBody, ctx::RequestCtx, message::Response};
 use crate::{
-    config::UpstreamClient,
     error::GatewayError,
-    filters::jwt::Authenticated,
-    proxy::{
-        body::RequestBody,
-        forward::{self, Outgoing},
-    },
+    proxy::forward::{self, Outgoing},
     routing::Route,
     upstream::{Backend, retry},
 };
 
-/// What the attempts need to know about the client side.
-pub(super) struct Client<'a> {
-    /// The normalised request path.
-    pub path: &'a str,
-    pub peer: IpAddr,
-    pub peer_trusted: bool,
-    pub auth: Option<&'a Authenticated>,
-    pub client: UpstreamClient,
-    /// The request as the route's plugins left it (path, query, headers), if it has plugins.
-    pub plugins: Option<&'a crate::plugins::Exchange>,
-}
-
 /// Sends the request to the route's upstream, retrying per the upstream's policy.
 pub(super) async fn forward(
-    req: &HttpRequest,
     route: &Arc<Route>,
     ctx: &mut RequestCtx,
     body: RequestBody,
-    from: Client<'_>,
-) -> Result<HttpResponse, GatewayError> {
+) -> Result<Response, GatewayError> {
     let pool = &route.upstream;
     let policy = &pool.retry;
     let started = Instant::now();
     let deadline = route.request_timeout.map(|d| started + d);
     let retrying = policy.enabled() && pool.backends.len() > 1;
-    let bytes_in: Rc<Cell<u64>> = ctx.bytes_in();
-    let limit = ctx.runtime.max_body_size;
     let body = body.prefetch(policy.buffer).await?;
     // A body still streaming can fail an attempt by the client's fault (see below).
     let client_side = body.client_side();
@@ -60,12 +34,13 @@ pub(super) async fn forward(
     let replayable = retrying && body.as_ref().is_some_and(RequestBody::is_replayable);
     policy.budget.record_request();
 
-    let client_ip = ctx.client_ip();
+    let client = ctx.runtime.client;
     let gateway = ctx.gateway();
     let tracing = gateway.tracing.as_ref();
+    let mut key = pool.selection_key(ctx.session.client_ip, &ctx.session.head.headers);
     let mut tried: Vec<Arc<Backend>> = Vec::new();
     let mut backend =
-        pool.pick(client_ip, req.headers()).ok_or_else(|| GatewayError::NoHealthyUpstream(pool.name.clone()))?.clone();
+        pool.select(&mut key, |_| true).ok_or_else(|| GatewayError::NoHealthyUpstream(pool.name.clone()))?;
     let mut attempt = 0u32;
     loop {
         ctx.enter_backend(backend.clone());
@@ -75,62 +50,52 @@ pub(super) async fn forward(
             Some(d) => route.timeout.min(d.saturating_duration_since(Instant::now())),
             None => route.timeout,
         };
-        let span = match (tracing, &ctx.trace) {
+        let span = match (tracing, &ctx.session.trace) {
             (Some(t), Some(request)) => Some(t.start_attempt(request, &backend, attempt)),
             _ => None,
         };
         let result = if timeout.is_zero() {
             Err(GatewayError::UpstreamTimeout)
         } else {
-            let out = Outgoing {
-                req,
-                route,
-                path: from.path,
-                backend: &backend,
-                peer: from.peer,
-                peer_trusted: from.peer_trusted,
-                request_id: &ctx.request_id,
-                auth: from.auth,
-                plugins: from.plugins,
-                trace: tracing.zip(span.as_ref()),
-            };
-            forward::attempt(&out, this_body, from.client, timeout).await
+            let out = Outgoing { session: &ctx.session, route, backend: &backend, trace: tracing.zip(span.as_ref()) };
+            forward::attempt(&out, this_body, client, timeout).await
         };
-        if let (Some(span), Some(request)) = (span, &mut ctx.trace) {
+        if let (Some(span), Some(request)) = (span, &mut ctx.session.trace) {
             request.end_attempt(
                 span,
                 match &result {
-                    Ok(resp) => Ok(resp.status()),
+                    Ok(resp) => Ok(resp.status),
                     Err(e) => Err((e.backend_reason().unwrap_or("error"), e.to_string())),
                 },
             );
         }
         // A body over the limit, broken or stalled surfaces as a send error or a timeout; it is
         // the client's fault: no backend failure, no ejection, no retry.
-        if let Err(e) = &result {
-            if bytes_in.get() > limit {
-                return Err(GatewayError::PayloadTooLarge { limit });
-            }
-            if let Some(fault) = client_side.as_deref().and_then(|c| c.fault(e)) {
-                return Err(fault);
-            }
+        if let Err(e) = &result
+            && let Some(fault) = client_side.as_deref().and_then(|c| c.fault(e))
+        {
+            return Err(fault);
         }
         ctx.record_attempt(&result);
         let failed = match &result {
-            Ok(resp) => resp.status().is_server_error(),
+            Ok(resp) => resp.status.is_server_error(),
             Err(e) => e.backend_reason().is_some(),
         };
         pool.record_outcome(&backend, failed);
 
         // Another attempt? Only for a retryable outcome of a replayable request, within the
         // attempt count and the deadline, on a backend not tried yet, within the budget.
-        let outcome = result.as_ref().map(HttpResponse::status);
+        let outcome = result.as_ref().map(|r| r.status);
         let deadline_left = deadline.is_none_or(|d| Instant::now() < d);
-        if !(replayable && attempt < policy.retries && deadline_left && policy.retryable(req.method(), &outcome)) {
+        if !(replayable
+            && attempt < policy.retries
+            && deadline_left
+            && policy.retryable(&ctx.session.head.method, &outcome))
+        {
             return result;
         }
         tried.push(backend.clone());
-        let Some(next) = pool.pick_other(client_ip, req.headers(), &tried).cloned() else {
+        let Some(next) = pool.select(&mut key, |b| !tried.iter().any(|t| std::ptr::eq(&**t, b))) else {
             return result;
         };
         if !policy.budget.try_retry() {

@@ -1,16 +1,16 @@
 //! Per-request state carried through the pipeline, and [`Finish`]: the record of a request that
 //! is written — metrics and one access log line — exactly once, when it is dropped.
 
-use std::{cell::Cell, net::IpAddr, rc::Rc, sync::Arc, time::Instant};
+use std::{cell::Cell, rc::Rc, sync::Arc, time::Instant};
 
-use actix_web::{
-    HttpRequest, HttpResponse,
-    http::{Method, StatusCode, header::HeaderValue},
+use super::{
+    message::{RequestHead, Response},
+    session::{LogFields, Session},
 };
-
 use crate::{
     error::GatewayError,
     gateway::Gateway,
+    http_types::{Method, StatusCode},
     metrics::method_label,
     routing::Route,
     runtime::Runtime,
@@ -21,33 +21,28 @@ use crate::{
 /// The `route` label of requests no route matched.
 pub const UNMATCHED: &str = "(unmatched)";
 
-/// What the pipeline knows about one request.
+/// What the driver knows about one request: the filters' [`Session`] plus the bookkeeping
+/// the record needs (snapshot, route, backend, attempts, bytes, the error answered).
 pub struct RequestCtx {
     gateway: Arc<Gateway>,
     /// The runtime snapshot this request uses from start to end.
     pub runtime: Arc<Runtime>,
     start: Instant,
-    /// The request id (kept from the client if valid, else generated).
-    pub request_id: HeaderValue,
-    client_ip: IpAddr,
     method: Method,
-    path: String,
-    /// The request's SERVER span, when tracing is enabled.
-    pub trace: Option<RequestTrace>,
+    /// The access log's fields (`path` and what filters change of it).
+    log: LogFields,
+    /// What the filters see.
+    pub session: Session,
     /// The ids log lines carry: the SERVER span's, or else the caller's trace id.
     pub trace_ids: Option<TraceIds>,
     route: Option<Arc<Route>>,
+    /// How many filters of the route's chain ran their `request` phase.
+    entered: usize,
     backend: Option<InFlight>,
     attempts: u32,
     bytes_in: Rc<Cell<u64>>,
-    /// The gateway-made error, if the gateway answered.
-    pub error: Option<String>,
-    /// A CORS preflight was answered complete by the route's policy.
-    pub preflight_answered: bool,
-    /// The route's rate-limit decision, for the response headers.
-    pub rate_limit: Option<crate::filters::rate_limit::Decision>,
-    /// Headers the route's plugins set in `on_request` for the response, whoever answers.
-    pub plugin_response_headers: Option<actix_web::http::header::HeaderMap>,
+    /// Why the gateway answered itself, if it did.
+    pub error: Option<GatewayError>,
     /// The record (metrics, span, access line) has been written.
     recorded: bool,
 }
@@ -63,17 +58,9 @@ impl Drop for InFlight {
 
 impl RequestCtx {
     /// Starts the record of a request.
-    pub fn new(
-        gateway: Arc<Gateway>,
-        runtime: Arc<Runtime>,
-        req: &HttpRequest,
-        request_id: HeaderValue,
-        client_ip: IpAddr,
-        bytes_in: Rc<Cell<u64>>,
-        trace: Option<RequestTrace>,
-    ) -> Self {
-        let uri = req.uri();
-        let path = match (runtime.access_log, runtime.log_query, uri.query()) {
+    pub fn new(gateway: Arc<Gateway>, runtime: Arc<Runtime>, session: Session, bytes_in: Rc<Cell<u64>>) -> Self {
+        let uri = &session.head.uri;
+        let target = match (runtime.access_log, runtime.log_query, uri.query()) {
             (false, ..) => String::new(), // only the access log reads it
             (true, true, Some(q)) => {
                 let q = crate::filters::jwt::token::redact_query(q, &runtime.query_token_params);
@@ -84,20 +71,16 @@ impl RequestCtx {
         Self {
             gateway,
             start: Instant::now(),
-            request_id,
-            client_ip,
-            method: req.method().clone(),
-            path,
-            trace_ids: trace.as_ref().map(RequestTrace::ids).or_else(|| incoming_trace_ids(req)),
-            trace,
+            method: session.head.method.clone(),
+            log: LogFields { target },
+            trace_ids: session.trace.as_ref().map(RequestTrace::ids).or_else(|| incoming_trace_ids(&session.head)),
+            session,
             route: None,
+            entered: 0,
             backend: None,
             attempts: 0,
             bytes_in,
             error: None,
-            preflight_answered: false,
-            plugin_response_headers: None,
-            rate_limit: None,
             recorded: false,
             runtime,
         }
@@ -118,30 +101,6 @@ impl RequestCtx {
         self.gateway.clone()
     }
 
-    /// Records an event on the request's span (a policy decision), if it is traced.
-    pub fn trace_event(&mut self, name: &'static str, attributes: impl FnOnce() -> Vec<opentelemetry::KeyValue>) {
-        if let Some(trace) = &mut self.trace {
-            trace.event(name, attributes);
-        }
-    }
-
-    /// The client's address (see `server.trusted_proxies`).
-    pub fn client_ip(&self) -> IpAddr {
-        self.client_ip
-    }
-
-    /// Whether the access log shows this request's query.
-    pub fn logs_query(&self) -> bool {
-        self.path.contains('?')
-    }
-
-    /// Logs `query` instead of the request's own (which carried a token) when queries are logged.
-    pub fn replace_logged_query(&mut self, query: &str) {
-        if let Some((path, _)) = self.path.split_once('?') {
-            self.path = if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") };
-        }
-    }
-
     /// The matched route, once there is one.
     pub fn route(&self) -> Option<&Arc<Route>> {
         self.route.as_ref()
@@ -150,10 +109,21 @@ impl RequestCtx {
     /// Records the matched route (from here on the request counts as in flight on it).
     pub fn enter_route(&mut self, route: Arc<Route>) {
         route.metrics.in_flight.inc();
-        if let Some(trace) = &mut self.trace {
-            trace.enter_route(&route);
+        if let Some(trace) = &mut self.session.trace {
+            trace.enter_route(route.clone());
         }
         self.route = Some(route);
+    }
+
+    /// Notes that the route's `n`th filter ran its `request` phase (so it takes part in the
+    /// later ones).
+    pub fn enter_filter(&mut self, n: usize) {
+        self.entered = n + 1;
+    }
+
+    /// The route's filters whose `request` phase ran, in chain order.
+    pub fn entered_filters(&self) -> Option<(Arc<Route>, usize)> {
+        self.route.clone().map(|r| (r, self.entered))
     }
 
     /// Records the backend chosen for an attempt.
@@ -164,7 +134,7 @@ impl RequestCtx {
     }
 
     /// Counts the outcome of the current attempt in the backend metrics.
-    pub fn record_attempt(&self, result: &Result<HttpResponse, GatewayError>) {
+    pub fn record_attempt(&self, result: &Result<Response, GatewayError>) {
         let (Some(route), Some(InFlight(backend))) = (&self.route, &self.backend) else {
             return;
         };
@@ -172,7 +142,7 @@ impl RequestCtx {
         let upstream = &*route.upstream.name;
         let (outcome, failure) = match result {
             Ok(resp) => {
-                let s = resp.status();
+                let s = resp.status;
                 let class = match s.as_u16() {
                     100..=199 => "1xx",
                     200..=299 => "2xx",
@@ -202,8 +172,8 @@ impl RequestCtx {
 
 /// The trace id of an incoming W3C `traceparent` (no span of the gateway's own): with tracing
 /// off, log lines still correlate with the caller's trace.
-fn incoming_trace_ids(req: &HttpRequest) -> Option<TraceIds> {
-    let tp = req.headers().get("traceparent")?.to_str().ok()?;
+fn incoming_trace_ids(head: &RequestHead) -> Option<TraceIds> {
+    let tp = head.headers.get("traceparent")?.to_str().ok()?;
     let mut parts = tp.split('-');
     let (ver, id) = (parts.next()?, parts.next()?);
     if ver.len() != 2 || id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -237,15 +207,11 @@ impl Drop for Finish {
 impl Drop for RequestCtx {
     fn drop(&mut self) {
         if !self.recorded {
-            self.error.get_or_insert_with(|| "the connection ended before a response was sent".into());
-            let status = StatusCode::from_u16(CLIENT_CLOSED).unwrap_or(StatusCode::BAD_REQUEST);
-            self.record(status, 0, false);
+            self.error.get_or_insert(GatewayError::ClientGone);
+            self.record(GatewayError::ClientGone.status(), 0, false);
         }
     }
 }
-
-/// The status recorded for a request whose connection ended before it was answered.
-const CLIENT_CLOSED: u16 = 499;
 
 impl RequestCtx {
     /// Writes the request's record: span end, metrics, access log line. Once.
@@ -253,8 +219,17 @@ impl RequestCtx {
         if std::mem::replace(&mut self.recorded, true) {
             return;
         }
-        if let (Some(trace), Some(tracing)) = (self.trace.take(), &self.gateway.tracing) {
-            tracing.end_request(trace, status, self.error.as_deref());
+        if let (Some(trace), Some(tracing)) = (self.session.trace.take(), &self.gateway.tracing) {
+            tracing.end_request(trace, status, self.error.as_ref().map(|e| e.to_string()).as_deref());
+        }
+        // Filters may change what the access log shows (the JWT policy drops its token from the
+        // logged query).
+        if self.runtime.access_log
+            && let Some(route) = self.route.clone()
+        {
+            for filter in &route.filters[..self.entered] {
+                filter.logging(&self.session, &mut self.log);
+            }
         }
         let ctx = &*self;
         let m = &ctx.gateway.metrics;
@@ -279,12 +254,12 @@ impl RequestCtx {
         };
         tracing::info!(
             target: ACCESS_TARGET,
-            request_id = ctx.request_id.to_str().unwrap_or_default(),
+            request_id = ctx.session.request_id.to_str().unwrap_or_default(),
             trace_id = %TraceIdField(ctx.trace_ids.map(|t| t.trace_id)),
             span_id = %SpanIdField(ctx.trace_ids.map(|t| t.span_id)),
-            client_ip = %ctx.client_ip,
+            client_ip = %ctx.session.client_ip,
             method = ctx.method.as_str(),
-            path = ctx.path.as_str(),
+            path = ctx.log.target.as_str(),
             route,
             upstream,
             backend,
@@ -294,7 +269,7 @@ impl RequestCtx {
             bytes_out,
             attempts = ctx.attempts,
             completed,
-            error = ctx.error.as_deref(),
+            error = ctx.error.as_ref().map(tracing::field::display),
             "access"
         );
     }

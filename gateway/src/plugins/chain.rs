@@ -4,10 +4,6 @@
 
 use std::{sync::Arc, time::Instant};
 
-use actix_web::{
-    HttpResponse,
-    http::header::{self, HeaderMap},
-};
 use prometheus::{Histogram, IntCounter};
 
 use super::{
@@ -16,7 +12,13 @@ use super::{
     pool,
     registry::PluginSlot,
 };
-use crate::{config::PluginFailure, error::GatewayError, metrics::Metrics};
+use crate::{
+    config::PluginFailure,
+    error::GatewayError,
+    http_types::{HeaderMap, header},
+    metrics::Metrics,
+    pipeline::message::{Response, ResponseBody},
+};
 
 /// A hook's series for one plugin, resolved when the route is compiled.
 #[derive(Debug)]
@@ -190,7 +192,7 @@ fn fail(plugin: &RoutePlugin, hook: Hook, outcome: &'static str, detail: String)
 
 /// The response a plugin asked for: its status and body, with the response headers in `ex`
 /// (in `on_response`, the backend's as edited, less those that described the backend's body).
-fn answer(ex: &mut Exchange, replacing_backend: bool) -> HttpResponse {
+fn answer(ex: &mut Exchange, replacing_backend: bool) -> Response {
     let (status, body) = ex.respond.take().expect("a respond outcome has an answer");
     let mut headers: HeaderMap = std::mem::take(&mut ex.response_headers);
     if replacing_backend {
@@ -198,7 +200,5 @@ fn answer(ex: &mut Exchange, replacing_backend: bool) -> HttpResponse {
             headers.remove(name);
         }
     }
-    let mut resp = HttpResponse::build(status).body(body);
-    *resp.headers_mut() = headers;
-    resp
+    Response { status, headers, body: ResponseBody::Full(body) }
 }

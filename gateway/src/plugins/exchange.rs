@@ -1,7 +1,10 @@
 //! What a route's plugins read and edit: the request on its way upstream, later the backend's
 //! response head. Plain HTTP data, in every build.
 
-use actix_web::http::{Method, StatusCode, header::HeaderMap};
+use crate::{
+    http_types::{HeaderMap, Method, StatusCode},
+    pipeline::message::Response,
+};
 use bytes::Bytes;
 
 /// Which guest export runs.
@@ -78,5 +81,5 @@ pub enum ChainResult {
     /// Go on (to the backend, or to the client with the backend's response).
     Continue,
     /// A plugin answered: send this instead (the backend is not called, or its answer is replaced).
-    Respond(actix_web::HttpResponse),
+    Respond(Response),
 }

@@ -11,6 +11,7 @@ mod chain;
 #[cfg(feature = "wasm")]
 mod engine;
 mod exchange;
+mod filter;
 #[cfg(feature = "wasm")]
 #[doc(hidden)]
 pub mod fuzz;
@@ -28,6 +29,7 @@ mod registry;
 #[cfg(feature = "wasm")]
 pub use chain::{Pinned, PluginChain, RoutePlugin};
 pub use exchange::{ChainResult, Exchange, Hook};
+pub use filter::PluginFilter;
 #[cfg(not(feature = "wasm"))]
 pub use no_engine::{Pinned, PluginChain};
 #[cfg(feature = "wasm")]

@@ -13,8 +13,8 @@ use actix_web::{
 };
 use awc::{Client, Connector, error::SendRequestError};
 
-use super::body::{RequestBody, UpstreamResponse};
-use crate::error::GatewayError;
+use super::upstream_response::UpstreamResponse;
+use crate::{error::GatewayError, pipeline::body::RequestBody};
 
 /// How long an idle pooled upstream connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(60);

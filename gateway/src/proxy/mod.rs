@@ -2,9 +2,9 @@
 //! comparison), header rewriting, and one attempt of sending a request and receiving the
 //! response head.
 
-pub mod body;
 pub mod client;
 pub mod forward;
 pub mod http_compat;
 pub mod idle;
 pub mod reqwest_client;
+pub mod upstream_response;

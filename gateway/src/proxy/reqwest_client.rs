@@ -10,11 +10,11 @@ use actix_web::http::{Method, Uri, header::HeaderMap};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
-use super::{
-    body::{LimitedPayload, RequestBody, UpstreamResponse},
-    http_compat as compat,
+use super::{http_compat as compat, upstream_response::UpstreamResponse};
+use crate::{
+    error::GatewayError,
+    pipeline::body::{LimitedPayload, RequestBody},
 };
-use crate::error::GatewayError;
 
 /// How long an idle pooled upstream connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(60);

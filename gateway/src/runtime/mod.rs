@@ -9,10 +9,12 @@ use crate::{
     config::{Config, ConfigError, ConfigIssue, RateLimitScope, UpstreamClient, UpstreamConfig, values},
     filters::{
         cors::CorsPolicy,
-        jwt::JwtPolicy,
-        rate_limit::{self, RateLimit},
+        jwt::{JwtFilter, JwtPolicy},
+        rate_limit::{self, RateLimit, RateLimitFilter},
     },
     metrics::Metrics,
+    pipeline::filter::Filter,
+    plugins::PluginFilter,
     routing::{Route, RouteTable},
     upstream::UpstreamPool,
 };
@@ -236,23 +238,40 @@ impl Runtime {
                 issues.push(ConfigIssue::at(format!("routes[{i}]"), "route has no upstream"));
                 continue;
             };
+            let route_metrics = metrics.for_route(rc.display_name(), auth_name.is_some(), rate_limit.is_some());
+            let auth = auth_name.and_then(|name| jwt_policies.get(name).cloned());
+            #[cfg(feature = "wasm")]
+            let plugins = Arc::new(plugin_chain(&config, rc, &plugin_slots, metrics));
+            #[cfg(not(feature = "wasm"))]
+            let plugins = Arc::new(crate::plugins::PluginChain);
+            // The route's chain, in the order its phases run: CORS preflights first (they carry
+            // no credentials), JWT (nothing of an unauthenticated request goes further), the
+            // rate limit (after auth, so that it can key on a claim), then the plugins.
+            let mut filters: Vec<Arc<dyn Filter>> = Vec::new();
+            if let Some(cors) = cors_name.and_then(|name| cors_policies.get(name).cloned()) {
+                filters.push(cors);
+            }
+            if let Some(policy) = &auth {
+                filters.push(Arc::new(JwtFilter::new(policy.clone(), route_metrics.auth_rejected.clone())));
+            }
+            if let (Some(limit), Some(limited)) = (&rate_limit, &route_metrics.rate_limited) {
+                filters.push(Arc::new(RateLimitFilter::new(limit.clone(), limited.clone())));
+            }
+            if !plugins.is_empty() {
+                filters.push(Arc::new(PluginFilter::new(plugins.clone(), auth.clone(), header_rules.clone())));
+            }
             routes.push(Arc::new(Route {
                 name: rc.display_name().into(),
                 prefix: values::trim_prefix(&rc.path).to_owned(),
                 host: rc.host.as_deref().and_then(values::normalize_host),
                 methods: rc.methods.iter().filter_map(|m| m.to_ascii_uppercase().parse().ok()).collect(),
                 strip_prefix: rc.strip_prefix,
-                cors: cors_name.and_then(|name| cors_policies.get(name).cloned()),
-                auth: auth_name.and_then(|name| jwt_policies.get(name).cloned()),
-                metrics: metrics.for_route(rc.display_name(), auth_name.is_some(), rate_limit.is_some()),
-                rate_limit,
+                filters,
+                metrics: route_metrics,
                 timeout: rc.timeout.map(|t| t.0).unwrap_or(upstream.timeout),
                 request_timeout: rc.request_timeout.map(|t| t.0).or(upstream.request_timeout),
                 upstream,
-                #[cfg(feature = "wasm")]
-                plugins: plugin_chain(&config, rc, &plugin_slots, metrics),
-                #[cfg(not(feature = "wasm"))]
-                plugins: crate::plugins::PluginChain,
+                plugins,
                 allow_encoded_slashes: rc.allow_encoded_slashes,
                 header_rules: header_rules.clone(),
             }));

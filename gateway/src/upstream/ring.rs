@@ -17,18 +17,35 @@ pub struct Ring {
 }
 
 fn hash(bytes: &[u8]) -> u64 {
-    // SipHash-1-3 with fixed keys: stable within a build, and well mixed.
+    // std's `SipHasher` is SipHash-2-4 with zero keys: stable within a build, and well mixed.
     #[allow(deprecated)]
     let mut h = std::hash::SipHasher::new();
     h.write(bytes);
     h.finish()
 }
 
-/// The bytes an IP address is hashed as.
-pub fn key_of_ip(ip: IpAddr) -> Vec<u8> {
+/// The bytes an IP address is hashed as (its 4 or 16 octets), without allocating.
+pub fn key_of_ip(ip: IpAddr) -> IpKey {
     match ip.to_canonical() {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
+        IpAddr::V4(v4) => {
+            let mut bytes = [0; 16];
+            bytes[..4].copy_from_slice(&v4.octets());
+            IpKey { bytes, len: 4 }
+        }
+        IpAddr::V6(v6) => IpKey { bytes: v6.octets(), len: 16 },
+    }
+}
+
+/// An address's hash key (see [`key_of_ip`]).
+#[derive(Debug, Clone, Copy)]
+pub struct IpKey {
+    bytes: [u8; 16],
+    len: usize,
+}
+
+impl AsRef<[u8]> for IpKey {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 

@@ -29,9 +29,7 @@ const MAX_JWKS_BYTES: usize = 1024 * 1024;
 /// Time allowed for one JWKS fetch.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// `rustygate_jwks_fetches_total{policy,result}`.
-#[derive(Clone, Debug)]
-pub struct JwksMetrics(pub IntCounterVec);
+pub use crate::metrics::JwksMetrics;
 
 /// One verification key.
 struct Key {

@@ -11,18 +11,25 @@ pub mod token;
 
 use std::sync::Arc;
 
-use actix_web::{
-    HttpRequest,
-    http::header::{self, HeaderName, HeaderValue},
-};
 use jsonwebtoken::{Algorithm, Validation};
+use opentelemetry::KeyValue;
+use prometheus::IntCounter;
 use serde_json::{Map, Value};
 
 pub use keys::JwksMetrics;
 use keys::Keys;
 pub use rejection::Rejection;
 
-use crate::config::{JwtConfig, values::parse_algorithms};
+use crate::{
+    config::{JwtConfig, values::parse_algorithms},
+    error::GatewayError,
+    http_types::{HeaderName, HeaderValue, header},
+    pipeline::{
+        filter::{Filter, Flow, Phase},
+        message::RequestHead,
+        session::{LogFields, Session},
+    },
+};
 
 /// A verified token: what it gives the pipeline, and when it stops being valid.
 #[derive(Debug)]
@@ -160,7 +167,7 @@ impl JwtPolicy {
 
     /// Authenticates a request. A token verified before (same text, same key set, still within
     /// `exp`/`nbf`) is taken from the cache without repeating the signature and claim work.
-    pub async fn authenticate(&self, req: &HttpRequest) -> Result<Authenticated, Rejection> {
+    pub async fn authenticate(&self, req: &RequestHead) -> Result<Authenticated, Rejection> {
         let token = token::find(req, self.cookie.as_deref(), self.query_param.as_deref())?;
         let keys_version = self.keys.version();
         let now = jsonwebtoken::get_current_timestamp();
@@ -175,7 +182,7 @@ impl JwtPolicy {
                 verified
             }
         };
-        let query = req.uri().query().and_then(|q| self.query_without_token(q));
+        let query = req.uri.query().and_then(|q| self.query_without_token(q));
         Ok(Authenticated { verified, query })
     }
 
@@ -239,6 +246,76 @@ impl JwtPolicy {
             }
         }
         Ok(())
+    }
+}
+
+/// A route's JWT policy in the pipeline: nothing about an unauthenticated request reaches the
+/// backend, a bucket or a plugin. What it verified stays in the session ([`Authenticated`]) for
+/// the filters after it (a rate limit keyed on a claim).
+#[derive(Debug)]
+pub struct JwtFilter {
+    policy: Arc<JwtPolicy>,
+    /// `rustygate_auth_rejected_total{route,reason}` of the route, in [`Rejection::ALL`] order.
+    rejected: Vec<IntCounter>,
+}
+
+impl JwtFilter {
+    /// The policy on a route, with the route's rejection counters.
+    pub fn new(policy: Arc<JwtPolicy>, rejected: Vec<IntCounter>) -> Self {
+        Self { policy, rejected }
+    }
+
+    fn count(&self, reason: Rejection) {
+        if let Some(i) = Rejection::ALL.iter().position(|r| *r == reason)
+            && let Some(c) = self.rejected.get(i)
+        {
+            c.inc();
+        }
+    }
+}
+
+impl Filter for JwtFilter {
+    fn name(&self) -> &'static str {
+        "jwt"
+    }
+
+    fn request<'a>(&'a self, session: &'a mut Session) -> Phase<'a> {
+        Phase::Pending(Box::pin(async move {
+            match self.policy.authenticate(&session.head).await {
+                Ok(authenticated) => {
+                    // Claim headers are the gateway's word, not the client's: the client's copies
+                    // (and `Authorization`, unless forwarded) go, the verified claims come in.
+                    let upstream = &mut session.upstream;
+                    for name in &self.policy.strip {
+                        upstream.headers.remove(name);
+                    }
+                    for (name, value) in &authenticated.verified.headers {
+                        upstream.headers.insert(name.clone(), value.clone());
+                    }
+                    // A token that came in the query is not forwarded.
+                    if let Some(rest) = &authenticated.query {
+                        upstream.query = Some(rest.clone()).filter(|q| !q.is_empty());
+                    }
+                    session.state.insert(authenticated);
+                    Ok(Flow::Continue)
+                }
+                Err(reason) => {
+                    self.count(reason);
+                    session
+                        .trace_event("auth rejected", || vec![KeyValue::new("rustygate.auth.reason", reason.label())]);
+                    Err(GatewayError::Unauthorized(reason))
+                }
+            }
+        }))
+    }
+
+    /// A token in the query is kept out of the access log, valid or not.
+    fn logging(&self, _: &Session, fields: &mut LogFields) {
+        if let Some((path, query)) = fields.target.split_once('?')
+            && let Some(clean) = self.policy.query_without_token(query)
+        {
+            fields.target = if clean.is_empty() { path.to_owned() } else { format!("{path}?{clean}") };
+        }
     }
 }
 

@@ -3,18 +3,18 @@
 
 use std::borrow::Cow;
 
-use actix_web::{HttpRequest, http::header};
+use crate::{http_types::header, pipeline::message::RequestHead};
 use base64::Engine;
 
 use super::rejection::Rejection;
 
 /// Looks for the token where the policy allows.
 pub(super) fn find<'r>(
-    req: &'r HttpRequest,
+    req: &'r RequestHead,
     cookie: Option<&str>,
     query_param: Option<&str>,
 ) -> Result<Cow<'r, str>, Rejection> {
-    let mut auth = req.headers().get_all(header::AUTHORIZATION);
+    let mut auth = req.headers.get_all(header::AUTHORIZATION);
     if let Some(value) = auth.next() {
         if auth.next().is_some() {
             return Err(Rejection::Malformed);
@@ -33,7 +33,7 @@ pub(super) fn find<'r>(
         return Ok(Cow::Borrowed(token));
     }
     if let Some(name) = query_param
-        && let Some(query) = req.uri().query()
+        && let Some(query) = req.uri.query()
         && let Some((token, _)) = take_query_param(query, name)
     {
         return Ok(Cow::Owned(token));
@@ -41,8 +41,8 @@ pub(super) fn find<'r>(
     Err(Rejection::Missing)
 }
 
-fn cookie_value<'r>(req: &'r HttpRequest, name: &str) -> Option<&'r str> {
-    req.headers()
+fn cookie_value<'r>(req: &'r RequestHead, name: &str) -> Option<&'r str> {
+    req.headers
         .get_all(header::COOKIE)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))

@@ -8,12 +8,13 @@
 //! the request path never waits for the collector, and never builds attribute strings.
 
 mod export;
-mod record;
+pub mod record;
 pub mod settings;
 pub mod spans;
 mod tracer;
 
 pub use self::{
+    record::TracedRoute,
     settings::{SamplerChoice, Settings},
     spans::{AttemptSpan, RequestTrace},
     tracer::Tracing,

@@ -16,7 +16,20 @@ use opentelemetry::{
 };
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
-use crate::{metrics::method_label, routing::Route, upstream::Backend};
+use crate::{metrics::method_label, upstream::Backend};
+
+/// What a span needs of the matched route (the routing table's routes implement it), read on
+/// the export thread only.
+pub trait TracedRoute: Send + Sync + std::fmt::Debug {
+    /// The route's name (`rustygate.route`, the span name).
+    fn name(&self) -> &Arc<str>;
+    /// The route's path prefix (`http.route`).
+    fn prefix(&self) -> &str;
+    /// The upstream's name (`rustygate.upstream`).
+    fn upstream_name(&self) -> &Arc<str>;
+    /// The path sent upstream for a request path (prefix stripped or not).
+    fn upstream_path<'a>(&self, path: &'a str) -> &'a str;
+}
 
 /// A sampled request, from arrival to the end of its response.
 #[derive(Debug)]
@@ -35,7 +48,7 @@ pub struct RequestRecord {
     pub(super) client_ip: IpAddr,
     /// Attributes the sampler asked for.
     pub(super) sampler_attributes: Vec<KeyValue>,
-    pub(super) route: Option<Arc<Route>>,
+    pub(super) route: Option<Arc<dyn TracedRoute>>,
     pub(super) status: StatusCode,
     /// The gateway's message when it answered with an error itself.
     pub(super) error: Option<String>,
@@ -94,11 +107,11 @@ impl RequestRecord {
         let name = match &self.route {
             Some(route) => {
                 attributes.extend([
-                    KeyValue::new("http.route", route.prefix.clone()),
-                    KeyValue::new("rustygate.route", route.name.clone()),
-                    KeyValue::new("rustygate.upstream", route.upstream.name.clone()),
+                    KeyValue::new("http.route", route.prefix().to_owned()),
+                    KeyValue::new("rustygate.route", route.name().clone()),
+                    KeyValue::new("rustygate.upstream", route.upstream_name().clone()),
                 ]);
-                Cow::Owned(format!("{span_method} {}", route.name))
+                Cow::Owned(format!("{span_method} {}", route.name()))
             }
             None => Cow::Borrowed(span_method),
         };

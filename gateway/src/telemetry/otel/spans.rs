@@ -6,10 +6,7 @@
 
 use std::{net::IpAddr, sync::Arc, time::SystemTime};
 
-use actix_web::{
-    HttpRequest,
-    http::{StatusCode, header},
-};
+use crate::http_types::{StatusCode, header};
 use opentelemetry::{
     Context, KeyValue,
     propagation::{Extractor, TextMapPropagator},
@@ -18,10 +15,10 @@ use opentelemetry::{
 use opentelemetry_sdk::trace::{IdGenerator, SamplingDecision, ShouldSample};
 
 use super::{
-    record::{AttemptRecord, RequestRecord},
+    record::{AttemptRecord, RequestRecord, TracedRoute},
     tracer::Tracing,
 };
-use crate::{routing::Route, telemetry::correlation::TraceIds, upstream::Backend};
+use crate::{pipeline::message::RequestHead, telemetry::correlation::TraceIds, upstream::Backend};
 
 /// The `traceresponse` response header (W3C Trace Context Level 2).
 pub const TRACERESPONSE: header::HeaderName = header::HeaderName::from_static("traceresponse");
@@ -58,27 +55,27 @@ impl Extractor for RequestHeaders<'_> {
 
 impl Tracing {
     /// Starts the SERVER span of `req`, child of the caller's `traceparent` if it has a valid one.
-    pub fn start_request(&self, req: &HttpRequest, client_ip: IpAddr) -> RequestTrace {
+    pub fn start_request(&self, req: &RequestHead, client_ip: IpAddr) -> RequestTrace {
         let start = SystemTime::now();
-        let parent_cx = self.propagator.extract_with_context(&Context::new(), &RequestHeaders(req.headers()));
+        let parent_cx = self.propagator.extract_with_context(&Context::new(), &RequestHeaders(&req.headers));
         let parent = parent_cx.span().span_context().clone();
         let trace_id = if parent.is_valid() { parent.trace_id() } else { self.ids.new_trace_id() };
-        let method = crate::metrics::method_label(req.method());
+        let method = crate::metrics::method_label(&req.method);
         // The span name the sampler sees is the method: the route is not known yet.
         let sampling = self.sampler.should_sample(Some(&parent_cx), trace_id, method, &SpanKind::Server, &[], &[]);
         let sampled = sampling.decision == SamplingDecision::RecordAndSample;
         let flags = if sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
         let context = SpanContext::new(trace_id, self.ids.new_span_id(), flags, false, sampling.trace_state);
         let record = sampled.then(|| {
-            let headers = req.headers();
+            let headers = &req.headers;
             Box::new(RequestRecord {
                 context: context.clone(),
                 parent_span_id: if parent.is_valid() { parent.span_id() } else { SpanId::INVALID },
                 start,
                 end: start,
-                method: req.method().clone(),
-                uri: req.uri().clone(),
-                version: req.version(),
+                method: req.method.clone(),
+                uri: req.uri.clone(),
+                version: req.version,
                 host: headers.get(header::HOST).cloned(),
                 user_agent: headers.get(header::USER_AGENT).cloned(),
                 client_ip,
@@ -150,9 +147,9 @@ impl RequestTrace {
     }
 
     /// Names the span after the matched route (`GET users`) and records its attributes.
-    pub fn enter_route(&mut self, route: &Arc<Route>) {
+    pub fn enter_route(&mut self, route: Arc<dyn TracedRoute>) {
         if let Some(record) = &mut self.record {
-            record.route = Some(route.clone());
+            record.route = Some(route);
         }
     }
 

@@ -12,8 +12,8 @@ use std::{
 
 use rand::Rng;
 
-use super::{Backend, UpstreamPool};
 use crate::config::HealthCheckConfig;
+use crate::upstream::{Backend, UpstreamPool};
 
 /// Starts the health checks of `pool` (if it has any) on `background`.
 pub fn spawn(background: &tokio::runtime::Handle, pool: &Arc<UpstreamPool>) {

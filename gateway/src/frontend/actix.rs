@@ -1,0 +1,149 @@
+//! The actix front end: actix hands every proxy-port request to [`handle`], which admits it
+//! (connection limits, requests pipelined after `Connection: close`), turns it into the
+//! pipeline's messages, runs `pipeline::serve`, and turns the response back into actix's, with
+//! a body that ends the request's record when it has been sent.
+
+use std::{
+    cell::Cell,
+    collections::HashMap,
+    net::IpAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use actix_web::{
+    HttpRequest, HttpResponse,
+    body::{BodyStream, BoxBody, None as NoBody, SizedStream},
+    http::ConnectionType,
+    web,
+};
+use futures_util::{StreamExt, stream};
+
+use super::metered_body::MeteredBody;
+use crate::{
+    error::GatewayError,
+    gateway::Gateway,
+    http_types::{HeaderValue, header},
+    normalize::Refusal,
+    pipeline::{
+        body::BodyError,
+        driver::{self, Connection, Served},
+        message::{RequestHead, Response, ResponseBody},
+    },
+};
+
+/// Per-connection state, inserted by the proxy listener's `on_connect` and dropped with the
+/// connection.
+pub struct ConnectionState {
+    /// A request on this connection asked for `Connection: close` (or was HTTP/1.0 without
+    /// keep-alive): requests pipelined after it are not served. actix parses them anyway.
+    closing: Cell<bool>,
+    /// The gateway's count of open connections, decremented on drop.
+    open: Arc<AtomicUsize>,
+    /// This connection's number among the open ones when it was accepted.
+    rank: usize,
+    /// The peer's address and its count of open connections, decremented on drop.
+    per_ip: Option<(IpAddr, Arc<PerIpConnections>)>,
+    /// This connection's number among its peer's open ones when it was accepted.
+    ip_rank: usize,
+}
+
+/// Open client connections per peer address (`server.max_connections_per_ip`).
+#[derive(Debug, Default)]
+pub struct PerIpConnections(Mutex<HashMap<IpAddr, usize>>);
+
+impl ConnectionState {
+    /// Counts a new connection from `peer` (per peer only when `per_ip` counts are kept).
+    pub fn open(counter: &Arc<AtomicUsize>, per_ip: Option<&Arc<PerIpConnections>>, peer: Option<IpAddr>) -> Self {
+        let rank = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        let per_ip = per_ip.zip(peer).map(|(counts, ip)| (ip, counts.clone()));
+        let ip_rank = per_ip.as_ref().map_or(0, |(ip, counts)| {
+            let mut counts = counts.0.lock().unwrap_or_else(|e| e.into_inner());
+            let n = counts.entry(*ip).or_insert(0);
+            *n += 1;
+            *n
+        });
+        Self { closing: Cell::default(), open: counter.clone(), rank, per_ip, ip_rank }
+    }
+
+    /// Why a request on this connection is refused before it is looked at, if it is.
+    fn admit(&self, req: &HttpRequest, gw: &Gateway) -> Option<GatewayError> {
+        if self.closing.get() {
+            return Some(GatewayError::Malformed(Refusal::AfterClose));
+        }
+        // Over `server.max_connections` (or the peer's share): refused with a 503 that closes
+        // the connection.
+        let rt = gw.runtime.load();
+        if self.rank > rt.max_connections || (rt.max_connections_per_ip > 0 && self.ip_rank > rt.max_connections_per_ip)
+        {
+            self.closing.set(true);
+            return Some(GatewayError::TooManyConnections);
+        }
+        self.closing.set(req.head().connection_type() == ConnectionType::Close);
+        None
+    }
+}
+
+impl Drop for ConnectionState {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        if let Some((ip, per_ip)) = &self.per_ip {
+            let mut counts = per_ip.0.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = counts.get_mut(ip) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(ip);
+                }
+            }
+        }
+    }
+}
+
+/// actix's entry point for every request on the proxy listener.
+pub async fn handle(req: HttpRequest, payload: web::Payload, gw: web::Data<Gateway>) -> HttpResponse<MeteredBody> {
+    let refused = req.conn_data::<ConnectionState>().and_then(|c| c.admit(&req, &gw));
+    let peer = req.peer_addr().map(|a| a.ip()).unwrap_or(std::net::Ipv6Addr::UNSPECIFIED.into());
+    let head = RequestHead {
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        version: req.version(),
+        headers: req.headers().clone(),
+    };
+    let body = payload.into_inner().map(|chunk| chunk.map_err(|e| BodyError::Read(e.to_string()))).boxed_local();
+    let gateway = gw.into_inner();
+    let Served { response, finish } = driver::serve(&gateway, head, body, Connection { peer, refused }).await;
+    let mut resp = into_actix(response);
+    // The answer to a request that closes the connection says so (actix decides from the last
+    // request it parsed, which may be a pipelined one after it).
+    if req.head().connection_type() == ConnectionType::Close
+        || req.conn_data::<ConnectionState>().is_some_and(|c| c.closing.get())
+    {
+        resp.head_mut().set_connection_type(ConnectionType::Close);
+    }
+    resp.map_body(|_, body| MeteredBody::new(body, finish))
+}
+
+/// The pipeline's response as actix's.
+fn into_actix(response: Response) -> HttpResponse {
+    let Response { status, headers, body } = response;
+    let mut resp = HttpResponse::new(status);
+    *resp.headers_mut() = headers;
+    let body = match body {
+        ResponseBody::None => BoxBody::new(NoBody::new()),
+        // A HEAD answer announces the length of the body a GET would get. The header is set
+        // here and the body is an empty stream without chunking: actix's encoder then writes
+        // no body whatever it believes of the request (with pipelining, its idea of "the
+        // request was HEAD" belongs to the last request parsed, not to this one).
+        ResponseBody::HeadOf(len) => {
+            resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            resp.head_mut().no_chunking(true);
+            BoxBody::new(BodyStream::new(stream::empty::<Result<bytes::Bytes, BodyError>>()))
+        }
+        ResponseBody::Full(bytes) => BoxBody::new(bytes),
+        ResponseBody::Stream { length: Some(len), stream } => BoxBody::new(SizedStream::new(len, stream)),
+        ResponseBody::Stream { length: None, stream } => BoxBody::new(BodyStream::new(stream)),
+    };
+    resp.set_body(body)
+}

@@ -1,0 +1,249 @@
+//! The driver: the one place that sequences what happens to a request, whichever front end
+//! received it. [`serve`] reads top to bottom:
+//!
+//! 1. load the current runtime snapshot (once; the request keeps it to the end)
+//! 2. request id, client IP, the request's span
+//! 3. the front end's admission (connection limits), then the normalisation policy
+//!    (docs/security.md) and the route lookup (404 / 405 / the `/` banner)
+//! 4. the route's filters' `request` phase, in chain order (CORS preflight, JWT, rate limit,
+//!    plugins' `on_request`): each may answer or refuse
+//! 5. body admission (413), then [`attempts`](super::attempts): backend choice (503), forward
+//!    attempts with retries (502 / 504), passive health; each attempt's headers pass the
+//!    filters' `upstream_request` phase
+//! 6. the backend's response head through the filters' `upstream_response` phase (plugins'
+//!    `on_response`), last filter first
+//! 7. every answer — the backend's, a filter's, an error — through the filters' `response`
+//!    phase (CORS and rate-limit headers), then `X-Request-Id` and `traceresponse`
+//! 8. [`Finish`]: metrics, the end of the span and the access log line (after the filters'
+//!    `logging` phase), exactly once, when the front end has sent the body or the client left.
+
+use std::{cell::Cell, net::IpAddr, rc::Rc, sync::Arc};
+
+use super::{
+    attempts,
+    body::{BodySource, RequestBody},
+    ctx::{Finish, RequestCtx},
+    filter::Flow,
+    message::{RequestHead, Response, UpstreamRequest},
+    session::Session,
+};
+use crate::{
+    error::GatewayError,
+    gateway::Gateway,
+    headers::{self as h, X_REQUEST_ID},
+    http_types::{HeaderValue, Method, StatusCode, Version, header},
+    normalize::{self, Refusal},
+    routing::RouteMatch,
+    runtime::Runtime,
+    telemetry::{correlation::correlate, otel::spans::TRACERESPONSE},
+};
+
+/// The text `GET /` answers when no route claims `/`.
+pub const BANNER: &str = "RustyGate is running";
+
+/// What the front end knows about the request's connection.
+#[derive(Debug)]
+pub struct Connection {
+    /// The socket peer.
+    pub peer: IpAddr,
+    /// Why the front end refuses the request before it is looked at (over the connection
+    /// limits, pipelined after `Connection: close`), if it does.
+    pub refused: Option<GatewayError>,
+}
+
+/// A request served: the response to send and its record, to be dropped when the body has
+/// been sent (or the client left).
+pub struct Served {
+    /// The response.
+    pub response: Response,
+    /// The request's record.
+    pub finish: Finish,
+}
+
+/// Serves one request.
+pub async fn serve(gateway: &Arc<Gateway>, head: RequestHead, body: BodySource, conn: Connection) -> Served {
+    let rt = gateway.runtime.load_full();
+    let request_id = match head.headers.get(X_REQUEST_ID) {
+        Some(v) if h::is_valid_request_id(v.as_bytes()) => v.clone(),
+        _ => HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid header value"),
+    };
+    let peer = conn.peer;
+    let peer_trusted = rt.is_trusted_proxy(peer);
+    let client_ip = if peer_trusted { h::client_ip(&head.headers, peer, |ip| rt.is_trusted_proxy(ip)) } else { peer };
+    let trace = gateway.tracing.as_ref().map(|t| t.start_request(&head, client_ip));
+    let session = Session {
+        head,
+        request_id: request_id.clone(),
+        client_ip,
+        peer,
+        peer_trusted,
+        upstream: UpstreamRequest::default(),
+        state: Default::default(),
+        trace,
+    };
+    let bytes_in = Rc::new(Cell::new(0u64));
+    let mut ctx = RequestCtx::new(gateway.clone(), rt, session, bytes_in);
+
+    // Log lines emitted while the request runs carry its trace and span ids.
+    let ids = ctx.trace_ids;
+    let mut resp = match correlate(ids, run(&mut ctx, body, conn.refused)).await {
+        Ok(resp) => resp,
+        Err(err) => {
+            // The client's fault: counted, and logged at DEBUG only (a flood of malformed
+            // requests must not become a flood of log lines).
+            if let Some(reason) = err.client_reason() {
+                gateway.metrics.client_errors_total.with_label_values(&[reason]).inc();
+                tracing::debug!(reason, error = %err, "client error");
+            }
+            let resp = err.to_response(request_id.to_str().unwrap_or_default());
+            ctx.error = Some(err);
+            resp
+        }
+    };
+    // The `response` phase of every filter that took part, last first.
+    if let Some((route, entered)) = ctx.entered_filters() {
+        for filter in route.filters[..entered].iter().rev() {
+            filter.response(&mut ctx.session, &mut resp);
+        }
+    }
+    // Every answer, the backend's or the gateway's, carries the request id, and the trace to
+    // look up when the request is traced.
+    resp.headers.insert(X_REQUEST_ID, request_id);
+    if let Some(trace) = &ctx.session.trace
+        && gateway.tracing.as_ref().is_some_and(|t| t.traceresponse)
+    {
+        resp.headers.insert(TRACERESPONSE, trace.traceresponse());
+    }
+    let finish = ctx.finish(resp.status);
+    Served { response: resp, finish }
+}
+
+/// Steps 3 to 6: the response, or why the gateway answers itself.
+async fn run(ctx: &mut RequestCtx, body: BodySource, refused: Option<GatewayError>) -> Result<Response, GatewayError> {
+    if let Some(refusal) = refused {
+        return Err(refusal);
+    }
+    let rt = ctx.runtime.clone();
+    let head = &ctx.session.head;
+    // The normalisation policy (docs/security.md), before anything looks at host or path.
+    check_head_size(head, &rt)?;
+    check_method(&head.method)?;
+    let host = normal_host(head)?;
+    let normal = normalize::path(head.uri.path()).map_err(GatewayError::Malformed)?;
+    let path = &*normal.path;
+    let route = match rt.routes.find(host.as_deref(), path, &head.method) {
+        RouteMatch::Found(route) => route.clone(),
+        RouteMatch::NotFound if path == "/" && matches!(head.method, Method::GET | Method::HEAD) => {
+            return Ok(Response::full(StatusCode::OK, "text/plain; charset=utf-8", BANNER));
+        }
+        RouteMatch::NotFound => return Err(GatewayError::NoRoute),
+        RouteMatch::MethodNotAllowed(allow) => return Err(GatewayError::MethodNotAllowed(allow)),
+    };
+    if normal.encoded_slash && !route.allow_encoded_slashes {
+        ctx.enter_route(route);
+        return Err(GatewayError::Malformed(Refusal::EncodedSlash));
+    }
+    // `/strip;x/y`: stripping the prefix would leave a path starting with a parameter.
+    if route.strip_prefix && route.prefix != "/" && path[route.prefix.len()..].starts_with(';') {
+        ctx.enter_route(route);
+        return Err(GatewayError::Malformed(Refusal::PrefixParameter));
+    }
+    // The request as it will go upstream: the client's end-to-end headers less what the
+    // gateway owns, the (stripped) normalised path, the client's query. Filters edit it.
+    let mut upstream_headers = crate::http_types::HeaderMap::with_capacity(head.headers.len());
+    h::copy_end_to_end(&head.headers, &mut upstream_headers, &h::REQUEST_SET_BY_GATEWAY);
+    route.header_rules.apply(&mut upstream_headers);
+    ctx.session.upstream = UpstreamRequest {
+        path: route.upstream_path(path).to_owned(),
+        query: head.uri.query().map(str::to_owned),
+        headers: upstream_headers,
+    };
+    ctx.enter_route(route.clone());
+
+    // The filters' `request` phase, in order: the first answer or refusal ends it.
+    for (i, filter) in route.filters.iter().enumerate() {
+        ctx.enter_filter(i);
+        match filter.request(&mut ctx.session).decided().await? {
+            Flow::Continue => {}
+            Flow::Respond(answer) => return Ok(answer),
+        }
+    }
+
+    // For actix, the body of an upgrade request is the rest of the connection: a declared
+    // body there is ambiguous (and would be read forever).
+    let headers = &ctx.session.head.headers;
+    if h::asks_upgrade(headers)
+        && (headers.contains_key(header::CONTENT_LENGTH) || headers.contains_key(header::TRANSFER_ENCODING))
+    {
+        return Err(GatewayError::Malformed(Refusal::UpgradeWithBody));
+    }
+    let body = RequestBody::new(&ctx.session.head, body, rt.max_body_size, ctx.bytes_in(), rt.client_body_timeout)?;
+    let mut resp = attempts::forward(&route, ctx, body).await?;
+    // The backend's answer through the `upstream_response` phase, last filter first.
+    for filter in route.filters.iter().rev() {
+        resp = filter.upstream_response(&mut ctx.session, resp)?;
+    }
+    Ok(resp)
+}
+
+/// The request line and each header line within `server.max_header_size`, the whole head
+/// within `server.max_request_head_size` (414 / 431, as NGINX answers).
+fn check_head_size(head: &RequestHead, rt: &Runtime) -> Result<(), GatewayError> {
+    let target = head.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) + head.method.as_str().len();
+    if target > rt.max_header_size {
+        return Err(GatewayError::UriTooLong);
+    }
+    let mut total = target + 11;
+    for (name, value) in head.headers.iter() {
+        // `Name: value\r\n`
+        let line = name.as_str().len() + value.len() + 4;
+        total += line;
+        if line > rt.max_header_size || total > rt.max_request_head_size {
+            return Err(GatewayError::HeadersTooLarge);
+        }
+    }
+    Ok(())
+}
+
+/// Methods are case-sensitive tokens (RFC 9110 §9.1): one with lower-case letters is refused
+/// rather than matched as an unknown method that a case-folding backend would serve as `GET`.
+fn check_method(method: &Method) -> Result<(), GatewayError> {
+    // CONNECT asks for a tunnel; TRACE would reflect the request's headers (cookies and
+    // credentials included) to a script that can read the answer. Neither is offered.
+    if *method == Method::CONNECT || *method == Method::TRACE {
+        return Err(GatewayError::MethodNotAllowed(HeaderValue::from_static("")));
+    }
+    if method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err(GatewayError::Malformed(Refusal::MethodCase));
+    }
+    Ok(())
+}
+
+/// The request's host, normalised for matching: from its one `Host` header, else the target's
+/// authority. Two `Host` headers, or none (or an empty one) on HTTP/1.1, are refused (RFC 9112
+/// §3.2). An absolute-form target (`GET http://a/x`) names the host itself (§3.2.2): it must
+/// agree with `Host`, so what is routed is what the backend is told.
+fn normal_host(head: &RequestHead) -> Result<Option<std::borrow::Cow<'_, str>>, GatewayError> {
+    let bad = |r| GatewayError::Malformed(r);
+    let mut hosts = head.headers.get_all(header::HOST);
+    let header = match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Err(bad(Refusal::DuplicateHost)),
+        (Some(v), None) => Some(normalize::host(v.to_str().map_err(|_| bad(Refusal::BadHost))?).map_err(bad)?),
+        (None, _) => None,
+    };
+    let target = match head.uri.authority() {
+        Some(_) if !matches!(head.uri.scheme_str(), Some("http" | "https")) => return Err(bad(Refusal::NotAPath)),
+        Some(authority) => Some(normalize::host(authority.as_str()).map_err(bad)?),
+        None => None,
+    };
+    let host = match (header, target) {
+        (Some(Some(h)), Some(Some(t))) if h != t => return Err(bad(Refusal::HostMismatch)),
+        (Some(h), None) => h,
+        (_, Some(t)) => t,
+        (None, None) => None,
+    };
+    if host.is_none() && head.version == Version::HTTP_11 {
+        return Err(bad(Refusal::MissingHost));
+    }
+    Ok(host)
+}

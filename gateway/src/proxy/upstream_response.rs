@@ -1,0 +1,15 @@
+//! What a forwarding client hands back: the backend's response head and its streaming body.
+
+use crate::http_types::{HeaderMap, StatusCode, Version};
+
+/// The backend's response head and its body, in actix types whichever client fetched it.
+pub struct UpstreamResponse<S> {
+    /// Status.
+    pub status: StatusCode,
+    /// Protocol version the backend answered with.
+    pub version: Version,
+    /// Headers as received.
+    pub headers: HeaderMap,
+    /// The body, streaming.
+    pub body: S,
+}
