@@ -22,20 +22,23 @@ Python 3.11 stdlib only; loopback only; every wrk run is bounded by -d.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.dont_write_bytecode = True  # no __pycache__ in the work tree
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent / "scripts")]
 import harness as H  # noqa: E402
+from labkit import nginx, procfs, services  # noqa: E402
+from labkit.base import SetupError, log  # noqa: E402
+from labkit.binaries import find_tool, resolve_binaries, tool_version  # noqa: E402
+from labkit.http import http_get  # noqa: E402
+from labkit.procs import Child, Supervisor  # noqa: E402
 
 # Scenario registry: add an entry to benchmark another request shape.
 #   path:   request path (identical on every target)
@@ -63,9 +66,8 @@ class Target:
     name: str
     kind: str
     port: int
-    service: H.Managed | None = None
+    service: Child | None = None
     headers: list = field(default_factory=list)
-    admin_port: int | None = None
     config: str | None = None
 
     @property
@@ -80,110 +82,68 @@ class Target:
 # Setup
 # ---------------------------------------------------------------------------
 
-def render_nginx_conf(template: Path, nginx_bin: str, prefix: Path, workers: int,
-                      listen_port: int, backend_port: int) -> str:
-    values = {"@WORKERS@": str(workers), "@PREFIX@": str(prefix),
-              "@LISTEN@": f"127.0.0.1:{listen_port}", "@BACKEND@": f"127.0.0.1:{backend_port}",
-              "@TEMP_PATHS@": H.nginx_temp_paths(nginx_bin, prefix)}
-    out = []
-    for line in template.read_text().splitlines():
-        if not line.lstrip().startswith("#"):  # placeholders in comments stay as documentation
-            for key, val in values.items():
-                line = line.replace(key, val)
-        out.append(line)
-    text = "\n".join(out) + "\n"
-    left = [k for k in values if any(k in ln for ln in text.splitlines() if not ln.lstrip().startswith("#"))]
-    if left:
-        raise H.HarnessError(f"nginx template still has placeholders {left}")
-    return text
+def start_nginx(sup: Supervisor, nginx_bin: str, args, backend: Child) -> tuple[Child, int]:
+    """NGINX from --nginx-template with the gateway's worker count, in front of the backend."""
+    return nginx.start_nginx(sup, nginx_bin, Path(args.nginx_template),
+                             {"@WORKERS@": str(args.nginx_workers), "@BACKEND@": str(backend.addr["http"])},
+                             ready_path="/health", port=args.nginx_port, timeout=args.startup_timeout)
 
 
-def start_nginx(sup: H.Supervisor, nginx_bin: str, args) -> H.Managed:
-    prefix = sup.workdir / "nginx"
-    (prefix / "tmp").mkdir(parents=True, exist_ok=True)
-    # When started as root, nginx workers run as an unprivileged user: they must be able to
-    # traverse the prefix to reach the temp dirs (nginx creates and chowns the leaf dirs itself).
-    for d in (sup.workdir, prefix, prefix / "tmp"):
-        os.chmod(d, 0o755)
-    conf = prefix / "nginx.conf"
-    conf.write_text(render_nginx_conf(Path(args.nginx_template), nginx_bin, prefix, args.nginx_workers,
-                                      args.nginx_port, args.backend_port))
-    H.check_port_free(args.nginx_port)
-    m = sup.start("nginx", [nginx_bin, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")])
-    try:
-        sup.wait_http(m, "127.0.0.1", args.nginx_port, "/health", timeout=args.startup_timeout)
-    except H.HarnessError as e:
-        err = prefix / "error.log"
-        tail = err.read_text(errors="replace")[-2000:] if err.exists() else ""
-        raise H.HarnessError(f"{e}\nnginx error.log:\n{tail}")
-    return m
-
-
-def setup_extra_gateway(sup: H.Supervisor, spec: str, index: int, args) -> Target:
+def setup_extra_gateway(sup: Supervisor, spec: str, args, backend: Child) -> Target:
     """--extra-gateway NAME=CONFIGFILE[,BINARY].
 
     BINARY (default: --gateway-bin) runs another build of the gateway, e.g. the static musl
-    release binary that the image ships. The config may use placeholders @LISTEN@, @ADMIN@ (host:port), @BACKEND@ (URL) and @WORKERS@
-    (and @OTLP_GRPC@, the host:port of an OTLP receiver started for it; @PLUGINS@, the repository's
-    plugins/ directory that `make plugins` fills);
-    they are replaced by ports chosen here (--extra-base-port + 2*index, +1). Without
-    placeholders the file is used as is and its server/admin `listen:` ports are read from it.
+    release binary that the image ships. The config may use placeholders @LISTEN@, @ADMIN@
+    (host:port), @BACKEND@ (URL) and @WORKERS@ (and @OTLP_GRPC@, the host:port of an OTLP
+    receiver started for it; @PLUGINS@, the repository's plugins/ directory that `make plugins`
+    fills); @LISTEN@ and @ADMIN@ become 127.0.0.1:0 and the ports the gateway reports are used.
+    Without placeholders the file is used as is (the ports are still read from the gateway's
+    `rustygate listening` line, so its log.level must let that line through).
     """
     if "=" not in spec:
-        raise H.HarnessError(f"--extra-gateway expects NAME=CONFIGFILE, got {spec!r}")
+        raise SetupError(f"--extra-gateway expects NAME=CONFIGFILE, got {spec!r}")
     name, path = spec.split("=", 1)
     path, _, binary = path.partition(",")
     gateway_bin = str(Path(binary).expanduser()) if binary else args.gateway_bin
     if not Path(gateway_bin).is_file():
-        raise H.HarnessError(f"--extra-gateway {name}: gateway binary not found: {gateway_bin}")
+        raise SetupError(f"--extra-gateway {name}: gateway binary not found: {gateway_bin}")
     name = name.strip()
     if not name or name in DEFAULT_TARGETS:
-        raise H.HarnessError(f"--extra-gateway name {name!r} is empty or clashes with a built-in target")
+        raise SetupError(f"--extra-gateway name {name!r} is empty or clashes with a built-in target")
     src = Path(path).expanduser()
     if not src.is_file():
-        raise H.HarnessError(f"--extra-gateway {name}: config file not found: {src}")
+        raise SetupError(f"--extra-gateway {name}: config file not found: {src}")
     text = src.read_text()
-    listen_port = args.extra_base_port + 2 * index
-    admin_port = listen_port + 1
-    if any(p in text for p in ("@LISTEN@", "@ADMIN@", "@BACKEND@", "@WORKERS@")):
-        text = (text.replace("@LISTEN@", f"127.0.0.1:{listen_port}")
-                    .replace("@ADMIN@", f"127.0.0.1:{admin_port}")
-                    .replace("@BACKEND@", f"http://127.0.0.1:{args.backend_port}")
-                    .replace("@WORKERS@", str(args.gateway_workers)))
-    else:
-        ports = H.listen_ports_from_yaml(text)
-        if "server" not in ports or "admin" not in ports:
-            raise H.HarnessError(f"--extra-gateway {name}: cannot find server/admin listen ports in {src} "
-                                 f"(use the @LISTEN@/@ADMIN@/@BACKEND@ placeholders)")
-        listen_port, admin_port = ports["server"], ports["admin"]
+    extra = {}
     if "@PLUGINS@" in text:
         plugins = Path(__file__).resolve().parent.parent / "plugins"
         if not (plugins / "add-header.wasm").is_file():
-            raise H.HarnessError(f"--extra-gateway {name}: {plugins}/add-header.wasm missing (make plugins)")
-        text = text.replace("@PLUGINS@", str(plugins))
+            raise SetupError(f"--extra-gateway {name}: {plugins}/add-header.wasm missing (make plugins)")
+        extra["@PLUGINS@"] = str(plugins)
     if "@OTLP_GRPC@" in text:
-        text = text.replace("@OTLP_GRPC@", f"127.0.0.1:{start_otlp_sink(sup, args)}")
+        extra["@OTLP_GRPC@"] = f"127.0.0.1:{start_otlp_sink(sup, args)}"
+    text = H.render_gateway_config(text, backend.addr["http"].url, args.gateway_workers, extra)
     cfg = sup.workdir / f"gateway-{name}.yaml"
     cfg.write_text(text)
-    m = H.start_gateway(sup, gateway_bin, cfg, listen_port, admin_port, name=f"gateway-{name}",
-                        timeout=args.startup_timeout)
-    return Target(name, "gateway", listen_port, m, admin_port=admin_port, config=text)
+    m = services.start_gateway(sup, gateway_bin, cfg, name=f"gateway-{name}", timeout=args.startup_timeout)
+    return Target(name, "gateway", m.addr["proxy"].port, m, config=text)
 
 
-def start_otlp_sink(sup: H.Supervisor, args) -> int:
+def start_otlp_sink(sup: Supervisor, args) -> int:
     """The OTLP receiver for configs with @OTLP_GRPC@ (mock-backends' otlp-sink, beside the mock
     backend's binary), started once; returns its gRPC port. Its CPU is its own process's, so a
-    traced target's CPU per request counts only the gateway's side of exporting."""
+    traced target's CPU per request counts only the gateway's side of exporting. It prints the
+    addresses it was given, not the ports bound, hence picked ports (retried if taken)."""
     if getattr(args, "otlp_sink_port", None):
         return args.otlp_sink_port
     sink_bin = Path(args.mock_bin).with_name("otlp-sink")
     if not sink_bin.is_file():
-        raise H.HarnessError(f"@OTLP_GRPC@ needs the otlp-sink binary: {sink_bin} not found (make build-release)")
-    grpc_port, http_port = args.extra_base_port + 90, args.extra_base_port + 91
-    for port in (grpc_port, http_port):
-        H.check_port_free(port)
-    m = sup.start("otlp-sink", [str(sink_bin), "--grpc", f"127.0.0.1:{grpc_port}", "--http", f"127.0.0.1:{http_port}"])
-    sup.wait_http(m, "127.0.0.1", http_port, "/api/services", timeout=args.startup_timeout)
+        raise SetupError(f"@OTLP_GRPC@ needs the otlp-sink binary: {sink_bin} not found (make build-release)")
+    _, (grpc_port, http_port) = services.start_on_picked_ports(
+        sup, "otlp-sink", lambda p: [str(sink_bin), "--grpc", f"127.0.0.1:{p[0]}", "--http", f"127.0.0.1:{p[1]}"],
+        lambda child, p: services.wait_http(child, f"http://127.0.0.1:{p[1]}/api/services",
+                                            timeout=args.startup_timeout),
+        nports=2)
     args.otlp_sink_port = grpc_port
     return grpc_port
 
@@ -197,7 +157,7 @@ def preflight(targets: list[Target], scenarios: list[str]) -> list[str]:
         for s in scenarios:
             path = SCENARIOS[s]["path"]
             try:
-                status, _, body = H.http_get("127.0.0.1", t.port, path, timeout=10, headers=hdrs)
+                status, _, body = http_get(f"{t.base_url}{path}", headers=hdrs, timeout=10)
             except Exception as e:  # noqa: BLE001 - reported, not raised
                 problems.append(f"{t.name} {path}: {type(e).__name__}: {e}")
                 continue
@@ -215,7 +175,7 @@ def preflight(targets: list[Target], scenarios: list[str]) -> list[str]:
 # ---------------------------------------------------------------------------
 
 def cpu_snapshot(pids: list[int]) -> dict:
-    return {p: H.cpu_seconds(p) for p in pids}
+    return {p: procfs.cpu_seconds(p) for p in pids}
 
 
 def cpu_delta(before: dict, after_pids: list[int]) -> float:
@@ -223,12 +183,12 @@ def cpu_delta(before: dict, after_pids: list[int]) -> float:
     (processes that appear later, e.g. a respawned nginx worker, count from zero)."""
     total = 0.0
     for p in after_pids:
-        now = H.cpu_seconds(p)
+        now = procfs.cpu_seconds(p)
         total += now - before.get(p, 0.0) if p in before else now
     return max(total, 0.0)
 
 
-def measure(target: Target, scenario: str, args, backend: H.Managed, wrk_bin: str,
+def measure(target: Target, scenario: str, args, backend: Child, wrk_bin: str,
             workdir: Path, duration: float) -> dict:
     url = target.base_url + SCENARIOS[scenario]["path"]
     argv = H.wrk_argv(wrk_bin, url, duration, args.connections, args.threads,
@@ -399,24 +359,13 @@ def markdown(meta: dict, med: dict, rat: dict, mem: dict, eff: dict | None = Non
     return "\n".join(out) + "\n"
 
 
-def tool_version(argv: list) -> str | None:
-    try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    text = (p.stdout + p.stderr).strip().splitlines()
-    return text[0] if text else None
-
-
 # ---------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    H.add_binary_args(ap)
+    ap = H.arg_parser(__doc__, wrk=True)
     ap.add_argument("--nginx-bin", default=None, help="nginx binary (default: from PATH or /usr/sbin)")
-    ap.add_argument("--wrk-bin", default=None, help="wrk binary (default: from PATH)")
     ap.add_argument("--nginx-template", default=str(H.HERE / "nginx.conf.tmpl"))
     ap.add_argument("--smoke", action="store_true",
                     help="CI smoke: 1 round, 2 s per run, no warm-up; exit 1 only if a target errs")
@@ -435,21 +384,9 @@ def parse_args(argv=None):
                     help="additional gateway variant run as its own target (repeatable); see README")
     ap.add_argument("--header", action="append", default=[], metavar="TARGET=NAME: VALUE",
                     help="extra request header for one target, e.g. 'jwt=Authorization: Bearer X' (repeatable)")
-    ap.add_argument("--gateway-workers", type=int, default=1)
     ap.add_argument("--nginx-workers", type=int, default=None, help="default: same as --gateway-workers")
-    ap.add_argument("--backend-workers", type=int, default=1)
-    ap.add_argument("--gateway-config", default=None,
-                    help="use this gateway config instead of the generated one (its ports must match "
-                         "--gateway-port/--admin-port)")
-    ap.add_argument("--backend-port", type=int, default=18001)
-    ap.add_argument("--gateway-port", type=int, default=18080)
-    ap.add_argument("--admin-port", type=int, default=18081)
-    ap.add_argument("--nginx-port", type=int, default=18090)
-    ap.add_argument("--extra-base-port", type=int, default=18100,
-                    help="first port for --extra-gateway configs with placeholders (2 ports each)")
-    ap.add_argument("--startup-timeout", type=float, default=30.0)
-    ap.add_argument("--out-dir", default=str(H.RESULTS_DIR))
-    ap.add_argument("--keep-workdir", action="store_true", help="keep configs and process logs (temp dir)")
+    ap.add_argument("--nginx-port", type=int, default=0,
+                    help="0 (default): a free port, picked again if taken before NGINX binds it")
     args = ap.parse_args(argv)
     if args.smoke:
         args.rounds, args.duration, args.warmup = 1, "2s", "0"
@@ -473,12 +410,12 @@ def parse_args(argv=None):
 
 def run(args) -> int:
     need_gateway = "gateway" in args.target_list or bool(args.extra_gateway)
-    H.resolve_binaries(args, gateway=need_gateway)
+    resolve_binaries(args, gateway=need_gateway)
     wrk_bin = H.require_wrk(args.wrk_bin)
     nginx_bin = None
     notes = []
     if "nginx" in args.target_list:
-        nginx_bin = H.find_tool("nginx", args.nginx_bin)
+        nginx_bin = find_tool("nginx", args.nginx_bin)
         if not nginx_bin:
             print("SKIP nginx: not installed (apt-get install -y nginx-light to compare against NGINX)", flush=True)
             notes.append("SKIP nginx: not installed")
@@ -486,42 +423,40 @@ def run(args) -> int:
     headers: dict = {}
     for h in args.header:
         if "=" not in h or ":" not in h.split("=", 1)[1]:
-            raise H.HarnessError(f"--header expects TARGET=Name: value, got {h!r}")
+            raise SetupError(f"--header expects TARGET=Name: value, got {h!r}")
         t, hv = h.split("=", 1)
         headers.setdefault(t.strip(), []).append(hv.strip())
 
     ts = time.strftime("%Y%m%d-%H%M%S")
-    with H.Supervisor(keep_workdir=args.keep_workdir) as sup:
+    with Supervisor(keep_workdir=args.keep_workdir) as sup:
         if args.keep_workdir:
-            H.log(f"work dir (kept): {sup.workdir}")
-        backend = H.start_backend(sup, args.mock_bin, args.backend_port, args.backend_workers,
-                                  timeout=args.startup_timeout)
+            log(f"work dir (kept): {sup.workdir}")
+        backend = H.start_backend(sup, args)
+        backend_url = backend.addr["http"].url
         targets: list[Target] = []
         if "gateway" in args.target_list:
             if args.gateway_config:
-                cfg = Path(args.gateway_config).expanduser()
-                cfg_text = cfg.read_text()
+                cfg_text = H.render_gateway_config(Path(args.gateway_config).expanduser().read_text(),
+                                                   backend_url, args.gateway_workers)
             else:
-                cfg_text = H.gateway_config_text(args.gateway_port, args.admin_port, args.backend_port,
+                cfg_text = H.gateway_config_text(backend_url, args.gateway_port, args.admin_port,
                                                  args.gateway_workers)
-                cfg = sup.workdir / "gateway.yaml"
-                cfg.write_text(cfg_text)
-            gw = H.start_gateway(sup, args.gateway_bin, cfg, args.gateway_port, args.admin_port,
-                                 timeout=args.startup_timeout)
-            targets.append(Target("gateway", "gateway", args.gateway_port, gw, admin_port=args.admin_port,
-                                  config=cfg_text))
+            cfg = sup.workdir / "gateway.yaml"
+            cfg.write_text(cfg_text)
+            gw = services.start_gateway(sup, args.gateway_bin, cfg, timeout=args.startup_timeout)
+            targets.append(Target("gateway", "gateway", gw.addr["proxy"].port, gw, config=cfg_text))
         if nginx_bin:
-            ng = start_nginx(sup, nginx_bin, args)
-            targets.append(Target("nginx", "nginx", args.nginx_port, ng))
+            ng, nginx_port = start_nginx(sup, nginx_bin, args, backend)
+            targets.append(Target("nginx", "nginx", nginx_port, ng))
         if "direct" in args.target_list:
-            targets.append(Target("direct", "direct", args.backend_port, None))
-        for i, spec in enumerate(args.extra_gateway):
-            targets.append(setup_extra_gateway(sup, spec, i, args))
+            targets.append(Target("direct", "direct", backend.addr["http"].port, None))
+        for spec in args.extra_gateway:
+            targets.append(setup_extra_gateway(sup, spec, args, backend))
         for t in targets:
             t.headers = headers.get(t.name, [])
         unknown = set(headers) - {t.name for t in targets}
         if unknown:
-            raise H.HarnessError(f"--header for unknown target(s): {', '.join(sorted(unknown))}")
+            raise SetupError(f"--header for unknown target(s): {', '.join(sorted(unknown))}")
 
         problems = preflight(targets, args.scenario_list)
         if problems:
@@ -533,7 +468,7 @@ def run(args) -> int:
         if args.warmup_s > 0:
             for s in args.scenario_list:
                 for t in targets:
-                    H.log(f"warm-up {t.name} {s} {args.warmup_s:g}s")
+                    log(f"warm-up {t.name} {s} {args.warmup_s:g}s")
                     measure(t, s, args, backend, wrk_bin, sup.workdir, args.warmup_s)
 
         runs: list[dict] = []
@@ -545,7 +480,7 @@ def run(args) -> int:
                     r = measure(t, s, args, backend, wrk_bin, sup.workdir, args.duration_s)
                     r["round"] = rnd + 1
                     runs.append(r)
-                    H.log(f"[{len(runs)}/{total}] round {rnd + 1} {s:5} {t.name:10} "
+                    log(f"[{len(runs)}/{total}] round {rnd + 1} {s:5} {t.name:10} "
                           f"{r['rps']:10,.0f} req/s  p50 {fmt_lat(r['p50_us']):>9}  p99 {fmt_lat(r['p99_us']):>9}  "
                           f"proxy {fmt_num(r['proxy_cpu_us_per_req'])} µs/req  errors {r['error_total']}")
 
@@ -553,10 +488,10 @@ def run(args) -> int:
         for t in targets:
             if t.service:
                 pids = t.proxy_pids()
-                mem[t.name] = {"pids": pids, "rss_kib": H.rss_kib(pids), "hwm_kib": H.hwm_kib(pids)}
+                mem[t.name] = {"pids": pids, "rss_kib": procfs.rss_kib(pids), "hwm_kib": procfs.hwm_kib(pids)}
         bp = backend.pids()
-        mem["backend"] = {"pids": bp, "rss_kib": H.rss_kib(bp), "hwm_kib": H.hwm_kib(bp)}
-        logs = {m.name: m.log_tail(10) for m in sup.services}
+        mem["backend"] = {"pids": bp, "rss_kib": procfs.rss_kib(bp), "hwm_kib": procfs.hwm_kib(bp)}
+        logs = {m.name: m.log_tail(10) for m in sup.children}
 
     med = summarise(runs, targets, args.scenario_list)
     rat = ratios(med)

@@ -18,7 +18,6 @@ Exit status 0 when every connection was served twice and the refusal check held;
 
 from __future__ import annotations
 
-import argparse
 import resource
 import selectors
 import socket
@@ -27,8 +26,14 @@ import time
 from pathlib import Path
 
 sys.dont_write_bytecode = True  # no __pycache__ in the work tree
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent / "scripts")]
 import harness as H  # noqa: E402
+from labkit import procfs  # noqa: E402
+from labkit.base import log  # noqa: E402
+from labkit.binaries import resolve_binaries  # noqa: E402
+from labkit.metrics import read_metric  # noqa: E402
+from labkit.procs import Supervisor  # noqa: E402
+from labkit.waiting import wait_until  # noqa: E402
 
 
 def raise_fd_limit(want: int) -> None:
@@ -78,39 +83,37 @@ def content_length(head: bytes) -> int:
 
 
 def run(args) -> int:
-    H.resolve_binaries(args)
+    resolve_binaries(args)
     raise_fd_limit(args.connections * 2 + 1024)
-    with H.Supervisor(keep_workdir=args.keep_workdir) as sup:
-        H.start_backend(sup, args.mock_bin, args.backend_port, args.backend_workers, timeout=args.startup_timeout)
-        cfg = sup.workdir / "gateway.yaml"
-        text = H.gateway_config_text(args.gateway_port, args.admin_port, args.backend_port, args.gateway_workers)
+    with Supervisor(keep_workdir=args.keep_workdir) as sup:
         max_conns = args.connections + 100
-        text = text.replace("workers: ", f"max_connections: {max_conns}, keep_alive: 300s, workers: ", 1)
-        cfg.write_text(text)
-        gw = H.start_gateway(sup, args.gateway_bin, cfg, args.gateway_port, args.admin_port,
-                             timeout=args.startup_timeout)
-        time.sleep(1)
-        before = H.rss_kib(gw.pids())
+        _, gw = H.start_single_gateway(sup, args, server_extra=f"max_connections: {max_conns}, keep_alive: 300s")
+        port = gw.addr["proxy"].port
+        time.sleep(1)  # settle before the baseline reading
+        before = procfs.rss_kib(gw.pids())
         socks = []
         for _ in range(args.connections):
-            socks.append(socket.create_connection(("127.0.0.1", args.gateway_port), timeout=30))
-        ok1, other1 = request_all(socks, args.gateway_port, 60)
-        time.sleep(2)
-        after = H.rss_kib(gw.pids())
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=30))
+        ok1, other1 = request_all(socks, port, 60)
+        time.sleep(2)  # the connections stay idle: that is the state measured
+        after = procfs.rss_kib(gw.pids())
         per_conn = (after - before) * 1024 / max(1, args.connections)
-        H.log(f"{args.connections} idle keep-alive connections: VmRSS {H.fmt_mib(before)} -> {H.fmt_mib(after)}, "
+        log(f"{args.connections} idle keep-alive connections: VmRSS {H.fmt_mib(before)} -> {H.fmt_mib(after)}, "
               f"{per_conn:,.0f} bytes per connection; first round {ok1} x 200, other {other1}")
-        ok2, other2 = request_all(socks, args.gateway_port, 60)
-        H.log(f"second round on the same connections: {ok2} x 200, other {other2}")
+        ok2, other2 = request_all(socks, port, 60)
+        log(f"second round on the same connections: {ok2} x 200, other {other2}")
         # The limit: max_conns are allowed; fill up to it, then one more gets a 503.
-        extra = [socket.create_connection(("127.0.0.1", args.gateway_port), timeout=30)
+        extra = [socket.create_connection(("127.0.0.1", port), timeout=30)
                  for _ in range(max_conns - args.connections)]
-        time.sleep(0.5)
-        over = socket.create_connection(("127.0.0.1", args.gateway_port), timeout=30)
-        over.sendall(f"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        # The gateway counts a connection once it has accepted it: wait until all are counted.
+        metrics = gw.addr["admin"].url + "/metrics"
+        wait_until(lambda: (read_metric(metrics, "rustygate_connections") or 0) >= max_conns, 10,
+                   retry_on=(OSError,))
+        over = socket.create_connection(("127.0.0.1", port), timeout=30)
+        over.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
         over.settimeout(10)
         answer = over.recv(4096).split(b"\r\n", 1)[0].decode(errors="replace")
-        H.log(f"connection {max_conns + 1} (max_connections {max_conns}): {answer!r}")
+        log(f"connection {max_conns + 1} (max_connections {max_conns}): {answer!r}")
         for s in socks + extra + [over]:
             s.close()
         passed = (ok1 == ok2 == args.connections) and answer.startswith("HTTP/1.1 503")
@@ -128,9 +131,7 @@ def run(args) -> int:
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    H.add_binary_args(ap)
-    H.add_single_gateway_args(ap)
+    ap = H.arg_parser(__doc__)
     ap.add_argument("--connections", type=int, default=10_000)
     return ap.parse_args(argv)
 

@@ -28,7 +28,6 @@ Exit status: 0 = the gauge came back under --max-left keys and RSS after evictio
 
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
 import threading
@@ -36,13 +35,20 @@ import time
 from pathlib import Path
 
 sys.dont_write_bytecode = True  # no __pycache__ in the work tree
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent / "scripts")]
 import harness as H  # noqa: E402
+from labkit import procfs, services  # noqa: E402
+from labkit.base import SetupError, log  # noqa: E402
+from labkit.binaries import resolve_binaries  # noqa: E402
+from labkit.metrics import read_metric  # noqa: E402
+from labkit.ports import closed_port  # noqa: E402
+from labkit.procs import Supervisor  # noqa: E402
+from labkit.waiting import wait_until  # noqa: E402
 
 CONFIG = """# written by loadtest/keychurn.py
 server: {{ listen: "127.0.0.1:{port}", workers: {workers} }}
 admin: {{ listen: "127.0.0.1:{admin}" }}
-log: {{ level: error, access_log: false }}
+log: {{ level: "{level}", access_log: false }}
 rate_limits:
   churn: {{ requests: 100, window: 1m, key: "header:X-Api-Key" }}
 routes:
@@ -50,28 +56,25 @@ routes:
 """
 
 
-def gateway_metric(admin: int, prefix: str) -> float | None:
-    """The sum of the samples whose line starts with `prefix` on the gateway's /metrics."""
+def gateway_metric(admin_url: str, name: str, labels: dict | None = None) -> float | None:
+    """The sum of a metric's samples on the gateway's /metrics; None if it has none or the
+    gateway does not answer."""
     try:
-        status, _, body = H.http_get("127.0.0.1", admin, "/metrics", timeout=5)
+        return read_metric(admin_url + "/metrics", name, labels)
     except OSError:
         return None
-    values = [float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines() if line.startswith(prefix)]
-    return sum(values) if values else None
 
 
-def keys_gauge(admin: int) -> float | None:
-    return gateway_metric(admin, 'rustygate_rate_limit_keys{policy="churn"}')
+def keys_gauge(admin_url: str) -> float | None:
+    return gateway_metric(admin_url, "rustygate_rate_limit_keys", {"policy": "churn"})
 
 
-def answered(admin: int) -> float:
-    return gateway_metric(admin, "rustygate_requests_total{") or 0.0
+def answered(admin_url: str) -> float:
+    return gateway_metric(admin_url, "rustygate_requests_total") or 0.0
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    H.add_binary_args(ap)
-    ap.add_argument("--wrk-bin", default=None)
+    ap = H.arg_parser(__doc__, wrk=True)
     ap.add_argument("--keys", type=int, default=1_000_000, help="distinct keys to send (default 1000000)")
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2, help="wrk threads")
@@ -81,25 +84,22 @@ def parse_args(argv=None):
     ap.add_argument("--max-left", type=float, default=1000, help="keys the gauge may still hold (default 1000)")
     ap.add_argument("--max-growth-mib", type=float, default=32.0,
                     help="fail if RSS after eviction exceeds the baseline by more (default 32)")
-    ap.add_argument("--closed-port", type=int, default=18099, help="a port nothing listens on (the 502 backend)")
-    H.add_single_gateway_args(ap)
     return ap.parse_args(argv)
 
 
 def run(args) -> int:
-    H.resolve_binaries(args)
+    resolve_binaries(args)
     wrk_bin = H.require_wrk(args.wrk_bin)
-    for p in (args.gateway_port, args.admin_port, args.closed_port):
-        H.check_port_free(p)
-    with H.Supervisor(keep_workdir=args.keep_workdir) as sup:
+    # The 502 backend: a port held closed for the whole run.
+    with Supervisor(keep_workdir=args.keep_workdir) as sup, closed_port() as closed:
         cfg = sup.workdir / "gateway.yaml"
         cfg.write_text(CONFIG.format(port=args.gateway_port, admin=args.admin_port, workers=args.gateway_workers,
-                                     closed=args.closed_port))
-        gw = H.start_gateway(sup, args.gateway_bin, cfg, args.gateway_port, args.admin_port,
-                             timeout=args.startup_timeout)
-        time.sleep(1.0)
-        baseline = H.rss_kib(gw.pids())
-        H.log(f"baseline VmRSS {H.fmt_mib(baseline)}; sending {args.keys:,} distinct keys")
+                                     closed=closed.getsockname()[1], level=services.gateway_log_level("error")))
+        gw = services.start_gateway(sup, args.gateway_bin, cfg, timeout=args.startup_timeout)
+        url, admin = gw.addr["proxy"].url + "/", gw.addr["admin"].url
+        time.sleep(1.0)  # settle before the baseline reading
+        baseline = procfs.rss_kib(gw.pids())
+        log(f"baseline VmRSS {H.fmt_mib(baseline)}; sending {args.keys:,} distinct keys")
 
         samples: list[tuple[float, int]] = []
         stop = threading.Event()
@@ -107,13 +107,13 @@ def run(args) -> int:
         def sample() -> None:
             t0 = time.monotonic()
             while not stop.is_set():
-                samples.append((time.monotonic() - t0, H.rss_kib(gw.pids())))
+                samples.append((time.monotonic() - t0, procfs.rss_kib(gw.pids())))
                 stop.wait(0.5)
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         per_thread = -(-args.keys // args.threads)
-        argv = H.wrk_argv(wrk_bin, f"http://127.0.0.1:{args.gateway_port}/", args.max_seconds,
+        argv = H.wrk_argv(wrk_bin, url, args.max_seconds,
                           args.connections, args.threads, script=H.WRK_DIR / "distinct_keys.lua")
         started = time.monotonic()
         run = H.start_wrk(argv + ["--", str(per_thread)], sup.workdir)
@@ -121,46 +121,50 @@ def run(args) -> int:
         # answered all the keys (SIGINT makes wrk print its report).
         # wrk's threads stop after their share; a request in flight at that moment may never be
         # answered, so the load is over when the count stops moving.
-        last, last_change = -1.0, time.monotonic()
-        while run.popen.poll() is None and time.monotonic() - started < args.max_seconds:
-            count = answered(args.admin_port)
-            if count != last:
-                last, last_change = count, time.monotonic()
-            elif count > 0 and time.monotonic() - last_change > 1.0:
-                break
-            if count >= args.keys:
-                break
-            time.sleep(0.2)
-        load_s = last_change - started
+        progress = {"count": -1.0, "changed": time.monotonic()}
+
+        def load_over() -> bool:
+            count = answered(admin)
+            if count != progress["count"]:
+                progress.update(count=count, changed=time.monotonic())
+            elif count > 0 and time.monotonic() - progress["changed"] > 1.0:
+                return True
+            return count >= args.keys or run.popen.poll() is not None
+
+        wait_until(load_over, args.max_seconds - (time.monotonic() - started), interval=0.2)
+        load_s = progress["changed"] - started
         if run.popen.poll() is None:
             run.popen.send_signal(signal.SIGINT)
         result = run.wait()
         stop.set()
         sampler.join()
-        keys = int(answered(args.admin_port))  # each answered request had its own key
+        keys = int(answered(admin))  # each answered request had its own key
         peak = max(rss for _, rss in samples)
-        hwm = H.hwm_kib(gw.pids())
+        hwm = procfs.hwm_kib(gw.pids())
         refused = result["errors"].get("non_2xx_3xx", 0)
-        H.log(f"{keys:,} keys in {load_s:.1f} s ({keys / load_s:,.0f}/s); peak VmRSS {H.fmt_mib(peak)}, "
+        log(f"{keys:,} keys in {load_s:.1f} s ({keys / load_s:,.0f}/s); peak VmRSS {H.fmt_mib(peak)}, "
               f"VmHWM {H.fmt_mib(hwm)}; answers other than the expected 502: {keys - refused:,}")
         if not gw.alive():
-            raise H.HarnessError(f"gateway exited during the load; its output:\n{gw.log_tail()}")
-        held, left, deadline = None, None, time.monotonic() + 2 * args.eviction_wait
-        while time.monotonic() < deadline:
-            value = keys_gauge(args.admin_port)
-            if held is None and value is not None and value >= 0.5 * keys:
-                held = value  # the first tick after the load: every key was held
-            elif held is not None and value is not None and value <= args.max_left:
-                left = value
-                break
-            time.sleep(1)
+            raise SetupError(f"gateway exited during the load; its output:\n{gw.log_tail()}")
+        gauge = {"held": None, "left": None}
+
+        def evicted() -> bool:
+            value = keys_gauge(admin)
+            if gauge["held"] is None and value is not None and value >= 0.5 * keys:
+                gauge["held"] = value  # the first tick after the load: every key was held
+            elif gauge["held"] is not None and value is not None and value <= args.max_left:
+                gauge["left"] = value
+                return True
+            return False
+
+        wait_until(evicted, 2 * args.eviction_wait, interval=1)
+        held, left = gauge["held"], gauge["left"]
         waited = time.monotonic() - started - load_s
-        time.sleep(2)
-        idle = H.rss_kib(gw.pids())
-        H.run_wrk(H.wrk_argv(wrk_bin, f"http://127.0.0.1:{args.gateway_port}/", 3, 8, 1,
-                             headers=["X-Api-Key: one"]), sup.workdir)
-        time.sleep(1)
-        after = H.rss_kib(gw.pids())
+        time.sleep(2)  # idle before the reading (the allocator's lazy give-back is measured)
+        idle = procfs.rss_kib(gw.pids())
+        H.run_wrk(H.wrk_argv(wrk_bin, url, 3, 8, 1, headers=["X-Api-Key: one"]), sup.workdir)
+        time.sleep(1)  # settle after the traffic before the reading
+        after = procfs.rss_kib(gw.pids())
 
     per_key = (max(peak, hwm) - baseline) * 1024 / keys if keys else 0
     growth_mib = (after - baseline) / 1024

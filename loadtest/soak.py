@@ -24,7 +24,6 @@ exceeded --max-error-rate, or fewer than --requests requests were done within --
 
 from __future__ import annotations
 
-import argparse
 import math
 import socket
 import sys
@@ -32,8 +31,12 @@ import time
 from pathlib import Path
 
 sys.dont_write_bytecode = True  # no __pycache__ in the work tree
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent / "scripts")]
 import harness as H  # noqa: E402
+from labkit import procfs  # noqa: E402
+from labkit.base import SetupError, log  # noqa: E402
+from labkit.binaries import resolve_binaries  # noqa: E402
+from labkit.procs import Child, Supervisor  # noqa: E402
 
 
 def churn_probe(port: int, path: str) -> tuple[bool, str]:
@@ -60,9 +63,9 @@ def churn_probe(port: int, path: str) -> tuple[bool, str]:
         s.close()
 
 
-def drive(args, wrk_bin: str, workdir: Path, target: int, churn: bool, gw: H.Managed, phase: str) -> dict:
+def drive(args, wrk_bin: str, workdir: Path, target: int, churn: bool, gw: Child, phase: str) -> dict:
     """Run wrk chunks until `target` requests completed. Returns totals and per-chunk rows."""
-    url = f"http://127.0.0.1:{args.gateway_port}{args.path}"
+    url = f"{gw.addr['proxy'].url}{args.path}"
     done = ka_done = close_done = 0
     errors = {"connect": 0, "read": 0, "write": 0, "timeout": 0, "non_2xx_3xx": 0}
     chunks = []
@@ -71,7 +74,7 @@ def drive(args, wrk_bin: str, workdir: Path, target: int, churn: bool, gw: H.Man
     while done < target:
         elapsed = time.monotonic() - t_start
         if elapsed > args.max_seconds:
-            H.log(f"{phase}: --max-seconds {args.max_seconds:g} reached after {done:,} requests")
+            log(f"{phase}: --max-seconds {args.max_seconds:g} reached after {done:,} requests")
             break
         remaining = target - done
         if rate:
@@ -103,16 +106,16 @@ def drive(args, wrk_bin: str, workdir: Path, target: int, churn: bool, gw: H.Man
         close_done += n_close
         wall = max(r["duration_s"] or secs for r in results)
         rate = (n_ka + n_close) / wall if wall else None
-        rss = H.rss_kib(gw.pids())
+        rss = procfs.rss_kib(gw.pids())
         chunks.append({"seconds": secs, "keepalive_requests": n_ka, "close_requests": n_close,
                        "errors": chunk_err, "rss_kib": rss, "done": done})
-        H.log(f"{phase}: chunk {len(chunks):3} {secs:2}s  +{n_ka:,} keep-alive +{n_close:,} close  "
+        log(f"{phase}: chunk {len(chunks):3} {secs:2}s  +{n_ka:,} keep-alive +{n_close:,} close  "
               f"= {done:,}/{target:,}  errors {chunk_err}  gateway VmRSS {H.fmt_mib(rss)}")
         if not gw.alive():
-            raise H.HarnessError(f"gateway exited with code {gw.popen.returncode} during {phase}; "
-                                 f"its output (tail):\n{gw.log_tail()}")
+            raise SetupError(f"gateway exited with code {gw.popen.returncode} during {phase}; "
+                             f"its output (tail):\n{gw.log_tail()}")
         if n_ka + n_close == 0:
-            raise H.HarnessError(f"{phase}: a whole chunk completed no request; wrk said:\n"
+            raise SetupError(f"{phase}: a whole chunk completed no request; wrk said:\n"
                                  + "\n".join(r["raw"] for r in results))
     return {"requests": done, "keepalive_requests": ka_done, "close_requests": close_done,
             "errors": errors, "error_total": sum(errors.values()), "seconds": time.monotonic() - t_start,
@@ -120,9 +123,7 @@ def drive(args, wrk_bin: str, workdir: Path, target: int, churn: bool, gw: H.Man
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    H.add_binary_args(ap)
-    ap.add_argument("--wrk-bin", default=None)
+    ap = H.arg_parser(__doc__, wrk=True)
     ap.add_argument("--requests", type=int, default=1_000_000, help="requests in the churn phase (default 1000000)")
     ap.add_argument("--warmup-requests", type=int, default=100_000)
     ap.add_argument("--max-growth-mib", type=float, default=5.0, help="fail if VmRSS grows more (default 5)")
@@ -137,40 +138,31 @@ def parse_args(argv=None):
     ap.add_argument("--max-seconds", type=float, default=1800, help="time bound per phase (default 1800)")
     ap.add_argument("--wrk-timeout", type=float, default=5.0)
     ap.add_argument("--settle", type=float, default=2.0, help="idle seconds before each RSS reading")
-    H.add_single_gateway_args(ap)
     return ap.parse_args(argv)
 
 
 def run(args) -> int:
-    H.resolve_binaries(args)
+    resolve_binaries(args)
     wrk_bin = H.require_wrk(args.wrk_bin)
     ts = time.strftime("%Y%m%d-%H%M%S")
-    with H.Supervisor(keep_workdir=args.keep_workdir) as sup:
-        H.start_backend(sup, args.mock_bin, args.backend_port, args.backend_workers, timeout=args.startup_timeout)
-        if args.gateway_config:
-            cfg = Path(args.gateway_config).expanduser()
-        else:
-            cfg = sup.workdir / "gateway.yaml"
-            cfg.write_text(H.gateway_config_text(args.gateway_port, args.admin_port, args.backend_port,
-                                                 args.gateway_workers))
-        gw = H.start_gateway(sup, args.gateway_bin, cfg, args.gateway_port, args.admin_port,
-                             timeout=args.startup_timeout)
-        start_rss = H.rss_kib(gw.pids())
+    with Supervisor(keep_workdir=args.keep_workdir) as sup:
+        _, gw = H.start_single_gateway(sup, args)
+        start_rss = procfs.rss_kib(gw.pids())
 
-        churn_ok, churn_msg = churn_probe(args.gateway_port, args.path)
-        H.log(f"churn probe (Connection: close): {'OK' if churn_ok else 'PROBLEM'}: {churn_msg}")
+        churn_ok, churn_msg = churn_probe(gw.addr["proxy"].port, args.path)
+        log(f"churn probe (Connection: close): {'OK' if churn_ok else 'PROBLEM'}: {churn_msg}")
 
         warm = drive(args, wrk_bin, sup.workdir, args.warmup_requests, churn=False, gw=gw, phase="warm-up")
         time.sleep(args.settle)
-        warm_rss = H.rss_kib(gw.pids())
-        H.log(f"after warm-up: gateway VmRSS {H.fmt_mib(warm_rss)}")
+        warm_rss = procfs.rss_kib(gw.pids())
+        log(f"after warm-up: gateway VmRSS {H.fmt_mib(warm_rss)}")
 
         soak = drive(args, wrk_bin, sup.workdir, args.requests, churn=True, gw=gw, phase="soak")
         time.sleep(args.settle)
         pids = gw.pids()
-        final_rss, final_hwm = H.rss_kib(pids), H.hwm_kib(pids)
+        final_rss, final_hwm = procfs.rss_kib(pids), procfs.hwm_kib(pids)
         if not gw.alive():
-            raise H.HarnessError(f"gateway died; log:\n{gw.log_tail()}")
+            raise SetupError(f"gateway died; log:\n{gw.log_tail()}")
 
     delta_mib = (final_rss - warm_rss) / 1024
     err_rate = soak["error_total"] / soak["requests"] if soak["requests"] else 1.0

@@ -21,7 +21,6 @@ Exit status: 0 = pass; 1 = a mismatch / HTTP error, or gateway VmHWM > --max-hwm
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import http.client
 import json
@@ -31,14 +30,18 @@ import time
 from pathlib import Path
 
 sys.dont_write_bytecode = True  # no __pycache__ in the work tree
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent / "scripts")]
 import harness as H  # noqa: E402
+from labkit import procfs  # noqa: E402
+from labkit.binaries import resolve_binaries  # noqa: E402
+from labkit.base import log  # noqa: E402
+from labkit.procs import Child, Supervisor  # noqa: E402
 
 
 class RssSampler(threading.Thread):
     """Samples the gateway's VmRSS every `interval` s; peak per named phase."""
 
-    def __init__(self, managed: H.Managed, interval: float = 0.05):
+    def __init__(self, managed: Child, interval: float = 0.05):
         super().__init__(daemon=True)
         self.managed, self.interval = managed, interval
         self.phase = "idle"
@@ -49,7 +52,7 @@ class RssSampler(threading.Thread):
         while not self._halt.is_set():
             pids = self.managed.pids()
             if pids:
-                rss = H.rss_kib(pids)
+                rss = procfs.rss_kib(pids)
                 self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), rss)
             self._halt.wait(self.interval)
 
@@ -101,9 +104,9 @@ def find_key(obj, key):
     return None
 
 
-def upload(args, size: int) -> dict:
+def upload(args, port: int, size: int) -> dict:
     src = PatternSource(size, args.chunk_size)
-    conn = http.client.HTTPConnection("127.0.0.1", args.gateway_port, timeout=args.timeout)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=args.timeout)
     t0 = time.monotonic()
     try:
         conn.request("POST", args.upload_path, body=iter(src),
@@ -134,8 +137,8 @@ def upload(args, size: int) -> dict:
     return res
 
 
-def download(args, size: int, expected_sha: str) -> dict:
-    conn = http.client.HTTPConnection("127.0.0.1", args.gateway_port, timeout=args.timeout)
+def download(args, port: int, size: int, expected_sha: str) -> dict:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=args.timeout)
     sha = hashlib.sha256()
     got = 0
     first_diff = None
@@ -186,8 +189,7 @@ MIB = H.MIB
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    H.add_binary_args(ap)
+    ap = H.arg_parser(__doc__)
     ap.add_argument("--size", default="1GiB", help="bytes each way: 256MiB, 1GiB, 1G, 100MB, 4096 (default 1GiB)")
     ap.add_argument("--max-hwm-mib", type=float, default=64.0, help="fail if gateway VmHWM exceeds (default 64)")
     ap.add_argument("--chunk-size", default="256KiB", help="upload chunk size (default 256KiB)")
@@ -198,7 +200,6 @@ def parse_args(argv=None):
     ap.add_argument("--route-timeout", type=float, default=600.0,
                     help="route `timeout:` in the generated config, seconds: the upload's response head "
                          "only comes after the whole body (default 600)")
-    H.add_single_gateway_args(ap)
     args = ap.parse_args(argv)
     try:
         args.size_bytes = H.parse_size(args.size)
@@ -211,27 +212,19 @@ def parse_args(argv=None):
 
 
 def run(args) -> int:
-    H.resolve_binaries(args)
+    resolve_binaries(args)
     size = args.size_bytes
     ts = time.strftime("%Y%m%d-%H%M%S")
-    H.log(f"expected sha256 of {size:,} pattern bytes ...")
+    log(f"expected sha256 of {size:,} pattern bytes ...")
     exp_sha = expected_sha256(size)
     results: dict = {}
     problems: list = []
-    with H.Supervisor(keep_workdir=args.keep_workdir) as sup:
-        H.start_backend(sup, args.mock_bin, args.backend_port, args.backend_workers, timeout=args.startup_timeout)
-        if args.gateway_config:
-            cfg = Path(args.gateway_config).expanduser()
-        else:
-            cfg = sup.workdir / "gateway.yaml"
-            cfg.write_text(H.gateway_config_text(args.gateway_port, args.admin_port, args.backend_port,
-                                                 args.gateway_workers,
-                                                 max_body_size=size + H.MIB,
-                                                 route_timeout=f"{int(args.route_timeout)}s"))
-        gw = H.start_gateway(sup, args.gateway_bin, cfg, args.gateway_port, args.admin_port,
-                             timeout=args.startup_timeout)
+    with Supervisor(keep_workdir=args.keep_workdir) as sup:
+        _, gw = H.start_single_gateway(sup, args, max_body_size=size + H.MIB,
+                                       route_timeout=f"{int(args.route_timeout)}s")
+        port = gw.addr["proxy"].port
         pids = gw.pids()
-        results["rss_start_kib"] = H.rss_kib(pids)
+        results["rss_start_kib"] = procfs.rss_kib(pids)
         sampler = RssSampler(gw)
         sampler.start()
         try:
@@ -239,13 +232,13 @@ def run(args) -> int:
                 if not enabled:
                     continue
                 sampler.phase = phase
-                cpu0 = H.tree_cpu_seconds(gw.pids())
-                H.log(f"{phase}: {size:,} bytes through the gateway ...")
+                cpu0 = procfs.tree_cpu_seconds(gw.pids())
+                log(f"{phase}: {size:,} bytes through the gateway ...")
                 try:
-                    r = upload(args, size) if phase == "upload" else download(args, size, exp_sha)
+                    r = upload(args, port, size) if phase == "upload" else download(args, port, size, exp_sha)
                 except (OSError, http.client.HTTPException) as e:
                     r = {"problems": [f"{phase}: {type(e).__name__}: {e}"]}
-                r["gateway_cpu_s"] = H.tree_cpu_seconds(gw.pids()) - cpu0
+                r["gateway_cpu_s"] = procfs.tree_cpu_seconds(gw.pids()) - cpu0
                 r["rss_peak_sampled_kib"] = sampler.peaks.get(phase)
                 results[phase] = r
                 problems += r["problems"]
@@ -253,12 +246,12 @@ def run(args) -> int:
                     problems.append(f"gateway exited with code {gw.popen.returncode} during {phase}:\n"
                                     f"{gw.log_tail()}")
                     break
-                H.log(f"{phase}: {'; '.join(r['problems']) or 'OK'}")
+                log(f"{phase}: {'; '.join(r['problems']) or 'OK'}")
         finally:
             sampler.stop()
         pids = gw.pids()
-        results["rss_end_kib"] = H.rss_kib(pids)
-        results["hwm_kib"] = H.hwm_kib(pids) if pids else None
+        results["rss_end_kib"] = procfs.rss_kib(pids)
+        results["hwm_kib"] = procfs.hwm_kib(pids) if pids else None
 
     # VmHWM is the kernel's peak; the sampled VmRSS can exceed it by a few pages (RSS counters are
     # synced lazily), so the check uses the larger of the two.

@@ -16,15 +16,17 @@ from __future__ import annotations
 import argparse
 import http.server
 import json
-import os
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
-import time
-import urllib.request
+
+sys.dont_write_bytecode = True  # no __pycache__ in the work tree
+from labkit import services  # noqa: E402
+from labkit.base import SetupError  # noqa: E402
+from labkit.binaries import default_bin  # noqa: E402
+from labkit.http import http_get  # noqa: E402
+from labkit.procs import Supervisor  # noqa: E402
 
 PAGE = """<!doctype html><html><head><title>pending</title></head><body>
 <script>
@@ -34,17 +36,13 @@ fetch("%(target)s", {headers: {"X-Api-Key": "demo"}})
 </script></body></html>"""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve_page(port: int, html: str) -> http.server.ThreadingHTTPServer:
-    body = html.encode()
+def serve_page(page: dict) -> http.server.ThreadingHTTPServer:
+    """Serves page["html"] (read per request) at every path, on a loopback port the OS picks
+    (`.server_address`)."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 (stdlib naming)
+            body = page["html"].encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
@@ -54,22 +52,9 @@ def serve_page(port: int, html: str) -> http.server.ThreadingHTTPServer:
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
-
-
-def wait_http(url: str, proc: subprocess.Popen, what: str) -> None:
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"setup: {what} exited with {proc.returncode}")
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"setup: {what} did not answer {url}")
 
 
 def page_title(chromium: str, url: str, profile: str) -> str:
@@ -84,54 +69,46 @@ def page_title(chromium: str, url: str, profile: str) -> str:
 
 
 def main() -> int:
-    target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/rustygate-target"))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--gateway-bin", default=os.path.join(target_dir, "debug/rustygate"))
-    ap.add_argument("--mock-bin", default=os.path.join(target_dir, "debug/mock-backend"))
+    ap.add_argument("--gateway-bin", default=default_bin("rustygate", "debug"))
+    ap.add_argument("--mock-bin", default=default_bin("mock-backend", "debug"))
     ap.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser") or "")
     args = ap.parse_args()
     if not args.chromium:
         print("setup: no chromium (apt-get install chromium)", file=sys.stderr)
         return 2
 
-    backend, gw, admin, page_a, page_b = (free_port() for _ in range(5))
-    procs: list[subprocess.Popen] = []
     servers = []
-    with tempfile.TemporaryDirectory() as tmp:
-        config = os.path.join(tmp, "gateway.yaml")
-        with open(config, "w") as f:
-            f.write(f"""server: {{ listen: "127.0.0.1:{gw}", workers: 1 }}
-admin: {{ listen: "127.0.0.1:{admin}" }}
-log: {{ level: warn }}
+    try:
+        with Supervisor(prefix="check-cors-") as sup:
+            backend = services.start_mock_backend(sup, args.mock_bin, "backend", label="b1", timeout=20)
+            # The CORS policy names the pages' origins, so the page servers start first and get
+            # their fetch target (the gateway's URL) once the gateway runs.
+            page = {"html": ""}
+            servers = [serve_page(page) for _ in ("allowed", "disallowed")]
+            page_a, page_b = (s.server_address[1] for s in servers)
+            config = sup.workdir / "gateway.yaml"
+            config.write_text(f"""server: {{ listen: "127.0.0.1:0", workers: 1 }}
+admin: {{ listen: "127.0.0.1:0" }}
+log: {{ level: "{services.gateway_log_level('warn')}" }}
 cors:
   pages: {{ allow_origins: ["http://127.0.0.1:{page_a}"], allow_headers: [X-Api-Key] }}
 routes:
-  - {{ name: api, path: /api, backend: "http://127.0.0.1:{backend}", cors: pages, strip_prefix: true }}
+  - {{ name: api, path: /api, backend: "{backend.addr['http'].url}", cors: pages, strip_prefix: true }}
 """)
-        try:
-            procs.append(subprocess.Popen([args.mock_bin, "--port", str(backend), "--name", "b1"],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            procs.append(subprocess.Popen([args.gateway_bin, "--config", config],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            wait_http(f"http://127.0.0.1:{backend}/health", procs[0], "mock backend")
-            wait_http(f"http://127.0.0.1:{admin}/healthz", procs[1], "gateway")
-            target = f"http://127.0.0.1:{gw}/api/echo"
-            servers = [serve_page(p, PAGE % {"target": target}) for p in (page_a, page_b)]
+            gw = services.start_gateway(sup, args.gateway_bin, config, timeout=20)
+            page["html"] = PAGE % {"target": f"{gw.addr['proxy'].url}/api/echo"}
             results = {}
             for name, port in (("allowed", page_a), ("disallowed", page_b)):
-                results[name] = page_title(args.chromium, f"http://127.0.0.1:{port}/", os.path.join(tmp, name))
+                results[name] = page_title(args.chromium, f"http://127.0.0.1:{port}/", str(sup.workdir / name))
                 print(f"{name} page http://127.0.0.1:{port}: {results[name]}", flush=True)
-            stats = json.load(urllib.request.urlopen(f"http://127.0.0.1:{backend}/control/stats", timeout=5))
-        finally:
-            for s in servers:
-                s.shutdown()
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                try:
-                    p.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            stats = json.loads(http_get(f"{backend.addr['http'].url}/control/stats", timeout=5).body)
+    except SetupError as e:
+        print(f"setup: {e}", file=sys.stderr)
+        return 2
+    finally:
+        for s in servers:
+            s.shutdown()
     ok = results["allowed"] == "OK 200 b1" and results["disallowed"].startswith("BLOCKED")
     # Only the allowed page's real request reaches the backend: preflights are the gateway's.
     ok = ok and stats["hits"] == 1

@@ -28,21 +28,22 @@ import argparse
 import http.client
 import json
 import math
-import os
 import random
 import re
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
+
+sys.dont_write_bytecode = True  # no __pycache__ in the work tree
+from labkit import services  # noqa: E402
+from labkit.base import SetupError  # noqa: E402
+from labkit.binaries import default_bin, require_tool  # noqa: E402
+from labkit.metrics import Prometheus  # noqa: E402
+from labkit.ports import closed_port  # noqa: E402
+from labkit.procs import Supervisor  # noqa: E402
+from labkit.waiting import PROBE_ERRORS, wait_for, wait_until  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -57,148 +58,6 @@ BUILTINS = {
     "__range_s": "300",
     "__range_ms": "300000",
 }
-
-DEFAULT_PORTS = {"backend1": 19001, "backend2": 19002, "closed": 19003,
-                 "proxy": 19080, "admin": 19081, "prometheus": 19090}
-
-
-class SetupError(Exception):
-    """Something the check needs could not be set up (exit 2)."""
-
-
-# ------------------------------------------------------------------------------------ processes
-
-class Processes:
-    """Processes this script started, stopped by PID (SIGTERM, then SIGKILL)."""
-
-    def __init__(self, logdir: Path):
-        self.logdir = logdir
-        self.procs: list[tuple[str, subprocess.Popen, Path]] = []
-
-    def start(self, name: str, argv: list[str]) -> subprocess.Popen:
-        log = self.logdir / f"{name}.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        self.procs.append((name, proc, log))
-        return proc
-
-    def log_tail(self, name: str, lines: int = 15) -> str:
-        for n, _, log in self.procs:
-            if n == name:
-                try:
-                    text = log.read_text(errors="replace").splitlines()
-                except OSError:
-                    return ""
-                return "\n".join(f"    {name}| {line}" for line in text[-lines:])
-        return ""
-
-    def check_alive(self) -> None:
-        for name, proc, _ in self.procs:
-            if proc.poll() is not None:
-                raise SetupError(f"{name} exited with status {proc.returncode}\n{self.log_tail(name)}")
-
-    def stop_all(self) -> None:
-        for _, proc, _ in reversed(self.procs):
-            if proc.poll() is None:
-                try:
-                    proc.send_signal(signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + 5
-        for _, proc, _ in self.procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        self.procs.clear()
-
-
-# ---------------------------------------------------------------------------------------- ports
-
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def choose_ports() -> dict[str, int]:
-    """The fixed 190xx ports when all are free, else free ephemeral ports for everything."""
-    if all(port_is_free(p) for p in DEFAULT_PORTS.values()):
-        return dict(DEFAULT_PORTS)
-    ports: dict[str, int] = {}
-    holders = []
-    try:
-        for name in DEFAULT_PORTS:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            holders.append(s)
-            ports[name] = s.getsockname()[1]
-    finally:
-        for s in holders:
-            s.close()
-    print(f"note: some of ports {sorted(DEFAULT_PORTS.values())} are in use; using free ports {ports}")
-    return ports
-
-
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-
-
-def wait_until(what: str, probe, procs: Processes, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        procs.check_alive()
-        try:
-            if probe():
-                return
-        except (OSError, http.client.HTTPException, ValueError) as e:
-            last = f" ({e})"
-        time.sleep(0.1)
-    raise SetupError(f"{what} not ready after {timeout:.0f}s{last}")
-
-
-# ----------------------------------------------------------------------------------- prometheus
-
-class Prometheus:
-    def __init__(self, base: str):
-        self.base = base
-
-    def api(self, path: str, params: dict[str, str] | None = None, timeout: float = 10.0) -> dict:
-        data = urllib.parse.urlencode(params or {}).encode()
-        req = urllib.request.Request(self.base + path, data=data if params else None,
-                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as e:
-            body = e.read()
-            try:
-                return json.loads(body)
-            except ValueError:
-                return {"status": "error", "error": f"HTTP {e.code}: {body[:200]!r}"}
-
-    def query(self, expr: str) -> dict:
-        return self.api("/api/v1/query", {"query": expr, "time": f"{time.time():.3f}"})
-
-    def scalar(self, expr: str) -> float | None:
-        r = self.query(expr)
-        if r.get("status") != "success" or not r["data"]["result"]:
-            return None
-        res = r["data"]["result"]
-        value = res[1] if r["data"]["resultType"] == "scalar" else res[0]["value"][1]
-        return float(value)
-
 
 # ----------------------------------------------------------------------------------------- load
 
@@ -503,10 +362,9 @@ def check_rules(prom: Prometheus, report: Report) -> None:
 # ----------------------------------------------------------------------------------------- main
 
 def parse_args() -> argparse.Namespace:
-    target = Path(os.environ.get("CARGO_TARGET_DIR") or Path.home() / ".cache/rustygate-target")
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--gateway-bin", default=str(target / "debug/rustygate"))
-    p.add_argument("--mock-bin", default=str(target / "debug/mock-backend"))
+    p.add_argument("--gateway-bin", default=default_bin("rustygate", "debug"))
+    p.add_argument("--mock-bin", default=default_bin("mock-backend", "debug"))
     p.add_argument("--prometheus-bin", default="prometheus")
     p.add_argument("--dashboards-dir", default=str(REPO / "dashboards"))
     p.add_argument("--expected-empty", default=None, help="default: DASHBOARDS_DIR/expected-empty.txt")
@@ -517,26 +375,18 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def executable(path: str, what: str) -> str:
-    found = shutil.which(path) if os.sep not in path else (path if os.access(path, os.X_OK) else None)
-    if not found:
-        raise SetupError(f"{what} not found or not executable: {path}"
-                         + (" (build it: make build)" if what != "prometheus" else
-                            " (apt-get install prometheus)"))
-    return found
-
-
 # The example plugins `make plugins` builds (the plugin panels need one running).
 PLUGINS_DIR = Path(__file__).resolve().parent.parent / "plugins"
 
 
-def gateway_config(ports: dict[str, int]) -> str:
-    b1, b2 = f"http://127.0.0.1:{ports['backend1']}", f"http://127.0.0.1:{ports['backend2']}"
-    closed = f"http://127.0.0.1:{ports['closed']}"
+def gateway_config(b1: str, b2: str, closed_port: int) -> str:
+    """The gateway's config: backends b1 and b2 (URLs), and routes to `closed_port`, where
+    nothing listens. The listeners take ports the OS picks (start_gateway reads them)."""
+    closed = f"http://127.0.0.1:{closed_port}"
     return f"""# written by scripts/check_dashboards.py
-server: {{ listen: "127.0.0.1:{ports['proxy']}", workers: 1 }}
-admin: {{ listen: "127.0.0.1:{ports['admin']}", token: "check-dashboards" }}
-log: {{ level: warn, access_log: false }}
+server: {{ listen: "127.0.0.1:0", workers: 1 }}
+admin: {{ listen: "127.0.0.1:0", token: "check-dashboards" }}
+log: {{ level: "{services.gateway_log_level('warn')}", access_log: false }}
 upstreams:
   users:
     backends: [ {{ url: "{b1}" }}, {{ url: "{b2}" }} ]
@@ -545,7 +395,7 @@ upstreams:
     backends: [ {{ url: "{b1}" }}, {{ url: "{closed}" }} ]
   doomed:     # every backend dead: the retry budget runs out
     outlier_detection: {{ consecutive_failures: 0 }}
-    backends: [ {{ url: "{closed}" }}, {{ url: "http://localhost:{ports['closed']}" }} ]
+    backends: [ {{ url: "{closed}" }}, {{ url: "http://localhost:{closed_port}" }} ]
 auth:
   jwt: {{ algorithms: [HS256], secret: "check-dashboards-secret-0123456789abcdef" }}
 rate_limits:
@@ -553,7 +403,7 @@ rate_limits:
 routes:
   - {{ name: test, path: /api/test, backend: "{b1}" }}
   - {{ name: users, path: /api/users, upstream: users, strip_prefix: true }}
-  - {{ name: broken, path: /api/broken, backend: "http://127.0.0.1:{ports['closed']}" }}
+  - {{ name: broken, path: /api/broken, backend: "{closed}" }}
   - {{ name: secure, path: /api/secure, backend: "{b1}", auth: jwt }}
   - {{ name: limited, path: /api/limited, backend: "{b1}", rate_limit: five-a-minute }}
   - {{ name: flaky, path: /api/flaky, upstream: flaky, strip_prefix: true }}
@@ -563,22 +413,36 @@ plugins: {{ dir: "{PLUGINS_DIR}", watch: false }}
 """
 
 
-def prometheus_config(ports: dict[str, int], rules: str) -> str:
+def prometheus_config(admin: str, rules: str) -> str:
     cfg = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [{"job_name": "rustygate", "metrics_path": "/metrics",
-                            "static_configs": [{"targets": [f"127.0.0.1:{ports['admin']}"]}]}],
+                            "static_configs": [{"targets": [admin]}]}],
     }
     if rules:
         cfg["rule_files"] = [str(Path(rules).resolve())]
     return json.dumps(cfg, indent=2)  # JSON is YAML
 
 
-def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
+def start_prometheus(sup: Supervisor, prometheus: str, config: Path) -> Prometheus:
+    """Prometheus on a picked port (it cannot listen on port 0 and say where): started again on
+    another port if that one is taken before it binds."""
+    def argv(ports: list[int]) -> list[str]:
+        return [prometheus, f"--config.file={config}", f"--storage.tsdb.path={sup.workdir / f'tsdb-{ports[0]}'}",
+                f"--web.listen-address=127.0.0.1:{ports[0]}", "--log.level=warn"]
+
+    def ready(child, ports: list[int]) -> None:
+        services.wait_http(child, f"http://127.0.0.1:{ports[0]}/-/ready", timeout=20)
+
+    _, (port,) = services.start_on_picked_ports(sup, "prometheus", argv, ready)
+    return Prometheus(f"http://127.0.0.1:{port}")
+
+
+def run(args: argparse.Namespace, sup: Supervisor, closed_port: int) -> int:
     started = time.monotonic()
-    gateway = executable(args.gateway_bin, "gateway binary")
-    mock = executable(args.mock_bin, "mock-backend binary")
-    prometheus = executable(args.prometheus_bin, "prometheus")
+    gateway = require_tool(args.gateway_bin, "gateway binary", "build it: make build")
+    mock = require_tool(args.mock_bin, "mock-backend binary", "build it: make build")
+    prometheus = require_tool(args.prometheus_bin, "prometheus", "apt-get install prometheus")
     dash_dir = Path(args.dashboards_dir).resolve()
     dashboards = sorted(dash_dir.rglob("*.json"))
     if not dashboards:
@@ -590,40 +454,33 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
 
     if not (PLUGINS_DIR / "add-header.wasm").exists():
         raise SetupError(f"{PLUGINS_DIR}/add-header.wasm is missing: run `make plugins`")
-    ports = choose_ports()
-    (tmp / "gateway.yaml").write_text(gateway_config(ports))
-    (tmp / "prometheus.yml").write_text(prometheus_config(ports, args.rules))
+    b1, b2 = (services.start_mock_backend(sup, mock, f"backend{i}", label=f"b{i}", timeout=15) for i in (1, 2))
+    gw_conf = sup.workdir / "gateway.yaml"
+    gw_conf.write_text(gateway_config(b1.addr["http"].url, b2.addr["http"].url, closed_port))
+    gw = services.start_gateway(sup, gateway, gw_conf, timeout=15)
+    prom_conf = sup.workdir / "prometheus.yml"
+    prom_conf.write_text(prometheus_config(str(gw.addr["admin"]), args.rules))
+    prom = start_prometheus(sup, prometheus, prom_conf)
+    wait_for("first scrape of the gateway", lambda: sup.check_alive() or prom.scalar('up{job="rustygate"}') == 1, 15)
+    print(f"setup: 2 mock backends, gateway (proxy :{gw.addr['proxy'].port}, admin :{gw.addr['admin'].port}), "
+          f"prometheus :{urllib.parse.urlsplit(prom.base).port} ready in {time.monotonic() - started:.1f}s")
 
-    for i in (1, 2):
-        procs.start(f"backend{i}", [mock, "--port", str(ports[f"backend{i}"]), "--name", f"b{i}"])
-    procs.start("gateway", [gateway, "--config", str(tmp / "gateway.yaml")])
-    procs.start("prometheus", [prometheus, f"--config.file={tmp / 'prometheus.yml'}",
-                               f"--storage.tsdb.path={tmp / 'tsdb'}",
-                               f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
-                               "--log.level=warn"])
-    for i in (1, 2):
-        wait_until(f"backend{i}", lambda i=i: http_get(f"http://127.0.0.1:{ports[f'backend{i}']}/health")[0] == 200,
-                   procs, 15)
-    wait_until("gateway admin", lambda: http_get(f"http://127.0.0.1:{ports['admin']}/healthz")[0] == 200, procs, 15)
-    prom = Prometheus(f"http://127.0.0.1:{ports['prometheus']}")
-    wait_until("prometheus", lambda: http_get(prom.base + "/-/ready")[0] == 200, procs, 20)
-    wait_until("first scrape of the gateway", lambda: prom.scalar('up{job="rustygate"}') == 1, procs, 15)
-    print(f"setup: 2 mock backends, gateway (proxy :{ports['proxy']}, admin :{ports['admin']}), "
-          f"prometheus :{ports['prometheus']} ready in {time.monotonic() - started:.1f}s")
-
-    counts = drive_load("127.0.0.1", ports["proxy"], args.duration)
-    procs.check_alive()
+    counts = drive_load(gw.addr["proxy"].host, gw.addr["proxy"].port, args.duration)
+    sup.check_alive()
+    load_end = time.time()
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
     print(f"load: {sum(counts.values())} requests in {args.duration:.0f}s ({summary})")
     if not any(k.startswith("2") for k in counts):
-        raise SetupError("the load got no 2xx answer from the gateway\n" + procs.log_tail("gateway"))
+        raise SetupError("the load got no 2xx answer from the gateway\n" + gw.log_tail(15))
 
-    # let Prometheus take a few scrapes after the load and evaluate the rules on them
-    time.sleep(2.5)
+    # Prometheus scrapes and evaluates the rules every second: wait until it has scraped the
+    # gateway (at least) twice after the load, so the last counts and the rules include it.
+    wait_until(lambda: sup.check_alive() or (prom.scalar('timestamp(up{job="rustygate"})') or 0) >= load_end + 1.5,
+               15, retry_on=PROBE_ERRORS)
     scrapes = prom.scalar('count_over_time(up{job="rustygate"}[1m])') or 0
     if prom.scalar('up{job="rustygate"}') != 1 or scrapes < 5:
         raise SetupError(f"prometheus did not scrape the gateway (up != 1 or only {scrapes:.0f} scrapes)\n"
-                         + procs.log_tail("prometheus"))
+                         + "\n".join(c.log_tail(15) for c in sup.children if c.name == "prometheus"))
     print(f"prometheus: {scrapes:.0f} scrapes of the gateway in the last minute")
 
     report = Report()
@@ -646,16 +503,12 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> int:
 
 def main() -> int:
     args = parse_args()
-
-    def terminate(signum, _frame):
-        raise SystemExit(128 + signum)
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGHUP, terminate)
-
-    tmp = Path(tempfile.mkdtemp(prefix="check-dashboards-"))
-    procs = Processes(tmp)
+    # The supervisor stops every child by PID on the way out, also on SIGTERM, SIGHUP or Ctrl-C.
+    sup = Supervisor(keep_workdir=args.keep_tmp, prefix="check-dashboards-")
     try:
-        return run(args, tmp, procs)
+        # The routes to a dead backend use a port held closed for the whole run.
+        with sup, closed_port() as closed:
+            return run(args, sup, closed.getsockname()[1])
     except SetupError as e:
         print(f"SETUP ERROR: {e}", file=sys.stderr)
         return 2
@@ -663,11 +516,8 @@ def main() -> int:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
-        procs.stop_all()
         if args.keep_tmp:
-            print(f"kept {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+            print(f"kept {sup.workdir}", file=sys.stderr)
 
 
 if __name__ == "__main__":

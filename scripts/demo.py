@@ -26,19 +26,19 @@ Usage: scripts/demo.py [SCENARIO ...]   (default: all)
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
+
+sys.dont_write_bytecode = True  # no __pycache__ in the work tree
+from labkit.http import request as http  # noqa: E402  (status, headers, body); any status is an answer
+from labkit.jwt import mint_hs256  # noqa: E402
+from labkit.metrics import Prometheus, read_metric  # noqa: E402
+from labkit.waiting import wait_until  # noqa: E402
 
 GATEWAY = os.environ.get("GATEWAY_URL", "http://127.0.0.1:8080").rstrip("/")
 ADMIN = os.environ.get("ADMIN_URL", "http://127.0.0.1:8081").rstrip("/")
@@ -77,16 +77,6 @@ class Skip(Exception):
 
 class Fail(Exception):
     """The scenario ran and did not hold; the message is the evidence."""
-
-
-def http(method: str, url: str, headers: dict | None = None, body: bytes | None = None, timeout: float = 10):
-    """Returns (status, headers, body bytes); HTTP errors are answers, not exceptions."""
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.headers, resp.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read()
 
 
 def expect(cond: bool, evidence: str) -> None:
@@ -130,16 +120,6 @@ class BackgroundLoad:
     def expect_no_failure(self) -> None:
         c = self.counts
         expect(c["failed"] == 0, f"{c['failed']} client requests failed of {c['ok'] + c['failed']}")
-
-
-def wait_until(check, seconds: float) -> float | None:
-    """Polls `check` every 50 ms; the seconds it took to hold, or None after `seconds`."""
-    t0 = time.time()
-    while time.time() - t0 < seconds:
-        if check():
-            return time.time() - t0
-        time.sleep(0.05)
-    return None
 
 
 def backend(n: int, action: str) -> None:
@@ -194,31 +174,27 @@ def metrics_in_prometheus() -> str:
            "gateway /metrics lacks rustygate_requests_total for route test")
     try:
         http("GET", f"{PROMETHEUS}/-/ready", timeout=3)
-    except (urllib.error.URLError, OSError) as e:
+    except OSError as e:
         raise Skip(f"no Prometheus at {PROMETHEUS} ({e}); the gateway's own /metrics is fine") from None
     query = 'sum by (route) (rustygate_requests_total{route="test"})'
-    deadline = time.time() + 30
-    while True:
-        q = urllib.parse.urlencode({"query": query})
-        status, _, body = http("GET", f"{PROMETHEUS}/api/v1/query?{q}")
-        result = json.loads(body).get("data", {}).get("result", []) if status == 200 else []
-        if result:
-            value = float(result[0]["value"][1])
-            expect(value >= 1, f"{query} = {value}")
-            return f"Prometheus scraped the gateway: {query} = {value:g}"
-        if time.time() > deadline:
-            raise Fail(f"Prometheus returned nothing for {query} within 30 s")
-        time.sleep(1)
+    prometheus = Prometheus(PROMETHEUS)
+    found: list[float] = []
+
+    def scraped() -> bool:
+        value = prometheus.scalar(query)
+        if value is not None:
+            found.append(value)
+        return value is not None
+
+    if wait_until(scraped, 30, interval=1) is None:
+        raise Fail(f"Prometheus returned nothing for {query} within 30 s")
+    expect(found[-1] >= 1, f"{query} = {found[-1]}")
+    return f"Prometheus scraped the gateway: {query} = {found[-1]:g}"
 
 
 def gateway_metric(name: str, **labels: str) -> float:
     """The sum of a metric's samples on the gateway's /metrics whose labels include `labels`."""
-    _, _, body = http("GET", f"{ADMIN}/metrics")
-    total = 0.0
-    for line in body.decode().splitlines():
-        if line.startswith((name + "{", name + " ")) and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return read_metric(f"{ADMIN}/metrics", name, labels, timeout=10) or 0.0
 
 
 def backend_attempts(upstream: str) -> float:
@@ -228,11 +204,7 @@ def backend_attempts(upstream: str) -> float:
 
 def hs256_token(claims: dict) -> str:
     """A JWT signed with the lab's secret (what `rustygate token` does, in the standard library)."""
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-    signing_input = b64(b'{"alg":"HS256","typ":"JWT"}') + "." + b64(json.dumps(claims).encode())
-    signature = hmac.new(JWT_SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
-    return signing_input + "." + b64(signature)
+    return mint_hs256(JWT_SECRET, claims)
 
 
 def auth_401() -> str:
@@ -362,25 +334,19 @@ def failover() -> str:
 
     with BackgroundLoad("/api/users/echo", on_ok=count_backend) as load:
         lock = load.lock
-        time.sleep(1)
+        time.sleep(1)  # load before the stop
         backend(2, "stop")
-        stopped = time.time()
-        while backend_up(label) != 0:
-            expect(time.time() - stopped < 4.5, f"{label} still up 4.5 s after it stopped (2 intervals: 4 s)")
-            time.sleep(0.1)
-        down_after = time.time() - stopped
+        down_after = wait_until(lambda: backend_up(label) == 0, 4.5, interval=0.1)
+        expect(down_after is not None, f"{label} still up 4.5 s after it stopped (2 intervals: 4 s)")
         with lock:
             served.clear()
-        time.sleep(2)
+        time.sleep(2)  # the traffic measured while backend2 is out
         with lock:
             during = dict(served)
         backend(2, "start")
-        started = time.time()
-        while backend_up(label) != 1:
-            expect(time.time() - started < 8, f"{label} not back 8 s after its restart")
-            time.sleep(0.1)
-        up_after = time.time() - started
-        time.sleep(1.5)
+        up_after = wait_until(lambda: backend_up(label) == 1, 8, interval=0.1)
+        expect(up_after is not None, f"{label} not back 8 s after its restart")
+        time.sleep(1.5)  # load after the restart: backend2 must take some, and no request may fail
     load.expect_no_failure()
     expect("backend2" not in during and len(during) == 2, f"while backend2 was down, traffic went to {during}")
     with lock:
@@ -417,19 +383,21 @@ def slow_backend() -> str:
 def jaeger_trace(trace_id: str, want_spans: int, timeout: float = 15) -> list[dict]:
     """The spans of a trace through Jaeger's query API, once it holds `want_spans` of them
     (spans are exported in batches, about a second after the request)."""
-    deadline = time.time() + timeout
     spans: list[dict] = []
-    while time.time() < deadline:
+
+    def complete() -> bool:
+        nonlocal spans
         try:
             status, _, body = http("GET", f"{JAEGER}/api/traces/{trace_id}", timeout=5)
-        except (urllib.error.URLError, OSError) as e:
-            raise Skip(f"Jaeger's query API {JAEGER} does not answer ({e})")
+        except OSError as e:
+            raise Skip(f"Jaeger's query API {JAEGER} does not answer ({e})") from None
         if status == 200:
             data = json.loads(body).get("data") or []
             spans = data[0]["spans"] if data else []
-            if len(spans) >= want_spans:
-                return spans
-        time.sleep(0.5)
+        return len(spans) >= want_spans
+
+    if wait_until(complete, timeout, interval=0.5) is not None:
+        return spans
     raise Fail(f"trace {trace_id}: {len(spans)} span(s) in {JAEGER} after {timeout:.0f} s, wanted {want_spans}")
 
 
@@ -514,7 +482,7 @@ def reload() -> str:
     how = "the file watcher"
     try:
         with BackgroundLoad("/api/users/echo") as load:
-            time.sleep(0.5)
+            time.sleep(0.5)  # load before the edit: requests in flight across the reload
             write_by_rename(LAB_CONFIG, added)
             took = wait_until(lambda: http("GET", f"{GATEWAY}/api/reloaded/echo")[0] == 200, 3)
             if took is None:
@@ -533,7 +501,7 @@ def reload() -> str:
             status, _, _ = http("GET", f"{GATEWAY}/api/reloaded/echo")
             expect(status == 200, f"after the invalid edit the gateway answered {status}")
             expect(gateway_metric("rustygate_config_generation") == new_generation, "the invalid edit moved the generation")
-            time.sleep(0.5)
+            time.sleep(0.5)  # load after the reloads
     finally:
         write_by_rename(LAB_CONFIG, original)
     # Back to the original file (the watcher picks it up; POST as a fallback).
@@ -582,12 +550,12 @@ def plugin() -> str:
     shutil.copyfile(current, backup)
     try:
         with BackgroundLoad("/api/plugin/echo", ok=lambda st, h: st == 200 and h.get("x-rustygate-plugin")) as load:
-            time.sleep(0.5)
+            time.sleep(0.5)  # load before the swap
             shutil.copyfile(variant, current + ".demo-tmp")
             os.replace(current + ".demo-tmp", current)
             took = serving("v2", 5)
             expect(took is not None, "the replaced plugin was not served within 5 s")
-            time.sleep(0.3)
+            time.sleep(0.3)  # load after the swap
     finally:
         os.replace(backup, current)
     back = serving("executed", 5)
@@ -627,7 +595,7 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         http("GET", f"{ADMIN}/healthz", timeout=3)
-    except (urllib.error.URLError, OSError) as e:
+    except OSError as e:
         print(f"demo: the gateway's admin {ADMIN} does not answer ({e}); start the lab with 'make up'", file=sys.stderr)
         return 2
     counts = {"PASS": 0, "FAIL": 0, "SKIP": 0}

@@ -2,7 +2,8 @@
 """Differential run of the hostile-HTTP/1.1 corpus: NGINX vs the gateway.
 
 Starts two recording backends (scripts/differential/backend.py, in this process), NGINX and the
-gateway on free loopback ports with the same route layout (nginx.conf.tmpl, gateway.yaml.tmpl),
+gateway on loopback with the same route layout (nginx.conf.tmpl, gateway.yaml.tmpl; the gateway
+listens on ports the OS picks and reports, NGINX on a free port, picked again if taken),
 replays every case of corpus.py byte for byte through both proxies at once (a fresh connection
 each), records what each proxy answered and what reached its backend, then checks:
 
@@ -41,17 +42,13 @@ Python 3.11 standard library only; loopback only; every wait is bounded.
 from __future__ import annotations
 
 import argparse
-import base64
 import concurrent.futures
 import datetime
 import fnmatch
-import hashlib
-import hmac
 import json
 import os
 import re
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -61,12 +58,16 @@ from urllib.parse import unquote_to_bytes
 
 sys.dont_write_bytecode = True  # no __pycache__ in the work tree
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT / "loadtest"))
+sys.path[:0] = [str(HERE), str(HERE.parent)]
 import corpus as C  # noqa: E402
-import harness as H  # noqa: E402  (process supervision, tool lookup; shared with loadtest/)
 from backend import RecordingBackend  # noqa: E402
+from labkit import nginx, services  # noqa: E402
+from labkit.base import SetupError, log  # noqa: E402
+from labkit.binaries import cargo_target_dir, find_tool, require_executable, tool_version  # noqa: E402
+from labkit.jwt import mint_hs256  # noqa: E402
+from labkit.procs import Supervisor  # noqa: E402
+from labkit.templates import render  # noqa: E402
+from labkit.waiting import wait_until  # noqa: E402
 
 # Case id -> why the gateway is allowed to differ from NGINX there (exempts checks a and d).
 # Add an entry only with a reason a reviewer can check, e.g. "NGINX buffers request bodies, the
@@ -106,50 +107,9 @@ MALFORMED_FLAGS = ("bare-LF", "obs-fold", "without colon", "whitespace in header
                    "several Transfer-Encoding", "other than exactly chunked", "unframeable")
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# Tokens and configuration files
-# ---------------------------------------------------------------------------------------------
-
-def mint_hs256(secret: str, claims: dict) -> str:
-    """A compact HS256 JWT (no third-party dependency)."""
-    def b64(data: bytes) -> bytes:
-        return base64.urlsafe_b64encode(data).rstrip(b"=")
-    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-    payload = b64(json.dumps(claims, separators=(",", ":")).encode())
-    signing_input = header + b"." + payload
-    sig = b64(hmac.new(secret.encode(), signing_input, hashlib.sha256).digest())
-    return (signing_input + b"." + sig).decode()
-
-
-def render(template: Path, values: dict) -> str:
-    """Replace @NAME@ placeholders outside comment lines; refuse leftovers."""
-    out = []
-    for line in template.read_text().splitlines():
-        if not line.lstrip().startswith("#"):
-            for key, val in values.items():
-                line = line.replace(key, val)
-            if re.search(r"@[A-Z_]+@", line):
-                raise H.HarnessError(f"{template.name}: unreplaced placeholder in: {line.strip()}")
-        out.append(line)
-    return "\n".join(out) + "\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def nginx_version(nginx_bin: str) -> str:
-    try:
-        out = subprocess.run([nginx_bin, "-v"], capture_output=True, text=True, timeout=10).stderr
-        return out.strip().split("/", 1)[-1]
-    except (OSError, subprocess.TimeoutExpired):
-        return "?"
+    """`nginx -v` says "nginx version: nginx/1.22.1": the part after the slash."""
+    return (tool_version([nginx_bin, "-v"]) or "?").split("/", 1)[-1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,11 +369,7 @@ class Target:
 
 def settle(backends: list[RecordingBackend]) -> None:
     """Wait until every backend has been quiet for SETTLE_IDLE (at most SETTLE_MAX)."""
-    end = time.monotonic() + SETTLE_MAX
-    while time.monotonic() < end:
-        if all(b.idle_for() >= SETTLE_IDLE for b in backends):
-            return
-        time.sleep(0.01)
+    wait_until(lambda: all(b.idle_for() >= SETTLE_IDLE for b in backends), SETTLE_MAX, interval=0.01)
 
 
 def render_case(c: C.Case, token: str, host: str) -> list[bytes]:
@@ -620,7 +576,7 @@ def select(args) -> list[C.Case]:
     return cases
 
 
-def start_services(sup: H.Supervisor, args, nginx_bin: str, token: str, backends: list):
+def start_services(sup: Supervisor, args, nginx_bin: str, token: str, backends: list):
     """Backends (appended to `backends`, which the caller stops), NGINX and the gateway;
     returns the two targets."""
     nb = RecordingBackend("nginx-backend").start()
@@ -628,36 +584,22 @@ def start_services(sup: H.Supervisor, args, nginx_bin: str, token: str, backends
     gb = RecordingBackend("gateway-backend").start()
     backends.append(gb)
 
-    prefix = sup.workdir / "nginx"
-    (prefix / "tmp").mkdir(parents=True, exist_ok=True)
-    # As root, NGINX workers run as nobody and must traverse to the temp dirs.
-    for d in (sup.workdir, prefix, prefix / "tmp"):
-        os.chmod(d, 0o755)
-    nginx_port = free_port()
-    conf = prefix / "nginx.conf"
-    conf.write_text(render(HERE / "nginx.conf.tmpl", {
-        "@PREFIX@": str(prefix), "@LISTEN@": f"127.0.0.1:{nginx_port}",
-        "@BACKEND@": f"127.0.0.1:{nb.port}", "@GOOD_TOKEN@": NGINX_TOKEN,
-        "@TEMP_PATHS@": H.nginx_temp_paths(nginx_bin, prefix)}))
-    ng = sup.start("nginx", [nginx_bin, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")])
-    try:
-        sup.wait_http(ng, "127.0.0.1", nginx_port, "/", timeout=15)
-    except H.HarnessError as e:
-        err = prefix / "error.log"
-        raise H.HarnessError(f"{e}\nnginx error.log:\n{err.read_text()[-2000:] if err.exists() else ''}")
+    _, nginx_port = nginx.start_nginx(sup, nginx_bin, HERE / "nginx.conf.tmpl",
+                                      {"@BACKEND@": f"127.0.0.1:{nb.port}", "@GOOD_TOKEN@": NGINX_TOKEN},
+                                      ready_path="/", timeout=15)
 
-    gw_port, admin_port = free_port(), free_port()
+    # The gateway listens on ports the OS picks and reports them (services.start_gateway).
+    tmpl = HERE / "gateway.yaml.tmpl"
     gconf = sup.workdir / "gateway.yaml"
-    gconf.write_text(render(HERE / "gateway.yaml.tmpl", {
-        "@LISTEN@": f"127.0.0.1:{gw_port}", "@ADMIN@": f"127.0.0.1:{admin_port}",
-        "@BACKEND@": f"127.0.0.1:{gb.port}", "@SECRET@": JWT_SECRET}))
-    gw = sup.start("gateway", [args.gateway, "--config", str(gconf)])
-    sup.wait_http(gw, "127.0.0.1", admin_port, "/healthz", timeout=30)
-    return [Target("nginx", nginx_port, nb, NGINX_TOKEN), Target("gateway", gw_port, gb, token)]
+    gconf.write_text(render(tmpl.read_text(), {
+        "@LISTEN@": "127.0.0.1:0", "@ADMIN@": "127.0.0.1:0",
+        "@BACKEND@": f"127.0.0.1:{gb.port}", "@SECRET@": JWT_SECRET}, tmpl.name))
+    gw = services.start_gateway(sup, args.gateway, gconf, timeout=30)
+    return [Target("nginx", nginx_port, nb, NGINX_TOKEN), Target("gateway", gw.addr["proxy"].port, gb, token)]
 
 
 def main() -> int:
-    default_gw = str(H.cargo_target_dir() / "debug" / "rustygate")
+    default_gw = str(cargo_target_dir() / "debug" / "rustygate")
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="\n\n".join(__doc__.split("\n\n")[1:]))
@@ -707,13 +649,13 @@ def main() -> int:
     if not cases:
         log("no case selected")
         return 2
-    nginx_bin = H.find_tool("nginx", args.nginx)
+    nginx_bin = find_tool("nginx", args.nginx)
     if not nginx_bin:
         log("nginx not found (install nginx-light, or pass --nginx)")
         return 2
     try:
-        args.gateway = H.require_executable(args.gateway, "gateway binary", "build it with: cargo build -p rustygate")
-    except H.HarnessError as e:
+        args.gateway = require_executable(args.gateway, "gateway binary", "build it with: cargo build -p rustygate")
+    except SetupError as e:
         log(str(e))
         return 2
     token = mint_hs256(JWT_SECRET, {"sub": JWT_SUB, "exp": int(time.time()) + 3600})
@@ -723,11 +665,11 @@ def main() -> int:
     try:
         # The supervisor stops NGINX (master and workers) and the gateway by PID on the way
         # out, also on an exception, Ctrl-C or SIGTERM.
-        with H.Supervisor(workdir=workdir, keep_workdir=args.keep_workdir, grace=3.0) as sup:
+        with Supervisor(workdir=workdir, keep_workdir=args.keep_workdir, grace=3.0) as sup:
             targets = start_services(sup, args, nginx_bin, token, backends)
             log(f"replaying {len(cases)} cases (nginx :{targets[0].port}, gateway :{targets[1].port})")
             results = run_cases(cases, targets, args.timeout, args.host)
-    except H.HarnessError as e:
+    except SetupError as e:
         log(f"setup failed: {e}")
         return 2
     except KeyboardInterrupt as e:
