@@ -13,7 +13,7 @@ COMPOSE ?= docker compose -f compose/docker-compose.yml
 # True when a Docker engine answers (not just a client being installed).
 DOCKER_ENGINE = docker info >/dev/null 2>&1
 
-.PHONY: help plugins unit-nowasm build build-release release release-musl-malloc image test unit lint fmt clippy module-cycles check-config check-compose \
+.PHONY: help plugins unit-nowasm build build-release release release-musl-malloc image test unit lint fmt clippy module-cycles check-tools check-config check-compose \
         check-prometheus check-dashboards check-static check-k6 check-cors-browser check-differential demo-native lab up down ps logs demo \
         loadtest bench bench-smoke soak keychurn stream fuzz idle-conns
 
@@ -74,7 +74,7 @@ loadtest: ## load against the running lab: k6 in compose, wrk natively
 
 # --- checks (all run by `make test`) -------------------------------------------------------
 
-test: lint plugins check-deps check-config check-compose check-prometheus check-k6 check-static check-dashboards check-cors-browser check-differential demo-native bench-smoke unit-nowasm unit ## everything CI runs; the test runner's summary is last
+test: lint check-tools plugins check-deps check-config check-compose check-prometheus check-k6 check-static check-dashboards check-cors-browser check-differential demo-native bench-smoke unit-nowasm unit ## everything CI runs; the test runner's summary is last
 
 unit: plugins ## all tests of the workspace (doc tests, then unit, integration and process tests)
 	$(CARGO) test --locked --workspace --doc $(FEATURES)
@@ -88,6 +88,9 @@ unit-nowasm: ## a build without the `wasm` feature refuses configurations naming
 	$(CARGO) test --locked -p rustygate --lib config::
 
 lint: fmt clippy module-cycles ## formatting and clippy, warnings denied; no import cycle among the gateway's modules
+
+check-tools: ## the Python tooling's own tests (scripts/labkit: process supervision, deadlines, ports)
+	$(PYTHON) -m unittest discover -s scripts/labkit -t scripts
 
 module-cycles: ## fails on an import cycle among gateway/src's modules (the checker checks itself first)
 	$(PYTHON) scripts/check_module_cycles.py --self-test >/dev/null
