@@ -18,9 +18,10 @@ use crate::{
 
 /// A JSON error answer of the admin API (same body as the proxy's errors).
 fn error_response(status: StatusCode, message: &str, request_id: &str) -> HttpResponse {
+    let core = crate::http_compat::status_from_02(status);
     HttpResponse::build(status).content_type("application/json").body(error_json(
-        status,
-        error_code(status),
+        core,
+        error_code(core),
         message,
         request_id,
     ))

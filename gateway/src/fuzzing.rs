@@ -134,7 +134,8 @@ pub fn header_rules(data: &[u8]) {
     h::copy_end_to_end(&incoming, &mut out, &h::REQUEST_SET_BY_GATEWAY);
     rules.apply(&mut out);
     let connection_named: Vec<String> = incoming
-        .get_all(actix_web::http::header::CONNECTION)
+        .get_all(header::CONNECTION)
+        .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
         .collect();

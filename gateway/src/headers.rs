@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use actix_web::http::{
+use crate::http_types::{
     Version,
     header::{self, HeaderMap, HeaderName, HeaderValue},
 };
@@ -47,6 +47,7 @@ pub fn asks_upgrade(headers: &HeaderMap) -> bool {
 fn connection_tokens(headers: &HeaderMap) -> std::collections::HashSet<String> {
     headers
         .get_all(header::CONNECTION)
+        .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().to_ascii_lowercase())
@@ -61,7 +62,7 @@ pub fn copy_end_to_end(src: &HeaderMap, dst: &mut HeaderMap, also_skip: &[Header
     let plain = |v: &HeaderValue| {
         v.as_bytes().eq_ignore_ascii_case(b"keep-alive") || v.as_bytes().eq_ignore_ascii_case(b"close")
     };
-    let named = (!src.get_all(header::CONNECTION).all(plain)).then(|| connection_tokens(src));
+    let named = (!src.get_all(header::CONNECTION).iter().all(plain)).then(|| connection_tokens(src));
     for (name, value) in src.iter() {
         if is_hop_by_hop(name) || also_skip.contains(name) || named.as_ref().is_some_and(|n| n.contains(name.as_str()))
         {

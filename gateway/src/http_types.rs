@@ -1,8 +1,10 @@
-//! The HTTP vocabulary the gateway's core uses (methods, URIs, headers, statuses, versions),
-//! named in one place. Front ends and clients convert to and from these at their boundary.
+//! The HTTP vocabulary the gateway's core uses (methods, URIs, headers, statuses, versions): the
+//! `http` 1.x crate's, as hyper, h3, reqwest and OpenTelemetry use it. actix and awc speak
+//! `http` 0.2; their adapters (`frontend::actix`, `proxy::client`) convert at the boundary, in
+//! [`crate::http_compat`].
 
-pub use actix_web::http::{
-    Method, StatusCode, Uri, Version,
-    header::{self, HeaderMap, HeaderName, HeaderValue},
+pub use http::{
+    HeaderMap, Method, StatusCode, Uri, Version,
+    header::{self, HeaderName, HeaderValue},
     uri,
 };

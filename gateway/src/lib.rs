@@ -21,6 +21,7 @@ pub mod fuzzing;
 pub mod gateway;
 pub mod headers;
 pub mod healthcheck;
+pub mod http_compat;
 pub mod http_types;
 pub mod metrics;
 pub mod normalize;

@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use actix_web::http::Method;
+use crate::http_types::Method;
 
 use crate::filters::jwt::rejection::Rejection;
 use prometheus::{

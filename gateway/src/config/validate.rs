@@ -80,7 +80,7 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
             issue(format!("{base}.hash_header"), "strategy header_hash needs `hash_header: NAME`".into());
         }
         if let Some(h) = &up.hash_header {
-            if actix_web::http::header::HeaderName::from_bytes(h.as_bytes()).is_err() {
+            if crate::http_types::HeaderName::from_bytes(h.as_bytes()).is_err() {
                 issue(format!("{base}.hash_header"), format!("{h:?} is not a header name"));
             } else if up.strategy != Strategy::HeaderHash {
                 issue(format!("{base}.hash_header"), "`hash_header` applies to strategy header_hash".into());
@@ -395,7 +395,7 @@ fn check_jwt(policy: &JwtConfig, path: &str, issue: &mut impl FnMut(String, Stri
     let mut headers = HashSet::new();
     for (claim, header) in &policy.forward_claims {
         let at = format!("{path}.forward_claims.{claim}");
-        match actix_web::http::header::HeaderName::from_bytes(header.as_bytes()) {
+        match crate::http_types::HeaderName::from_bytes(header.as_bytes()) {
             Err(_) => issue(at, format!("{header:?} is not a header name")),
             Ok(name) if RESERVED_CLAIM_HEADERS.contains(&name.as_str()) => {
                 issue(at, format!("{header:?} is managed by the gateway; forward the claim as another header"))
@@ -459,7 +459,7 @@ fn check_cors(policy: &super::schema::CorsConfig, path: &str, issue: &mut impl F
     for (key, list) in [("allow_headers", &policy.allow_headers), ("expose_headers", &policy.expose_headers)] {
         for (i, h) in list.iter().enumerate() {
             let wildcard_ok = key == "allow_headers" && h == "*";
-            if !wildcard_ok && actix_web::http::header::HeaderName::from_bytes(h.as_bytes()).is_err() {
+            if !wildcard_ok && crate::http_types::HeaderName::from_bytes(h.as_bytes()).is_err() {
                 issue(format!("{path}.{key}[{i}]"), format!("{h:?} is not a header name"));
             }
         }
@@ -640,9 +640,9 @@ fn check_tracing(t: &super::schema::TracingConfig, issue: &mut impl FnMut(String
         }
     }
     for (name, value) in &t.headers {
-        if actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        if crate::http_types::HeaderName::from_bytes(name.as_bytes()).is_err() {
             issue(format!("tracing.headers.{name}"), format!("{name:?} is not a valid header name"));
-        } else if actix_web::http::header::HeaderValue::from_str(value).is_err() {
+        } else if crate::http_types::HeaderValue::from_str(value).is_err() {
             issue(format!("tracing.headers.{name}"), "the value is not a valid header value".into());
         }
     }

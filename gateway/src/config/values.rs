@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use actix_web::http::header::HeaderName;
+use crate::http_types::HeaderName;
 use jsonwebtoken::Algorithm;
 
 /// Marks a feature the configuration names but this build does not offer yet.

@@ -16,7 +16,7 @@ use std::{
 use actix_web::{
     HttpRequest, HttpResponse,
     body::{BodyStream, BoxBody, None as NoBody, SizedStream},
-    http::ConnectionType,
+    http::{ConnectionType, header},
     web,
 };
 use futures_util::{StreamExt, stream};
@@ -25,7 +25,7 @@ use super::metered_body::MeteredBody;
 use crate::{
     error::GatewayError,
     gateway::Gateway,
-    http_types::{HeaderValue, header},
+    http_compat as compat,
     normalize::Refusal,
     pipeline::{
         body::BodyError,
@@ -106,10 +106,10 @@ pub async fn handle(req: HttpRequest, payload: web::Payload, gw: web::Data<Gatew
     let refused = req.conn_data::<ConnectionState>().and_then(|c| c.admit(&req, &gw));
     let peer = req.peer_addr().map(|a| a.ip()).unwrap_or(std::net::Ipv6Addr::UNSPECIFIED.into());
     let head = RequestHead {
-        method: req.method().clone(),
-        uri: req.uri().clone(),
-        version: req.version(),
-        headers: req.headers().clone(),
+        method: compat::method_from_02(req.method()),
+        uri: compat::uri_from_02(req.uri()),
+        version: compat::version_from_02(req.version()),
+        headers: compat::headers_from_02(req.headers()),
     };
     let body = payload.into_inner().map(|chunk| chunk.map_err(|e| BodyError::Read(e.to_string()))).boxed_local();
     let gateway = gw.into_inner();
@@ -128,8 +128,8 @@ pub async fn handle(req: HttpRequest, payload: web::Payload, gw: web::Data<Gatew
 /// The pipeline's response as actix's.
 fn into_actix(response: Response) -> HttpResponse {
     let Response { status, headers, body } = response;
-    let mut resp = HttpResponse::new(status);
-    *resp.headers_mut() = headers;
+    let mut resp = HttpResponse::new(compat::status_to_02(status));
+    *resp.headers_mut() = compat::headers_to_02(&headers);
     let body = match body {
         ResponseBody::None => BoxBody::new(NoBody::new()),
         // A HEAD answer announces the length of the body a GET would get. The header is set
@@ -137,7 +137,7 @@ fn into_actix(response: Response) -> HttpResponse {
         // no body whatever it believes of the request (with pipelining, its idea of "the
         // request was HEAD" belongs to the last request parsed, not to this one).
         ResponseBody::HeadOf(len) => {
-            resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            resp.headers_mut().insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
             resp.head_mut().no_chunking(true);
             BoxBody::new(BodyStream::new(stream::empty::<Result<bytes::Bytes, BodyError>>()))
         }

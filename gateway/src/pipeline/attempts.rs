@@ -110,7 +110,7 @@ pub(super) async fn forward(
             None => pause,
         };
         if pause > Duration::ZERO {
-            actix_web::rt::time::sleep(pause).await;
+            tokio::time::sleep(pause).await;
         }
         backend = next;
     }

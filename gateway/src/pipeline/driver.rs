@@ -225,7 +225,7 @@ fn check_method(method: &Method) -> Result<(), GatewayError> {
 /// agree with `Host`, so what is routed is what the backend is told.
 fn normal_host(head: &RequestHead) -> Result<Option<std::borrow::Cow<'_, str>>, GatewayError> {
     let bad = |r| GatewayError::Malformed(r);
-    let mut hosts = head.headers.get_all(header::HOST);
+    let mut hosts = head.headers.get_all(header::HOST).iter();
     let header = match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => return Err(bad(Refusal::DuplicateHost)),
         (Some(v), None) => Some(normalize::host(v.to_str().map_err(|_| bad(Refusal::BadHost))?).map_err(bad)?),

@@ -101,8 +101,8 @@ impl Filter for PluginFilter {
         ex.status = Some(response.status);
         ex.response_headers = std::mem::take(&mut response.headers);
         // `on_response` sees (and may change) the headers `on_request` set too.
-        for (name, value) in run.response_headers.take().into_iter().flatten() {
-            ex.response_headers.insert(name, value);
+        if let Some(headers) = run.response_headers.take() {
+            set_all(&mut ex.response_headers, headers);
         }
         let result = self.chain.on_response(ex, &run.pinned);
         swap_request(session, ex);
@@ -121,9 +121,22 @@ impl Filter for PluginFilter {
 
     fn response(&self, session: &mut Session, response: &mut Response) {
         if let Some(headers) = session.state.get_mut::<PluginRun>().and_then(|run| run.response_headers.take()) {
-            for (name, value) in headers {
-                response.headers.insert(name, value);
-            }
+            set_all(&mut response.headers, headers);
+        }
+    }
+}
+
+/// Sets each header of `from` on `to`, replacing what `to` had under that name (a name set
+/// more than once keeps its last value).
+fn set_all(to: &mut HeaderMap, from: HeaderMap) {
+    let mut name = None;
+    for (next, value) in from {
+        // The map yields a name with its first value only.
+        if next.is_some() {
+            name = next;
+        }
+        if let Some(name) = &name {
+            to.insert(name.clone(), value);
         }
     }
 }

@@ -9,7 +9,7 @@
 
 use std::{fmt::Write as _, sync::OnceLock};
 
-use actix_web::http::{
+use crate::http_types::{
     Method, StatusCode,
     header::{HeaderMap, HeaderName, HeaderValue},
 };

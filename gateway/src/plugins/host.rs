@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use actix_web::http::{
+use crate::http_types::{
     StatusCode,
     header::{self, HeaderName, HeaderValue},
 };
@@ -220,7 +220,7 @@ fn rg_set_path(mut env: FunctionEnvMut<'_, HostEnv>, ptr: i32, len: i32) -> i32 
         let valid = ex.hook == Hook::Request
             && path.starts_with('/')
             && !path.contains(['?', '#'])
-            && path.parse::<actix_web::http::uri::PathAndQuery>().is_ok()
+            && path.parse::<crate::http_types::uri::PathAndQuery>().is_ok()
             && normal(&path);
         if !valid {
             return REFUSED;

@@ -7,14 +7,16 @@
 use std::{cell::RefCell, collections::HashMap, time::Duration};
 
 use actix_tls::connect::{ConnectError, ConnectInfo, Connector as TcpConnector, Resolver};
-use actix_web::{
-    body::{None as NoBody, SizedStream},
-    http::{Method, Uri, header::HeaderMap},
-};
+use actix_web::body::{None as NoBody, SizedStream};
 use awc::{Client, Connector, error::SendRequestError};
 
 use super::upstream_response::UpstreamResponse;
-use crate::{error::GatewayError, pipeline::body::RequestBody};
+use crate::{
+    error::GatewayError,
+    http_compat as compat,
+    http_types::{HeaderMap, Method, Uri},
+    pipeline::body::RequestBody,
+};
 
 /// How long an idle pooled upstream connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(60);
@@ -33,7 +35,7 @@ pub fn for_worker(connect_timeout: Duration) -> Client {
 
 fn build(connect_timeout: Duration) -> Client {
     let tcp = TcpConnector::new(Resolver::default()).service();
-    let nodelay = actix_service::fn_service(move |info: ConnectInfo<Uri>| {
+    let nodelay = actix_service::fn_service(move |info: ConnectInfo<actix_web::http::Uri>| {
         let tcp = tcp.clone();
         async move {
             let conn = actix_service::Service::call(&tcp, info).await?;
@@ -58,7 +60,8 @@ fn build(connect_timeout: Duration) -> Client {
 }
 
 /// Sends one request with the calling worker's awc client; `timeout` bounds the wait for the
-/// response head.
+/// response head. The request and the response head are converted between the core's `http`
+/// 1.x types and awc's 0.2 ones here.
 pub async fn send(
     connect_timeout: Duration,
     method: &Method,
@@ -67,8 +70,9 @@ pub async fn send(
     body: RequestBody,
     timeout: Duration,
 ) -> Result<UpstreamResponse<awc::ClientResponse>, GatewayError> {
-    let mut up = for_worker(connect_timeout).request(method.clone(), uri).no_decompress();
-    *up.headers_mut() = headers;
+    let uri = compat::uri_to_02(&uri).map_err(|_| GatewayError::BadRequest("the request path cannot be forwarded"))?;
+    let mut up = for_worker(connect_timeout).request(compat::method_to_02(method), uri).no_decompress();
+    *up.headers_mut() = compat::headers_to_02(&headers);
     // A body of size "none" keeps awc from adding `Content-Length: 0` to bodiless requests.
     let send = match body {
         RequestBody::Empty => up.send_body(NoBody::new()),
@@ -76,18 +80,15 @@ pub async fn send(
         RequestBody::Streamed(stream) => up.send_stream(stream),
         RequestBody::Buffered(bytes) => up.send_body(bytes),
     };
-    let resp = match actix_web::rt::time::timeout(timeout, send).await {
+    let resp = match tokio::time::timeout(timeout, send).await {
         Err(_elapsed) => return Err(GatewayError::UpstreamTimeout),
         Ok(Err(e)) => return Err(map_error(e)),
         Ok(Ok(resp)) => resp,
     };
-    // Take the head's headers rather than copying them.
-    let (mut status, mut version, mut headers) = Default::default();
-    let body = resp.map_body(|head, payload| {
-        (status, version, headers) = (head.status, head.version, std::mem::take(&mut head.headers));
-        payload
-    });
-    Ok(UpstreamResponse { status, version, headers, body })
+    let status = compat::status_from_02(resp.status());
+    let version = compat::version_from_02(resp.version());
+    let headers = compat::headers_from_02(resp.headers());
+    Ok(UpstreamResponse { status, version, headers, body: resp })
 }
 
 fn map_error(e: SendRequestError) -> GatewayError {

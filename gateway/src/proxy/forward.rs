@@ -55,7 +55,7 @@ pub async fn attempt(
             client_response(out, resp)
         }
         UpstreamClient::Reqwest => {
-            let resp = super::reqwest_client::send(pool.connect_timeout, method, &uri, &headers, body, timeout).await?;
+            let resp = super::reqwest_client::send(pool.connect_timeout, method, &uri, headers, body, timeout).await?;
             client_response(out, resp)
         }
     }

@@ -10,9 +10,9 @@ use std::{
     time::Duration,
 };
 
-use actix_web::rt::time::{Instant, Sleep, sleep};
 use bytes::Bytes;
 use futures_util::Stream;
+use tokio::time::{Instant, Sleep, sleep};
 
 /// The error a stalled body ends with.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,6 @@
 
 pub mod client;
 pub mod forward;
-pub mod http_compat;
 pub mod idle;
 pub mod reqwest_client;
 pub mod upstream_response;

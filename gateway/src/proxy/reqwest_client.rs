@@ -6,13 +6,13 @@
 
 use std::{cell::RefCell, collections::HashMap, time::Duration};
 
-use actix_web::http::{Method, Uri, header::HeaderMap};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
-use super::{http_compat as compat, upstream_response::UpstreamResponse};
+use super::upstream_response::UpstreamResponse;
 use crate::{
     error::GatewayError,
+    http_types::{HeaderMap, Method, Uri},
     pipeline::body::{LimitedPayload, RequestBody},
 };
 
@@ -47,13 +47,12 @@ pub async fn send(
     connect_timeout: Duration,
     method: &Method,
     uri: &Uri,
-    headers: &HeaderMap,
+    headers: HeaderMap,
     body: RequestBody,
     timeout: Duration,
 ) -> Result<UpstreamResponse<impl Stream<Item = Result<Bytes, reqwest::Error>> + Unpin + use<>>, GatewayError> {
     let client = for_worker(connect_timeout)?;
-    let mut request =
-        client.request(compat::method_to_1(method), uri.to_string()).headers(compat::headers_to_1(headers));
+    let mut request = client.request(method.clone(), uri.to_string()).headers(headers);
     request = match body {
         RequestBody::Empty => request,
         RequestBody::Sized(len, payload) => {
@@ -62,7 +61,7 @@ pub async fn send(
         RequestBody::Streamed(payload) => request.body(reqwest::Body::wrap_stream(bridge(payload))),
         RequestBody::Buffered(bytes) => request.body(bytes),
     };
-    let resp = match actix_web::rt::time::timeout(timeout, request.send()).await {
+    let resp = match tokio::time::timeout(timeout, request.send()).await {
         Err(_elapsed) => return Err(GatewayError::UpstreamTimeout),
         Ok(Err(e)) if e.is_connect() && e.is_timeout() => return Err(GatewayError::UpstreamConnectTimeout),
         Ok(Err(e)) if e.is_timeout() => return Err(GatewayError::UpstreamTimeout),
@@ -71,9 +70,9 @@ pub async fn send(
         Ok(Ok(resp)) => resp,
     };
     Ok(UpstreamResponse {
-        status: compat::status_from_1(resp.status()),
-        version: compat::version_from_1(resp.version()),
-        headers: compat::headers_from_1(resp.headers()),
+        status: resp.status(),
+        version: resp.version(),
+        headers: resp.headers().clone(),
         body: Box::pin(resp.bytes_stream()),
     })
 }

@@ -2,7 +2,7 @@
 
 use crate::http_types::{HeaderMap, StatusCode, Version};
 
-/// The backend's response head and its body, in actix types whichever client fetched it.
+/// The backend's response head (in the core's types, whichever client fetched it) and its body.
 pub struct UpstreamResponse<S> {
     /// Status.
     pub status: StatusCode,

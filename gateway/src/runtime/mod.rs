@@ -151,9 +151,9 @@ impl Runtime {
         #[cfg(feature = "wasm")]
         let plugin_slots = plugin_registry.resolve(&config, &mut issues);
         // Claim headers of every policy are removed on every route (docs/security.md).
-        let mut claim_headers: Vec<actix_web::http::header::HeaderName> = Vec::new();
+        let mut claim_headers: Vec<crate::http_types::HeaderName> = Vec::new();
         for name in config.auth.values().flat_map(|p| p.forward_claims.values()) {
-            if let Ok(name) = actix_web::http::header::HeaderName::from_bytes(name.as_bytes())
+            if let Ok(name) = crate::http_types::HeaderName::from_bytes(name.as_bytes())
                 && !claim_headers.contains(&name)
             {
                 claim_headers.push(name);

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix_web::http::{Method, StatusCode};
+use crate::http_types::{Method, StatusCode};
 use rand::Rng;
 
 use crate::{

@@ -1,7 +1,7 @@
 //! Why a JWT policy refused a request: one [`Rejection`] per cause, which is the metric label,
 //! the error body's message and the `WWW-Authenticate` challenge at once.
 
-use actix_web::http::header::HeaderValue;
+use crate::http_types::HeaderValue;
 use jsonwebtoken::errors::ErrorKind;
 
 /// Why a request was refused; `label()` is the `reason` of `rustygate_auth_rejected_total`.

@@ -14,7 +14,7 @@ pub(super) fn find<'r>(
     cookie: Option<&str>,
     query_param: Option<&str>,
 ) -> Result<Cow<'r, str>, Rejection> {
-    let mut auth = req.headers.get_all(header::AUTHORIZATION);
+    let mut auth = req.headers.get_all(header::AUTHORIZATION).iter();
     if let Some(value) = auth.next() {
         if auth.next().is_some() {
             return Err(Rejection::Malformed);
@@ -44,6 +44,7 @@ pub(super) fn find<'r>(
 fn cookie_value<'r>(req: &'r RequestHead, name: &str) -> Option<&'r str> {
     req.headers
         .get_all(header::COOKIE)
+        .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))

@@ -9,7 +9,7 @@
 
 use std::{borrow::Cow, net::IpAddr, sync::Arc, time::SystemTime};
 
-use actix_web::http::{Method, StatusCode, Uri, Version, header::HeaderValue};
+use crate::http_types::{HeaderValue, Method, StatusCode, Uri, Version};
 use opentelemetry::{
     InstrumentationScope, KeyValue,
     trace::{Event, SpanContext, SpanId, SpanKind, Status},
