@@ -28,6 +28,9 @@ from pathlib import Path
 KEYWORDS = {"crate", "super", "self"}
 PATH_RE = re.compile(r"\b((?:crate|super|self)(?:::[A-Za-z_][A-Za-z0-9_]*)+)")
 USE_RE = re.compile(r"\buse\s+([^;]+);", re.S)
+SERDE_PATH_RE = re.compile(
+    r"\b(?:deserialize_with|serialize_with|with|default|skip_serializing_if)\s*=\s*\"([A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)+)\""
+)
 MOD_DECL_RE = re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+([a-z_][a-z0-9_]*)\s*;", re.M)
 
 
@@ -185,11 +188,25 @@ class Crate:
                 found += [(p, line) for p in expand_use(m.group(1))]
             for m in PATH_RE.finditer(text):
                 found.append((m.group(1), text.count("\n", 0, m.start()) + 1))
-            # Bare child paths in code (`ctx::RequestCtx`), outside `use` (already counted).
-            kids = self.children(module)
-            if kids:
-                for m in re.finditer(r"(?<![A-Za-z0-9_:])(" + "|".join(sorted(kids)) + r")::[A-Za-z_]", text):
-                    found.append((m.group(0)[:-1] + "x", text.count("\n", 0, m.start()) + 1))
+            # Paths serde takes as strings (`deserialize_with = "units::lenient_u32"`).
+            for m in SERDE_PATH_RE.finditer(drop_test_code(raw)):
+                found.append((m.group(1), raw.count("\n", 0, m.start()) + 1))
+            # Modules imported by name (`use crate::p;` then `p::d::serve()`).
+            aliases = {}
+            for path, _ in list(found):
+                target = self.resolve(module, path)
+                if target and target != module and target[-1:] == (path.split("::")[-1],):
+                    aliases[target[-1]] = target
+            # Bare paths in code through a child or an imported module (`ctx::RequestCtx`).
+            heads = sorted(self.children(module) | set(aliases))
+            if heads:
+                for m in re.finditer(r"(?<![A-Za-z0-9_:])(" + "|".join(heads) + r")((?:::[A-Za-z_][A-Za-z0-9_]*)+)", text):
+                    line = text.count("\n", 0, m.start()) + 1
+                    head, rest = m.group(1), m.group(2)
+                    if head in aliases:
+                        found.append(("crate::" + "::".join(aliases[head]) + rest, line))
+                    else:
+                        found.append((head + rest, line))
             for path, line in found:
                 target = self.resolve(module, path)
                 if target is None or target == module:
@@ -267,6 +284,17 @@ def self_test() -> int:
             "lib.rs": "pub mod p;\n",
             "p/mod.rs": "mod k;\npub use k::K;\npub const X: u8 = 1;\n",
             "p/k.rs": "pub struct K;\nconst Y: u8 = super::X;\n",
+        }, 1),
+        "a module imported by name, then used through it": ({
+            "lib.rs": "pub mod p;\npub mod q;\n",
+            "p/mod.rs": "pub mod d;\n",
+            "p/d.rs": "pub fn serve() { crate::q::f(); }\n",
+            "q.rs": "use crate::p;\npub fn f() {}\nfn g() { p::d::serve(); }\n",
+        }, 1),
+        "a path serde takes as a string": ({
+            "lib.rs": "pub mod a;\npub mod b;\n",
+            "a.rs": "pub fn de() {}\nfn h() { crate::b::x(); }\n",
+            "b.rs": "pub fn x() {}\n#[serde(deserialize_with = \"crate::a::de\")]\nstruct S;\n",
         }, 1),
         "layered, with test code and comments that would cycle": ({
             "lib.rs": "pub mod low;\npub mod high;\n",

@@ -44,3 +44,46 @@ impl std::fmt::Debug for Background {
         f.write_str("Background")
     }
 }
+
+/// The background tasks of one runtime object (a pool's health checks, a policy's JWKS refresh
+/// or eviction timer). They stop when [`TaskSet::stop`] is called — a reload retiring the
+/// object does — or when the set is dropped, never later.
+#[derive(Default)]
+pub struct TaskSet(std::sync::Mutex<Vec<tokio::task::AbortHandle>>);
+
+impl TaskSet {
+    /// Runs `task` on `background` until the set stops.
+    pub fn spawn(&self, background: &Handle, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = background.spawn(task).abort_handle();
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(handle);
+    }
+
+    /// Stops every task (a task that is mid-step ends at its next await).
+    pub fn stop(&self) {
+        for handle in self.0.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            handle.abort();
+        }
+    }
+
+    /// How many tasks were started and not stopped.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether no task runs.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for TaskSet {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl std::fmt::Debug for TaskSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TaskSet({})", self.len())
+    }
+}

@@ -8,7 +8,7 @@ use crate::{
 };
 
 /// The cause of an upstream failure, whichever client saw it.
-pub type BoxError = Box<dyn std::error::Error>;
+pub use crate::pipeline::message::BoxError;
 
 /// Why the gateway answered instead of the backend.
 #[derive(Debug, thiserror::Error)]

@@ -13,8 +13,8 @@ use crate::{
     background::Background,
     config::{self, Config, ConfigError, ConfigIssue},
     metrics::Metrics,
-    reload::{ConfigDiff, Reloaded, startup_only_changes, unix_now},
-    runtime::Runtime,
+    reload::{Reloaded, startup_only_changes, unix_now},
+    runtime::{Plan, Runtime},
     telemetry::otel::Tracing,
 };
 
@@ -56,7 +56,8 @@ impl Gateway {
             source_name: "<environment>".into(),
             issues: vec![ConfigIssue::at(String::from("tracing"), e)],
         })?;
-        let runtime = Runtime::compile(config, 1, &metrics, background.handle(), None)?;
+        let runtime = Runtime::compile(config, 1, &metrics, background.handle(), &Plan::initial())?;
+        runtime.start(background.handle());
         metrics.config_generation.set(runtime.generation as i64);
         metrics.config_last_reload_success.set(unix_now());
         Ok(Arc::new(Self {
@@ -129,17 +130,22 @@ impl Gateway {
             return Err(error);
         }
         let generation = current.generation + 1;
-        let diff = ConfigDiff::between(&current.config, &config);
-        let runtime =
-            match Runtime::compile(config, generation, &self.metrics, self.background.handle(), Some(&current)) {
-                Ok(rt) => rt,
-                Err(error) => {
-                    self.reload_failed(&error);
-                    return Err(error);
-                }
-            };
+        // One decision: what the new snapshot carries over, builds, and retires.
+        let mut plan = Plan::between(&current, &config);
+        let diff = std::mem::take(&mut plan.diff);
+        let runtime = match Runtime::compile(config, generation, &self.metrics, self.background.handle(), &plan) {
+            Ok(rt) => rt,
+            Err(error) => {
+                self.reload_failed(&error);
+                return Err(error);
+            }
+        };
+        runtime.start(self.background.handle());
         let level_changed = current.config.log.level != runtime.config.log.level;
         self.runtime.store(Arc::new(runtime));
+        // The retired parts stop their background work now; requests still on the old
+        // snapshot finish with them.
+        plan.retire();
         if level_changed {
             let level = &self.runtime.load().config.log.level;
             match crate::telemetry::logging::set_level(level) {

@@ -7,7 +7,6 @@ use std::sync::OnceLock;
 
 use crate::http_types::Method;
 
-use crate::filters::jwt::rejection::Rejection;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -304,11 +303,6 @@ pub struct JwksMetrics(pub IntCounterVec);
 pub struct RouteMetrics {
     /// `rustygate_requests_in_flight{route}`
     pub in_flight: IntGauge,
-    /// `rustygate_rate_limited_total{route}`, on routes with a rate limit.
-    pub rate_limited: Option<IntCounter>,
-    /// `rustygate_auth_rejected_total{route,reason}` in [`Rejection::ALL`] order, on routes
-    /// with a JWT policy.
-    pub auth_rejected: Vec<IntCounter>,
     route: String,
     vec: HistogramVec,
     durations: [OnceLock<Histogram>; METHOD_LABELS.len()],
@@ -337,17 +331,11 @@ impl Metrics {
             .sum()
     }
 
-    /// Resolves the series of the route named `route`. The counters of its policies are created
-    /// at zero, so that rates and alerts work before the first rejection.
-    pub fn for_route(&self, route: &str, has_auth: bool, has_rate_limit: bool) -> RouteMetrics {
+    /// Resolves the series of the route named `route` (its policies resolve their own, at zero,
+    /// when the route's chain is compiled).
+    pub fn for_route(&self, route: &str) -> RouteMetrics {
         RouteMetrics {
             in_flight: self.requests_in_flight.with_label_values(&[route]),
-            rate_limited: has_rate_limit.then(|| self.rate_limited_total.with_label_values(&[route])),
-            auth_rejected: if has_auth {
-                Rejection::ALL.iter().map(|r| self.auth_rejected_total.with_label_values(&[route, r.label()])).collect()
-            } else {
-                Vec::new()
-            },
             route: route.to_owned(),
             vec: self.request_duration.clone(),
             durations: Default::default(),

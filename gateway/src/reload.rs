@@ -9,7 +9,8 @@
 //! * A configuration that does not load, validate or compile changes nothing: the running one
 //!   keeps serving, and every problem is logged and returned.
 //! * State whose definition did not change survives: backend health, rate-limit buckets, JWKS
-//!   key sets ([`Runtime::compile`]).
+//!   key sets; what is not carried over stops its background work when the new snapshot serves.
+//!   One plan decides both (`runtime::Plan`).
 //!
 //! Every outcome is counted in `rustygate_config_reloads_total{result}`; a success moves
 //! `rustygate_config_generation` and `rustygate_config_last_reload_success_timestamp_seconds`.
@@ -65,8 +66,9 @@ pub struct ConfigDiff {
 }
 
 impl ConfigDiff {
-    /// What differs between two configurations.
-    pub fn between(old: &Config, new: &Config) -> Self {
+    /// The routes (by name) added, removed and changed between two configurations; the
+    /// upstream fields are the reload plan's (`runtime::Plan`), which decides what is carried.
+    pub fn routes_between(old: &Config, new: &Config) -> Self {
         let old_routes: Vec<_> = old.routes.iter().map(|r| (r.display_name(), r)).collect();
         let new_routes: Vec<_> = new.routes.iter().map(|r| (r.display_name(), r)).collect();
         fn find<'a>(list: &[(&str, &'a config::RouteConfig)], name: &str) -> Option<&'a config::RouteConfig> {
@@ -85,14 +87,6 @@ impl ConfigDiff {
             .filter(|(name, _)| find(&new_routes, name).is_none())
             .map(|(name, _)| (*name).to_owned())
             .collect();
-        for (name, up) in &new.upstreams {
-            match old.upstreams.get(name) {
-                None => diff.upstreams_added.push(name.clone()),
-                Some(old) if old != up => diff.upstreams_changed.push(name.clone()),
-                Some(_) => {}
-            }
-        }
-        diff.upstreams_removed = old.upstreams.keys().filter(|n| !new.upstreams.contains_key(*n)).cloned().collect();
         diff
     }
 }
@@ -140,7 +134,12 @@ mod tests {
             "upstreams: { a: { backends: [{url: 'http://127.0.0.1:1', weight: 2}] }, c: { backends: [{url: 'http://127.0.0.1:3'}] } }\n\
              routes: [ { name: r1, path: /one, upstream: a }, { name: r3, path: /three, upstream: c } ]\n",
         );
-        let diff = ConfigDiff::between(&old, &new);
+        let background = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let metrics = crate::metrics::Metrics::new();
+        let running =
+            crate::runtime::Runtime::compile(old, 1, &metrics, background.handle(), &crate::runtime::Plan::initial())
+                .unwrap();
+        let diff = crate::runtime::Plan::between(&running, &new).diff;
         assert_eq!(diff.routes_added, ["r3"]);
         assert_eq!(diff.routes_removed, ["r2"]);
         assert!(diff.routes_changed.is_empty());

@@ -75,7 +75,7 @@ impl Route {
             timeout: std::time::Duration::from_secs(1),
             request_timeout: None,
             filters: Vec::new(),
-            metrics: crate::metrics::Metrics::new().for_route(name, false, false),
+            metrics: crate::metrics::Metrics::new().for_route(name),
             plugins: Default::default(),
             allow_encoded_slashes: false,
             header_rules: Default::default(),

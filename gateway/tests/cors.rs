@@ -145,3 +145,21 @@ routes:
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
 }
+
+/// The route's own refusals before its policies run (an encoded slash, a parameter after a
+/// stripped prefix) still carry the CORS headers, so a script on an allowed origin can read why.
+#[tokio::test]
+async fn route_level_refusals_carry_cors_headers_too() {
+    let b = MockServer::start("b0");
+    let config = CONFIG.replace(
+        "  - { name: plain, path: /plain, backend: \"{b0}\" }",
+        "  - { name: plain, path: /plain, backend: \"{b0}\" }\n  - { name: stripped, path: /strip, backend: \"{b0}\", cors: web, strip_prefix: true }",
+    );
+    let gw = gateway(&config, &[&b]);
+    for path in ["/api/a%2Fb", "/strip;x/y"] {
+        let resp = client().get(gw.url(path)).header("origin", "https://app.example.com").send().await.unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+        assert_eq!(resp.headers()["access-control-allow-origin"], "https://app.example.com", "{path}");
+    }
+    assert_eq!(b.hits(), 0);
+}

@@ -320,3 +320,46 @@ async fn a_replaced_key_file_is_applied_by_reload_and_by_the_watcher() {
     }
     assert_eq!(get(new_token).await, 401);
 }
+
+/// A reload that removes an upstream retires its pool: the pool's health probes stop at once,
+/// even while a request still running on the old snapshot (here: a reference held to it) keeps
+/// the pool alive.
+#[tokio::test]
+async fn a_removed_upstreams_health_probes_stop_within_one_interval() {
+    let (probed, kept) = (MockServer::start("probed"), MockServer::start("kept"));
+    let yaml = |with_probed: bool| {
+        let probed_upstream = if with_probed {
+            format!(
+                "  probed:\n    backends: [ {{ url: \"{}\" }} ]\n    health_check: {{ path: /echo, interval: 100ms, timeout: 100ms }}\n",
+                probed.url()
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "upstreams:\n{probed_upstream}  kept:\n    backends: [ {{ url: \"{}\" }} ]\nroutes:\n  - {{ path: /, upstream: kept }}\n",
+            kept.url()
+        )
+    };
+    let gw = TestGateway::start(&yaml(true)).unwrap();
+    // Probing: the count grows.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while probed.hits() < 3 {
+        assert!(Instant::now() < deadline, "no health probes seen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let old_snapshot = gw.gateway.runtime.load_full();
+    let config = rustygate::config::load_str(&yaml(false), "<test>").unwrap();
+    let mut config = config;
+    config.server.listen = gw.gateway.runtime.load().config.server.listen.clone();
+    config.admin.listen = gw.gateway.runtime.load().config.admin.listen.clone();
+    config.server.workers = gw.gateway.runtime.load().config.server.workers;
+    assert!(gw.gateway.reload(config).unwrap().changed());
+    let at_reload = probed.hits();
+    // Five intervals later: at most the one probe that may have been on the wire.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = probed.hits();
+    assert!(later <= at_reload + 1, "probes went on after the reload: {at_reload} -> {later}");
+    assert_eq!(old_snapshot.upstreams.iter().find(|p| &*p.name == "probed").map(|p| p.tasks.len()), Some(0));
+    drop(old_snapshot);
+}

@@ -26,10 +26,12 @@ use prometheus::{IntCounter, IntGauge};
 use serde_json::{Map, Value};
 
 use crate::{
+    background::TaskSet,
     config::{RateLimitConfig, values::KeySpec},
     error::GatewayError,
     filters::jwt::Authenticated,
     http_types::{HeaderMap, HeaderName, HeaderValue, header::RETRY_AFTER},
+    metrics::Metrics,
     pipeline::{
         filter::{Filter, Phase},
         message::Response,
@@ -194,17 +196,18 @@ fn sf_string(s: &str) -> String {
     out
 }
 
-/// Starts the eviction timer of a policy's instances on the background runtime: every
-/// `interval`, the key gauge is set to the keys held (keys only come between ticks, so this is
-/// the most held over the interval, what memory follows) and stale keys go; the task ends once
-/// the instances are dropped.
+/// Starts the eviction timer of a policy's instances on the background runtime, in `tasks`:
+/// every `interval`, the key gauge is set to the keys held (keys only come between ticks, so
+/// this is the most held over the interval, what memory follows) and stale keys go. It stops
+/// when a reload retires the policy's instances (or they are all dropped).
 pub fn spawn_eviction(
     background: &tokio::runtime::Handle,
+    tasks: &TaskSet,
     instances: Vec<Weak<RateLimit>>,
     gauge: IntGauge,
     interval: Duration,
 ) {
-    background.spawn(async move {
+    tasks.spawn(background, async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -238,9 +241,9 @@ pub struct RateLimitFilter {
 }
 
 impl RateLimitFilter {
-    /// The limit on a route, with the route's refusal counter.
-    pub fn new(limit: Arc<RateLimit>, limited: IntCounter) -> Self {
-        Self { limit, limited }
+    /// The limit on route `route`, with its refusal counter (created at zero).
+    pub fn new(limit: Arc<RateLimit>, metrics: &Metrics, route: &str) -> Self {
+        Self { limit, limited: metrics.rate_limited_total.with_label_values(&[route]) }
     }
 }
 

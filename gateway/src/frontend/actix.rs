@@ -1,6 +1,7 @@
 //! The actix front end: actix hands every proxy-port request to [`handle`], which admits it
 //! (connection limits, requests pipelined after `Connection: close`), turns it into the
-//! pipeline's messages, runs `pipeline::serve`, and turns the response back into actix's, with
+//! pipeline's messages, runs `pipeline::driver::serve`, and turns the response back into
+//! actix's, with
 //! a body that ends the request's record when it has been sent.
 
 use std::{
@@ -15,7 +16,7 @@ use std::{
 
 use actix_web::{
     HttpRequest, HttpResponse,
-    body::{BodyStream, BoxBody, None as NoBody, SizedStream},
+    error::PayloadError,
     http::{ConnectionType, header},
     web,
 };
@@ -28,10 +29,11 @@ use crate::{
     http_compat as compat,
     normalize::Refusal,
     pipeline::{
-        body::BodyError,
+        body::{BodyError, BodySource},
         driver::{self, Connection, Served},
         message::{RequestHead, Response, ResponseBody},
     },
+    runtime::Runtime,
 };
 
 /// Per-connection state, inserted by the proxy listener's `on_connect` and dropped with the
@@ -69,13 +71,12 @@ impl ConnectionState {
     }
 
     /// Why a request on this connection is refused before it is looked at, if it is.
-    fn admit(&self, req: &HttpRequest, gw: &Gateway) -> Option<GatewayError> {
+    fn admit(&self, req: &HttpRequest, rt: &Runtime) -> Option<GatewayError> {
         if self.closing.get() {
             return Some(GatewayError::Malformed(Refusal::AfterClose));
         }
         // Over `server.max_connections` (or the peer's share): refused with a 503 that closes
         // the connection.
-        let rt = gw.runtime.load();
         if self.rank > rt.max_connections || (rt.max_connections_per_ip > 0 && self.ip_rank > rt.max_connections_per_ip)
         {
             self.closing.set(true);
@@ -103,7 +104,9 @@ impl Drop for ConnectionState {
 
 /// actix's entry point for every request on the proxy listener.
 pub async fn handle(req: HttpRequest, payload: web::Payload, gw: web::Data<Gateway>) -> HttpResponse<MeteredBody> {
-    let refused = req.conn_data::<ConnectionState>().and_then(|c| c.admit(&req, &gw));
+    // One snapshot for the whole request, its admission included.
+    let rt = gw.runtime.load_full();
+    let refused = req.conn_data::<ConnectionState>().and_then(|c| c.admit(&req, &rt));
     let peer = req.peer_addr().map(|a| a.ip()).unwrap_or(std::net::Ipv6Addr::UNSPECIFIED.into());
     let head = RequestHead {
         method: compat::method_from_02(req.method()),
@@ -111,10 +114,31 @@ pub async fn handle(req: HttpRequest, payload: web::Payload, gw: web::Data<Gatew
         version: compat::version_from_02(req.version()),
         headers: compat::headers_from_02(req.headers()),
     };
-    let body = payload.into_inner().map(|chunk| chunk.map_err(|e| BodyError::Read(e.to_string()))).boxed_local();
+    let limit = rt.max_body_size;
+    let body: BodySource = if might_have_body(&req) {
+        payload
+            .into_inner()
+            .map(move |chunk| {
+                chunk.map_err(|e| match e {
+                    // actix's own size guard: the same refusal as the gateway's limit.
+                    PayloadError::Overflow => BodyError::TooLarge(limit),
+                    other => BodyError::Read(other.to_string()),
+                })
+            })
+            .boxed_local()
+    } else {
+        // A zero-sized stream: no allocation for the usual bodiless request.
+        stream::empty().boxed_local()
+    };
     let gateway = gw.into_inner();
-    let Served { response, finish } = driver::serve(&gateway, head, body, Connection { peer, refused }).await;
-    let mut resp = into_actix(response);
+    let Served { response, finish } = driver::serve(&gateway, rt, head, body, Connection { peer, refused }).await;
+    let Response { status, headers, body } = response;
+    let mut resp = HttpResponse::with_body(compat::status_to_02(status), ());
+    // Into the pooled head's own map (it keeps its capacity from response to response).
+    compat::headers_into_02(&headers, resp.headers_mut());
+    if matches!(body, ResponseBody::HeadOf(_)) {
+        resp.head_mut().no_chunking(true);
+    }
     // The answer to a request that closes the connection says so (actix decides from the last
     // request it parsed, which may be a pipelined one after it).
     if req.head().connection_type() == ConnectionType::Close
@@ -122,28 +146,14 @@ pub async fn handle(req: HttpRequest, payload: web::Payload, gw: web::Data<Gatew
     {
         resp.head_mut().set_connection_type(ConnectionType::Close);
     }
-    resp.map_body(|_, body| MeteredBody::new(body, finish))
+    resp.set_body(MeteredBody::new(body, finish))
 }
 
-/// The pipeline's response as actix's.
-fn into_actix(response: Response) -> HttpResponse {
-    let Response { status, headers, body } = response;
-    let mut resp = HttpResponse::new(compat::status_to_02(status));
-    *resp.headers_mut() = compat::headers_to_02(&headers);
-    let body = match body {
-        ResponseBody::None => BoxBody::new(NoBody::new()),
-        // A HEAD answer announces the length of the body a GET would get. The header is set
-        // here and the body is an empty stream without chunking: actix's encoder then writes
-        // no body whatever it believes of the request (with pipelining, its idea of "the
-        // request was HEAD" belongs to the last request parsed, not to this one).
-        ResponseBody::HeadOf(len) => {
-            resp.headers_mut().insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
-            resp.head_mut().no_chunking(true);
-            BoxBody::new(BodyStream::new(stream::empty::<Result<bytes::Bytes, BodyError>>()))
-        }
-        ResponseBody::Full(bytes) => BoxBody::new(bytes),
-        ResponseBody::Stream { length: Some(len), stream } => BoxBody::new(SizedStream::new(len, stream)),
-        ResponseBody::Stream { length: None, stream } => BoxBody::new(BodyStream::new(stream)),
-    };
-    resp.set_body(body)
+/// Whether the request may carry a body: one declared by its framing (HTTP/1.1), or any over
+/// HTTP/2 (where a body needs no header).
+fn might_have_body(req: &HttpRequest) -> bool {
+    let h = req.headers();
+    h.contains_key(header::CONTENT_LENGTH)
+        || h.contains_key(header::TRANSFER_ENCODING)
+        || req.version() >= actix_web::http::Version::HTTP_2
 }

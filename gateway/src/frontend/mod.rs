@@ -1,7 +1,7 @@
 //! Front ends: what turns a protocol's requests into the pipeline's messages and its responses
 //! back. The actix one serves HTTP/1.1 (and, with TLS, HTTP/2); another (QUIC/HTTP/3) plugs in
-//! the same way: build a `RequestHead` and a `BodySource`, call `pipeline::serve`, send the
-//! `Response` and drop the `Finish` when the body has gone out.
+//! the same way: build a `RequestHead` and a `BodySource`, call `pipeline::driver::serve`, send
+//! the `Response` and drop the `Finish` when the body has gone out.
 
 pub mod actix;
 mod metered_body;

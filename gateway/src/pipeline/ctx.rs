@@ -101,16 +101,11 @@ impl RequestCtx {
         self.gateway.clone()
     }
 
-    /// The matched route, once there is one.
-    pub fn route(&self) -> Option<&Arc<Route>> {
-        self.route.as_ref()
-    }
-
     /// Records the matched route (from here on the request counts as in flight on it).
     pub fn enter_route(&mut self, route: Arc<Route>) {
         route.metrics.in_flight.inc();
         if let Some(trace) = &mut self.session.trace {
-            trace.enter_route(route.clone());
+            trace.enter_route(|| route.clone());
         }
         self.route = Some(route);
     }
@@ -121,9 +116,9 @@ impl RequestCtx {
         self.entered = n + 1;
     }
 
-    /// The route's filters whose `request` phase ran, in chain order.
-    pub fn entered_filters(&self) -> Option<(Arc<Route>, usize)> {
-        self.route.clone().map(|r| (r, self.entered))
+    /// The matched route, once there is one.
+    pub fn route(&self) -> Option<Arc<Route>> {
+        self.route.clone()
     }
 
     /// Records the backend chosen for an attempt.
@@ -269,7 +264,7 @@ impl RequestCtx {
             bytes_out,
             attempts = ctx.attempts,
             completed,
-            error = ctx.error.as_ref().map(tracing::field::display),
+            error = ctx.error.as_ref().map(ToString::to_string).as_deref(),
             "access"
         );
     }

@@ -1,7 +1,7 @@
 //! The driver: the one place that sequences what happens to a request, whichever front end
 //! received it. [`serve`] reads top to bottom:
 //!
-//! 1. load the current runtime snapshot (once; the request keeps it to the end)
+//! 1. the runtime snapshot the front end loaded (once; the request keeps it to the end)
 //! 2. request id, client IP, the request's span
 //! 3. the front end's admission (connection limits), then the normalisation policy
 //!    (docs/security.md) and the route lookup (404 / 405 / the `/` banner)
@@ -12,8 +12,9 @@
 //!    filters' `upstream_request` phase
 //! 6. the backend's response head through the filters' `upstream_response` phase (plugins'
 //!    `on_response`), last filter first
-//! 7. every answer — the backend's, a filter's, an error — through the filters' `response`
-//!    phase (CORS and rate-limit headers), then `X-Request-Id` and `traceresponse`
+//! 7. every answer of a routed request — the backend's, a filter's, an error — through the
+//!    route's filters' `response` phase (CORS and rate-limit headers), then `X-Request-Id` and
+//!    `traceresponse`
 //! 8. [`Finish`]: metrics, the end of the span and the access log line (after the filters'
 //!    `logging` phase), exactly once, when the front end has sent the body or the client left.
 
@@ -60,9 +61,15 @@ pub struct Served {
     pub finish: Finish,
 }
 
-/// Serves one request.
-pub async fn serve(gateway: &Arc<Gateway>, head: RequestHead, body: BodySource, conn: Connection) -> Served {
-    let rt = gateway.runtime.load_full();
+/// Serves one request on the runtime snapshot `rt` (loaded once by the front end, which may
+/// have used it to admit the request).
+pub async fn serve(
+    gateway: &Arc<Gateway>,
+    rt: Arc<Runtime>,
+    head: RequestHead,
+    body: BodySource,
+    conn: Connection,
+) -> Served {
     let request_id = match head.headers.get(X_REQUEST_ID) {
         Some(v) if h::is_valid_request_id(v.as_bytes()) => v.clone(),
         _ => HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid header value"),
@@ -100,9 +107,11 @@ pub async fn serve(gateway: &Arc<Gateway>, head: RequestHead, body: BodySource, 
             resp
         }
     };
-    // The `response` phase of every filter that took part, last first.
-    if let Some((route, entered)) = ctx.entered_filters() {
-        for filter in route.filters[..entered].iter().rev() {
+    // The `response` phase of the route's filters, last first, on every answer of a routed
+    // request (each writes only what its own `request` phase decided: no rate-limit headers
+    // without a decision, no CORS headers on an answered preflight).
+    if let Some(route) = ctx.route() {
+        for filter in route.filters.iter().rev() {
             filter.response(&mut ctx.session, &mut resp);
         }
     }
@@ -163,9 +172,16 @@ async fn run(ctx: &mut RequestCtx, body: BodySource, refused: Option<GatewayErro
     // The filters' `request` phase, in order: the first answer or refusal ends it.
     for (i, filter) in route.filters.iter().enumerate() {
         ctx.enter_filter(i);
-        match filter.request(&mut ctx.session).decided().await? {
-            Flow::Continue => {}
-            Flow::Respond(answer) => return Ok(answer),
+        match filter.request(&mut ctx.session).decided().await {
+            Ok(Flow::Continue) => {}
+            Ok(Flow::Respond(answer)) => {
+                tracing::debug!(filter = filter.name(), status = answer.status.as_u16(), "a filter answered");
+                return Ok(answer);
+            }
+            Err(refusal) => {
+                tracing::debug!(filter = filter.name(), error = %refusal, "a filter refused the request");
+                return Err(refusal);
+            }
         }
     }
 

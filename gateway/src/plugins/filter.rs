@@ -91,11 +91,10 @@ impl Filter for PluginFilter {
     }
 
     fn upstream_response(&self, session: &mut Session, mut response: Response) -> Result<Response, GatewayError> {
-        let Some(mut run) = session.state.take::<PluginRun>() else { return Ok(response) };
-        if !self.chain.wants_response(&run.pinned) {
-            session.state.insert(run);
+        if !session.state.get::<PluginRun>().is_some_and(|run| self.chain.wants_response(&run.pinned)) {
             return Ok(response);
         }
+        let Some(mut run) = session.state.take::<PluginRun>() else { return Ok(response) };
         let ex = &mut run.exchange;
         swap_request(session, ex);
         ex.status = Some(response.status);

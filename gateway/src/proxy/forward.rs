@@ -131,8 +131,12 @@ where
     let read_timeout = out.route.upstream.read_timeout;
     let body = match (out.session.head.method == Method::HEAD, length) {
         _ if bodiless_status => ResponseBody::None,
-        // A HEAD answer announces the length of the body a GET would get.
-        (true, Some(len)) => ResponseBody::HeadOf(len),
+        // A HEAD answer announces the length of the body a GET would get (in its headers, where
+        // plugins see it too).
+        (true, Some(len)) => {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            ResponseBody::HeadOf(len)
+        }
         (true, None) => ResponseBody::None,
         (false, length) => ResponseBody::Stream { length, stream: Box::pin(IdleTimeout::new(resp.body, read_timeout)) },
     };

@@ -16,6 +16,7 @@ use arc_swap::ArcSwapOption;
 use prometheus::{IntCounter, IntGauge};
 
 use super::{health::passive::PassiveHealth, retry::RetryPolicy, ring};
+use crate::background::TaskSet;
 use crate::config::{BackendConfig, HealthCheckConfig, OutlierConfig, Strategy, UpstreamConfig};
 
 /// One backend server.
@@ -81,6 +82,8 @@ pub struct UpstreamPool {
     pub read_timeout: Duration,
     /// Send the client's `Host` (true) or the backend's authority (false).
     pub preserve_host: bool,
+    /// The pool's background tasks (its health checks).
+    pub tasks: TaskSet,
 }
 
 impl UpstreamPool {
@@ -125,6 +128,7 @@ impl UpstreamPool {
             timeout: config.timeout.0,
             read_timeout: config.read_timeout.0,
             preserve_host: config.preserve_host,
+            tasks: TaskSet::default(),
         })
     }
 

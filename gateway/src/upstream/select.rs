@@ -25,8 +25,11 @@ use crate::{
 /// What a request's picks are keyed by (the same for every attempt of the request).
 #[derive(Debug, Clone)]
 pub enum SelectionKey {
-    /// Least connections uses no key.
+    /// Least connections, first pick: power of two choices.
     Unkeyed,
+    /// Least connections, a retry: the least loaded backend not excluded (on a tie, the first
+    /// listed), so retries spread by load rather than by chance.
+    LeastLoaded,
     /// Round robin: where in the schedule the request's last pick was (none yet: the pool's
     /// cursor decides), so that a retry takes the next backend in the schedule without moving
     /// the rotation other requests see.
@@ -63,7 +66,12 @@ impl UpstreamPool {
                 self.ring.lookup(ring::key_of_ip(*ip).as_ref(), |i| usable(&self.backends[i]))
             }
             (Strategy::RoundRobin, SelectionKey::Schedule(position)) => self.round_robin(position, usable),
-            _ => self.least_connections(usable),
+            (_, SelectionKey::LeastLoaded) => self.least_loaded(usable),
+            (_, key) => {
+                // Least connections: power of two choices first, the least loaded on a retry.
+                *key = SelectionKey::LeastLoaded;
+                self.least_connections(usable)
+            }
         };
         chosen.map(|i| self.backends[i].clone())
     }
@@ -105,7 +113,17 @@ impl UpstreamPool {
                 (false, false) => {}
             }
         }
-        (0..n).filter(|&i| usable(&self.backends[i])).min_by(|&a, &b| load(a).total_cmp(&load(b)))
+        self.least_loaded(usable)
+    }
+
+    /// The usable backend with the fewest in-flight requests per unit of weight (on a tie, the
+    /// first listed).
+    fn least_loaded(&self, usable: impl Fn(&Backend) -> bool) -> Option<usize> {
+        let load = |i: usize| {
+            let b = &self.backends[i];
+            b.in_flight.load(Ordering::Relaxed) as f64 / f64::from(b.weight)
+        };
+        (0..self.backends.len()).filter(|&i| usable(&self.backends[i])).min_by(|&a, &b| load(a).total_cmp(&load(b)))
     }
 }
 
@@ -202,6 +220,14 @@ mod tests {
         // Retries did not move the rotation: the next request starts where the first left it.
         let next = p.select(&mut p.selection_key("10.0.0.2".parse().unwrap(), &HeaderMap::new()), |_| true).unwrap();
         assert_eq!(next.label, p.backends[1].label);
+        // Least connections: a retry goes to the least loaded of the others.
+        let p = pool(Strategy::LeastConnections, 3);
+        p.backends[1].in_flight.store(4, Ordering::Relaxed);
+        let mut key = p.selection_key("10.0.0.1".parse().unwrap(), &HeaderMap::new());
+        let first = p.select(&mut key, |_| true).unwrap();
+        let retry = p.select(&mut key, |b| !std::ptr::eq(b, &*first)).unwrap();
+        let idle_other = p.backends.iter().find(|b| b.label != first.label && b.in_flight.load(Ordering::Relaxed) == 0);
+        assert_eq!(Some(&retry.label), idle_other.map(|b| &b.label), "the idle one, not the busy one");
         // Hashing: the next usable point on the ring, the same for every request of the key.
         let p = pool(Strategy::HeaderHash, 4);
         let mut h = HeaderMap::new();

@@ -29,6 +29,7 @@ const MAX_JWKS_BYTES: usize = 1024 * 1024;
 /// Time allowed for one JWKS fetch.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
+use crate::background::TaskSet;
 pub use crate::metrics::JwksMetrics;
 
 /// One verification key.
@@ -95,6 +96,7 @@ impl Keys {
         algorithms: &[Algorithm],
         background: &tokio::runtime::Handle,
         metrics: &JwksMetrics,
+        tasks: &TaskSet,
     ) -> Result<Self, String> {
         if let Some(secret) = &config.secret {
             let key = DecodingKey::from_secret(secret.as_bytes());
@@ -141,7 +143,7 @@ impl Keys {
         }
         let weak = Arc::downgrade(&jwks);
         let every = config.jwks_refresh.0;
-        background.spawn(async move {
+        tasks.spawn(background, async move {
             if !fetched && let Some(jwks) = weak.upgrade() {
                 let _guard = jwks.fetch_lock.lock().await;
                 // A request with a token may have fetched first.

@@ -21,9 +21,11 @@ use keys::Keys;
 pub use rejection::Rejection;
 
 use crate::{
+    background::TaskSet,
     config::{JwtConfig, values::parse_algorithms},
     error::GatewayError,
     http_types::{HeaderName, HeaderValue, header},
+    metrics::Metrics,
     pipeline::{
         filter::{Filter, Flow, Phase},
         message::RequestHead,
@@ -78,6 +80,8 @@ pub struct JwtPolicy {
     cookie: Option<String>,
     query_param: Option<String>,
     cache: Option<quick_cache::sync::Cache<String, Arc<Verified>>>,
+    /// The JWKS refresh task, if the policy has one: it stops when a reload retires the policy.
+    pub tasks: TaskSet,
 }
 
 impl std::fmt::Debug for JwtPolicy {
@@ -106,7 +110,8 @@ impl JwtPolicy {
     ) -> Result<Self, String> {
         install_crypto_provider();
         let algorithms = parse_algorithms(&config.algorithms)?;
-        let keys = Keys::new(name, config, &algorithms, background, metrics)?;
+        let tasks = TaskSet::default();
+        let keys = Keys::new(name, config, &algorithms, background, metrics, &tasks)?;
         let mut validation = Validation::new(algorithms[0]);
         validation.algorithms = algorithms.clone();
         validation.leeway = config.leeway.0.as_secs();
@@ -155,6 +160,7 @@ impl JwtPolicy {
             cookie: config.cookie.clone(),
             query_param: config.query_param.clone(),
             cache: (config.token_cache > 0).then(|| quick_cache::sync::Cache::new(config.token_cache as usize)),
+            tasks,
         })
     }
 
@@ -163,6 +169,23 @@ impl JwtPolicy {
     pub fn query_without_token(&self, query: &str) -> Option<String> {
         let param = self.query_param.as_deref()?;
         token::take_query_param(query, param).map(|(_, rest)| rest)
+    }
+
+    /// The decision for a request when it needs no waiting: no usable token (a rejection), or a
+    /// token verified before and still valid (from the cache). `None`: the full check is needed
+    /// ([`authenticate`](Self::authenticate)).
+    pub fn authenticate_now(&self, req: &RequestHead) -> Option<Result<Authenticated, Rejection>> {
+        let token = match token::find(req, self.cookie.as_deref(), self.query_param.as_deref()) {
+            Ok(token) => token,
+            Err(rejection) => return Some(Err(rejection)),
+        };
+        let verified = self.cache.as_ref()?.get(token.as_ref())?;
+        let now = jsonwebtoken::get_current_timestamp();
+        if verified.keys_version != self.keys.version() || !verified.is_current(now, self.validation.leeway) {
+            return None;
+        }
+        let query = req.uri.query().and_then(|q| self.query_without_token(q));
+        Some(Ok(Authenticated { verified, query }))
     }
 
     /// Authenticates a request. A token verified before (same text, same key set, still within
@@ -260,8 +283,11 @@ pub struct JwtFilter {
 }
 
 impl JwtFilter {
-    /// The policy on a route, with the route's rejection counters.
-    pub fn new(policy: Arc<JwtPolicy>, rejected: Vec<IntCounter>) -> Self {
+    /// The policy on route `route`, with its rejection counters (created at zero, so that
+    /// rates and alerts work before the first rejection).
+    pub fn new(policy: Arc<JwtPolicy>, metrics: &Metrics, route: &str) -> Self {
+        let rejected =
+            Rejection::ALL.iter().map(|r| metrics.auth_rejected_total.with_label_values(&[route, r.label()])).collect();
         Self { policy, rejected }
     }
 
@@ -280,32 +306,14 @@ impl Filter for JwtFilter {
     }
 
     fn request<'a>(&'a self, session: &'a mut Session) -> Phase<'a> {
+        // A cached token or a missing one is decided at once; only a full check may wait (for
+        // a JWKS fetch), and only it costs a boxed future.
+        if let Some(outcome) = self.policy.authenticate_now(&session.head) {
+            return Phase::Ready(self.conclude(session, outcome));
+        }
         Phase::Pending(Box::pin(async move {
-            match self.policy.authenticate(&session.head).await {
-                Ok(authenticated) => {
-                    // Claim headers are the gateway's word, not the client's: the client's copies
-                    // (and `Authorization`, unless forwarded) go, the verified claims come in.
-                    let upstream = &mut session.upstream;
-                    for name in &self.policy.strip {
-                        upstream.headers.remove(name);
-                    }
-                    for (name, value) in &authenticated.verified.headers {
-                        upstream.headers.insert(name.clone(), value.clone());
-                    }
-                    // A token that came in the query is not forwarded.
-                    if let Some(rest) = &authenticated.query {
-                        upstream.query = Some(rest.clone()).filter(|q| !q.is_empty());
-                    }
-                    session.state.insert(authenticated);
-                    Ok(Flow::Continue)
-                }
-                Err(reason) => {
-                    self.count(reason);
-                    session
-                        .trace_event("auth rejected", || vec![KeyValue::new("rustygate.auth.reason", reason.label())]);
-                    Err(GatewayError::Unauthorized(reason))
-                }
-            }
+            let outcome = self.policy.authenticate(&session.head).await;
+            self.conclude(session, outcome)
         }))
     }
 
@@ -315,6 +323,36 @@ impl Filter for JwtFilter {
             && let Some(clean) = self.policy.query_without_token(query)
         {
             fields.target = if clean.is_empty() { path.to_owned() } else { format!("{path}?{clean}") };
+        }
+    }
+}
+
+impl JwtFilter {
+    /// What an authentication outcome does to the request.
+    fn conclude(&self, session: &mut Session, outcome: Result<Authenticated, Rejection>) -> Result<Flow, GatewayError> {
+        match outcome {
+            Ok(authenticated) => {
+                // Claim headers are the gateway's word, not the client's: the client's copies
+                // (and `Authorization`, unless forwarded) go, the verified claims come in.
+                let upstream = &mut session.upstream;
+                for name in &self.policy.strip {
+                    upstream.headers.remove(name);
+                }
+                for (name, value) in &authenticated.verified.headers {
+                    upstream.headers.insert(name.clone(), value.clone());
+                }
+                // A token that came in the query is not forwarded.
+                if let Some(rest) = &authenticated.query {
+                    upstream.query = Some(rest.clone()).filter(|q| !q.is_empty());
+                }
+                session.state.insert(authenticated);
+                Ok(Flow::Continue)
+            }
+            Err(reason) => {
+                self.count(reason);
+                session.trace_event("auth rejected", || vec![KeyValue::new("rustygate.auth.reason", reason.label())]);
+                Err(GatewayError::Unauthorized(reason))
+            }
         }
     }
 }

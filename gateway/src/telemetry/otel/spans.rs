@@ -147,9 +147,9 @@ impl RequestTrace {
     }
 
     /// Names the span after the matched route (`GET users`) and records its attributes.
-    pub fn enter_route(&mut self, route: Arc<dyn TracedRoute>) {
+    pub fn enter_route<R: TracedRoute + 'static>(&mut self, route: impl FnOnce() -> Arc<R>) {
         if let Some(record) = &mut self.record {
-            record.route = Some(route);
+            record.route = Some(route());
         }
     }
 

@@ -2,8 +2,8 @@
 //! with `GET <base path><path>` each `interval` (plus a random `jitter`), and moves a backend out
 //! of rotation after `unhealthy_threshold` failed probes in a row, back after
 //! `healthy_threshold` good ones. A good probe after failed ones also lifts a passive ejection. Only transitions are logged (not every probe); the verdict is
-//! `rustygate_backend_up` and `/admin/upstreams`' `healthy`. The task holds the pool weakly
-//! and ends with it.
+//! `rustygate_backend_up` and `/admin/upstreams`' `healthy`. The task is the pool's: it stops
+//! when a reload retires the pool.
 
 use std::{
     sync::{Arc, Weak},
@@ -15,12 +15,13 @@ use rand::Rng;
 use crate::config::HealthCheckConfig;
 use crate::upstream::{Backend, UpstreamPool};
 
-/// Starts the health checks of `pool` (if it has any) on `background`.
+/// Starts the health checks of `pool` (if it has any) on `background`; they stop when the pool
+/// is retired (or dropped).
 pub fn spawn(background: &tokio::runtime::Handle, pool: &Arc<UpstreamPool>) {
     let Some(config) = pool.health_check.clone() else { return };
     let Ok(range) = config.status_range() else { return };
     let weak: Weak<UpstreamPool> = Arc::downgrade(pool);
-    background.spawn(async move {
+    pool.tasks.spawn(background, async move {
         let client = match reqwest::Client::builder().timeout(config.timeout.0).pool_max_idle_per_host(1).build() {
             Ok(c) => c,
             Err(e) => {
