@@ -13,6 +13,7 @@ use crate::{
     background::Background,
     config::{self, Config, ConfigError, ConfigIssue},
     metrics::Metrics,
+    pipeline::filter::FilterFactory,
     reload::{Reloaded, startup_only_changes, unix_now},
     runtime::{Plan, Runtime},
     telemetry::otel::Tracing,
@@ -36,11 +37,19 @@ pub struct Gateway {
     pub config_path: OnceLock<std::path::PathBuf>,
     /// One reload at a time.
     pub(crate) reload_lock: Mutex<()>,
+    /// Filters of the embedding program's, compiled into the routes at every reload.
+    extra_filters: Vec<FilterFactory>,
 }
 
 impl Gateway {
     /// Compiles `config` (generation 1) with a fresh metrics registry.
     pub fn new(config: Config) -> Result<Arc<Self>, ConfigError> {
+        Self::with_filters(config, Vec::new())
+    }
+
+    /// [`Gateway::new`], with filters of the embedding program's added to the routes their
+    /// factories choose, at start and at every reload.
+    pub fn with_filters(config: Config, extra_filters: Vec<FilterFactory>) -> Result<Arc<Self>, ConfigError> {
         let metrics = Metrics::new();
         let background = Background::start().map_err(|e| ConfigError {
             source_name: "<startup>".into(),
@@ -56,7 +65,7 @@ impl Gateway {
             source_name: "<environment>".into(),
             issues: vec![ConfigIssue::at(String::from("tracing"), e)],
         })?;
-        let runtime = Runtime::compile(config, 1, &metrics, background.handle(), &Plan::initial())?;
+        let runtime = Runtime::compile(config, 1, &metrics, background.handle(), &Plan::initial(), &extra_filters)?;
         runtime.start(background.handle());
         metrics.config_generation.set(runtime.generation as i64);
         metrics.config_last_reload_success.set(unix_now());
@@ -69,6 +78,7 @@ impl Gateway {
             tracing,
             config_path: OnceLock::new(),
             reload_lock: Mutex::new(()),
+            extra_filters,
         }))
     }
 }
@@ -133,7 +143,9 @@ impl Gateway {
         // One decision: what the new snapshot carries over, builds, and retires.
         let mut plan = Plan::between(&current, &config);
         let diff = std::mem::take(&mut plan.diff);
-        let runtime = match Runtime::compile(config, generation, &self.metrics, self.background.handle(), &plan) {
+        let background = self.background.handle();
+        let runtime = match Runtime::compile(config, generation, &self.metrics, background, &plan, &self.extra_filters)
+        {
             Ok(rt) => rt,
             Err(error) => {
                 self.reload_failed(&error);

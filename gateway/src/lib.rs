@@ -37,3 +37,8 @@ pub mod telemetry;
 pub mod testing;
 pub mod token;
 pub mod upstream;
+
+/// `docs/architecture.md`, whose worked example of a filter is compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/architecture.md")]
+pub struct ArchitectureDoc;

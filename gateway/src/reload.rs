@@ -136,9 +136,15 @@ mod tests {
         );
         let background = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let metrics = crate::metrics::Metrics::new();
-        let running =
-            crate::runtime::Runtime::compile(old, 1, &metrics, background.handle(), &crate::runtime::Plan::initial())
-                .unwrap();
+        let running = crate::runtime::Runtime::compile(
+            old,
+            1,
+            &metrics,
+            background.handle(),
+            &crate::runtime::Plan::initial(),
+            &[],
+        )
+        .unwrap();
         let diff = crate::runtime::Plan::between(&running, &new).diff;
         assert_eq!(diff.routes_added, ["r3"]);
         assert_eq!(diff.routes_removed, ["r2"]);

@@ -8,6 +8,7 @@ use actix_web::dev::ServerHandle;
 use crate::{
     config::{self, Config, ConfigError},
     gateway::Gateway,
+    pipeline::filter::FilterFactory,
     server,
 };
 
@@ -26,19 +27,27 @@ pub struct TestGateway {
 impl TestGateway {
     /// Loads `yaml` and starts a gateway with both listeners moved to `127.0.0.1:0`.
     pub fn start(yaml: &str) -> Result<Self, ConfigError> {
+        Self::start_with_filters(yaml, Vec::new())
+    }
+
+    /// [`TestGateway::start`] with extra filters ([`Gateway::with_filters`]).
+    pub fn start_with_filters(yaml: &str, filters: Vec<FilterFactory>) -> Result<Self, ConfigError> {
         let mut config = config::load_str(yaml, "<test>")?;
         config.server.listen = "127.0.0.1:0".into();
         config.admin.listen = "127.0.0.1:0".into();
         if config.server.workers == 0 {
             config.server.workers = 2;
         }
-        Self::start_config(config)
+        Self::run(Gateway::with_filters(config.clone(), filters)?, config)
     }
 
     /// Starts a gateway from an already loaded configuration, on the addresses it names;
     /// fails if it does not compile (such as an unreadable key file).
     pub fn start_config(config: Config) -> Result<Self, ConfigError> {
-        let gateway = Gateway::new(config.clone())?;
+        Self::run(Gateway::new(config.clone())?, config)
+    }
+
+    fn run(gateway: Arc<Gateway>, config: Config) -> Result<Self, ConfigError> {
         let (tx, rx) = std::sync::mpsc::channel();
         let gw = gateway.clone();
         let thread = std::thread::spawn(move || {

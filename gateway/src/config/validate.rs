@@ -549,8 +549,6 @@ fn check_backends(backends: &[BackendConfig], path: &str, issue: &mut impl FnMut
     }
 }
 
-/// `tracing:` checks (made whether or not tracing is enabled, so a config that turns it on
-/// later is already known to be sound).
 /// Without the `wasm` feature: a refusal wherever plugins are named. With it: plugin names,
 /// lists and settings.
 fn check_plugins(config: &Config, issue: &mut impl FnMut(String, String)) {
@@ -609,6 +607,8 @@ fn check_plugins(config: &Config, issue: &mut impl FnMut(String, String)) {
     }
 }
 
+/// `tracing:` checks (made whether or not tracing is enabled, so a config that turns it on
+/// later is already known to be sound).
 fn check_tracing(t: &super::schema::TracingConfig, issue: &mut impl FnMut(String, String)) {
     if let Some(endpoint) = &t.endpoint {
         match url::Url::parse(endpoint) {

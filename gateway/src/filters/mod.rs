@@ -1,7 +1,7 @@
-//! Per-route policies compiled from configuration and applied by the pipeline. Each runs at a
-//! fixed place in the pipeline's order (see `pipeline/mod.rs`): CORS preflight first (preflights
-//! carry no credentials), then JWT auth, then rate limiting (after auth, so a limit can key on a
-//! claim); plugins will follow.
+//! The built-in per-route policies, compiled from configuration. Each is a
+//! `pipeline::filter::Filter` in the route's chain, in this order: CORS (preflights carry no
+//! credentials, so they are answered first), JWT auth, then rate limiting (after auth, so a limit
+//! can key on a claim); the route's plugins come after them (`plugins::PluginFilter`).
 
 pub mod cors;
 pub mod jwt;

@@ -21,7 +21,13 @@ use super::{
     message::Response,
     session::{LogFields, Session},
 };
-use crate::{error::GatewayError, http_types::HeaderMap};
+use crate::{config::RouteConfig, error::GatewayError, http_types::HeaderMap};
+
+/// Builds a filter for a route from the route's configuration, or none for routes it does not
+/// apply to: how a filter that is not one of the built-in policies joins routes (an embedding
+/// program, a test, the worked example in docs/architecture.md). Factories run at every
+/// compile (start and reloads); their filters come after the built-in ones in the chain.
+pub type FilterFactory = std::sync::Arc<dyn Fn(&RouteConfig) -> Option<std::sync::Arc<dyn Filter>> + Send + Sync>;
 
 /// What a filter decided about a request.
 #[derive(Debug)]

@@ -29,7 +29,8 @@ pub struct Session {
     pub upstream: UpstreamRequest,
     /// What the filters keep about the request, by type.
     pub state: FilterState,
-    /// The request's SERVER span, when tracing is enabled and the request is sampled.
+    /// The request's SERVER span, when tracing is enabled (only a sampled one records
+    /// anything).
     pub trace: Option<RequestTrace>,
 }
 

@@ -15,7 +15,7 @@ use crate::{
         rate_limit::{self, RateLimit, RateLimitFilter},
     },
     metrics::Metrics,
-    pipeline::filter::Filter,
+    pipeline::filter::{Filter, FilterFactory},
     plugins::PluginFilter,
     routing::{Route, RouteTable},
     upstream::UpstreamPool,
@@ -28,12 +28,14 @@ impl Runtime {
     /// A new JWT policy with a JWKS starts fetching it on `background` (its task stops if the
     /// compile fails); health checks and eviction timers start with [`Runtime::start`]. Fails
     /// only on problems validation could not see (such as an unreadable key file).
+    /// `extra_filters` add filters of the embedding program's to the routes they choose.
     pub fn compile(
         config: Config,
         generation: u64,
         metrics: &Metrics,
         background: &tokio::runtime::Handle,
         plan: &Plan,
+        extra_filters: &[FilterFactory],
     ) -> Result<Self, ConfigError> {
         let mut issues = Vec::new();
         let mut upstreams: Vec<Arc<UpstreamPool>> = Vec::new();
@@ -179,6 +181,7 @@ impl Runtime {
             if !plugins.is_empty() {
                 filters.push(Arc::new(PluginFilter::new(plugins.clone(), auth.clone(), header_rules.clone())));
             }
+            filters.extend(extra_filters.iter().filter_map(|factory| factory(rc)));
             routes.push(Arc::new(Route {
                 name: rc.display_name().into(),
                 prefix: values::trim_prefix(&rc.path).to_owned(),

@@ -167,8 +167,9 @@ mod tests {
     fn one_decision_carries_what_is_unchanged_and_retires_the_rest() {
         let background = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let metrics = crate::metrics::Metrics::new();
-        let old = Runtime::compile(load_str(BASE, "old").unwrap(), 1, &metrics, background.handle(), &Plan::initial())
-            .unwrap();
+        let old =
+            Runtime::compile(load_str(BASE, "old").unwrap(), 1, &metrics, background.handle(), &Plan::initial(), &[])
+                .unwrap();
         // Same file: everything carried, nothing retired.
         let same = Plan::between(&old, &load_str(BASE, "same").unwrap());
         assert_eq!((same.pools.len(), same.inline_pools.len(), same.jwt.len(), same.limits.len()), (2, 1, 2, 2));
