@@ -117,8 +117,10 @@ pub fn load_with_env(
 
     let mut issues = Vec::new();
     expand_env(&mut doc, &mut String::new(), env, &mut issues);
+    let mut retyped = Vec::new();
+    retype_scalars(&mut doc, &mut Vec::new(), &mut retyped);
 
-    let (config, structural_only_unknown_keys) = deserialize_collecting(doc, &mut issues);
+    let (config, structural_only_unknown_keys) = deserialize_collecting(doc, retyped, &mut issues);
     let Some(mut config) = config else {
         return Err(fail(issues));
     };
@@ -147,15 +149,34 @@ pub fn load_with_env(
 /// Deserializes, removing each offending key and retrying, so that every unknown key and type
 /// error is reported rather than only the first. Returns the config (if the structure could be
 /// completed) and whether all issues found were unknown keys.
-fn deserialize_collecting(mut doc: Value, issues: &mut Vec<ConfigIssue>) -> (Option<Config>, bool) {
+fn deserialize_collecting(
+    mut doc: Value,
+    mut retyped: Vec<(Vec<Seg>, String)>,
+    issues: &mut Vec<ConfigIssue>,
+) -> (Option<Config>, bool) {
     let mut only_unknown = true;
-    // Bounded: each round removes one key, and a document has finitely many.
-    for _ in 0..256 {
+    // Bounded: each round removes one key or gives back one re-typed text, and a document has
+    // finitely many of both.
+    for _ in 0..256 + retyped.len() {
         match serde_path_to_error::deserialize::<_, Config>(doc.clone()) {
             Ok(config) => return (Some(config), only_unknown),
             Err(err) => {
                 let segments: Vec<Seg> = err.path().iter().map(Seg::from).collect();
-                let message = without_values(&err.inner().to_string());
+                // A key that wants text got a scalar re-typed from its text: give the text back.
+                let (back, kept): (Vec<_>, Vec<_>) =
+                    retyped.into_iter().partition(|(path, _)| path.starts_with(&segments));
+                retyped = kept;
+                if !back.is_empty() {
+                    for (path, text) in back {
+                        set_at(&mut doc, &path, Value::String(text));
+                    }
+                    continue;
+                }
+                let raw_message = err.inner().to_string();
+                let message = match scalar_expected(&raw_message) {
+                    Some(plain) => plain,
+                    None => without_values(&raw_message),
+                };
                 let message = strip_location(&message);
                 if let Some(unknown) = unknown_field(message) {
                     let suggestion = expected_names(message)
@@ -261,6 +282,81 @@ fn fmt_path(path: &[Seg]) -> String {
 }
 
 /// Removes the node at `path`; false if it is not there.
+/// Reads each string scalar as the YAML scalar it spells (`"3"` → 3, `"true"` → true, `"0.25"` →
+/// 0.25), once, after `${VAR}` expansion: so a value from the environment (always text) or a
+/// quoted number fills a numeric or boolean key without any lenient parsing of its own. Each
+/// one re-typed is remembered; a key that wants text gets its text back
+/// ([`deserialize_collecting`]). Plugin `config` values are the plugin's own JSON: left as
+/// written.
+fn retype_scalars(node: &mut Value, path: &mut Vec<Seg>, retyped: &mut Vec<(Vec<Seg>, String)>) {
+    match node {
+        Value::String(text) => {
+            let typed = match serde_yaml_ng::from_str::<Value>(text) {
+                Ok(v @ (Value::Bool(_) | Value::Number(_))) => v,
+                _ => return,
+            };
+            let text = std::mem::replace(node, typed);
+            if let Value::String(text) = text {
+                retyped.push((path.clone(), text));
+            }
+        }
+        Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                path.push(Seg::Index(i));
+                retype_scalars(item, path, retyped);
+                path.pop();
+            }
+        }
+        Value::Mapping(map) => {
+            for (key, value) in map.iter_mut() {
+                let Value::String(key) = key else { continue };
+                let plugin_config = key == "config"
+                    && matches!(path.as_slice(), [Seg::Key(p), Seg::Key(s), _] if p == "plugins" && s == "settings");
+                if plugin_config {
+                    continue;
+                }
+                path.push(Seg::Key(key.clone()));
+                retype_scalars(value, path, retyped);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The message for text where a number or a boolean was expected, in the words the
+/// configuration reference uses (`expected a non-negative whole number, found "many"`).
+fn scalar_expected(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("invalid type: string \"")?;
+    let (text, expected) = rest.rsplit_once("\", expected ")?;
+    let what = match expected.split_whitespace().next()? {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a non-negative whole number",
+        "f32" | "f64" => "a number",
+        "a" if expected.starts_with("a boolean") => "true or false",
+        _ => return None,
+    };
+    Some(format!("expected {what}, found \"{text}\""))
+}
+
+/// Replaces the node at `path` (which exists).
+fn set_at(doc: &mut Value, path: &[Seg], value: Value) {
+    let mut node = doc;
+    for seg in path {
+        node = match (seg, node) {
+            (Seg::Key(k), Value::Mapping(m)) => match m.get_mut(k.as_str()) {
+                Some(v) => v,
+                None => return,
+            },
+            (Seg::Index(i), Value::Sequence(s)) => match s.get_mut(*i) {
+                Some(v) => v,
+                None => return,
+            },
+            _ => return,
+        };
+    }
+    *node = value;
+}
+
 fn remove_at(doc: &mut Value, path: &[Seg]) -> bool {
     let Some((last, parents)) = path.split_last() else {
         return false;

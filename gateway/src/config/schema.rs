@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_yaml_ng::Value;
 
+use crate::http_types::Method;
+
 use super::{
     units::{self, ByteSize, HumanDuration},
-    values::{normalize_host, redacted_url},
+    values::{Parsed, RetryOn, normalize_host, redacted_url},
 };
 
 /// The embedded default configuration (`config/default.yaml`), used when no file is given and
@@ -70,7 +72,6 @@ pub struct PluginsConfig {
     /// The directory holding `<name>.wasm` files (relative paths: to the working directory).
     pub dir: String,
     /// Compile and swap in a new or changed file while running.
-    #[serde(deserialize_with = "units::lenient_bool")]
     pub watch: bool,
     /// Per-plugin settings, by plugin name; a plugin without an entry gets the defaults.
     pub settings: BTreeMap<String, PluginSettings>,
@@ -95,7 +96,6 @@ pub struct PluginSettings {
     /// The most linear memory one instance may have.
     pub max_memory: ByteSize,
     /// The execution budget of one call, in metering points (one per WebAssembly operator).
-    #[serde(deserialize_with = "units::lenient_u64")]
     pub fuel: u64,
 }
 
@@ -130,7 +130,6 @@ pub struct ServerConfig {
     /// Address of the proxy listener, `IP:PORT`.
     pub listen: String,
     /// Worker threads; 0 means one per CPU core.
-    #[serde(deserialize_with = "units::lenient_u32")]
     pub workers: u32,
     /// Largest request body accepted; larger ones get 413.
     pub max_body_size: ByteSize,
@@ -141,11 +140,10 @@ pub struct ServerConfig {
     /// Idle keep-alive connections are closed after this long.
     pub keep_alive: HumanDuration,
     /// CIDRs (or single addresses) of proxies whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<String>,
+    pub trusted_proxies: Vec<Parsed<ipnet::IpNet>>,
     /// The forwarding client: `awc` (default) or `reqwest` (kept for benchmarking the choice).
     pub upstream_client: UpstreamClient,
     /// Reload when the configuration file changes (its directory is watched).
-    #[serde(deserialize_with = "units::lenient_bool")]
     pub watch_config: bool,
     /// The longest wait for the next bytes of a request body (NGINX's `client_body_timeout`):
     /// a stalled upload is answered 408, never counted against a backend.
@@ -163,16 +161,13 @@ pub struct ServerConfig {
     /// The most client connections open at once on the proxy listener: a connection beyond is
     /// answered 503 `too_many_connections` and closed (counted in
     /// `rustygate_client_errors_total{reason="too_many_connections"}`).
-    #[serde(deserialize_with = "units::lenient_u32")]
     pub max_connections: u32,
     /// The most connections open at once from one peer address (0: no per-address limit); a
     /// connection beyond is refused like one beyond `max_connections`. The socket peer counts,
     /// not `X-Forwarded-For`: leave it at 0 behind a load balancer.
-    #[serde(deserialize_with = "units::lenient_u32")]
     pub max_connections_per_ip: u32,
     /// Forward client headers whose name contains `_` (dropped by default, as NGINX does;
     /// underscored aliases of JWT claim headers are dropped even when this is on).
-    #[serde(deserialize_with = "units::lenient_bool")]
     pub underscores_in_headers: bool,
 }
 
@@ -237,10 +232,8 @@ pub struct LogConfig {
     /// Output format.
     pub format: LogFormat,
     /// Whether to write one access line per request.
-    #[serde(deserialize_with = "units::lenient_bool")]
     pub access_log: bool,
     /// Whether the access log's `path` includes the query string (queries can carry secrets).
-    #[serde(deserialize_with = "units::lenient_bool")]
     pub include_query: bool,
 }
 
@@ -256,7 +249,6 @@ impl Default for LogConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct TracingConfig {
     /// Whether spans are made and exported at all.
-    #[serde(deserialize_with = "units::lenient_bool")]
     pub enabled: bool,
     /// The collector: `http://host:4317` for gRPC; for HTTP an endpoint without a path gets
     /// `/v1/traces`. Default: `http://localhost:4317` (gRPC) or `http://localhost:4318` (HTTP).
@@ -267,7 +259,6 @@ pub struct TracingConfig {
     /// The `service.name` resource attribute.
     pub service_name: String,
     /// Share of new traces recorded (0 to 1); a caller's sampling decision is always followed.
-    #[serde(deserialize_with = "units::lenient_f64")]
     pub sampling_ratio: f64,
     /// Extra resource attributes (`deployment.environment.name: prod`, …).
     pub resource_attributes: BTreeMap<String, String>,
@@ -276,17 +267,14 @@ pub struct TracingConfig {
     pub headers: BTreeMap<String, String>,
     /// Finished requests whose spans wait for export; beyond this, new ones are dropped and
     /// counted.
-    #[serde(deserialize_with = "units::lenient_u32")]
     pub max_queue_size: u32,
     /// Spans per export call.
-    #[serde(deserialize_with = "units::lenient_u32")]
     pub max_export_batch_size: u32,
     /// Longest wait before a partial batch is exported.
     pub scheduled_delay: HumanDuration,
     /// Time allowed for one export call.
     pub export_timeout: HumanDuration,
     /// Whether responses carry a W3C `traceresponse` header naming the request's trace.
-    #[serde(deserialize_with = "units::lenient_bool")]
     pub traceresponse: bool,
 }
 
@@ -362,9 +350,9 @@ pub enum Strategy {
 pub struct BackendConfig {
     /// `http://host:port` with an optional base path.
     #[serde(serialize_with = "redact_url")]
-    pub url: String,
+    pub url: Parsed<url::Url>,
     /// Relative share of requests (1..=1000).
-    #[serde(default = "one", deserialize_with = "units::lenient_u32")]
+    #[serde(default = "one")]
     pub weight: u32,
 }
 
@@ -389,7 +377,6 @@ pub struct UpstreamConfig {
     /// hold the client's connection and its own indefinitely.
     pub read_timeout: HumanDuration,
     /// Send the client's `Host` to the backend (true) or the backend's own authority (false).
-    #[serde(deserialize_with = "units::lenient_bool")]
     pub preserve_host: bool,
     /// The header `header_hash` hashes on.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -401,14 +388,11 @@ pub struct UpstreamConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_timeout: Option<HumanDuration>,
     /// Extra attempts after a failed one, each on another backend.
-    #[serde(deserialize_with = "units::lenient_u32")]
     pub retries: u32,
     /// What may be retried: `connect_error`, `timeout`, `reset`, `5xx` or single statuses
     /// (YAML integers or strings: `[connect_error, 502]`).
-    #[serde(deserialize_with = "units::strings_or_integers")]
-    pub retry_on: Vec<String>,
+    pub retry_on: Vec<Parsed<RetryOn>>,
     /// Retry non-idempotent methods (POST, PATCH) after the request was sent too.
-    #[serde(deserialize_with = "units::lenient_bool")]
     pub retry_non_idempotent: bool,
     /// Request bodies up to this size are buffered so that they can be sent again.
     pub retry_buffer: ByteSize,
@@ -431,7 +415,7 @@ impl Default for UpstreamConfig {
             health_check: None,
             request_timeout: None,
             retries: 2,
-            retry_on: ["connect_error", "timeout", "502", "503", "504"].map(String::from).to_vec(),
+            retry_on: ["connect_error", "timeout", "502", "503", "504"].map(Parsed::from).to_vec(),
             retry_non_idempotent: false,
             retry_buffer: ByteSize::kib(64),
             retry_budget: RetryBudgetConfig::default(),
@@ -448,7 +432,6 @@ pub struct RetryBudgetConfig {
     /// Retries per request allowed on top of the floor (0.2: one retry per five requests).
     pub ratio: f64,
     /// Retries always allowed per 10 s, however few the requests.
-    #[serde(deserialize_with = "units::lenient_u32")]
     pub min_retries: u32,
 }
 
@@ -465,14 +448,12 @@ impl Default for RetryBudgetConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct OutlierConfig {
     /// Failures in a row that eject a backend (0 turns ejection off).
-    #[serde(deserialize_with = "units::lenient_u32")]
     pub consecutive_failures: u32,
     /// The first ejection's length.
     pub base_ejection: HumanDuration,
     /// The longest ejection.
     pub max_ejection: HumanDuration,
     /// The most backends of the upstream ejected at once, in percent.
-    #[serde(deserialize_with = "units::lenient_u32")]
     pub max_ejected_percent: u32,
 }
 
@@ -502,10 +483,8 @@ pub struct HealthCheckConfig {
     /// Statuses counted as healthy: `200-399` (a range) or `200` (one).
     pub expected_status: String,
     /// Consecutive failures that mark a backend down.
-    #[serde(deserialize_with = "units::lenient_u32")]
     pub unhealthy_threshold: u32,
     /// Consecutive successes that mark it up again.
-    #[serde(deserialize_with = "units::lenient_u32")]
     pub healthy_threshold: u32,
     /// Random spread added to each interval, so that gateways do not probe in lockstep
     /// (default: a tenth of `interval`).
@@ -550,7 +529,7 @@ pub struct RouteConfig {
     pub path: String,
     /// Allowed methods; others get 405. Empty means any method.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub methods: Vec<String>,
+    pub methods: Vec<Parsed<Method>>,
     /// Host to match (case- and port-insensitive). Absent means any host.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
@@ -558,8 +537,8 @@ pub struct RouteConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
     /// A single backend URL (inline upstream).
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "redact_opt_url")]
-    pub backend: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "redact_opt_backend_url")]
+    pub backend: Option<Parsed<url::Url>>,
     /// Several backends (inline upstream).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backends: Option<Vec<BackendConfig>>,
@@ -567,7 +546,6 @@ pub struct RouteConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub strategy: Option<Strategy>,
     /// Remove the matched prefix before forwarding.
-    #[serde(deserialize_with = "units::lenient_bool")]
     pub strip_prefix: bool,
     /// Per-attempt timeout overriding the upstream's `timeout`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -591,7 +569,7 @@ pub struct RouteConfig {
     /// Accept (and forward, still encoded) `%2F` and `%5C` in paths on this route, for a
     /// backend whose resource names hold slashes. Off by default: a backend that decodes them
     /// would see other path segments than the gateway routed on (docs/security.md).
-    #[serde(deserialize_with = "units::lenient_bool", skip_serializing_if = "std::ops::Not::not")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub allow_encoded_slashes: bool,
     /// The name derived when `name:` is absent (set by the loader).
     #[serde(skip)]
@@ -618,7 +596,7 @@ impl RouteConfig {
         }
         name.push_str(&self.path);
         if !self.methods.is_empty() {
-            let mut methods: Vec<String> = self.methods.iter().map(|m| m.to_ascii_uppercase()).collect();
+            let mut methods: Vec<String> = self.methods.iter().map(|m| m.raw().to_ascii_uppercase()).collect();
             methods.sort();
             methods.dedup();
             name.push(' ');
@@ -689,7 +667,6 @@ pub struct JwtConfig {
     /// these headers are always removed.
     pub forward_claims: BTreeMap<String, String>,
     /// Whether the backend receives the client's `Authorization` header.
-    #[serde(deserialize_with = "units::lenient_bool")]
     pub forward_authorization: bool,
     /// Also look for the token in this cookie (after `Authorization`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -699,7 +676,6 @@ pub struct JwtConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query_param: Option<String>,
     /// How many verified tokens to remember (0: verify every request in full).
-    #[serde(deserialize_with = "units::lenient_u32")]
     pub token_cache: u32,
     /// A digest of the key file's content (`public_key_file` / `jwks_file`) when it was read
     /// with the configuration, so that a reload sees a replaced key as a changed policy (a
@@ -754,22 +730,19 @@ impl Default for JwtConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     /// Requests allowed per window.
-    #[serde(deserialize_with = "units::lenient_u32")]
     pub requests: u32,
     /// The window.
     pub window: HumanDuration,
     /// Largest burst; defaults to `requests`.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "units::lenient_opt_u32")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub burst: Option<u32>,
     /// What a bucket is keyed by: `client_ip`, `header:NAME` or `claim:NAME`.
     pub key: String,
     /// `shared`: one quota for every route naming the policy; `route`: one per route.
     pub scope: RateLimitScope,
     /// Send the IETF draft's `RateLimit-Policy` and `RateLimit` fields.
-    #[serde(deserialize_with = "units::lenient_bool")]
     pub draft_headers: bool,
     /// Send `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`.
-    #[serde(deserialize_with = "units::lenient_bool")]
     pub legacy_headers: bool,
 }
 
@@ -813,7 +786,6 @@ pub struct CorsConfig {
     /// Response headers scripts may read (`Access-Control-Expose-Headers`).
     pub expose_headers: Vec<String>,
     /// Allow cookies and `Authorization` (`Access-Control-Allow-Credentials: true`).
-    #[serde(deserialize_with = "units::lenient_bool")]
     pub allow_credentials: bool,
     /// How long browsers may cache a preflight answer.
     pub max_age: HumanDuration,
@@ -838,8 +810,8 @@ fn redact<S: Serializer>(secret: &str, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// Serializes a URL through [`redacted_url`].
-fn redact_url<S: Serializer>(raw: &str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&redacted_url(raw))
+fn redact_url<S: Serializer>(url: &Parsed<url::Url>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redacted_url(url.raw()))
 }
 
 fn redact_map<S: Serializer>(map: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
@@ -861,9 +833,16 @@ fn redact_opt<S: Serializer>(secret: &Option<String>, s: S) -> Result<S::Ok, S::
     }
 }
 
+fn redact_opt_backend_url<S: Serializer>(url: &Option<Parsed<url::Url>>, s: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(u) => redact_url(u, s),
+        None => s.serialize_none(),
+    }
+}
+
 fn redact_opt_url<S: Serializer>(raw: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     match raw {
-        Some(r) => redact_url(r, s),
+        Some(r) => s.serialize_str(&redacted_url(r)),
         None => s.serialize_none(),
     }
 }

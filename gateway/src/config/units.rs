@@ -1,6 +1,6 @@
 //! Human-friendly scalar types used by the configuration: durations (`250ms`, `5s`, `1m`) and
-//! sizes (`512KiB`, `10MiB`), plus lenient numbers and booleans so that values produced by
-//! `${VAR}` expansion (always strings) still deserialize into numeric and boolean fields.
+//! sizes (`512KiB`, `10MiB`), and lists written as one item. (Values from `${VAR}` expansion are
+//! re-typed once by the loader, so numeric and boolean keys need nothing of their own here.)
 
 use std::{fmt, str::FromStr, time::Duration};
 
@@ -145,63 +145,6 @@ impl Serialize for ByteSize {
     }
 }
 
-/// Deserializes an unsigned integer given either as a YAML number or as a numeric string
-/// (the form `${VAR}` expansion produces).
-pub fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    struct V;
-    impl de::Visitor<'_> for V {
-        type Value = u64;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a non-negative whole number")
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
-            Ok(v)
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
-            u64::try_from(v).map_err(|_| E::custom(format!("{v} is negative")))
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
-            v.trim().parse().map_err(|_| E::custom(format!("expected a non-negative whole number, found {v:?}")))
-        }
-    }
-    d.deserialize_any(V)
-}
-
-/// [`lenient_u64`], bounded to `u32`.
-pub fn lenient_u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let v = lenient_u64(d)?;
-    u32::try_from(v).map_err(|_| de::Error::custom(format!("{v} is out of range (0..=4294967295)")))
-}
-
-/// Deserializes a number given either as a YAML number or as a numeric string.
-pub fn lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    struct V;
-    impl de::Visitor<'_> for V {
-        type Value = f64;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a number")
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
-            Ok(v)
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
-            Ok(v as f64)
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
-            Ok(v as f64)
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<f64, E> {
-            v.trim().parse().map_err(|_| E::custom(format!("expected a number, found {v:?}")))
-        }
-    }
-    d.deserialize_any(V)
-}
-
-/// Deserializes an optional `u32` with [`lenient_u32`]'s rules.
-pub fn lenient_opt_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
-    lenient_u32(d).map(Some)
-}
-
 /// Deserializes a list given either as a YAML sequence or as one string.
 pub fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -214,47 +157,6 @@ pub fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Er
         OneOrMany::One(s) => vec![s],
         OneOrMany::Many(v) => v,
     })
-}
-
-/// Deserializes a boolean given either as a YAML boolean or as the strings `true`/`false`.
-pub fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    struct V;
-    impl de::Visitor<'_> for V {
-        type Value = bool;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("true or false")
-        }
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
-            Ok(v)
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
-            match v.trim() {
-                "true" => Ok(true),
-                "false" => Ok(false),
-                _ => Err(E::custom(format!("expected true or false, found {v:?}"))),
-            }
-        }
-    }
-    d.deserialize_any(V)
-}
-
-/// Deserializes a list whose items are strings or integers (`retry_on: [timeout, 502]`), each
-/// kept as its text.
-pub fn strings_or_integers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum Item {
-        Text(String),
-        Number(u64),
-    }
-    let items = <Vec<Item> as serde::Deserialize>::deserialize(d)?;
-    Ok(items
-        .into_iter()
-        .map(|i| match i {
-            Item::Text(s) => s,
-            Item::Number(n) => n.to_string(),
-        })
-        .collect())
 }
 
 #[cfg(test)]

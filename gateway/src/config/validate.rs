@@ -13,7 +13,7 @@ use super::{
 /// The largest weight a backend may have (the round-robin schedule is precomputed).
 pub const MAX_WEIGHT: u32 = 1000;
 
-use super::values::{check_plugin_name, check_url, normalize_host, parse_cidr, trim_prefix};
+use super::values::{check_plugin_name, normalize_host, trim_prefix};
 
 /// Checks a configuration; an empty result means it can be compiled.
 pub fn validate(config: &Config) -> Vec<ConfigIssue> {
@@ -55,11 +55,8 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
         }
     }
     for (i, cidr) in config.server.trusted_proxies.iter().enumerate() {
-        if parse_cidr(cidr).is_none() {
-            issue(
-                format!("server.trusted_proxies[{i}]"),
-                format!("{cidr:?} is not an IP address or CIDR (like 10.0.0.0/8)"),
-            );
+        if let Err(e) = cidr.get() {
+            issue(format!("server.trusted_proxies[{i}]"), e.to_owned());
         }
     }
     check_tracing(&config.tracing, &mut issue);
@@ -189,11 +186,10 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
         }
         let mut methods: Vec<String> = Vec::new();
         for (j, m) in route.methods.iter().enumerate() {
-            let upper = m.to_ascii_uppercase();
-            if upper.is_empty() || !upper.bytes().all(|b| b.is_ascii_alphabetic()) {
-                issue(format!("{base}.methods[{j}]"), format!("{m:?} is not an HTTP method"));
+            if let Err(e) = m.get() {
+                issue(format!("{base}.methods[{j}]"), e.to_owned());
             }
-            methods.push(upper);
+            methods.push(m.raw().to_ascii_uppercase());
         }
         let host = route.host.as_deref().and_then(normalize_host);
         if let Some(raw) = &route.host
@@ -258,9 +254,9 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
             );
         }
         if let Some(url) = &route.backend
-            && let Err(e) = check_url(url)
+            && let Err(e) = url.get()
         {
-            issue(format!("{base}.backend"), e);
+            issue(format!("{base}.backend"), e.to_owned());
         }
         if let Some(backends) = &route.backends {
             check_backends(backends, &format!("{base}.backends"), &mut issue);
@@ -481,8 +477,8 @@ fn check_retries(up: &super::schema::UpstreamConfig, base: &str, issue: &mut imp
         issue(format!("{base}.retries"), format!("at most 10 extra attempts, found {}", up.retries));
     }
     for (i, cond) in up.retry_on.iter().enumerate() {
-        if let Err(e) = super::values::RetryOn::parse(cond) {
-            issue(format!("{base}.retry_on[{i}]"), e);
+        if let Err(e) = cond.get() {
+            issue(format!("{base}.retry_on[{i}]"), e.to_owned());
         }
     }
     let b = &up.retry_budget;
@@ -537,14 +533,17 @@ fn check_backends(backends: &[BackendConfig], path: &str, issue: &mut impl FnMut
     }
     let mut seen = HashSet::new();
     for (i, b) in backends.iter().enumerate() {
-        if let Err(e) = check_url(&b.url) {
-            issue(format!("{path}[{i}].url"), e);
+        if let Err(e) = b.url.get() {
+            issue(format!("{path}[{i}].url"), e.to_owned());
         }
         if b.weight == 0 || b.weight > MAX_WEIGHT {
             issue(format!("{path}[{i}].weight"), format!("must be between 1 and {MAX_WEIGHT}, found {}", b.weight));
         }
-        if !seen.insert(b.url.trim_end_matches('/')) {
-            issue(format!("{path}[{i}].url"), format!("duplicate backend {:?}", super::values::redacted_url(&b.url)));
+        if !seen.insert(b.url.raw().trim_end_matches('/')) {
+            issue(
+                format!("{path}[{i}].url"),
+                format!("duplicate backend {:?}", super::values::redacted_url(b.url.raw())),
+            );
         }
     }
 }

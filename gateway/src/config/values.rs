@@ -295,3 +295,124 @@ pub fn parse_algorithms(names: &[String]) -> Result<Vec<Algorithm>, String> {
     }
     Ok(algorithms)
 }
+
+/// A value the configuration holds as written and that is parsed once, when it is read:
+/// validation reports one that does not parse (with its key path and `line:column`), the runtime
+/// takes the parsed value, and nothing parses it again or can drop it silently.
+#[derive(Clone)]
+pub struct Parsed<T> {
+    raw: String,
+    value: Result<T, String>,
+}
+
+/// How a [`Parsed`] value is read from its text.
+pub trait ParseValue: Sized {
+    /// The value, or what is wrong with `raw` (a sentence naming it).
+    fn parse_value(raw: &str) -> Result<Self, String>;
+}
+
+impl<T: ParseValue> Parsed<T> {
+    /// Parses `raw`.
+    pub fn new(raw: impl Into<String>) -> Self {
+        let raw = raw.into();
+        let value = T::parse_value(&raw);
+        Self { raw, value }
+    }
+}
+
+impl<T> Parsed<T> {
+    /// The text as written.
+    pub fn raw(&self) -> &str {
+        &self.raw
+    }
+
+    /// The parsed value, or why the text is not one.
+    pub fn get(&self) -> Result<&T, &str> {
+        self.value.as_ref().map_err(String::as_str)
+    }
+}
+
+impl<T: ParseValue> From<&str> for Parsed<T> {
+    fn from(raw: &str) -> Self {
+        Self::new(raw)
+    }
+}
+
+impl<T: ParseValue> From<String> for Parsed<T> {
+    fn from(raw: String) -> Self {
+        Self::new(raw)
+    }
+}
+
+/// Equal when written the same (what a reload compares).
+impl<T> PartialEq for Parsed<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw == other.raw
+    }
+}
+
+impl<T> Eq for Parsed<T> {}
+
+impl<T> PartialEq<&str> for Parsed<T> {
+    fn eq(&self, other: &&str) -> bool {
+        self.raw == *other
+    }
+}
+
+impl<T> std::fmt::Debug for Parsed<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.raw.fmt(f)
+    }
+}
+
+/// Read from a string, or from a YAML integer as its text (`retry_on: [502]`).
+impl<'de, T: ParseValue> serde::Deserialize<'de> for Parsed<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged, expecting = "a string")]
+        enum Text {
+            Text(String),
+            Number(i64),
+        }
+        Ok(Self::new(match Text::deserialize(d)? {
+            Text::Text(s) => s,
+            Text::Number(n) => n.to_string(),
+        }))
+    }
+}
+
+/// Written back as written.
+impl<T> serde::Serialize for Parsed<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.raw)
+    }
+}
+
+impl ParseValue for RetryOn {
+    fn parse_value(raw: &str) -> Result<Self, String> {
+        Self::parse(raw)
+    }
+}
+
+impl ParseValue for ipnet::IpNet {
+    fn parse_value(raw: &str) -> Result<Self, String> {
+        parse_cidr(raw).ok_or_else(|| format!("{raw:?} is not an IP address or CIDR (like 10.0.0.0/8)"))
+    }
+}
+
+impl ParseValue for url::Url {
+    fn parse_value(raw: &str) -> Result<Self, String> {
+        check_url(raw)
+    }
+}
+
+/// A route's method: any token of letters, matched case-insensitively (written upper case).
+impl ParseValue for crate::http_types::Method {
+    fn parse_value(raw: &str) -> Result<Self, String> {
+        let upper = raw.to_ascii_uppercase();
+        if upper.is_empty() || !upper.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(format!("{raw:?} is not an HTTP method"));
+        }
+        Self::from_bytes(upper.as_bytes()).map_err(|_| format!("{raw:?} is not an HTTP method"))
+    }
+}

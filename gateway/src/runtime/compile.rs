@@ -8,7 +8,10 @@ use super::{
     snapshot::{LimitGroup, Runtime},
 };
 use crate::{
-    config::{Config, ConfigError, ConfigIssue, RateLimitScope, UpstreamConfig, values},
+    config::{
+        Config, ConfigError, ConfigIssue, RateLimitScope, UpstreamConfig,
+        values::{self, Parsed},
+    },
     filters::{
         cors::CorsPolicy,
         jwt::{JwtFilter, JwtPolicy},
@@ -186,7 +189,7 @@ impl Runtime {
                 name: rc.display_name().into(),
                 prefix: values::trim_prefix(&rc.path).to_owned(),
                 host: rc.host.as_deref().and_then(values::normalize_host),
-                methods: rc.methods.iter().filter_map(|m| m.to_ascii_uppercase().parse().ok()).collect(),
+                methods: parsed_all(&rc.methods, |j| format!("routes[{i}].methods[{j}]"), &mut issues),
                 strip_prefix: rc.strip_prefix,
                 filters,
                 metrics: route_metrics,
@@ -211,7 +214,11 @@ impl Runtime {
         Ok(Self {
             generation,
             max_body_size: config.server.max_body_size.0,
-            trusted_proxies: config.server.trusted_proxies.iter().filter_map(|c| values::parse_cidr(c)).collect(),
+            trusted_proxies: parsed_all(
+                &config.server.trusted_proxies,
+                |i| format!("server.trusted_proxies[{i}]"),
+                &mut issues,
+            ),
             access_log: config.log.access_log,
             log_query: config.log.include_query,
             client: config.server.upstream_client,
@@ -257,6 +264,19 @@ impl Runtime {
             rate_limit::spawn_eviction(background, &group.eviction, instances, gauge, interval);
         }
     }
+}
+
+/// The parsed values of a list; one that did not parse (only possible for a configuration that
+/// skipped validation) is an issue at its path, never dropped.
+fn parsed_all<T: Clone>(list: &[Parsed<T>], path: impl Fn(usize) -> String, issues: &mut Vec<ConfigIssue>) -> Vec<T> {
+    let mut out = Vec::with_capacity(list.len());
+    for (i, item) in list.iter().enumerate() {
+        match item.get() {
+            Ok(value) => out.push(value.clone()),
+            Err(e) => issues.push(ConfigIssue::at(path(i), e)),
+        }
+    }
+    out
 }
 
 /// The chain of plugins route `rc` runs, from the slots the configuration resolved (a plugin

@@ -110,18 +110,8 @@ impl Plan {
             |p: &Arc<UpstreamPool>| plan.pools.values().chain(plan.inline_pools.values()).any(|c| Arc::ptr_eq(c, p));
         let retired = Retired {
             pools: old.upstreams.iter().filter(|p| !carried_pool(p)).cloned().collect(),
-            jwt: old
-                .jwt
-                .iter()
-                .filter(|(n, p)| !plan.jwt.get(*n).is_some_and(|c| Arc::ptr_eq(c, p)))
-                .map(|e| e.1.clone())
-                .collect(),
-            limits: old
-                .limits
-                .iter()
-                .filter(|(n, g)| !plan.limits.get(*n).is_some_and(|c| Arc::ptr_eq(c, g)))
-                .map(|e| e.1.clone())
-                .collect(),
+            jwt: not_carried(&old.jwt, &plan.jwt),
+            limits: not_carried(&old.limits, &plan.limits),
         };
         plan.retired = retired;
         plan
@@ -146,6 +136,14 @@ impl Plan {
             group.eviction.stop();
         }
     }
+}
+
+/// The parts of `old` that `carried` does not hold (by identity).
+fn not_carried<T>(old: &HashMap<String, Arc<T>>, carried: &HashMap<String, Arc<T>>) -> Vec<Arc<T>> {
+    old.iter()
+        .filter(|(name, part)| !carried.get(*name).is_some_and(|c| Arc::ptr_eq(c, part)))
+        .map(|e| e.1.clone())
+        .collect()
 }
 
 /// Whether two routes' inline upstreams are defined the same.

@@ -121,7 +121,7 @@ impl UpstreamPool {
             ring,
             hash_header: config.hash_header.as_deref().and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
             health_check: config.health_check.clone(),
-            retry: RetryPolicy::new(config),
+            retry: RetryPolicy::new(config)?,
             request_timeout: config.request_timeout.map(|t| t.0),
             outlier: config.outlier_detection.clone(),
             connect_timeout: config.connect_timeout.0,
@@ -164,7 +164,7 @@ impl UpstreamPool {
 
 impl Backend {
     fn new(config: &BackendConfig) -> Result<Self, String> {
-        let url = crate::config::values::check_url(&config.url)?;
+        let url = config.url.get().map_err(str::to_owned)?;
         let host = url.host_str().unwrap_or_default();
         let authority = match url.port() {
             Some(p) => format!("{host}:{p}"),

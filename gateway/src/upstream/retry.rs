@@ -35,15 +35,17 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Compiles the retry settings of a validated upstream.
-    pub fn new(config: &UpstreamConfig) -> Self {
-        Self {
+    /// Compiles the retry settings of an upstream (a `retry_on` entry that does not parse is
+    /// an error, never dropped).
+    pub fn new(config: &UpstreamConfig) -> Result<Self, String> {
+        let on = config.retry_on.iter().map(|r| r.get().copied().map_err(str::to_owned)).collect::<Result<_, _>>()?;
+        Ok(Self {
             retries: config.retries,
-            on: config.retry_on.iter().filter_map(|r| RetryOn::parse(r).ok()).collect(),
+            on,
             non_idempotent: config.retry_non_idempotent,
             buffer: config.retry_buffer.0,
             budget: RetryBudget::new(config.retry_budget.ratio, config.retry_budget.min_retries),
-        }
+        })
     }
 
     /// Whether an attempt's outcome may be retried (budget and attempt count aside).
@@ -161,7 +163,7 @@ mod tests {
 
     #[test]
     fn only_idempotent_methods_retry_after_sending() {
-        let p = RetryPolicy::new(&UpstreamConfig::default());
+        let p = RetryPolicy::new(&UpstreamConfig::default()).unwrap();
         let connect = GatewayError::UpstreamConnect("refused".into());
         assert!(p.retryable(&Method::POST, &Err(&connect)), "nothing was sent");
         assert!(!p.retryable(&Method::POST, &Err(&GatewayError::UpstreamTimeout)));

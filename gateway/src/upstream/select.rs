@@ -166,7 +166,7 @@ mod tests {
         let cfg = UpstreamConfig {
             strategy,
             hash_header: Some("x-user".into()),
-            backends: (0..n).map(|i| BackendConfig { url: format!("http://b{i}:80"), weight: 1 }).collect(),
+            backends: (0..n).map(|i| BackendConfig { url: format!("http://b{i}:80").into(), weight: 1 }).collect(),
             ..Default::default()
         };
         UpstreamPool::new("u", &cfg, None).unwrap()

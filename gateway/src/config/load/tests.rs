@@ -35,7 +35,7 @@ routes:
     )
     .unwrap();
     assert_eq!(cfg.routes.len(), 2);
-    assert_eq!(cfg.routes[0].backend.as_deref(), Some("http://localhost:8001"));
+    assert_eq!(cfg.routes[0].backend.as_ref().map(|u| u.raw()), Some("http://localhost:8001"));
     assert_eq!(cfg.routes[1].backends.as_ref().unwrap().len(), 2);
     assert_eq!(cfg.routes[1].strategy, Some(Strategy::RoundRobin));
     assert_eq!(cfg.server.listen, "0.0.0.0:8080");
@@ -473,4 +473,31 @@ fn hostile_input_limits_must_be_usable() {
     {
         assert!(errs.contains(key), "{key} not refused: {errs}");
     }
+}
+
+/// Issue 15: a scalar is re-typed once from its text (no per-key lenient parsing): a number or
+/// boolean from the environment fills a numeric or boolean key, the same text in a key that
+/// wants text stays text, and a plugin's own configuration is left as written.
+#[test]
+fn scalars_are_retyped_once_and_text_keys_keep_their_text() {
+    let yaml = "server: { workers: \"${N}\", underscores_in_headers: \"${B}\" }\n\
+                admin: { token: \"${N}\" }\n\
+                routes:\n  - { name: \"${N}\", path: /, backend: \"http://127.0.0.1:1\", methods: [\"${M}\"] }\n";
+    let cfg = load_with_env(yaml, "t", &env(&[("N", "12345"), ("B", "true"), ("M", "get")])).unwrap();
+    assert_eq!(cfg.server.workers, 12345);
+    assert!(cfg.server.underscores_in_headers);
+    assert_eq!(cfg.admin.token, "12345", "a token of digits is still text");
+    assert_eq!(cfg.routes[0].display_name(), "12345");
+    assert_eq!(cfg.routes[0].methods, ["get"]);
+    // What the runtime takes was parsed when the file was read.
+    assert_eq!(cfg.routes[0].methods[0].get().unwrap(), crate::http_types::Method::GET);
+    let plugins = "plugins:\n  dir: /tmp\n  settings:\n    p: { config: { limit: \"5\", on: \"true\" } }\nroutes: [ { path: /, backend: \"http://127.0.0.1:1\" } ]\n";
+    // (A build without plugins refuses the section; the retyping happens before, either way.)
+    let mut doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(plugins).unwrap();
+    let mut retyped = Vec::new();
+    super::retype_scalars(&mut doc, &mut Vec::new(), &mut retyped);
+    let config = &doc["plugins"]["settings"]["p"]["config"];
+    assert_eq!(config["limit"], serde_yaml_ng::Value::String("5".into()), "the plugin's JSON as written");
+    assert_eq!(config["on"], serde_yaml_ng::Value::String("true".into()));
+    assert!(retyped.is_empty());
 }
