@@ -10,7 +10,7 @@ use crate::http_types::Method;
 
 use super::{
     units::{self, ByteSize, HumanDuration},
-    values::{Parsed, RetryOn, normalize_host, redacted_url},
+    values::{KeySpec, Parsed, RetryOn, normalize_host, redacted_url},
 };
 
 /// The embedded default configuration (`config/default.yaml`), used when no file is given and
@@ -737,7 +737,7 @@ pub struct RateLimitConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub burst: Option<u32>,
     /// What a bucket is keyed by: `client_ip`, `header:NAME` or `claim:NAME`.
-    pub key: String,
+    pub key: Parsed<KeySpec>,
     /// `shared`: one quota for every route naming the policy; `route`: one per route.
     pub scope: RateLimitScope,
     /// Send the IETF draft's `RateLimit-Policy` and `RateLimit` fields.

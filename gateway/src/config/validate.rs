@@ -242,14 +242,15 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
         }
         let [auth, rate_limit, _] = config.route_policies(route);
         if let Some(limit) = rate_limit.and_then(|name| config.rate_limits.get(name).map(|p| (name, p)))
-            && limit.1.key.starts_with("claim:")
+            && matches!(limit.1.key.get(), Ok(super::values::KeySpec::Claim(_)))
             && auth.is_none()
         {
             issue(
                 format!("{base}.rate_limit"),
                 format!(
                     "rate-limit policy {:?} keys on a JWT claim ({}), but this route has no `auth` policy",
-                    limit.0, limit.1.key
+                    limit.0,
+                    limit.1.key.raw()
                 ),
             );
         }
@@ -425,8 +426,8 @@ fn check_rate_limit(policy: &RateLimitConfig, path: &str, issue: &mut impl FnMut
     if policy.burst == Some(0) {
         issue(format!("{path}.burst"), "must be at least 1".into());
     }
-    if let Err(e) = super::values::KeySpec::parse(&policy.key) {
-        issue(format!("{path}.key"), e);
+    if let Err(e) = policy.key.get() {
+        issue(format!("{path}.key"), e.to_owned());
     }
 }
 

@@ -394,6 +394,12 @@ impl ParseValue for RetryOn {
     }
 }
 
+impl ParseValue for KeySpec {
+    fn parse_value(raw: &str) -> Result<Self, String> {
+        Self::parse(raw)
+    }
+}
+
 impl ParseValue for ipnet::IpNet {
     fn parse_value(raw: &str) -> Result<Self, String> {
         parse_cidr(raw).ok_or_else(|| format!("{raw:?} is not an IP address or CIDR (like 10.0.0.0/8)"))

@@ -89,7 +89,7 @@ impl std::fmt::Debug for RateLimit {
 impl RateLimit {
     /// Compiles a validated policy.
     pub fn new(name: &str, config: &RateLimitConfig) -> Result<Self, String> {
-        let spec = KeySpec::parse(&config.key)?;
+        let spec = config.key.get().map_err(str::to_owned)?.clone();
         let requests = NonZeroU32::new(config.requests).ok_or("requests must be at least 1")?;
         let burst = NonZeroU32::new(config.burst.unwrap_or(config.requests)).ok_or("burst must be at least 1")?;
         let period = config.window.0 / requests.get();
