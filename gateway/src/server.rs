@@ -8,7 +8,7 @@ use actix_web::{App, HttpServer, dev::Server, web};
 
 use crate::{
     admin,
-    config::Config,
+    config::{Config, values::Parsed},
     frontend::actix::{self as front, ConnectionState, PerIpConnections},
     gateway::Gateway,
 };
@@ -62,7 +62,7 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
             .backlog(4096)
             // Response heads are small writes; they must not wait for Nagle's algorithm.
             .tcp_nodelay(true)
-            .bind(config.server.listen.as_str())
+            .bind(listen_addr(&config.server.listen)?)
             .map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot listen on {} (server.listen): {e}", config.server.listen))
             })?;
@@ -71,7 +71,7 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
         .workers(1)
         .client_request_timeout(Duration::from_secs(10))
         .shutdown_timeout(config.server.shutdown_timeout.0.as_secs())
-        .bind(config.admin.listen.as_str())
+        .bind(listen_addr(&config.admin.listen)?)
         .map_err(|e| {
             io::Error::new(e.kind(), format!("cannot listen on {} (admin.listen): {e}", config.admin.listen))
         })?;
@@ -82,4 +82,9 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
     let proxy_addrs = proxy.addrs();
     let admin_addrs = admin.addrs();
     Ok(Servers { proxy_addrs, admin_addrs, proxy: proxy.run(), admin: admin.run() })
+}
+
+/// A listen address, as parsed when the configuration was read.
+fn listen_addr(listen: &Parsed<SocketAddr>) -> io::Result<SocketAddr> {
+    listen.get().copied().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_owned()))
 }

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_yaml_ng::Value;
 
+use std::net::SocketAddr;
+
 use crate::http_types::Method;
 
 use super::{
@@ -128,7 +130,7 @@ pub const NO_POLICY: &str = "none";
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address of the proxy listener, `IP:PORT`.
-    pub listen: String,
+    pub listen: Parsed<SocketAddr>,
     /// Worker threads; 0 means one per CPU core.
     pub workers: u32,
     /// Largest request body accepted; larger ones get 413.
@@ -210,7 +212,7 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Address of the admin listener, `IP:PORT`.
-    pub listen: String,
+    pub listen: Parsed<SocketAddr>,
     /// Bearer token for `/admin/*`; empty disables those endpoints (403).
     #[serde(serialize_with = "redact")]
     pub token: String,

@@ -463,11 +463,15 @@ fn check_cors(policy: &super::schema::CorsConfig, path: &str, issue: &mut impl F
     }
 }
 
-fn check_listen(value: &str, path: &str, issue: &mut impl FnMut(String, String)) -> Option<SocketAddr> {
-    match value.parse::<SocketAddr>() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            issue(path.into(), format!("{value:?} is not an IP:PORT address (like 0.0.0.0:8080)"));
+fn check_listen(
+    value: &super::values::Parsed<SocketAddr>,
+    path: &str,
+    issue: &mut impl FnMut(String, String),
+) -> Option<SocketAddr> {
+    match value.get() {
+        Ok(a) => Some(*a),
+        Err(e) => {
+            issue(path.into(), e.to_owned());
             None
         }
     }

@@ -359,6 +359,12 @@ impl<T> PartialEq<&str> for Parsed<T> {
     }
 }
 
+impl<T> std::fmt::Display for Parsed<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+
 impl<T> std::fmt::Debug for Parsed<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.raw.fmt(f)
@@ -391,6 +397,12 @@ impl<T> serde::Serialize for Parsed<T> {
 impl ParseValue for RetryOn {
     fn parse_value(raw: &str) -> Result<Self, String> {
         Self::parse(raw)
+    }
+}
+
+impl ParseValue for std::net::SocketAddr {
+    fn parse_value(raw: &str) -> Result<Self, String> {
+        raw.parse().map_err(|_| format!("{raw:?} is not an IP:PORT address (like 0.0.0.0:8080)"))
     }
 }
 
