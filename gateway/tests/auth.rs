@@ -354,16 +354,6 @@ impl JwksServer {
     }
 }
 
-async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..100 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 /// A route `/api` behind an RS256 JWKS policy whose key source settings are `source`.
 fn jwks_config(source: &str) -> String {
     format!(
@@ -386,7 +376,21 @@ async fn a_jwks_url_is_refetched_on_an_unknown_kid_at_most_once_per_interval() {
     // Rotation: the identity provider publishes k2 and signs with it.
     keys.set(200, jwks(&[("rsa.key", "k1"), ("rsa2.key", "k2")]));
     let k2 = signed(Algorithm::RS256, "rsa2.key", Some("k2"), &c);
-    tokio::time::sleep(Duration::from_millis(2100)).await; // past jwks_min_refetch since the first fetch
+    // Within jwks_min_refetch of the first fetch (at start, at most 2 s ago) the unknown kid is
+    // refused without a fetch; past it, the next request with it triggers the refetch. A
+    // refetch later than 3 s from here would be an interval of more than 2 s.
+    wait_until(
+        "an unknown kid to trigger a refetch once jwks_min_refetch passed",
+        Duration::from_secs(3),
+        async || {
+            if get(&gw, "/api", Some(&k2)).await.status() == 200 {
+                return true;
+            }
+            assert_eq!(keys.hits.load(Ordering::SeqCst), 1, "a refetch within jwks_min_refetch");
+            false
+        },
+    )
+    .await;
     assert_eq!(get(&gw, "/api", Some(&k2)).await.status(), 200, "an unknown kid triggers a refetch");
     assert_eq!(keys.hits.load(Ordering::SeqCst), 2);
 
@@ -401,7 +405,14 @@ async fn a_jwks_url_is_refetched_on_an_unknown_kid_at_most_once_per_interval() {
 
     // A failing JWKS endpoint keeps the last good key set.
     keys.set(500, "oops".into());
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // The unknown kid is tried again once jwks_min_refetch has passed since the refetch above.
+    wait_until("the unknown kid to be tried again after jwks_min_refetch", Duration::from_secs(3), async || {
+        assert_eq!(get(&gw, "/api", Some(&k9)).await.status(), 401);
+        let hits = keys.hits.load(Ordering::SeqCst);
+        assert!(hits <= 3, "more than one refetch: {hits}");
+        hits == 3
+    })
+    .await;
     assert_eq!(get(&gw, "/api", Some(&k9)).await.status(), 401);
     assert_eq!(keys.hits.load(Ordering::SeqCst), 3, "the unknown kid tried once more after the interval");
     assert_eq!(get(&gw, "/api", Some(&k1)).await.status(), 200, "k1 still verifies");
@@ -430,10 +441,14 @@ async fn a_jwks_file_rotation_is_picked_up_without_a_restart() {
     assert_eq!(get(&gw, "/api", Some(&k2)).await.status(), 200);
     // ... then retire k1: the schedule drops it, though no request asked.
     std::fs::write(&file, jwks(&[("rsa2.key", "k2")])).unwrap();
-    wait_until("k1 to be retired", async || get(&gw, "/api", Some(&k1)).await.status() == 401).await;
-    // A broken file keeps the last good set.
+    wait_until("k1 to be retired", Duration::from_secs(5), async || get(&gw, "/api", Some(&k1)).await.status() == 401)
+        .await;
+    // A broken file keeps the last good set: once the schedule has read it (a failed fetch is
+    // counted), k2 still verifies.
+    let failed = async || metric(&scrape(&gw).await, "rustygate_jwks_fetches_total", &[("result", "error")]);
+    assert_eq!(failed().await, 0.0);
     std::fs::write(&file, "{ not json").unwrap();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    wait_until("the schedule to read the broken file", Duration::from_secs(5), async || failed().await >= 1.0).await;
     assert_eq!(get(&gw, "/api", Some(&k2)).await.status(), 200);
 }
 
@@ -463,11 +478,15 @@ async fn a_cached_token_still_expires_on_time() {
         "auth:\n  short: {{ algorithms: [HS256], secret: \"{SECRET}\", leeway: 0s }}\nroutes:\n  - {{ name: api, path: /api, backend: \"{{b0}}\", auth: short }}\n"
     );
     let gw = gateway(&yaml, &[&b]);
-    let token = hs256(&json!({ "sub": "a", "exp": now() + 2 }), SECRET.as_bytes());
+    let exp = now() + 2;
+    let token = hs256(&json!({ "sub": "a", "exp": exp }), SECRET.as_bytes());
     for _ in 0..3 {
         assert_eq!(get(&gw, "/api", Some(&token)).await.status(), 200, "verified once, then from the cache");
     }
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    // Kept: time passing `exp` is the scenario. `exp` is in whole seconds and holds through its
+    // own second (leeway 0), so the token is expired once the next second has begun.
+    let expired = UNIX_EPOCH + Duration::from_secs(exp as u64 + 1) + Duration::from_millis(100);
+    tokio::time::sleep(expired.duration_since(SystemTime::now()).unwrap_or_default()).await;
     let resp = get(&gw, "/api", Some(&token)).await;
     assert_eq!(resp.status(), 401, "the cache honours exp");
     assert!(resp.headers()["www-authenticate"].to_str().unwrap().contains("expired"));

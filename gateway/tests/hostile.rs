@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
@@ -272,6 +272,11 @@ fn exchange(gw: &TestGateway, bytes: &[u8], wait: std::time::Duration) -> String
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `rustygate_connections`: client connections the gateway holds open.
+async fn connections(gw: &TestGateway) -> f64 {
+    metric(&scrape(gw).await, "rustygate_connections", &[])
+}
+
 #[tokio::test]
 async fn a_head_answer_does_not_swallow_the_next_pipelined_request() {
     let b = MockServer::start("b0");
@@ -374,12 +379,17 @@ async fn uploads_the_client_breaks_never_eject_a_backend() {
          routes:\n  - { path: /up, upstream: u }\n",
         &[&b0, &b1],
     );
-    // Ten uploads reset after 100 KiB of a declared 1 MiB.
-    for _ in 0..10 {
+    // Ten uploads reset after 100 KiB of a declared 1 MiB, each once it is being streamed to a
+    // backend.
+    for i in 0..10 {
+        let hits = b0.hits() + b1.hits();
         let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
         s.write_all(b"POST /up HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 1048576\r\n\r\n").unwrap();
         s.write_all(&[b'x'; 100 * 1024]).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        wait_until(&format!("upload {i} to reach a backend"), Duration::from_secs(10), async || {
+            b0.hits() + b1.hits() > hits
+        })
+        .await;
         drop(s);
     }
     // A stalled upload: past the read-ahead (streaming), then nothing.
@@ -402,7 +412,11 @@ async fn uploads_the_client_breaks_never_eject_a_backend() {
     assert_eq!(&head, b"HTTP/1.1 408");
     assert_eq!(b0.hits() + b1.hits(), hits);
 
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Every request has ended (so has its accounting).
+    wait_until("no request in flight", Duration::from_secs(10), async || {
+        metric(&scrape(&gw).await, "rustygate_requests_in_flight", &[]) == 0.0
+    })
+    .await;
     let text = scrape(&gw).await;
     assert_eq!(metric(&text, "rustygate_backend_failures_total", &[]), 0.0, "{text}");
     assert_eq!(metric(&text, "rustygate_backend_ejections_total", &[]), 0.0, "{text}");
@@ -468,8 +482,9 @@ async fn a_stalled_response_body_is_cut_after_read_timeout() {
     assert!(resp.ends_with("hello"), "the body must be cut after the bytes that came: {resp:?}");
     assert!(took < std::time::Duration::from_secs(10), "the client's connection was held {took:?}");
     assert!(closed_rx.recv_timeout(std::time::Duration::from_secs(20)).unwrap(), "the backend connection was kept");
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert_eq!(metric(&scrape(&gw).await, "rustygate_requests_in_flight", &[]), 0.0);
+    let in_flight = async || metric(&scrape(&gw).await, "rustygate_requests_in_flight", &[]);
+    wait_until("the cut request to end", Duration::from_secs(5), async || in_flight().await == 0.0).await;
+    assert_eq!(in_flight().await, 0.0);
 }
 
 /// `server.max_connections`: a connection beyond the limit gets a 503 that says why and is
@@ -479,14 +494,14 @@ async fn connections_beyond_max_connections_are_refused_clearly() {
     let b = MockServer::start("b0");
     let gw = gateway(&format!("server: {{ max_connections: 3, workers: 1 }}\n{}", config()), &[&b]);
     let idle: Vec<_> = (0..3).map(|_| std::net::TcpStream::connect(gw.addr).unwrap()).collect();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    wait_until("three open connections", Duration::from_secs(5), async || connections(&gw).await == 3.0).await;
     assert_eq!(metric(&scrape(&gw).await, "rustygate_connections", &[]), 3.0);
     let (status, resp) = get(&gw, "GET", "/pub2/x", "");
     assert_eq!(status, 503, "{resp}");
     assert_eq!(raw_json(&resp)["error"], "too_many_connections");
     assert_eq!(b.hits(), 0);
     drop(idle);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    wait_until("the connections to close", Duration::from_secs(5), async || connections(&gw).await == 0.0).await;
     let (status, resp) = get(&gw, "GET", "/pub2/x", "");
     assert_eq!(status, 200, "{resp}");
     let text = scrape(&gw).await;
@@ -507,16 +522,11 @@ async fn a_client_that_stops_reading_is_dropped_after_send_timeout() {
     let mut s: std::net::TcpStream = sock.into();
     s.write_all(b"GET /bytes/1073741824 HTTP/1.1\r\nHost: gw.test\r\n\r\n").unwrap();
     // Never read. The request is in flight until the gateway gives the connection up.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert_eq!(metric(&scrape(&gw).await, "rustygate_requests_in_flight", &[]), 1.0);
-    loop {
-        if metric(&scrape(&gw).await, "rustygate_requests_in_flight", &[]) == 0.0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the stalled client still holds its request");
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
+    let in_flight = async || metric(&scrape(&gw).await, "rustygate_requests_in_flight", &[]);
+    wait_until("the request to be in flight", Duration::from_secs(5), async || in_flight().await == 1.0).await;
+    assert_eq!(in_flight().await, 1.0);
+    wait_until("the stalled client to lose its request", Duration::from_secs(40), async || in_flight().await == 0.0)
+        .await;
     drop(s);
 }
 
@@ -542,12 +552,12 @@ async fn one_peer_cannot_take_more_than_max_connections_per_ip() {
     let b = MockServer::start("b0");
     let gw = gateway(&format!("server: {{ max_connections_per_ip: 2 }}\n{}", config()), &[&b]);
     let idle: Vec<_> = (0..2).map(|_| std::net::TcpStream::connect(gw.addr).unwrap()).collect();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    wait_until("two open connections", Duration::from_secs(5), async || connections(&gw).await == 2.0).await;
     let (status, resp) = get(&gw, "GET", "/pub2/x", "");
     assert_eq!(status, 503, "{resp}");
     assert_eq!(raw_json(&resp)["error"], "too_many_connections");
     drop(idle);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    wait_until("the connections to close", Duration::from_secs(5), async || connections(&gw).await == 0.0).await;
     let (status, resp) = get(&gw, "GET", "/pub2/x", "");
     assert_eq!(status, 200, "{resp}");
 }

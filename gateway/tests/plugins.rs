@@ -300,13 +300,19 @@ async fn a_replaced_file_takes_over_under_load_and_a_corrupt_one_is_refused() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The load is on before the swap (every client has had an answer, on average) ...
+    wait_until("the clients' first answers", Duration::from_secs(10), async || ok.load(Ordering::Relaxed) >= 10).await;
     lab.replace("add-header", &example("variants/add-header-v2"));
     let took = eventually(Duration::from_secs(5), || async {
         header_of(&url, "x-rustygate-plugin").await.as_deref() == Some("v2")
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ... and goes on after it.
+    let at_swap = ok.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed);
+    wait_until("answers after the swap", Duration::from_secs(10), async || {
+        ok.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) >= at_swap + 20
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.await.unwrap();
@@ -756,8 +762,16 @@ async fn with_watch_off_a_reload_picks_up_files_and_refuses_a_missing_one() {
     let yaml = "plugins: { dir: \"{dir}\", watch: false }\nroutes:\n  - { path: /a, backend: \"{b0}\", plugins: [add-header] }\n";
     let lab = PluginLab::start(&[("add-header", add_header_wat("one"))], yaml, &b);
     let url = lab.gw.url("/a");
+    // A control with the watcher on, its file replaced just after: once it serves the new
+    // version, a watcher would have had its time.
+    let watched = PluginLab::start(&[("add-header", add_header_wat("one"))], &yaml.replace(", watch: false", ""), &b);
+    let watched_url = watched.gw.url("/a");
     lab.replace("add-header", &add_header_wat("two"));
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    watched.replace("add-header", &add_header_wat("two"));
+    wait_until("the watched control to load the new file", Duration::from_secs(5), async || {
+        header_of(&watched_url, "x-rustygate-plugin").await.as_deref() == Some("two")
+    })
+    .await;
     assert_eq!(header_of(&url, "x-rustygate-plugin").await.as_deref(), Some("one"), "not watched");
     lab.gw.gateway.reload_file().expect("an unchanged configuration reloads");
     assert_eq!(header_of(&url, "x-rustygate-plugin").await.as_deref(), Some("two"), "the reload read the file");

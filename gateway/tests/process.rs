@@ -1,13 +1,19 @@
 //! Tests of the `rustygate` process itself: the command line, the access log on stdout, the
 //! embedded default config, and memory while streaming large bodies (measured from /proc).
+//!
+//! Each gateway listens on port 0 and the test reads the ports it bound from its
+//! `rustygate listening` line; its stdout and stderr are read on threads of their own, so every
+//! wait for a line has a deadline that fires even when the process says nothing.
 
 mod common;
 
 use std::{
+    collections::VecDeque,
     io::{BufRead, BufReader, Read, Write},
-    net::TcpStream,
+    net::{SocketAddr, TcpStream},
     path::Path,
     process::{Child, Command, Stdio},
+    sync::mpsc::{self, RecvTimeoutError},
     time::{Duration, Instant},
 };
 
@@ -22,15 +28,74 @@ fn write_config(dir: &Path, yaml: &str) -> std::path::PathBuf {
     path
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// A `log.level` that is `level` for everything but the binary's own lines (target
+/// `rustygate`), which stay at info: `rustygate listening` names the ports bound.
+fn level_but_listening(level: &str) -> String {
+    format!("\"{level},rustygate=info,rustygate::={level}\"")
+}
+
+/// The lines a child process writes to one pipe, read on a thread of their own so that a wait
+/// for the next one ends at its deadline even when the process writes nothing.
+struct Output {
+    lines: mpsc::Receiver<String>,
+    /// Lines already looked at (by [`Proc::spawn`]), handed out again first.
+    replay: VecDeque<String>,
+}
+
+impl Output {
+    fn read(pipe: impl Read + Send + 'static) -> Self {
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { lines, replay: VecDeque::new() }
+    }
+
+    /// The next line, or `None` once the pipe is closed (the process ended); panics, naming
+    /// `what` was awaited, if `deadline` passes first.
+    fn next_line(&mut self, deadline: Instant, what: &str) -> Option<String> {
+        if let Some(line) = self.replay.pop_front() {
+            return Some(line);
+        }
+        match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => Some(line),
+            Err(RecvTimeoutError::Disconnected) => None,
+            Err(RecvTimeoutError::Timeout) => panic!("no {what}: nothing more was written before the deadline"),
+        }
+    }
+
+    /// The next line as JSON; panics if the pipe closes first.
+    fn next_json(&mut self, deadline: Instant, what: &str) -> (String, serde_json::Value) {
+        let line = self.next_line(deadline, what).unwrap_or_else(|| panic!("stdout closed before {what}"));
+        let v = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        (line, v)
+    }
+
+    /// Every line until the pipe closes (call it when the process is ending), each followed by
+    /// a newline.
+    fn rest(&mut self, deadline: Instant, what: &str) -> String {
+        let mut out = String::new();
+        while let Some(line) = self.next_line(deadline, what) {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    }
 }
 
 /// A gateway process, killed when dropped.
 struct Proc {
     child: Child,
+    /// The ports of the proxy and admin listeners, as the gateway reported binding them.
     port: u16,
     admin: u16,
+    stdout: Output,
+    stderr: Output,
 }
 
 impl Proc {
@@ -41,32 +106,47 @@ impl Proc {
     /// `server_keys` go into the `server:` mapping (`shutdown_timeout: 1s, `).
     fn start_with(server_keys: &str, yaml_routes: &str, extra_env: &[(&str, &str)]) -> (Self, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let (port, admin) = (free_port(), free_port());
         let yaml = format!(
-            "server: {{ {server_keys}listen: \"127.0.0.1:{port}\", workers: 1 }}\nadmin: {{ listen: \"127.0.0.1:{admin}\" }}\n{yaml_routes}"
+            "server: {{ {server_keys}listen: \"127.0.0.1:0\", workers: 1 }}\nadmin: {{ listen: \"127.0.0.1:0\" }}\n{yaml_routes}"
         );
         let cfg = write_config(dir.path(), &yaml);
         let mut cmd = Command::new(BIN);
-        cmd.arg("--config").arg(&cfg).stdout(Stdio::piped()).stderr(Stdio::piped()).env_remove("RUST_LOG");
+        cmd.arg("--config").arg(&cfg);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        (Self::spawn(cmd), dir)
+    }
+
+    /// Runs `cmd` (a gateway listening on port 0) with its stdout and stderr piped to readers,
+    /// and waits for its `rustygate listening` line (within 20 s) for the ports it bound.
+    /// The lines before it stay to be read.
+    fn spawn(mut cmd: Command) -> Self {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).env_remove("RUST_LOG");
         // The tests' tracing settings come from their files only.
         for (name, _) in std::env::vars().filter(|(k, _)| k.starts_with("OTEL_")) {
             cmd.env_remove(name);
         }
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().unwrap();
-        let p = Proc { child, port, admin };
-        p.wait_ready();
-        (p, dir)
-    }
-
-    fn wait_ready(&self) {
+        let mut child = cmd.spawn().unwrap();
+        let stdout = Output::read(child.stdout.take().unwrap());
+        let stderr = Output::read(child.stderr.take().unwrap());
+        let mut p = Proc { child, port: 0, admin: 0, stdout, stderr };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", self.admin)).is_err() {
-            assert!(Instant::now() < deadline, "gateway did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut seen = VecDeque::new();
+        let listening = loop {
+            let Some(line) = p.stdout.next_line(deadline, "`rustygate listening` line") else {
+                let err = p.stderr.rest(Instant::now() + Duration::from_secs(5), "stderr");
+                panic!("the gateway ended before listening; stdout:\n{}\nstderr:\n{err}", Vec::from(seen).join("\n"));
+            };
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            seen.push_back(line);
+            if v["message"] == "rustygate listening" {
+                break v;
+            }
+        };
+        p.stdout.replay = seen;
+        (p.port, p.admin) = (bound_port(&listening["proxy"]), bound_port(&listening["admin"]));
+        p
     }
 
     fn status_field(&self, field: &str) -> u64 {
@@ -76,19 +156,23 @@ impl Proc {
     }
 }
 
-/// The first JSON log line on the gateway's stdout that `wanted` accepts (within 10 s); takes
-/// stdout, so call it once per process.
+/// The port of the one address in a listener list as logged, `[127.0.0.1:NNNN]`.
+fn bound_port(addrs: &serde_json::Value) -> u16 {
+    let text = addrs.as_str().unwrap_or_else(|| panic!("not an address list: {addrs}"));
+    let addr: SocketAddr = text.trim_matches(['[', ']']).parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+    assert_eq!(addr.ip().to_string(), "127.0.0.1", "{text}");
+    addr.port()
+}
+
+/// The next JSON log line on the gateway's stdout that `wanted` accepts (within 10 s).
 fn first_json_line(
     gw: &mut Proc,
     what: &str,
     wanted: impl Fn(&serde_json::Value) -> bool,
 ) -> (String, serde_json::Value) {
-    let mut lines = BufReader::new(gw.child.stdout.take().expect("stdout not taken yet")).lines();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        assert!(Instant::now() < deadline, "no {what}");
-        let line = lines.next().expect("stdout open").unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let (line, v) = gw.stdout.next_json(deadline, what);
         if wanted(&v) {
             return (line, v);
         }
@@ -100,6 +184,24 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The harness itself: a wait for a line ends at its deadline even while the child writes
+/// nothing and keeps its pipe open (a blocking read would wait for the child instead).
+#[test]
+fn a_wait_for_a_line_ends_at_its_deadline_when_nothing_is_written() {
+    let mut child = Command::new("sleep").arg("30").stdout(Stdio::piped()).spawn().unwrap();
+    let mut out = Output::read(child.stdout.take().unwrap());
+    let started = Instant::now();
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        out.next_line(Instant::now() + Duration::from_millis(200), "line from a silent child")
+    }));
+    let took = started.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    let message = *waited.expect_err("nothing was written").downcast::<String>().unwrap();
+    assert!(message.starts_with("no line from a silent child"), "{message}");
+    assert!(took < Duration::from_secs(5), "the wait took {took:?}");
 }
 
 #[test]
@@ -196,28 +298,20 @@ fn with_no_config_flag_the_embedded_default_serves_api_test() {
     // The seed's route: /api/test -> localhost:8001. Port 8001 may be taken on a shared box,
     // so only the routing decision is checked: the route exists (no 404) and forwards.
     let dir = tempfile::tempdir().unwrap();
-    let (port, admin) = (free_port(), free_port());
-    let mut child = Command::new(BIN)
-        .current_dir(dir.path())
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir.path())
         .env_remove("RUSTYGATE_CONFIG")
-        .env("RUSTYGATE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("RUSTYGATE_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "gateway did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        .env("RUSTYGATE_LISTEN", "127.0.0.1:0")
+        .env("RUSTYGATE_ADMIN_LISTEN", "127.0.0.1:0");
+    let gw = Proc::spawn(cmd);
+    let port = gw.port;
     let banner =
         raw(format!("127.0.0.1:{port}").parse().unwrap(), b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     let api = raw(
         format!("127.0.0.1:{port}").parse().unwrap(),
         b"GET /api/test HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(gw);
     assert!(banner.ends_with("RustyGate is running"), "{banner}");
     assert!(!api.starts_with("HTTP/1.1 404"), "the default route must exist: {api}");
 }
@@ -228,19 +322,12 @@ fn with_no_config_flag_the_embedded_default_serves_api_test() {
 fn large_bodies_stream_through_a_gateway_process_in_bounded_memory() {
     const SIZE: u64 = 256 * 1024 * 1024;
     let b = MockServer::start("big");
-    let dir = tempfile::tempdir().unwrap();
-    let (port, admin) = (free_port(), free_port());
-    let cfg = write_config(
-        dir.path(),
-        &format!(
-            "server: {{ listen: \"127.0.0.1:{port}\", workers: 1, max_body_size: 1GiB }}\nadmin: {{ listen: \"127.0.0.1:{admin}\" }}\nlog: {{ access_log: false }}\nroutes:\n  - {{ path: /, backend: \"{}\" }}\n",
-            b.url()
-        ),
+    let (gw, _dir) = Proc::start_with(
+        "max_body_size: 1GiB, ",
+        &format!("log: {{ access_log: false }}\nroutes:\n  - {{ path: /, backend: \"{}\" }}\n", b.url()),
+        &[],
     );
-    let child = Command::new(BIN).arg("--config").arg(&cfg).stdout(Stdio::null()).spawn().unwrap();
-    let gw = Proc { child, port, admin };
-    gw.wait_ready();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", gw.port).parse().unwrap();
 
     // Upload: a deterministic body, hashed while it is sent.
     let mut s = TcpStream::connect(addr).unwrap();
@@ -338,10 +425,9 @@ fn a_query_token_is_never_logged_even_when_queries_are() {
         format!("GET /api/y?access_token={token}x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
     );
     assert!(expired.starts_with("HTTP/1.1 401"), "{expired}");
-    let stdout = gw.child.stdout.take().unwrap();
     let mut access = Vec::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Some(line) = gw.stdout.next_line(deadline, "two access lines") {
         assert!(!line.contains(&token[..20]), "the token leaked into {line}");
         if line.contains("rustygate::access") {
             access.push(line);
@@ -379,10 +465,9 @@ fn encoded_and_unrouted_query_tokens_are_never_logged() {
         let resp = raw(addr, format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes());
         assert!(resp.starts_with("HTTP/1.1 "), "{resp}");
     }
-    let stdout = gw.child.stdout.take().unwrap();
     let mut access = 0;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Some(line) = gw.stdout.next_line(deadline, "three access lines") {
         assert!(!line.contains("SECRET-") && !line.contains("jwks-"), "a secret leaked into {line}");
         if line.contains("rustygate::access") {
             access += 1;
@@ -473,7 +558,10 @@ fn rate_limit_keys_are_evicted_and_memory_stays_bounded_under_key_churn() {
     // The backend is a closed port: every admitted request is a quick 502, so the limiter is
     // the only state that grows. One request per key; keys refill after 100 ms.
     let (gw, _dir) = Proc::start(
-        "log: { access_log: false, level: error }\nrate_limits:\n  churn: { requests: 10, window: 1s, key: \"header:X-Api-Key\" }\nroutes:\n  - { name: r, path: /r, backend: \"http://127.0.0.1:1\", rate_limit: churn }\n",
+        &format!(
+            "log: {{ access_log: false, level: {} }}\nrate_limits:\n  churn: {{ requests: 10, window: 1s, key: \"header:X-Api-Key\" }}\nroutes:\n  - {{ name: r, path: /r, backend: \"http://127.0.0.1:1\", rate_limit: churn }}\n",
+            level_but_listening("error")
+        ),
         &[],
     );
     // The gauge is set at each eviction tick (every second here) to the keys held before
@@ -531,14 +619,10 @@ fn log_lines_of_a_traced_request_name_its_spans_and_spans_are_flushed_at_exit() 
     );
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
 
-    let stdout = gw.child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
     let (mut ejected, mut access) = (None, None);
     let deadline = Instant::now() + Duration::from_secs(10);
     while access.is_none() {
-        assert!(Instant::now() < deadline, "no access line");
-        let line = lines.next().expect("stdout open").unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let (_, v) = gw.stdout.next_json(deadline, "access line");
         if v["message"] == "backend ejected after failing in a row" {
             ejected = Some(v);
         } else if v["target"] == "rustygate::access" {
@@ -615,16 +699,18 @@ fn drains_in_flight_requests_on(sig: &str) {
     let port = gw.port;
     // Five requests the backend takes 2 s to answer.
     let requests: Vec<_> = (0..5).map(|_| std::thread::spawn(move || get_status(port, "/delay/2000"))).collect();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while backend.hits() < 5 {
-        assert!(Instant::now() < deadline, "the requests did not reach the backend");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until_blocking("the requests to reach the backend", Duration::from_secs(5), || backend.hits() >= 5);
     let signalled = Instant::now();
     signal(&gw, sig);
-    std::thread::sleep(Duration::from_millis(300));
+    // The drain begins: /readyz answers 503 at once, then the proxy listener closes.
+    wait_until_blocking("/readyz to answer 503", Duration::from_secs(5), || {
+        get_status(gw.admin, "/readyz").ok() == Some(503)
+    });
     assert_eq!(get_status(gw.admin, "/readyz").unwrap(), 503, "/readyz while draining");
     assert_eq!(get_status(gw.admin, "/healthz").unwrap(), 200, "the admin listener still answers");
+    wait_until_blocking("the proxy listener to close", Duration::from_secs(5), || {
+        TcpStream::connect(("127.0.0.1", gw.port)).is_err()
+    });
     let refused = get_status(gw.port, "/delay/1");
     assert!(refused.is_err(), "a new connection after the signal: {refused:?}");
     for r in requests {
@@ -641,8 +727,7 @@ fn drains_in_flight_requests_on(sig: &str) {
     let exited = signalled.elapsed();
     assert!(status.success(), "{sig}: exit {status:?}");
     assert!(exited < Duration::from_secs(10), "{sig}: exited {exited:?} after the signal");
-    let mut log = String::new();
-    gw.child.stdout.take().unwrap().read_to_string(&mut log).unwrap();
+    let log = gw.stdout.rest(Instant::now() + Duration::from_secs(10), "end of the log");
     for message in ["shutting down gracefully", "in-flight requests done", "listeners closed", "rustygate stopped"] {
         assert!(log.contains(message), "{sig}: no {message:?} in the log:\n{log}");
     }
@@ -671,11 +756,7 @@ fn a_request_outliving_shutdown_timeout_is_cut_and_reported() {
     );
     let port = gw.port;
     let request = std::thread::spawn(move || get_status(port, "/delay/5000"));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while backend.hits() < 1 {
-        assert!(Instant::now() < deadline, "the request did not reach the backend");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until_blocking("the request to reach the backend", Duration::from_secs(5), || backend.hits() >= 1);
     let signalled = Instant::now();
     signal(&gw, "TERM");
     let status = loop {
@@ -689,9 +770,8 @@ fn a_request_outliving_shutdown_timeout_is_cut_and_reported() {
     assert!(exited >= Duration::from_millis(900), "exited after {exited:?}, before the timeout");
     assert!(!status.success(), "a cut request makes the exit non-zero");
     assert!(request.join().unwrap().map_or(true, |code| code != 200), "the cut request did not complete");
-    let (mut out, mut err) = (String::new(), String::new());
-    gw.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    gw.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let out = gw.stdout.rest(Instant::now() + Duration::from_secs(10), "end of stdout");
+    let err = gw.stderr.rest(Instant::now() + Duration::from_secs(10), "end of stderr");
     let cut =
         out.lines().find(|l| l.contains("cutting the requests still in flight")).unwrap_or_else(|| panic!("{out}"));
     let cut: serde_json::Value = serde_json::from_str(cut).unwrap();
@@ -702,26 +782,22 @@ fn a_request_outliving_shutdown_timeout_is_cut_and_reported() {
 #[test]
 fn a_reload_changes_the_log_level() {
     let backend = MockServer::start("b");
+    // warn, with the `rustygate listening` line let through.
+    let warn = level_but_listening("warn");
     let routes =
-        format!("log: {{ level: warn }}\nroutes:\n  - {{ name: a, path: /a, backend: \"{}\" }}\n", backend.url());
+        format!("log: {{ level: {warn} }}\nroutes:\n  - {{ name: a, path: /a, backend: \"{}\" }}\n", backend.url());
     let (mut gw, dir) = Proc::start(&routes, &[]);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", gw.port).parse().unwrap();
     // At warn, the access line (info) is not written.
     assert!(raw(addr, b"GET /a/quiet HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 200"));
     let cfg = dir.path().join("gateway.yaml");
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("level: warn", "level: info");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(&format!("level: {warn}"), "level: info");
     std::fs::write(dir.path().join("next.yaml"), text).unwrap();
     std::fs::rename(dir.path().join("next.yaml"), &cfg).unwrap();
     signal(&gw, "HUP");
-    let mut lines = BufReader::new(gw.child.stdout.take().unwrap()).lines();
-    let mut next_json = |what: &str| -> serde_json::Value {
-        let line = lines.next().unwrap_or_else(|| panic!("stdout closed before {what}")).unwrap();
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
-    };
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        assert!(Instant::now() < deadline, "no level line");
-        let v = next_json("the level line");
+        let (_, v) = gw.stdout.next_json(deadline, "level line");
         assert_ne!(v["path"], "/a/quiet", "an access line was written at warn: {v}");
         if v["message"] == "log level changed" {
             assert_eq!(v["level"], "info");
@@ -730,8 +806,7 @@ fn a_reload_changes_the_log_level() {
     }
     assert!(raw(addr, b"GET /a/loud HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 200"));
     loop {
-        assert!(Instant::now() < deadline, "no access line after the level change");
-        let v = next_json("the access line");
+        let (_, v) = gw.stdout.next_json(deadline, "access line after the level change");
         if v["target"] == "rustygate::access" {
             assert_eq!(v["path"], "/a/loud", "{v}");
             break;
@@ -772,13 +847,10 @@ fn plugin_log_lines_and_failures_carry_the_request_trace_id() {
     );
     assert!(resp.starts_with("HTTP/1.1 200"), "failure: open lets the request through: {resp}");
 
-    let mut lines = BufReader::new(gw.child.stdout.take().unwrap()).lines();
     let (mut said, mut failed, mut access) = (None, None, None);
     let deadline = Instant::now() + Duration::from_secs(10);
     while access.is_none() {
-        assert!(Instant::now() < deadline, "no access line");
-        let line = lines.next().expect("stdout open").unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let (_, v) = gw.stdout.next_json(deadline, "access line");
         if v["target"] == "rustygate::plugin" {
             said = Some(v);
         } else if v["message"].as_str().is_some_and(|m| m.starts_with("plugin failed")) {
@@ -820,8 +892,7 @@ fn malformed_requests_are_counted_not_logged_as_errors() {
     assert_eq!(metric(&text, "rustygate_client_errors_total", &[("reason", "ambiguous_dot_segment")]), 20.0);
     // Stop the process so its stdout ends, then read all of it.
     let _ = gw.child.kill();
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut gw.child.stdout.take().unwrap(), &mut out).unwrap();
+    let out = gw.stdout.rest(Instant::now() + Duration::from_secs(10), "end of stdout");
     let _ = gw.child.wait();
     for line in out.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();

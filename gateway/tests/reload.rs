@@ -13,7 +13,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use common::*;
@@ -217,14 +217,20 @@ async fn reloads_under_load_fail_no_request() {
             })
         })
         .collect();
-    let start = Instant::now();
+    // Before each reload and after the last one, the clients get answers from the snapshot in
+    // use (two per client on average): every swap happens under load, and load goes on after.
+    let answered = || ok.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed);
+    let load_goes_on = async |when: &str| {
+        let before = answered();
+        wait_until(&format!("answers {when}"), Duration::from_secs(10), async || answered() >= before + 40).await;
+    };
     for i in 0..20 {
-        tokio::time::sleep(Duration::from_millis(450)).await;
+        load_goes_on(&format!("before reload {i}")).await;
         fg.edit(if i % 2 == 0 { &two } else { &one });
         let (code, body) = fg.reload(Some(TOKEN)).await;
         assert_eq!((code, &body["changed"]), (200, &true.into()), "reload {i}: {body}");
     }
-    tokio::time::sleep(Duration::from_secs(10).saturating_sub(start.elapsed())).await;
+    load_goes_on("after the last reload").await;
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.await.unwrap();
@@ -246,20 +252,15 @@ async fn a_file_replaced_by_rename_is_reloaded_by_the_watcher() {
         "routes:\n  - {{ name: a, path: /a, backend: \"{0}\" }}\n  - {{ name: b, path: /b, backend: \"{0}\" }}\n",
         backend.url()
     ));
-    let edited = Instant::now();
-    while status(&fg.gw.url("/b/echo")).await != 200 {
-        assert!(edited.elapsed() < Duration::from_secs(3), "the new route did not answer within 3 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    eprintln!("watch: the new route answered {:?} after the rename", edited.elapsed());
+    let took = wait_until("the new route to answer after the rename", Duration::from_secs(3), async || {
+        status(&fg.gw.url("/b/echo")).await == 200
+    })
+    .await;
+    eprintln!("watch: the new route answered {took:?} after the rename");
 
     // An invalid edit is refused by the watcher's reload too; the routes keep serving.
     fg.edit("routes: [ { name: a, path: /a, upstream: nowhere } ]\n");
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while fg.reloads("error").await < 1.0 {
-        assert!(Instant::now() < deadline, "the invalid edit was not seen");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("the invalid edit to be seen", Duration::from_secs(3), async || fg.reloads("error").await >= 1.0).await;
     assert_eq!(status(&fg.gw.url("/b/echo")).await, 200);
     assert_eq!(metric(&scrape(&fg.gw).await, "rustygate_config_generation", &[]), 2.0);
 }
@@ -309,15 +310,14 @@ async fn a_replaced_key_file_is_applied_by_reload_and_by_the_watcher() {
     assert_eq!(get(old_token.clone()).await, 401, "the revoked key is still trusted");
     assert_eq!(get(new_token.clone()).await, 200);
 
-    // The watcher follows the key file's directory too.
+    // The watcher follows the key file's directory too (`watch` returns once the directories
+    // are watched, so the replacement is seen).
     let _watcher = rustygate::config_watch::watch(&fg.gw.gateway, &fg.path).unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     put_key("rsa.pub");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while get(old_token.clone()).await != 200 {
-        assert!(std::time::Instant::now() < deadline, "the watcher did not apply the replaced key");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait_until("the watcher to apply the replaced key", Duration::from_secs(10), async || {
+        get(old_token.clone()).await == 200
+    })
+    .await;
     assert_eq!(get(new_token).await, 401);
 }
 
@@ -336,18 +336,15 @@ async fn a_removed_upstreams_health_probes_stop_within_one_interval() {
         } else {
             String::new()
         };
+        // `kept`, unchanged by the reload, probes at the same interval: the test's clock.
         format!(
-            "upstreams:\n{probed_upstream}  kept:\n    backends: [ {{ url: \"{}\" }} ]\nroutes:\n  - {{ path: /, upstream: kept }}\n",
+            "upstreams:\n{probed_upstream}  kept:\n    backends: [ {{ url: \"{}\" }} ]\n    health_check: {{ path: /echo, interval: 100ms, timeout: 100ms }}\nroutes:\n  - {{ path: /, upstream: kept }}\n",
             kept.url()
         )
     };
     let gw = TestGateway::start(&yaml(true)).unwrap();
     // Probing: the count grows.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while probed.hits() < 3 {
-        assert!(Instant::now() < deadline, "no health probes seen");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until("health probes", Duration::from_secs(10), async || probed.hits() >= 3).await;
     let old_snapshot = gw.gateway.runtime.load_full();
     let config = rustygate::config::load_str(&yaml(false), "<test>").unwrap();
     let mut config = config;
@@ -355,9 +352,13 @@ async fn a_removed_upstreams_health_probes_stop_within_one_interval() {
     config.admin.listen = gw.gateway.runtime.load().config.admin.listen.clone();
     config.server.workers = gw.gateway.runtime.load().config.server.workers;
     assert!(gw.gateway.reload(config).unwrap().changed());
-    let at_reload = probed.hits();
-    // Five intervals later: at most the one probe that may have been on the wire.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (at_reload, kept_at_reload) = (probed.hits(), kept.hits());
+    // Five intervals later (five more probes of `kept`): at most the one probe that may have
+    // been on the wire.
+    wait_until("five more probes of the kept upstream", Duration::from_secs(10), async || {
+        kept.hits() >= kept_at_reload + 5
+    })
+    .await;
     let later = probed.hits();
     assert!(later <= at_reload + 1, "probes went on after the reload: {at_reload} -> {later}");
     assert_eq!(old_snapshot.upstreams.iter().find(|p| &*p.name == "probed").map(|p| p.tasks.len()), Some(0));

@@ -71,10 +71,12 @@ async fn a_backend_killed_under_load_costs_no_client_request() {
         &[&bs[0], &bs[1], &bs[2]],
     );
     let killed = bs[1].url();
+    // Kept: the load runs for these five seconds, the scenario's span.
     let deadline = Instant::now() + Duration::from_secs(5);
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let tasks: Vec<_> = (0..20)
         .map(|_| {
-            let (c, url) = (client(), gw.url("/echo"));
+            let (c, url, answered) = (client(), gw.url("/echo"), answered.clone());
             tokio::spawn(async move {
                 let (mut ok, mut failed) = (0u64, 0u64);
                 while Instant::now() < deadline {
@@ -82,12 +84,17 @@ async fn a_backend_killed_under_load_costs_no_client_request() {
                         Ok(r) if r.status() == 200 => ok += 1,
                         _ => failed += 1,
                     }
+                    answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 (ok, failed)
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The load is on (every client has had answers, on average two) before the kill.
+    wait_until("the clients' first answers", Duration::from_secs(5), async || {
+        answered.load(std::sync::atomic::Ordering::Relaxed) >= 40
+    })
+    .await;
     let addr = bs[1].addr();
     bs.remove(1).stop();
     let killed_at = Instant::now();
@@ -108,6 +115,8 @@ async fn a_backend_killed_under_load_costs_no_client_request() {
         {
             up_after = Some(at.elapsed());
         }
+        // Kept: the gauge is sampled every 50 ms until the scenario ends; the times it took are
+        // the result.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (mut ok, mut failed) = (0, 0);

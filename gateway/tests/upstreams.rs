@@ -93,17 +93,6 @@ async fn admin_backends(gw: &TestGateway) -> Vec<Value> {
     v["upstreams"][0]["backends"].as_array().unwrap().clone()
 }
 
-async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check().await {
-            return start.elapsed();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{what} did not happen within {limit:?}");
-}
-
 const HEALTH: &str = "admin: { token: t }\nupstreams:\n  u:\n    backends: [ { url: \"{b0}\" }, { url: \"{b1}\" }, { url: \"{b2}\" } ]\n    health_check: { path: /health, interval: 300ms, timeout: 200ms, unhealthy_threshold: 2, healthy_threshold: 1, jitter: 0s }\nroutes:\n  - { path: /, upstream: u }\n";
 
 #[tokio::test]
@@ -117,7 +106,7 @@ async fn a_failing_backend_leaves_rotation_within_two_intervals_and_comes_back()
     assert_eq!(up(&gw).await, 1.0);
     bs[1].set_healthy(false);
     // Two failed probes at 300 ms intervals: out within ~600 ms, well inside 2 intervals + slack.
-    let took = wait_for("b1 marked down", Duration::from_millis(1500), async || up(&gw).await == 0.0).await;
+    let took = wait_until("b1 marked down", Duration::from_millis(1500), async || up(&gw).await == 0.0).await;
     eprintln!("marked down after {took:?}");
     let b1 = admin_backends(&gw).await.into_iter().find(|b| b["url"] == bs[1].url()).unwrap();
     assert_eq!(b1["healthy"], false);
@@ -128,7 +117,7 @@ async fn a_failing_backend_leaves_rotation_within_two_intervals_and_comes_back()
     }
     assert_eq!(bs[1].hits(), before, "no request goes to a backend out of rotation");
     bs[1].set_healthy(true);
-    let took = wait_for("b1 back in rotation", Duration::from_millis(1000), async || up(&gw).await == 1.0).await;
+    let took = wait_until("b1 back in rotation", Duration::from_millis(1000), async || up(&gw).await == 1.0).await;
     eprintln!("back after {took:?}");
     for _ in 0..30 {
         client().get(gw.url("/echo")).send().await.unwrap();
@@ -143,7 +132,7 @@ async fn a_killed_backend_is_marked_down() {
     let label = bs[2].url();
     let mut bs = bs;
     bs.pop().unwrap().stop();
-    wait_for("the killed backend marked down", Duration::from_millis(1500), async || {
+    wait_until("the killed backend marked down", Duration::from_millis(1500), async || {
         metric(&scrape(&gw).await, "rustygate_backend_up", &[("backend", &label)]) == 0.0
     })
     .await;
@@ -162,7 +151,7 @@ async fn with_no_healthy_backend_the_answer_is_an_immediate_503() {
     for b in &bs {
         b.set_healthy(false);
     }
-    wait_for("every backend down", Duration::from_millis(1500), async || {
+    wait_until("every backend down", Duration::from_millis(1500), async || {
         admin_backends(&gw).await.iter().all(|b| b["healthy"] == false)
     })
     .await;

@@ -1,11 +1,11 @@
 //! Helpers shared by the integration tests: gateway configs around mock backends, a raw HTTP/1.1
-//! client for byte-exact checks, and metric lookups.
+//! client for byte-exact checks, metric lookups, and polls with deadlines.
 #![allow(dead_code, unused_imports)]
 
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 pub use mock_backends::{MockServer, pattern_sha256};
@@ -75,4 +75,32 @@ pub async fn scrape(gw: &TestGateway) -> String {
 pub fn chunked(data: &[u8], chunk: usize) -> reqwest::Body {
     let pieces: Vec<Result<Vec<u8>, std::io::Error>> = data.chunks(chunk).map(|c| Ok(c.to_vec())).collect();
     reqwest::Body::wrap_stream(futures_util::stream::iter(pieces))
+}
+
+/// How often [`wait_until`] and [`wait_until_blocking`] look again.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Polls `probe` until it answers true and returns how long that took; panics naming `what`
+/// once `deadline` (from the call) has passed without it.
+pub async fn wait_until(what: &str, deadline: Duration, mut probe: impl AsyncFnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if probe().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// [`wait_until`] for tests without a runtime: the probe blocks, and so does the wait.
+pub fn wait_until_blocking(what: &str, deadline: Duration, mut probe: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if probe() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        std::thread::sleep(POLL);
+    }
 }
