@@ -12,7 +12,7 @@ use crate::http_types::Method;
 
 use super::{
     units::{self, ByteSize, HumanDuration},
-    values::{KeySpec, Parsed, RetryOn, normalize_host, redacted_url},
+    values::{AllowedOrigin, KeySpec, Parsed, RetryOn, normalize_host, redacted_url},
 };
 
 /// The embedded default configuration (`config/default.yaml`), used when no file is given and
@@ -780,9 +780,9 @@ pub enum RateLimitScope {
 pub struct CorsConfig {
     /// Allowed origins: exact (`https://app.example.com`), wildcard subdomains
     /// (`https://*.example.com`), or `*` (any; not with credentials).
-    pub allow_origins: Vec<String>,
+    pub allow_origins: Vec<Parsed<AllowedOrigin>>,
     /// Methods a preflight may ask for.
-    pub allow_methods: Vec<String>,
+    pub allow_methods: Vec<Parsed<Method>>,
     /// Request headers a preflight may ask for; `*` allows whatever is asked.
     pub allow_headers: Vec<String>,
     /// Response headers scripts may read (`Access-Control-Expose-Headers`).
@@ -797,7 +797,7 @@ impl Default for CorsConfig {
     fn default() -> Self {
         Self {
             allow_origins: Vec::new(),
-            allow_methods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].map(String::from).to_vec(),
+            allow_methods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].map(Parsed::from).to_vec(),
             allow_headers: vec!["*".into()],
             expose_headers: Vec::new(),
             allow_credentials: false,

@@ -406,6 +406,21 @@ impl ParseValue for std::net::SocketAddr {
     }
 }
 
+/// One entry of a CORS policy's `allow_origins`: `*`, or an origin pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AllowedOrigin {
+    /// `*`: any origin.
+    Any,
+    /// One origin, or the subdomains of one.
+    Pattern(OriginPattern),
+}
+
+impl ParseValue for AllowedOrigin {
+    fn parse_value(raw: &str) -> Result<Self, String> {
+        if raw == "*" { Ok(Self::Any) } else { OriginPattern::parse(raw).map(Self::Pattern) }
+    }
+}
+
 impl ParseValue for KeySpec {
     fn parse_value(raw: &str) -> Result<Self, String> {
         Self::parse(raw)

@@ -16,7 +16,10 @@ use crate::{
     },
 };
 
-use crate::config::{CorsConfig, values::OriginPattern};
+use crate::config::{
+    CorsConfig,
+    values::{AllowedOrigin, OriginPattern},
+};
 
 /// A compiled CORS policy.
 #[derive(Debug)]
@@ -44,22 +47,15 @@ impl CorsPolicy {
         let mut wildcards = Vec::new();
         let mut any_origin = false;
         for o in &config.allow_origins {
-            if o == "*" {
-                any_origin = true;
-                continue;
-            }
-            match OriginPattern::parse(o)? {
-                OriginPattern::Exact(e) => {
-                    exact.insert(e);
+            match o.get()? {
+                AllowedOrigin::Any => any_origin = true,
+                AllowedOrigin::Pattern(OriginPattern::Exact(e)) => {
+                    exact.insert(e.clone());
                 }
-                w => wildcards.push(w),
+                AllowedOrigin::Pattern(w) => wildcards.push(w.clone()),
             }
         }
-        let methods: Vec<Method> = config
-            .allow_methods
-            .iter()
-            .filter_map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
-            .collect();
+        let methods: Vec<Method> = config.allow_methods.iter().map(|m| m.get().cloned()).collect::<Result<_, _>>()?;
         let list = |items: Vec<String>| HeaderValue::from_str(&items.join(", ")).map_err(|e| e.to_string());
         let headers = if config.allow_headers.iter().any(|h| h == "*") {
             None
