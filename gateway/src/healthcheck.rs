@@ -25,11 +25,12 @@ pub fn probe(url: &str, timeout: Duration) -> Result<u16, String> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{addr}: {e}"))?;
     stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    write!(
-        stream,
+    // One write: a server that answers after the first read and closes must not meet the rest
+    // of the request (a broken pipe instead of its status).
+    let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: rustygate-health\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
+    );
+    stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
     let mut head = [0u8; 64];
     let n = stream.read(&mut head).map_err(|e| e.to_string())?;
     let line = String::from_utf8_lossy(&head[..n]);

@@ -328,6 +328,63 @@ mod tests {
         assert!(out.get(RETRY_AFTER).is_none());
     }
 
+    /// Lets every task that is ready run, without moving the paused clock.
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// The eviction timer on a paused background runtime (governor's own clock is not tokio's:
+    /// with one request an hour, no key refills during the test). It ticks at once, then every
+    /// interval, setting the gauge to the keys held; it stops once its instances are dropped,
+    /// or at once when its task set is stopped. Fails if the interval or the gauge changed.
+    #[test]
+    fn the_eviction_timer_ticks_every_interval_and_stops_with_its_instances() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        let config = RateLimitConfig { requests: 1, window: HumanDuration::secs(3600), ..RateLimitConfig::default() };
+        let interval = eviction_interval(&config);
+        assert_eq!(interval, Duration::from_secs(60), "once per window, at most a minute apart");
+        let limit = Arc::new(RateLimit::new("p", &config).unwrap());
+        let gauge = IntGauge::new("keys", "keys held").unwrap();
+        let (tasks, h) = (TaskSet::default(), HeaderMap::new());
+        let use_keys = |limit: &RateLimit, keys: std::ops::Range<u8>| {
+            for i in keys {
+                assert!(limit.check(IpAddr::from([10, 0, 0, i]), &h, None).allowed);
+            }
+        };
+        use_keys(&limit, 0..2);
+        rt.block_on(async {
+            spawn_eviction(rt.handle(), &tasks, vec![Arc::downgrade(&limit)], gauge.clone(), interval);
+            settle().await;
+            assert_eq!(gauge.get(), 2, "the first tick is at once");
+            use_keys(&limit, 2..5);
+            tokio::time::advance(interval - Duration::from_millis(1)).await;
+            settle().await;
+            assert_eq!(gauge.get(), 2, "no tick before the interval");
+            tokio::time::advance(Duration::from_millis(1)).await;
+            settle().await;
+            assert_eq!(gauge.get(), 5, "the second tick, one interval later");
+            assert_eq!(rt.metrics().num_alive_tasks(), 1);
+        });
+        drop(limit);
+        rt.block_on(async {
+            tokio::time::advance(interval).await;
+            settle().await;
+            assert_eq!(rt.metrics().num_alive_tasks(), 0, "no instance left: the timer ended");
+
+            // A retired policy's timer (its task set stopped) ends without waiting for a tick.
+            let kept = Arc::new(RateLimit::new("p", &config).unwrap());
+            let retired = TaskSet::default();
+            spawn_eviction(rt.handle(), &retired, vec![Arc::downgrade(&kept)], gauge.clone(), interval);
+            settle().await;
+            assert_eq!(rt.metrics().num_alive_tasks(), 1);
+            retired.stop();
+            settle().await;
+            assert_eq!(rt.metrics().num_alive_tasks(), 0, "stopped with its task set");
+        });
+    }
+
     #[test]
     fn key_specs_parse_or_explain() {
         assert_eq!(KeySpec::parse("client_ip"), Ok(KeySpec::ClientIp));

@@ -7,11 +7,16 @@
 //!   handed to actix.
 //! * Each retry goes to another backend, after a backoff of 25 ms doubling, with jitter,
 //!   capped at 250 ms — and only while the upstream's retry budget allows.
+//!
+//! The budget's window is timed on tokio's clock: the monotonic clock, except in a test that
+//! pauses it.
 
 use std::{
     sync::atomic::{AtomicU64, Ordering},
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+use tokio::time::Instant;
 
 use crate::http_types::{Method, StatusCode};
 use rand::Rng;
@@ -183,6 +188,37 @@ mod tests {
         }
         let more = (0..100).filter(|_| b.try_retry()).count();
         assert_eq!(more, 20, "0.2 × 100 requests");
+    }
+
+    /// On a paused clock: retries spent come back exactly when they leave the 10 s window (fails
+    /// if the window were longer or shorter by a bucket).
+    #[tokio::test(start_paused = true)]
+    async fn spent_retries_come_back_when_they_leave_the_ten_second_window() {
+        let b = RetryBudget::new(0.0, 2);
+        assert!(b.try_retry() && b.try_retry());
+        assert!(!b.try_retry(), "the floor is spent");
+        tokio::time::advance(Duration::from_millis(9_999)).await;
+        assert!(!b.try_retry(), "1 ms before they leave the window");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(b.try_retry() && b.try_retry(), "10 s later both are back");
+        assert!(!b.try_retry());
+    }
+
+    /// On a paused clock, the pause before retry `n` lasts what `backoff` drew: between half and
+    /// all of 25 ms doubling per retry, capped at 250 ms (fails if the base, the doubling or the
+    /// cap changed).
+    #[tokio::test(start_paused = true)]
+    async fn backoff_pauses_follow_the_doubling_capped_schedule() {
+        let schedule = [25, 50, 100, 200, 250, 250, 250, 250];
+        for (n, full) in (1..).zip(schedule) {
+            for _ in 0..50 {
+                let pause = backoff(n);
+                let start = Instant::now();
+                tokio::time::sleep(pause).await;
+                assert_eq!(start.elapsed(), pause, "the clock moves only by the pause");
+                assert!((full / 2..=full).contains(&pause.as_millis()), "retry {n}: {pause:?} (schedule {full} ms)");
+            }
+        }
     }
 
     #[test]

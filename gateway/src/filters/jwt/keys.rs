@@ -1,7 +1,8 @@
 //! Verification keys: a static key (`secret`, `public_key_file`) or a JWKS key set (`jwks_file`,
 //! `jwks_url`). A JWKS is re-read on a schedule and at once when a token names an unknown
 //! `kid` — at most once per `jwks_min_refetch`, with concurrent requests waiting on one fetch —
-//! and a failed fetch keeps the last good set.
+//! and a failed fetch keeps the last good set. Both are timed on tokio's clock: the monotonic
+//! clock, except in a test that pauses it.
 
 use std::{
     path::PathBuf,
@@ -10,7 +11,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use arc_swap::ArcSwap;
@@ -20,6 +21,7 @@ use jsonwebtoken::{
 };
 use prometheus::IntCounterVec;
 use serde_json::{Map, Value};
+use tokio::time::Instant;
 
 use super::rejection::Rejection;
 use crate::config::JwtConfig;
@@ -307,5 +309,126 @@ impl Jwks {
             }
         }
         Ok(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HumanDuration;
+
+    const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys");
+
+    /// A JWKS document with the public half of `tests/keys/rsa.key` as `kid`.
+    fn jwks_doc(kid: &str) -> String {
+        let pem = std::fs::read(format!("{KEYS}/rsa.key")).unwrap();
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap();
+        let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap();
+        jwk.common.key_id = Some(kid.into());
+        serde_json::json!({ "keys": [jwk] }).to_string()
+    }
+
+    /// A policy `p` reading `file`'s JWKS, refreshed every `refresh` seconds, refetched for an
+    /// unknown `kid` at most every `min_refetch` seconds; its timer runs on `rt`.
+    fn file_keys(
+        rt: &tokio::runtime::Runtime,
+        file: &std::path::Path,
+        refresh: u64,
+        min_refetch: u64,
+    ) -> (Arc<Jwks>, JwksMetrics, TaskSet) {
+        let config = JwtConfig {
+            algorithms: vec!["RS256".into()],
+            jwks_file: Some(file.display().to_string()),
+            jwks_refresh: HumanDuration::secs(refresh),
+            jwks_min_refetch: HumanDuration::secs(min_refetch),
+            ..JwtConfig::default()
+        };
+        let opts = prometheus::Opts::new("jwks_fetches", "fetches");
+        let metrics = JwksMetrics(IntCounterVec::new(opts, &["policy", "result"]).unwrap());
+        let tasks = TaskSet::default();
+        // In the runtime, so that the read at start is timed on its paused clock.
+        let _in_runtime = rt.enter();
+        let keys = Keys::new("p", &config, &[Algorithm::RS256], rt.handle(), &metrics, &tasks).unwrap();
+        let Keys::Jwks(jwks) = keys else { panic!("a JWKS policy") };
+        (jwks, metrics, tasks)
+    }
+
+    fn paused_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap()
+    }
+
+    /// Lets ready tasks run (a file read finish on the blocking pool) until `done`, without
+    /// moving the paused clock; fails after 10 s of real time.
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let give_up = std::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < give_up, "{what}");
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Lets every task that is ready run, without moving the paused clock.
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn fetches(jwks: &Jwks) -> u64 {
+        jwks.generation.load(Ordering::Acquire)
+    }
+
+    /// On a paused clock, the schedule re-reads the file exactly every `jwks_refresh` and swaps
+    /// in what it read (fails if the interval were longer or shorter by a millisecond).
+    #[test]
+    fn the_schedule_rereads_a_jwks_every_jwks_refresh() {
+        let rt = paused_runtime();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jwks.json");
+        std::fs::write(&file, jwks_doc("k1")).unwrap();
+        let (jwks, metrics, _tasks) = file_keys(&rt, &file, 60, 1);
+        let kid = |jwks: &Jwks| jwks.current.load().0[0].kid.clone().unwrap();
+        assert_eq!(metrics.0.with_label_values(&["p", "success"]).get(), 1, "read at start");
+        let last_read = |jwks: &Jwks| *jwks.last_fetch.lock().unwrap();
+        rt.block_on(async {
+            for (round, next) in [(1, "k2"), (2, "k3")] {
+                settle().await; // the schedule's sleep starts
+                std::fs::write(&file, jwks_doc(next)).unwrap();
+                let read = last_read(&jwks);
+                tokio::time::advance(Duration::from_millis(59_999)).await;
+                settle().await; // a read due now would have begun (it notes its time first)
+                assert_eq!(last_read(&jwks), read, "no read 1 ms before refresh {round}");
+                assert_eq!(fetches(&jwks), round - 1);
+                tokio::time::advance(Duration::from_millis(1)).await;
+                until("the scheduled read", || fetches(&jwks) == round).await;
+                assert_eq!(kid(&jwks), next, "refresh {round} swapped in the new set");
+            }
+        });
+        assert_eq!(metrics.0.with_label_values(&["p", "success"]).get(), 3);
+    }
+
+    /// On a paused clock, an unknown `kid` refetches only once `jwks_min_refetch` has passed
+    /// since the last read (fails if the interval were longer or shorter by a millisecond, or
+    /// ignored).
+    #[test]
+    fn an_unknown_kid_refetches_at_most_once_per_jwks_min_refetch() {
+        let rt = paused_runtime();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jwks.json");
+        std::fs::write(&file, jwks_doc("k1")).unwrap();
+        let (jwks, _metrics, _tasks) = file_keys(&rt, &file, 3600, 30);
+        rt.block_on(async {
+            assert!(!jwks.refetch_for_unknown_key().await, "just read at start");
+            tokio::time::advance(Duration::from_millis(29_999)).await;
+            assert!(!jwks.refetch_for_unknown_key().await, "1 ms before jwks_min_refetch");
+            assert_eq!(fetches(&jwks), 0);
+            tokio::time::advance(Duration::from_millis(1)).await;
+            assert!(jwks.refetch_for_unknown_key().await, "jwks_min_refetch after the read");
+            assert_eq!(fetches(&jwks), 1);
+            assert!(!jwks.refetch_for_unknown_key().await, "the next one waits for the interval again");
+            tokio::time::advance(Duration::from_secs(30)).await;
+            assert!(jwks.refetch_for_unknown_key().await);
+            assert_eq!(fetches(&jwks), 2);
+        });
     }
 }

@@ -1,12 +1,15 @@
 //! Passive health (outlier detection): a backend that fails `consecutive_failures` attempts in
 //! a row is ejected for `base_ejection`, doubling with each ejection up to `max_ejection`,
 //! unless that would put more than `max_ejected_percent` of its pool out at once. The state is
-//! three atomics per backend; a request's attempt updates it without a lock.
+//! three atomics per backend; a request's attempt updates it without a lock. Ejections are timed
+//! on tokio's clock: the monotonic clock, except in a test that pauses it.
 
 use std::{
     sync::atomic::{AtomicU32, AtomicU64, Ordering},
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+use tokio::time::Instant;
 
 use crate::config::OutlierConfig;
 
@@ -119,6 +122,24 @@ mod tests {
             p.record(true, &o, 4, || 0);
         }
         assert_eq!(p.record(true, &o, 4, || 0).map(|e| e.length), Some(Duration::from_secs(25)), "capped");
+    }
+
+    /// On a paused clock: an ejection ends exactly when its length has passed, and the next
+    /// one lasts twice as long (fails if a length or the clock were off by a millisecond).
+    #[tokio::test(start_paused = true)]
+    async fn an_ejection_ends_when_its_length_has_passed_and_the_next_lasts_twice_as_long() {
+        let p = PassiveHealth::default();
+        let o = outlier();
+        for length in [10_000, 20_000] {
+            p.record(true, &o, 4, || 0);
+            p.record(true, &o, 4, || 0);
+            let ejected = p.record(true, &o, 4, || 0).expect("ejected at the threshold");
+            assert_eq!(ejected.length, Duration::from_millis(length));
+            tokio::time::advance(Duration::from_millis(length - 1)).await;
+            assert!(p.is_ejected(), "1 ms before the end of a {length} ms ejection");
+            tokio::time::advance(Duration::from_millis(1)).await;
+            assert!(!p.is_ejected(), "after {length} ms");
+        }
     }
 
     #[test]
