@@ -130,8 +130,8 @@ pub fn header_rules(data: &[u8]) {
     let claim = HeaderName::from_static("x-user-id");
     let rules =
         h::RequestHeaderRules { claim_headers: vec![claim.clone()], keep_underscores: data.first() == Some(&b'k') };
-    let mut out = HeaderMap::new();
-    h::copy_end_to_end(&incoming, &mut out, &h::REQUEST_SET_BY_GATEWAY);
+    let mut out = incoming.clone();
+    h::retain_end_to_end(&mut out, &h::REQUEST_SET_BY_GATEWAY);
     rules.apply(&mut out);
     let connection_named: Vec<String> = incoming
         .get_all(header::CONNECTION)

@@ -55,20 +55,30 @@ fn connection_tokens(headers: &HeaderMap) -> std::collections::HashSet<String> {
         .collect()
 }
 
-/// Copies end-to-end headers (repeats kept, order kept) except those in `also_skip`, which the
-/// caller sets itself.
-pub fn copy_end_to_end(src: &HeaderMap, dst: &mut HeaderMap, also_skip: &[HeaderName]) {
-    // Usually `Connection` is absent or just `keep-alive`/`close`, naming no other header.
+/// The hop-by-hop headers of [`is_hop_by_hop`], as names to remove.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TRAILER,
+];
+
+/// Keeps only the end-to-end headers of a map the caller owns (repeats and order kept): removes
+/// the hop-by-hop ones, those named in `Connection`, and those in `also_skip` (which the caller
+/// sets itself). In place: no copy of the values.
+pub fn retain_end_to_end(headers: &mut HeaderMap, also_skip: &[HeaderName]) {
     let plain = |v: &HeaderValue| {
         v.as_bytes().eq_ignore_ascii_case(b"keep-alive") || v.as_bytes().eq_ignore_ascii_case(b"close")
     };
-    let named = (!src.get_all(header::CONNECTION).iter().all(plain)).then(|| connection_tokens(src));
-    for (name, value) in src.iter() {
-        if is_hop_by_hop(name) || also_skip.contains(name) || named.as_ref().is_some_and(|n| n.contains(name.as_str()))
-        {
-            continue;
-        }
-        dst.append(name.clone(), value.clone());
+    let named = (!headers.get_all(header::CONNECTION).iter().all(plain)).then(|| connection_tokens(headers));
+    for name in HOP_BY_HOP.iter().chain(also_skip) {
+        headers.remove(name);
+    }
+    for name in named.into_iter().flatten() {
+        headers.remove(name.as_str());
     }
 }
 
@@ -233,9 +243,9 @@ mod tests {
             ("accept", "b"),
             ("host", "h"),
         ]);
-        let mut dst = HeaderMap::new();
-        copy_end_to_end(&src, &mut dst, &REQUEST_SET_BY_GATEWAY);
-        let names: Vec<_> = dst.iter().map(|(k, v)| format!("{k}={}", v.to_str().unwrap())).collect();
+        let mut kept = src.clone();
+        retain_end_to_end(&mut kept, &REQUEST_SET_BY_GATEWAY);
+        let names: Vec<_> = kept.iter().map(|(k, v)| format!("{k}={}", v.to_str().unwrap())).collect();
         assert_eq!(names, ["accept=a", "accept=b"]);
     }
 

@@ -159,8 +159,9 @@ async fn run(ctx: &mut RequestCtx, body: BodySource, refused: Option<GatewayErro
     }
     // The request as it will go upstream: the client's end-to-end headers less what the
     // gateway owns, the (stripped) normalised path, the client's query. Filters edit it.
-    let mut upstream_headers = crate::http_types::HeaderMap::with_capacity(head.headers.len());
-    h::copy_end_to_end(&head.headers, &mut upstream_headers, &h::REQUEST_SET_BY_GATEWAY);
+    // A clone shares the values (no copy of their bytes); what is not end-to-end goes after.
+    let mut upstream_headers = head.headers.clone();
+    h::retain_end_to_end(&mut upstream_headers, &h::REQUEST_SET_BY_GATEWAY);
     route.header_rules.apply(&mut upstream_headers);
     ctx.session.upstream = UpstreamRequest {
         path: route.upstream_path(path).to_owned(),

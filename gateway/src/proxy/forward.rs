@@ -41,7 +41,8 @@ pub async fn attempt(
     timeout: std::time::Duration,
 ) -> Result<Response, GatewayError> {
     let uri = upstream_uri(out)?;
-    let mut headers = HeaderMap::with_capacity(out.session.upstream.headers.len() + 6);
+    // The request as the filters prepared it (a clone shares the values), then the gateway's own.
+    let mut headers = out.session.upstream.headers.clone();
     upstream_headers(out, &mut headers);
     // The route's filters' `upstream_request` phase: this attempt's headers, final.
     for filter in out.route.filters.iter() {
@@ -61,15 +62,13 @@ pub async fn attempt(
     }
 }
 
-/// The headers of the upstream request: the client's as the filters left them, then `Host`,
-/// `X-Forwarded-*`, `Via` and `X-Request-Id`.
+/// The gateway's headers of the upstream request, added to the client's as the filters left
+/// them: `Host`, `X-Forwarded-*`, `Via` and `X-Request-Id`.
 fn upstream_headers(out: &Outgoing<'_>, headers: &mut HeaderMap) {
     let session = out.session;
     let client = &session.head.headers;
-    // Already cleaned of what the gateway owns; filters cannot set the reserved ones.
-    for (name, value) in session.upstream.headers.iter() {
-        headers.append(name.clone(), value.clone());
-    }
+    // `headers` holds the prepared request, already cleaned of what the gateway owns (filters
+    // cannot set the reserved ones).
     let client_host = client
         .get(header::HOST)
         .cloned()
@@ -114,19 +113,19 @@ where
         // (no ejection): a limitation of the forwarding client (docs/security.md).
         return Err(GatewayError::UpstreamInterim(status));
     }
-    let mut headers = HeaderMap::with_capacity(resp.headers.len() + 2);
-    // The front end writes `Content-Length` from the body's size, except on 304, where the
-    // header (the length of the representation described) is kept as the backend sent it.
-    let skip: &[HeaderName] =
-        if status == StatusCode::NOT_MODIFIED { &h::RESPONSE_SET_BY_GATEWAY[1..] } else { &h::RESPONSE_SET_BY_GATEWAY };
-    h::copy_end_to_end(&resp.headers, &mut headers, skip);
-    headers.append(header::VIA, h::via_value(resp.version));
-
     let length = resp
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse::<u64>().ok());
+    // The backend's map, filtered in place (it is ours: no copy). The front end writes
+    // `Content-Length` from the body's size, except on 304, where the header (the length of the
+    // representation described) is kept as the backend sent it.
+    let mut headers = resp.headers;
+    let skip: &[HeaderName] =
+        if status == StatusCode::NOT_MODIFIED { &h::RESPONSE_SET_BY_GATEWAY[1..] } else { &h::RESPONSE_SET_BY_GATEWAY };
+    h::retain_end_to_end(&mut headers, skip);
+    headers.append(header::VIA, h::via_value(resp.version));
     let bodiless_status = status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     let read_timeout = out.route.upstream.read_timeout;
     let body = match (out.session.head.method == Method::HEAD, length) {
