@@ -49,9 +49,19 @@ pub fn uri_from_02(uri: &v02::Uri) -> Uri {
     parsed.expect("a target actix parsed is a valid URI")
 }
 
-/// The core's URI as awc's.
-pub fn uri_to_02(uri: &Uri) -> Result<v02::Uri, v02::uri::InvalidUri> {
-    v02::Uri::try_from(uri.to_string())
+/// The core's URI as awc's, from its parts (no formatting and re-parsing of the whole).
+pub fn uri_to_02(uri: &Uri) -> Result<v02::Uri, actix_web::error::HttpError> {
+    let mut builder = v02::Uri::builder();
+    if let Some(scheme) = uri.scheme_str() {
+        builder = builder.scheme(scheme);
+    }
+    if let Some(authority) = uri.authority() {
+        builder = builder.authority(authority.as_str());
+    }
+    if let Some(pq) = uri.path_and_query() {
+        builder = builder.path_and_query(pq.as_str());
+    }
+    builder.build()
 }
 
 /// A header name, mapped through its bytes (standard names are matched without allocating).

@@ -195,7 +195,9 @@ async fn run(ctx: &mut RequestCtx, body: BodySource, refused: Option<GatewayErro
         return Err(GatewayError::Malformed(Refusal::UpgradeWithBody));
     }
     let body = RequestBody::new(&ctx.session.head, body, rt.max_body_size, ctx.bytes_in(), rt.client_body_timeout)?;
-    let mut resp = attempts::forward(&route, ctx, body).await?;
+    // Boxed: the attempts' state (the upstream client's send future among it) is large, and
+    // inline it would be copied with the request's future every time that one moves.
+    let mut resp = Box::pin(attempts::forward(&route, ctx, body)).await?;
     // The backend's answer through the `upstream_response` phase, last filter first.
     for filter in route.filters.iter().rev() {
         resp = filter.upstream_response(&mut ctx.session, resp)?;
