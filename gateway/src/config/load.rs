@@ -162,9 +162,11 @@ fn deserialize_collecting(
             Ok(config) => return (Some(config), only_unknown),
             Err(err) => {
                 let segments: Vec<Seg> = err.path().iter().map(Seg::from).collect();
-                // A key that wants text got a scalar re-typed from its text: give the text back.
+                // A key that wants text got a scalar re-typed from its text: give the text back,
+                // to that key in every item of the lists on its path at once (`routes[*].name`),
+                // so a long list costs one more round, not one per item.
                 let (back, kept): (Vec<_>, Vec<_>) =
-                    retyped.into_iter().partition(|(path, _)| path.starts_with(&segments));
+                    retyped.into_iter().partition(|(path, _)| same_key_in_any_item(path, &segments));
                 retyped = kept;
                 if !back.is_empty() {
                     for (path, text) in back {
@@ -336,6 +338,16 @@ fn scalar_expected(message: &str) -> Option<String> {
         _ => return None,
     };
     Some(format!("expected {what}, found \"{text}\""))
+}
+
+/// Whether `path` is `key` or under it, list indices aside (`routes[7].name` is under
+/// `routes[2].name` in this sense: the same key of another item).
+fn same_key_in_any_item(path: &[Seg], key: &[Seg]) -> bool {
+    path.len() >= key.len()
+        && path.iter().zip(key).all(|pair| match pair {
+            (Seg::Index(_), Seg::Index(_)) => true,
+            (a, b) => a == b,
+        })
 }
 
 /// Replaces the node at `path` (which exists).

@@ -501,3 +501,22 @@ fn scalars_are_retyped_once_and_text_keys_keep_their_text() {
     assert_eq!(config["on"], serde_yaml_ng::Value::String("true".into()));
     assert!(retyped.is_empty());
 }
+
+/// A long list whose items all hold digits where text is wanted (route names) takes the text
+/// back for every item in one round: loading stays linear in the list, not quadratic.
+#[test]
+fn text_given_back_to_every_item_of_a_list_at_once() {
+    let mut yaml = String::from("routes:\n");
+    for i in 0..3000 {
+        yaml.push_str(&format!(
+            "  - {{ name: \"{}\", path: /r{i}, backend: \"http://127.0.0.1:1\", strip_prefix: \"true\" }}\n",
+            100_000 + i
+        ));
+    }
+    let started = std::time::Instant::now();
+    let cfg = load(&yaml).unwrap();
+    assert_eq!(cfg.routes[2999].display_name(), "102999");
+    assert!(cfg.routes[2999].strip_prefix, "a boolean key keeps its re-typed value");
+    // One round per distinct key, not per item: well under what 3,000 full passes would take.
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
+}
