@@ -39,14 +39,14 @@ pub fn method_to_02(m: &Method) -> v02::Method {
     }
 }
 
-/// An actix request target as the core's.
-pub fn uri_from_02(uri: &v02::Uri) -> Uri {
-    let parsed = match (uri.scheme(), uri.path_and_query()) {
+/// An actix request target as the core's; `None` if the 1.x parser refuses what actix's
+/// accepted (the client's input: answered 400, never a panic).
+pub fn uri_from_02(uri: &v02::Uri) -> Option<Uri> {
+    match (uri.scheme(), uri.path_and_query()) {
         // Origin form, the usual case: the bytes of the path and query as they are.
-        (None, Some(pq)) => Uri::from_maybe_shared(Bytes::copy_from_slice(pq.as_str().as_bytes())),
-        _ => Uri::try_from(uri.to_string()),
-    };
-    parsed.expect("a target actix parsed is a valid URI")
+        (None, Some(pq)) => Uri::from_maybe_shared(Bytes::copy_from_slice(pq.as_str().as_bytes())).ok(),
+        _ => Uri::try_from(uri.to_string()).ok(),
+    }
 }
 
 /// The core's URI as awc's, from its parts (no formatting and re-parsing of the whole).
@@ -144,7 +144,7 @@ mod tests {
         assert_eq!(version_from_02(v02::Version::HTTP_2), Version::HTTP_2);
         for target in ["/a/b?c=d", "http://h:1/x?y", "*"] {
             let uri: v02::Uri = target.parse().unwrap();
-            assert_eq!(uri_to_02(&uri_from_02(&uri)).unwrap(), uri);
+            assert_eq!(uri_to_02(&uri_from_02(&uri).unwrap()).unwrap(), uri);
         }
     }
 }

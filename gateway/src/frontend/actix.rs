@@ -106,11 +106,15 @@ impl Drop for ConnectionState {
 pub async fn handle(req: HttpRequest, payload: web::Payload, gw: web::Data<Gateway>) -> HttpResponse<MeteredBody> {
     // One snapshot for the whole request, its admission included.
     let rt = gw.runtime.load_full();
-    let refused = req.conn_data::<ConnectionState>().and_then(|c| c.admit(&req, &rt));
+    let mut refused = req.conn_data::<ConnectionState>().and_then(|c| c.admit(&req, &rt));
+    let uri = compat::uri_from_02(req.uri()).unwrap_or_else(|| {
+        refused.get_or_insert(GatewayError::BadRequest("the request target cannot be read"));
+        crate::http_types::Uri::from_static("/")
+    });
     let peer = req.peer_addr().map(|a| a.ip()).unwrap_or(std::net::Ipv6Addr::UNSPECIFIED.into());
     let head = RequestHead {
         method: compat::method_from_02(req.method()),
-        uri: compat::uri_from_02(req.uri()),
+        uri,
         version: compat::version_from_02(req.version()),
         headers: compat::headers_from_02(req.headers()),
     };
