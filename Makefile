@@ -15,7 +15,7 @@ DOCKER_ENGINE = docker info >/dev/null 2>&1
 
 .PHONY: help plugins unit-nowasm build build-release release release-musl-malloc image test unit lint fmt clippy module-cycles check-tools check-config check-compose \
         check-prometheus check-dashboards check-static check-k6 check-cors-browser check-differential demo-native lab up down ps logs demo \
-        loadtest bench bench-smoke soak keychurn stream fuzz idle-conns
+        loadtest bench bench-smoke instructions soak keychurn stream fuzz idle-conns
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -179,6 +179,9 @@ bench-smoke: build plugins ## a few seconds of the benchmark harness, no thresho
 
 fuzz: ## each fuzz target (gateway/fuzz) under libFuzzer for FUZZ_SECONDS (default 60) s; crashes become corpus entries that make test replays
 	./scripts/fuzz.sh
+
+instructions: build-release ## instructions per proxied request under valgrind's callgrind: a cost the box's load does not move (INSTR_ARGS: more targets, --top N)
+	$(PYTHON) loadtest/instructions.py $(INSTR_ARGS)
 
 soak: build-release ## leak check: RSS across 1,000,000 requests with connection churn
 	$(PYTHON) loadtest/soak.py

@@ -3,7 +3,7 @@
 //! Conversions go through names and bytes, never through parsing a whole message twice.
 
 use actix_web::http as v02;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::http_types::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 
@@ -49,36 +49,103 @@ pub fn uri_from_02(uri: &v02::Uri) -> Option<Uri> {
     }
 }
 
-/// The core's URI as awc's, from its parts (no formatting and re-parsing of the whole).
-pub fn uri_to_02(uri: &Uri) -> Result<v02::Uri, actix_web::error::HttpError> {
-    let mut builder = v02::Uri::builder();
-    if let Some(scheme) = uri.scheme_str() {
-        builder = builder.scheme(scheme);
-    }
-    if let Some(authority) = uri.authority() {
-        builder = builder.authority(authority.as_str());
-    }
-    if let Some(pq) = uri.path_and_query() {
-        builder = builder.path_and_query(pq.as_str());
-    }
-    builder.build()
+/// The header names on (almost) every proxied request and response — the common standard
+/// ones and the gateway's own — in both `http` versions, so that converting one is a `match`
+/// and a copy of a static name instead of parsing its bytes again (and, for a name that is not
+/// standard, allocating a copy).
+macro_rules! common_names {
+    ($($i:literal: $name:literal),* $(,)?) => {
+        static COMMON_1X: [HeaderName; [$($i),*].len()] = [$(HeaderName::from_static($name)),*];
+        static COMMON_02: [v02::header::HeaderName; [$($i),*].len()] =
+            [$(v02::header::HeaderName::from_static($name)),*];
+        /// The index of `name` in the tables, if it is a common name.
+        fn common_name(name: &str) -> Option<usize> {
+            match name {
+                $($name => Some($i),)*
+                _ => None,
+            }
+        }
+    };
 }
+common_names!(
+    0: "host",
+    1: "content-type",
+    2: "content-length",
+    3: "date",
+    4: "via",
+    5: "server",
+    6: "accept",
+    7: "accept-encoding",
+    8: "accept-language",
+    9: "user-agent",
+    10: "authorization",
+    11: "cookie",
+    12: "set-cookie",
+    13: "cache-control",
+    14: "content-encoding",
+    15: "etag",
+    16: "last-modified",
+    17: "location",
+    18: "vary",
+    19: "origin",
+    20: "referer",
+    21: "access-control-allow-origin",
+    22: "access-control-allow-credentials",
+    23: "access-control-expose-headers",
+    24: "x-request-id",
+    25: "x-forwarded-for",
+    26: "x-forwarded-proto",
+    27: "x-forwarded-host",
+    28: "traceparent",
+    29: "tracestate",
+    30: "traceresponse",
+    31: "ratelimit",
+    32: "ratelimit-policy",
+    33: "ratelimit-limit",
+    34: "ratelimit-remaining",
+    35: "ratelimit-reset",
+);
 
-/// A header name, mapped through its bytes (standard names are matched without allocating).
+/// A header name of actix's as the core's.
 fn name_from_02(name: &v02::header::HeaderName) -> HeaderName {
-    HeaderName::from_bytes(name.as_str().as_bytes()).expect("a valid header name")
+    let s = name.as_str();
+    match common_name(s) {
+        Some(i) => COMMON_1X[i].clone(),
+        None => HeaderName::from_lowercase(s.as_bytes()).expect("a valid header name"),
+    }
 }
 
+/// A header name of the core's as actix's.
 fn name_to_02(name: &HeaderName) -> v02::header::HeaderName {
-    v02::header::HeaderName::from_bytes(name.as_str().as_bytes()).expect("a valid header name")
+    let s = name.as_str();
+    match common_name(s) {
+        Some(i) => COMMON_02[i].clone(),
+        None => v02::header::HeaderName::from_lowercase(s.as_bytes()).expect("a valid header name"),
+    }
 }
+
+/// Where the values of a client's request head are copied: one buffer, each value split off it
+/// as it is written, so that the head costs two allocations (the buffer and its shared counter)
+/// instead of one a value, and the clones of its values (the upstream request is a clone of
+/// the client's headers) only count references instead of allocating a counter each. Heads
+/// with more value bytes grow it once.
+const VALUE_BUFFER: usize = 512;
 
 /// actix headers as the core's (repeated values kept, in order).
 pub fn headers_from_02(src: &v02::header::HeaderMap) -> HeaderMap {
-    let mut dst = HeaderMap::with_capacity(src.len());
+    // Room for what the gateway and the filters add (forwarding headers, `Via`, the request id,
+    // rate-limit and CORS headers …) without growing the map (a rehash of every entry).
+    let mut dst = HeaderMap::with_capacity(src.len_keys() + 16);
+    let mut buf = BytesMut::with_capacity(VALUE_BUFFER);
     for (name, value) in src.iter() {
-        let value = HeaderValue::from_bytes(value.as_bytes()).expect("a valid header value");
-        dst.append(name_from_02(name), value);
+        buf.extend_from_slice(value.as_bytes());
+        // SAFETY: the bytes of a valid value of `http` 0.2, whose rules for values are those of
+        // 1.x (`http` checks them again in debug builds). Not checked again here: a byte loop
+        // over every value, four times a request.
+        #[allow(unsafe_code)]
+        let mut converted = unsafe { HeaderValue::from_maybe_shared_unchecked(buf.split().freeze()) };
+        converted.set_sensitive(value.is_sensitive());
+        dst.append(name_from_02(name), converted);
     }
     dst
 }
@@ -90,11 +157,17 @@ pub fn headers_to_02(src: &HeaderMap) -> v02::header::HeaderMap {
     dst
 }
 
-/// The core's headers into an actix map (repeated values kept, in order).
+/// The core's headers into an actix map (repeated values kept, in order). The values are
+/// copied one by one: they go to the wire from there and are never cloned (measured: as cheap
+/// as splitting them off one buffer).
 pub fn headers_into_02(src: &HeaderMap, dst: &mut v02::header::HeaderMap) {
     for (name, value) in src.iter() {
-        let value = v02::header::HeaderValue::from_bytes(value.as_bytes()).expect("a valid header value");
-        dst.append(name_to_02(name), value);
+        // SAFETY: as in `headers_from_02`, the other way: a valid 1.x value is a valid 0.2 one.
+        #[allow(unsafe_code)]
+        let mut converted =
+            unsafe { v02::header::HeaderValue::from_maybe_shared_unchecked(Bytes::copy_from_slice(value.as_bytes())) };
+        converted.set_sensitive(value.is_sensitive());
+        dst.append(name_to_02(name), converted);
     }
 }
 
@@ -124,11 +197,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn common_names_map_to_themselves() {
+        for (i, name) in COMMON_1X.iter().enumerate() {
+            assert_eq!(common_name(name.as_str()), Some(i), "{name}: index and table disagree");
+            assert_eq!(COMMON_02[i].as_str(), name.as_str());
+            assert_eq!(name_to_02(name).as_str(), name.as_str());
+            assert_eq!(name_from_02(&COMMON_02[i]), *name);
+        }
+        assert_eq!(common_name("x-other"), None);
+    }
+
+    #[test]
     fn headers_round_trip_with_repeats() {
         let mut h = HeaderMap::new();
         h.append(HeaderName::from_static("x-a"), HeaderValue::from_static("1"));
         h.append(HeaderName::from_static("x-a"), HeaderValue::from_static("2"));
         h.append(HeaderName::from_static("x-b"), HeaderValue::from_bytes(b"\xfe").unwrap());
+        // More value bytes than the conversion buffer holds at first.
+        h.append(HeaderName::from_static("cookie"), HeaderValue::from_str(&"c".repeat(3 * VALUE_BUFFER)).unwrap());
+        h.append(HeaderName::from_static("x-c"), HeaderValue::from_static(""));
         let back = headers_from_02(&headers_to_02(&h));
         // actix's map does not keep the order of names, only that of each name's values.
         let pairs = |m: &HeaderMap| {
@@ -144,7 +231,7 @@ mod tests {
         assert_eq!(version_from_02(v02::Version::HTTP_2), Version::HTTP_2);
         for target in ["/a/b?c=d", "http://h:1/x?y", "*"] {
             let uri: v02::Uri = target.parse().unwrap();
-            assert_eq!(uri_to_02(&uri_from_02(&uri).unwrap()).unwrap(), uri);
+            assert_eq!(uri_from_02(&uri).unwrap().to_string(), uri.to_string());
         }
     }
 }

@@ -6,7 +6,9 @@
 //! request. See `docs/architecture.md` for the picture.
 
 // No unsafe code, except where a dependency's trait has unsafe methods to implement (the
-// plugin memory cap: wasmer's `Tunables`); each such place says so.
+// plugin memory cap: wasmer's `Tunables`) and where `http` marks skipping a validation unsafe
+// (a header value handed from `http` 0.2 to 1.x or back, valid under both: `http_compat`);
+// each such place says so.
 #![deny(unsafe_code)]
 #![deny(rust_2018_idioms)]
 

@@ -72,12 +72,13 @@ def _addresses(line: str, key: str) -> list[Addr]:
 
 
 def start_gateway(sup: Supervisor, binary: str, config, name: str = "gateway",
-                  timeout: float = 30.0, env: dict | None = None) -> Child:
+                  timeout: float = 30.0, env: dict | None = None, wrapper: list[str] | None = None) -> Child:
     """Starts the gateway with `config` and waits for its `rustygate listening` line and its
     admin /healthz. The child's addr["proxy"] and addr["admin"] are the first addresses it
-    reports for each listener."""
+    reports for each listener. `wrapper` goes before the command (e.g. valgrind and its
+    options)."""
     deadline = time.monotonic() + timeout
-    child = sup.start(name, [binary, "--config", str(config)], env=env)
+    child = sup.start(name, [*(wrapper or []), binary, "--config", str(config)], env=env)
     try:
         m = child.wait_for_line(GATEWAY_LISTENING, timeout)
     except SetupError as e:

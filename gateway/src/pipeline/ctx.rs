@@ -168,7 +168,7 @@ impl RequestCtx {
 /// The trace id of an incoming W3C `traceparent` (no span of the gateway's own): with tracing
 /// off, log lines still correlate with the caller's trace.
 fn incoming_trace_ids(head: &RequestHead) -> Option<TraceIds> {
-    let tp = head.headers.get("traceparent")?.to_str().ok()?;
+    let tp = head.headers.get(crate::telemetry::otel::spans::TRACEPARENT)?.to_str().ok()?;
     let mut parts = tp.split('-');
     let (ver, id) = (parts.next()?, parts.next()?);
     if ver.len() != 2 || id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {

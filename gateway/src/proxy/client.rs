@@ -14,7 +14,7 @@ use super::upstream_response::UpstreamResponse;
 use crate::{
     error::GatewayError,
     http_compat as compat,
-    http_types::{HeaderMap, Method, Uri},
+    http_types::{HeaderMap, Method},
     pipeline::body::RequestBody,
 };
 
@@ -65,12 +65,14 @@ fn build(connect_timeout: Duration) -> Client {
 pub async fn send(
     connect_timeout: Duration,
     method: &Method,
-    uri: Uri,
+    url: String,
     headers: HeaderMap,
     body: RequestBody,
     timeout: Duration,
 ) -> Result<UpstreamResponse<awc::ClientResponse>, GatewayError> {
-    let uri = compat::uri_to_02(&uri).map_err(|_| GatewayError::BadRequest("the request path cannot be forwarded"))?;
+    // awc's own URI type, parsed once from the text (no copy of it).
+    let uri = actix_web::http::Uri::try_from(url)
+        .map_err(|_| GatewayError::BadRequest("the request path cannot be forwarded"))?;
     let mut up = for_worker(connect_timeout).request(compat::method_to_02(method), uri).no_decompress();
     *up.headers_mut() = compat::headers_to_02(&headers);
     // A body of size "none" keeps awc from adding `Content-Length: 0` to bodiless requests.

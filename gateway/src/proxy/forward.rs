@@ -10,7 +10,7 @@ use crate::{
     config::UpstreamClient,
     error::GatewayError,
     headers as h,
-    http_types::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header},
+    http_types::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
     pipeline::{
         body::RequestBody,
         message::{BoxError, Response, ResponseBody},
@@ -40,7 +40,7 @@ pub async fn attempt(
     client: UpstreamClient,
     timeout: std::time::Duration,
 ) -> Result<Response, GatewayError> {
-    let uri = upstream_uri(out)?;
+    let url = upstream_url(out);
     // The request as the filters prepared it (a clone shares the values), then the gateway's own.
     let mut headers = out.session.upstream.headers.clone();
     upstream_headers(out, &mut headers);
@@ -52,11 +52,11 @@ pub async fn attempt(
     let method = &out.session.head.method;
     match client {
         UpstreamClient::Awc => {
-            let resp = super::client::send(pool.connect_timeout, method, uri, headers, body, timeout).await?;
+            let resp = super::client::send(pool.connect_timeout, method, url, headers, body, timeout).await?;
             client_response(out, resp)
         }
         UpstreamClient::Reqwest => {
-            let resp = super::reqwest_client::send(pool.connect_timeout, method, &uri, headers, body, timeout).await?;
+            let resp = super::reqwest_client::send(pool.connect_timeout, method, &url, headers, body, timeout).await?;
             client_response(out, resp)
         }
     }
@@ -142,22 +142,19 @@ where
     Ok(Response { status, headers, body })
 }
 
-/// `scheme://authority` of the backend, its base path, then the upstream path (the normalised
-/// request path, stripped, as the filters left it) and query.
-fn upstream_uri(out: &Outgoing<'_>) -> Result<Uri, GatewayError> {
+/// The URL of the request upstream: `scheme://authority` of the backend, its base path, then
+/// the upstream path (the normalised request path, stripped, as the filters left it) and
+/// query. Handed to the client as text, which parses it once into its own type.
+fn upstream_url(out: &Outgoing<'_>) -> String {
     let up = &out.session.upstream;
     let (path, query) = (up.path.as_str(), up.query.as_deref());
-    let mut pq = String::with_capacity(out.backend.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1));
-    pq.push_str(&out.backend.base_path);
-    pq.push_str(path);
+    let prefix = &out.backend.url_prefix;
+    let mut url = String::with_capacity(prefix.len() + path.len() + query.map_or(0, |q| q.len() + 1));
+    url.push_str(prefix);
+    url.push_str(path);
     if let Some(q) = query {
-        pq.push('?');
-        pq.push_str(q);
+        url.push('?');
+        url.push_str(q);
     }
-    Uri::builder()
-        .scheme(out.backend.scheme.clone())
-        .authority(out.backend.authority.clone())
-        .path_and_query(pq)
-        .build()
-        .map_err(|_| GatewayError::BadRequest("the request path cannot be forwarded"))
+    url
 }

@@ -12,7 +12,7 @@ use futures_util::{Stream, StreamExt};
 use super::upstream_response::UpstreamResponse;
 use crate::{
     error::GatewayError,
-    http_types::{HeaderMap, Method, Uri},
+    http_types::{HeaderMap, Method},
     pipeline::body::{LimitedPayload, RequestBody},
 };
 
@@ -46,13 +46,14 @@ fn for_worker(connect_timeout: Duration) -> Result<reqwest::Client, GatewayError
 pub async fn send(
     connect_timeout: Duration,
     method: &Method,
-    uri: &Uri,
+    url: &str,
     headers: HeaderMap,
     body: RequestBody,
     timeout: Duration,
 ) -> Result<UpstreamResponse<impl Stream<Item = Result<Bytes, reqwest::Error>> + Unpin + use<>>, GatewayError> {
     let client = for_worker(connect_timeout)?;
-    let mut request = client.request(method.clone(), uri.to_string()).headers(headers);
+    let url = reqwest::Url::parse(url).map_err(|_| GatewayError::BadRequest("the request path cannot be forwarded"))?;
+    let mut request = client.request(method.clone(), url).headers(headers);
     request = match body {
         RequestBody::Empty => request,
         RequestBody::Sized(len, payload) => {

@@ -30,6 +30,9 @@ pub struct Backend {
     pub authority: Authority,
     /// Base path prepended to forwarded paths, without trailing slash (often empty).
     pub base_path: String,
+    /// `scheme://authority` and the base path: what every forwarded request's URL starts
+    /// with (the upstream path and query follow).
+    pub url_prefix: String,
     /// The backend's own authority as a `Host` value (used when `preserve_host: false`).
     pub host_header: HeaderValue,
     /// Relative share of requests.
@@ -177,6 +180,7 @@ impl Backend {
             label: label.into(),
             scheme: Scheme::HTTP,
             authority: authority.parse().map_err(|e| format!("{:?}: {e}", config.url))?,
+            url_prefix: format!("http://{authority}{base_path}"),
             base_path,
             host_header: HeaderValue::from_str(&authority).map_err(|e| format!("{:?}: {e}", config.url))?,
             weight: config.weight,

@@ -22,7 +22,8 @@ use crate::{pipeline::message::RequestHead, telemetry::correlation::TraceIds, up
 
 /// The `traceresponse` response header (W3C Trace Context Level 2).
 pub const TRACERESPONSE: header::HeaderName = header::HeaderName::from_static("traceresponse");
-const TRACEPARENT: header::HeaderName = header::HeaderName::from_static("traceparent");
+/// The W3C `traceparent` header.
+pub const TRACEPARENT: header::HeaderName = header::HeaderName::from_static("traceparent");
 const TRACESTATE: header::HeaderName = header::HeaderName::from_static("tracestate");
 
 /// A request's SERVER span: its context, and while sampled, the record being filled.
