@@ -31,7 +31,8 @@ impl std::fmt::Debug for ConfigWatcher {
 }
 
 /// Starts watching `path`'s directory, and the directories of the key files the running
-/// configuration's JWT policies read (`public_key_file`, `jwks_file`); changes reload `gateway`
+/// configuration's JWT policies read (`public_key_file`, `jwks_file`) and of the HTTPS
+/// listener's certificate and key files; changes reload `gateway`
 /// (held weakly: the watcher does not keep a stopped gateway alive). A reload compares the key
 /// files' contents too, so a replaced key is applied like a changed configuration.
 pub fn watch(gateway: &Arc<Gateway>, path: &Path) -> Result<ConfigWatcher, String> {
@@ -40,8 +41,17 @@ pub fn watch(gateway: &Arc<Gateway>, path: &Path) -> Result<ConfigWatcher, Strin
         _ => PathBuf::from("."),
     };
     let file = path.to_owned();
+    // The JWT policies' key files and the HTTPS listener's certificates and keys.
     let key_files = |gw: &Gateway| -> Vec<PathBuf> {
-        gw.runtime.load().config.auth.values().filter_map(|p| p.key_file()).map(PathBuf::from).collect()
+        let config = &gw.runtime.load().config;
+        let jwt = config.auth.values().filter_map(|p| p.key_file()).map(PathBuf::from);
+        let tls = config
+            .server
+            .tls
+            .iter()
+            .flat_map(|t| &t.certificates)
+            .flat_map(|c| [c.cert_file.clone(), c.key_file.clone()]);
+        jwt.chain(tls).collect()
     };
     let mut dirs = vec![dir_of(path)];
     for key in key_files(gateway) {

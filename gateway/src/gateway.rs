@@ -17,6 +17,7 @@ use crate::{
     reload::{Reloaded, startup_only_changes, unix_now},
     runtime::{Plan, Runtime},
     telemetry::otel::Tracing,
+    tls::{ServedCertificates, certs::PairError},
 };
 
 /// State shared by every worker of both listeners.
@@ -35,6 +36,9 @@ pub struct Gateway {
     pub tracing: Option<Tracing>,
     /// The configuration file that reloads re-read (unset: reloads from a file are refused).
     pub config_path: OnceLock<std::path::PathBuf>,
+    /// The HTTPS listener's certificates (`server.tls`), swapped on reload when their files
+    /// change.
+    pub tls_certificates: Option<ServedCertificates>,
     /// One reload at a time.
     pub(crate) reload_lock: Mutex<()>,
     /// Filters of the embedding program's, compiled into the routes at every reload.
@@ -65,6 +69,13 @@ impl Gateway {
             source_name: "<environment>".into(),
             issues: vec![ConfigIssue::at(String::from("tracing"), e)],
         })?;
+        let tls_certificates = match &config.server.tls {
+            Some(tls) => Some(ServedCertificates::load(&certificate_pairs(tls)).map_err(certificate_error)?),
+            None => None,
+        };
+        if let Some(served) = &tls_certificates {
+            set_expiry_gauges(&metrics, served);
+        }
         let runtime = Runtime::compile(config, 1, &metrics, background.handle(), &Plan::initial(), &extra_filters)?;
         runtime.start(background.handle());
         metrics.config_generation.set(runtime.generation as i64);
@@ -77,6 +88,7 @@ impl Gateway {
             background,
             tracing,
             config_path: OnceLock::new(),
+            tls_certificates,
             reload_lock: Mutex::new(()),
             extra_filters,
         }))
@@ -118,6 +130,8 @@ impl Gateway {
             // how they are picked up).
             #[cfg(feature = "wasm")]
             current.plugins.update();
+            // So may the certificate files (the watcher reloads when they change).
+            self.refresh_certificates(&current.config);
             self.metrics.config_reloads.with_label_values(&["unchanged"]).inc();
             tracing::info!(generation = current.generation, "configuration unchanged; nothing reloaded");
             return Ok(Reloaded::Unchanged { generation: current.generation });
@@ -155,6 +169,7 @@ impl Gateway {
         runtime.start(self.background.handle());
         let level_changed = current.config.log.level != runtime.config.log.level;
         self.runtime.store(Arc::new(runtime));
+        self.refresh_certificates(&self.runtime.load().config);
         // The retired parts stop their background work now; requests still on the old
         // snapshot finish with them.
         plan.retire();
@@ -183,9 +198,54 @@ impl Gateway {
         Ok(Reloaded::Applied { generation, diff })
     }
 
+    /// Serves the certificate files `config` names if they changed; a pair that fails to load
+    /// leaves the served set as it is (the configuration's checks refuse such a reload first:
+    /// this only meets files that changed in between).
+    fn refresh_certificates(&self, config: &Config) {
+        let (Some(served), Some(tls)) = (&self.tls_certificates, &config.server.tls) else { return };
+        match served.refresh(&certificate_pairs(tls)) {
+            Ok(true) => {
+                set_expiry_gauges(&self.metrics, served);
+                let names: Vec<_> = served.certificates().iter().map(|c| c.names.join(",")).collect();
+                tracing::info!(certificates = ?names, "TLS certificates reloaded: new handshakes get them");
+            }
+            Ok(false) => {}
+            Err(e) => {
+                let error = certificate_error(e);
+                tracing::warn!(errors = %error, "TLS certificates not reloaded; the served ones stay");
+            }
+        }
+    }
+
     fn reload_failed(&self, error: &ConfigError) {
         self.metrics.config_reloads.with_label_values(&["error"]).inc();
         let generation = self.runtime.load().generation;
         tracing::warn!(generation, errors = %error, "configuration reload rejected; the running configuration stays");
+    }
+}
+
+/// `server.tls.certificates` as (certificate file, key file) pairs.
+fn certificate_pairs(tls: &crate::config::TlsListenerConfig) -> Vec<(std::path::PathBuf, std::path::PathBuf)> {
+    tls.certificates.iter().map(|c| (c.cert_file.clone(), c.key_file.clone())).collect()
+}
+
+/// A certificate pair that failed to load, as a configuration error at the file's key.
+fn certificate_error((i, e): crate::tls::served::SetError) -> ConfigError {
+    let (key, message) = match e {
+        PairError::Cert(m) => ("cert_file", m),
+        PairError::Key(m) => ("key_file", m),
+    };
+    ConfigError {
+        source_name: "<certificates>".into(),
+        issues: vec![ConfigIssue::at(format!("server.tls.certificates[{i}].{key}"), message)],
+    }
+}
+
+/// `rustygate_tls_certificate_expiry_seconds`, for the certificates served now.
+fn set_expiry_gauges(metrics: &Metrics, served: &ServedCertificates) {
+    metrics.tls_certificate_expiry.reset();
+    for cert in served.certificates() {
+        let name = cert.names.first().cloned().unwrap_or_else(|| cert.subject.clone());
+        metrics.tls_certificate_expiry.with_label_values(&[&name]).set(cert.not_after as f64);
     }
 }

@@ -37,6 +37,7 @@ pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 pub mod testing;
+pub mod tls;
 pub mod token;
 pub mod upstream;
 

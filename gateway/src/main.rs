@@ -185,6 +185,7 @@ fn run(config: Config, file: Option<PathBuf>) -> anyhow::Result<()> {
         let servers = server::bind(gateway.clone(), &config, false).context("starting the listeners")?;
         tracing::info!(
             proxy = ?servers.proxy_addrs,
+            tls = ?servers.tls_addrs,
             admin = ?servers.admin_addrs,
             routes,
             version = env!("CARGO_PKG_VERSION"),

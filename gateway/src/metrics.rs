@@ -66,6 +66,9 @@ pub struct Metrics {
     pub client_errors_total: IntCounterVec,
     /// `rustygate_connections`: client connections open on the proxy listener (set at scrape).
     pub connections: IntGauge,
+    /// `rustygate_tls_certificate_expiry_seconds{name}`: the Unix time at which each served
+    /// certificate expires (`notAfter`), by its first DNS name (or subject).
+    pub tls_certificate_expiry: prometheus::GaugeVec,
 }
 
 /// Buckets of `rustygate_plugin_duration_seconds`: a plugin call takes microseconds; the
@@ -209,6 +212,15 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(connections.clone())).expect("unique metric");
+        let tls_certificate_expiry = prometheus::GaugeVec::new(
+            Opts::new(
+                "rustygate_tls_certificate_expiry_seconds",
+                "Unix time at which a served certificate expires (notAfter), by its first DNS name or subject.",
+            ),
+            &["name"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(tls_certificate_expiry.clone())).expect("unique metric");
         let build_info = IntGaugeVec::new(
             Opts::new("rustygate_build_info", "Build information; the value is always 1."),
             &["version"],
@@ -240,6 +252,7 @@ impl Metrics {
             plugin_duration,
             client_errors_total,
             connections,
+            tls_certificate_expiry,
         }
     }
 

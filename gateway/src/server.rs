@@ -4,19 +4,25 @@
 
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
+use actix_tls::accept::rustls_0_23::TlsStream;
 use actix_web::{App, HttpServer, dev::Server, web};
 
 use crate::{
     admin,
-    config::{Config, values::Parsed},
+    config::{Config, TlsVersion, values::Parsed},
     frontend::actix::{self as front, ConnectionState, PerIpConnections},
     gateway::Gateway,
+    tls::{ConnectionTls, SniResolver},
 };
 
 /// The two bound (not yet running) servers and their addresses.
 pub struct Servers {
-    /// The proxy listener's bound addresses.
+    /// The proxy listener's bound addresses (plain HTTP).
     pub proxy_addrs: Vec<SocketAddr>,
+    /// The HTTPS listener's bound addresses (`server.tls`), served by the proxy server.
+    pub tls_addrs: Vec<SocketAddr>,
+    /// The HTTPS listener's certificates (to swap them), when there is one.
+    pub tls_certificates: Option<Arc<SniResolver>>,
     /// The admin listener's bound addresses.
     pub admin_addrs: Vec<SocketAddr>,
     /// The proxy server future.
@@ -41,9 +47,15 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
     let mut proxy =
         HttpServer::new(move || App::new().app_data(proxy_data.clone()).default_service(web::to(front::handle)))
             .on_connect(move |connection, extensions| {
-                let tcp = connection.downcast_ref::<actix_web::rt::net::TcpStream>();
+                let tls = connection.downcast_ref::<TlsStream<actix_web::rt::net::TcpStream>>();
+                let tcp =
+                    connection.downcast_ref::<actix_web::rt::net::TcpStream>().or_else(|| tls.map(|t| t.get_ref().0));
                 let peer = tcp.and_then(|t| t.peer_addr().ok()).map(|a| a.ip());
-                extensions.insert(ConnectionState::open(&connections, per_ip.as_ref(), peer));
+                let mut state = ConnectionState::open(&connections, per_ip.as_ref(), peer);
+                if let Some(tls) = tls {
+                    state = state.with_tls(ConnectionTls::of(tls.get_ref().1));
+                }
+                extensions.insert(state);
                 // A client that stops reading cannot hold the connection (and the backend's)
                 // for longer than `send_timeout`: actix has no send timeout of its own.
                 if let Some(tcp) = tcp {
@@ -66,6 +78,18 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
             .map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot listen on {} (server.listen): {e}", config.server.listen))
             })?;
+    let mut tls_certificates = None;
+    if let Some(tls) = &config.server.tls {
+        let resolver = gateway.tls_certificates.as_ref().map(|c| c.resolver()).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "server.tls: the gateway was started without its certificates")
+        })?;
+        let rustls_config = crate::tls::server_config(resolver.clone(), tls.min_version == TlsVersion::Tls13)
+            .map_err(|e| io::Error::other(format!("server.tls: {e}")))?;
+        proxy = proxy.bind_rustls_0_23(listen_addr(&tls.listen)?, rustls_config).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen on {} (server.tls.listen): {e}", tls.listen))
+        })?;
+        tls_certificates = Some(resolver);
+    }
     let admin_data = data;
     let mut admin = HttpServer::new(move || App::new().app_data(admin_data.clone()).configure(admin::routes))
         .workers(1)
@@ -79,9 +103,12 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
         proxy = proxy.disable_signals();
         admin = admin.disable_signals();
     }
-    let proxy_addrs = proxy.addrs();
+    let (mut proxy_addrs, mut tls_addrs) = (Vec::new(), Vec::new());
+    for (addr, scheme) in proxy.addrs_with_scheme() {
+        if scheme == "https" { tls_addrs.push(addr) } else { proxy_addrs.push(addr) }
+    }
     let admin_addrs = admin.addrs();
-    Ok(Servers { proxy_addrs, admin_addrs, proxy: proxy.run(), admin: admin.run() })
+    Ok(Servers { proxy_addrs, tls_addrs, tls_certificates, admin_addrs, proxy: proxy.run(), admin: admin.run() })
 }
 
 /// A listen address, as parsed when the configuration was read.

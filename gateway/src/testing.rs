@@ -18,6 +18,8 @@ pub struct TestGateway {
     pub addr: SocketAddr,
     /// The admin listener.
     pub admin_addr: SocketAddr,
+    /// The HTTPS listener, when the configuration has `server.tls`.
+    pub tls_addr: Option<SocketAddr>,
     /// Shared state (runtime snapshot, metrics).
     pub gateway: Arc<Gateway>,
     handles: Vec<ServerHandle>,
@@ -35,6 +37,9 @@ impl TestGateway {
         let mut config = config::load_str(yaml, "<test>")?;
         config.server.listen = "127.0.0.1:0".into();
         config.admin.listen = "127.0.0.1:0".into();
+        if let Some(tls) = &mut config.server.tls {
+            tls.listen = "127.0.0.1:0".into();
+        }
         if config.server.workers == 0 {
             config.server.workers = 2;
         }
@@ -54,12 +59,13 @@ impl TestGateway {
             actix_web::rt::System::new().block_on(async move {
                 let servers = server::bind(gw, &config, false).expect("test gateway binds");
                 let handles = vec![servers.proxy.handle(), servers.admin.handle()];
-                tx.send((servers.proxy_addrs[0], servers.admin_addrs[0], handles)).expect("test waits");
+                let addrs = (servers.proxy_addrs[0], servers.admin_addrs[0], servers.tls_addrs.first().copied());
+                tx.send((addrs, handles)).expect("test waits");
                 let _ = futures_util::future::join(servers.proxy, servers.admin).await;
             });
         });
-        let (addr, admin_addr, handles) = rx.recv().expect("test gateway started");
-        Ok(Self { addr, admin_addr, gateway, handles, thread: Some(thread) })
+        let ((addr, admin_addr, tls_addr), handles) = rx.recv().expect("test gateway started");
+        Ok(Self { addr, admin_addr, tls_addr, gateway, handles, thread: Some(thread) })
     }
 
     /// `http://ADDR` of the proxy listener followed by `path`.

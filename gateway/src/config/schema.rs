@@ -171,6 +171,48 @@ pub struct ServerConfig {
     /// Forward client headers whose name contains `_` (dropped by default, as NGINX does;
     /// underscored aliases of JWT claim headers are dropped even when this is on).
     pub underscores_in_headers: bool,
+    /// The HTTPS listener (docs/security.md, "TLS"), beside the plain one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsListenerConfig>,
+}
+
+/// `server.tls` — an HTTPS listener: HTTP/2 and HTTP/1.1 by ALPN, on the same routes as the
+/// plain listener.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsListenerConfig {
+    /// Address of the HTTPS listener, `IP:PORT`.
+    pub listen: Parsed<SocketAddr>,
+    /// The oldest TLS version accepted: `"1.2"` (default) or `"1.3"`.
+    #[serde(default)]
+    pub min_version: TlsVersion,
+    /// Certificate chains and their keys (PEM files). Each is chosen for the names of its
+    /// certificate (SAN DNS names, `*.example.com` wildcards included) by the client's SNI; the
+    /// first is served to clients that send no name or one no certificate has.
+    pub certificates: Vec<CertificateFiles>,
+}
+
+/// One served certificate: a PEM chain (leaf first) and its private key (PKCS#8, PKCS#1 or
+/// SEC1 PEM). Relative paths are relative to the gateway's working directory.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateFiles {
+    /// The certificate chain, leaf first.
+    pub cert_file: std::path::PathBuf,
+    /// The leaf's private key.
+    pub key_file: std::path::PathBuf,
+}
+
+/// The oldest TLS version a listener accepts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3.
+    #[default]
+    #[serde(rename = "1.2")]
+    Tls12,
+    /// TLS 1.3 only.
+    #[serde(rename = "1.3")]
+    Tls13,
 }
 
 /// The HTTP client that forwards requests to backends.
@@ -203,6 +245,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             max_connections_per_ip: 0,
             underscores_in_headers: false,
+            tls: None,
         }
     }
 }

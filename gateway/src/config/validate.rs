@@ -23,6 +23,9 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
     check_plugins(config, &mut issue);
 
     let proxy_addr = check_listen(&config.server.listen, "server.listen", &mut issue);
+    if let Some(tls) = &config.server.tls {
+        check_tls_listener(tls, proxy_addr, &mut issue);
+    }
     let admin_addr = check_listen(&config.admin.listen, "admin.listen", &mut issue);
     if let (Some(p), Some(a)) = (proxy_addr, admin_addr)
         && p.port() == a.port()
@@ -456,6 +459,36 @@ fn check_cors(policy: &super::schema::CorsConfig, path: &str, issue: &mut impl F
             if !wildcard_ok && crate::http_types::HeaderName::from_bytes(h.as_bytes()).is_err() {
                 issue(format!("{path}.{key}[{i}]"), format!("{h:?} is not a header name"));
             }
+        }
+    }
+}
+
+/// `server.tls`: its address, and every certificate pair loaded as it will be served (readable
+/// PEM, key matching the certificate, valid now).
+fn check_tls_listener(
+    tls: &super::schema::TlsListenerConfig,
+    proxy_addr: Option<SocketAddr>,
+    issue: &mut impl FnMut(String, String),
+) {
+    if let (Some(a), Some(p)) = (check_listen(&tls.listen, "server.tls.listen", issue), proxy_addr)
+        && a.port() == p.port()
+        && a.port() != 0
+        && (a.ip() == p.ip() || a.ip().is_unspecified() || p.ip().is_unspecified())
+    {
+        issue(
+            "server.tls.listen".into(),
+            format!("the HTTPS listener must not share the plain listener's address {p}"),
+        );
+    }
+    if tls.certificates.is_empty() {
+        issue("server.tls.certificates".into(), "at least one certificate (cert_file, key_file) is needed".into());
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    for (i, pair) in tls.certificates.iter().enumerate() {
+        match crate::tls::load_pair(&pair.cert_file, &pair.key_file, now) {
+            Ok(_) => {}
+            Err(crate::tls::certs::PairError::Cert(e)) => issue(format!("server.tls.certificates[{i}].cert_file"), e),
+            Err(crate::tls::certs::PairError::Key(e)) => issue(format!("server.tls.certificates[{i}].key_file"), e),
         }
     }
 }

@@ -34,6 +34,7 @@ use crate::{
         message::{RequestHead, Response, ResponseBody},
     },
     runtime::Runtime,
+    tls::ConnectionTls,
 };
 
 /// Per-connection state, inserted by the proxy listener's `on_connect` and dropped with the
@@ -50,6 +51,8 @@ pub struct ConnectionState {
     per_ip: Option<(IpAddr, Arc<PerIpConnections>)>,
     /// This connection's number among its peer's open ones when it was accepted.
     ip_rank: usize,
+    /// What the connection negotiated, when it came over TLS.
+    tls: Option<Arc<ConnectionTls>>,
 }
 
 /// Open client connections per peer address (`server.max_connections_per_ip`).
@@ -67,7 +70,13 @@ impl ConnectionState {
             *n += 1;
             *n
         });
-        Self { closing: Cell::default(), open: counter.clone(), rank, per_ip, ip_rank }
+        Self { closing: Cell::default(), open: counter.clone(), rank, per_ip, ip_rank, tls: None }
+    }
+
+    /// The connection came over TLS and negotiated this.
+    pub fn with_tls(mut self, tls: ConnectionTls) -> Self {
+        self.tls = Some(Arc::new(tls));
+        self
     }
 
     /// Why a request on this connection is refused before it is looked at, if it is.
@@ -106,7 +115,9 @@ impl Drop for ConnectionState {
 pub async fn handle(req: HttpRequest, payload: web::Payload, gw: web::Data<Gateway>) -> HttpResponse<MeteredBody> {
     // One snapshot for the whole request, its admission included.
     let rt = gw.runtime.load_full();
-    let mut refused = req.conn_data::<ConnectionState>().and_then(|c| c.admit(&req, &rt));
+    let conn_state = req.conn_data::<ConnectionState>();
+    let mut refused = conn_state.and_then(|c| c.admit(&req, &rt));
+    let tls = conn_state.and_then(|c| c.tls.clone());
     let uri = compat::uri_from_02(req.uri()).unwrap_or_else(|| {
         refused.get_or_insert(GatewayError::BadRequest("the request target cannot be read"));
         crate::http_types::Uri::from_static("/")
@@ -135,7 +146,7 @@ pub async fn handle(req: HttpRequest, payload: web::Payload, gw: web::Data<Gatew
         stream::empty().boxed_local()
     };
     let gateway = gw.into_inner();
-    let Served { response, finish } = driver::serve(&gateway, rt, head, body, Connection { peer, refused }).await;
+    let Served { response, finish } = driver::serve(&gateway, rt, head, body, Connection { peer, refused, tls }).await;
     let Response { status, headers, body } = response;
     let mut resp = HttpResponse::with_body(compat::status_to_02(status), ());
     // Into the pooled head's own map (it keeps its capacity from response to response).

@@ -255,6 +255,10 @@ impl RequestCtx {
             client_ip = %ctx.session.client_ip,
             method = ctx.method.as_str(),
             path = ctx.log.target.as_str(),
+            protocol = protocol_name(ctx.session.head.version),
+            tls_version = ctx.session.tls.as_ref().map(|t| t.version),
+            tls_cipher = ctx.session.tls.as_ref().map(|t| t.cipher),
+            sni = ctx.session.tls.as_ref().and_then(|t| t.sni.as_deref()),
             route,
             upstream,
             backend,
@@ -267,6 +271,18 @@ impl RequestCtx {
             error = ctx.error.as_ref().map(ToString::to_string).as_deref(),
             "access"
         );
+    }
+}
+
+/// The access log's `protocol`: the request's HTTP version as ALPN names it.
+fn protocol_name(version: crate::http_types::Version) -> &'static str {
+    use crate::http_types::Version;
+    match version {
+        Version::HTTP_2 => "h2",
+        Version::HTTP_3 => "h3",
+        Version::HTTP_10 => "http/1.0",
+        Version::HTTP_09 => "http/0.9",
+        _ => "http/1.1",
     }
 }
 

@@ -37,6 +37,7 @@ use crate::{
     routing::RouteMatch,
     runtime::Runtime,
     telemetry::{correlation::correlate, otel::spans::TRACERESPONSE},
+    tls::ConnectionTls,
 };
 
 /// The text `GET /` answers when no route claims `/`.
@@ -50,6 +51,8 @@ pub struct Connection {
     /// Why the front end refuses the request before it is looked at (over the connection
     /// limits, pipelined after `Connection: close`), if it does.
     pub refused: Option<GatewayError>,
+    /// What the connection negotiated, when it came over TLS.
+    pub tls: Option<Arc<ConnectionTls>>,
 }
 
 /// A request served: the response to send and its record, to be dropped when the body has
@@ -84,6 +87,7 @@ pub async fn serve(
         client_ip,
         peer,
         peer_trusted,
+        tls: conn.tls,
         upstream: UpstreamRequest::default(),
         state: Default::default(),
         trace,

@@ -25,6 +25,8 @@ pub struct Session {
     pub peer: IpAddr,
     /// Whether the peer is a trusted proxy (its `X-Forwarded-Proto/Host` are kept).
     pub peer_trusted: bool,
+    /// What the client's connection negotiated, when it came over TLS.
+    pub tls: Option<std::sync::Arc<crate::tls::ConnectionTls>>,
     /// The request as it will go upstream (set once the route is known).
     pub upstream: UpstreamRequest,
     /// What the filters keep about the request, by type.

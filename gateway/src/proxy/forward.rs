@@ -80,7 +80,11 @@ fn upstream_headers(out: &Outgoing<'_>, headers: &mut HeaderMap) {
     headers.insert(header::HOST, host);
     headers.insert(h::X_FORWARDED_FOR, h::forwarded_for(client, session.peer));
     let keep = |name| session.peer_trusted.then(|| client.get(&name).cloned()).flatten();
-    let proto = keep(h::X_FORWARDED_PROTO).unwrap_or(HeaderValue::from_static("http"));
+    let proto = keep(h::X_FORWARDED_PROTO).unwrap_or(HeaderValue::from_static(if session.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    }));
     headers.insert(h::X_FORWARDED_PROTO, proto);
     if let Some(fwd_host) = keep(h::X_FORWARDED_HOST).or(client_host) {
         headers.insert(h::X_FORWARDED_HOST, fwd_host);
