@@ -13,7 +13,7 @@ COMPOSE ?= docker compose -f compose/docker-compose.yml
 # True when a Docker engine answers (not just a client being installed).
 DOCKER_ENGINE = docker info >/dev/null 2>&1
 
-.PHONY: help plugins unit-nowasm build build-release release release-musl-malloc image test unit lint fmt clippy module-cycles check-tools check-config check-compose \
+.PHONY: help lab-certs plugins unit-nowasm build build-release release release-musl-malloc image test unit lint fmt clippy module-cycles check-tools check-config check-compose \
         check-prometheus check-dashboards check-static check-k6 check-cors-browser check-differential demo-native lab up down ps logs demo \
         loadtest bench bench-smoke instructions soak keychurn stream fuzz idle-conns
 
@@ -49,6 +49,7 @@ lab: build plugins ## native lab in the foreground: gateway + 3 mock backends (+
 	./scripts/lab.sh run
 
 up: ## the lab: the compose stack, or the native lab (detached) where no Docker engine answers
+	@./scripts/lab_certs.sh
 	@if $(DOCKER_ENGINE); then $(MAKE) --no-print-directory plugins && $(COMPOSE) up -d --build; else \
 	  echo "make up: no Docker engine answers here; starting the native lab instead (same ports)"; \
 	  $(MAKE) --no-print-directory build plugins && ./scripts/lab.sh start; fi
@@ -115,7 +116,10 @@ check-deps: ## one version of each OpenTelemetry crate (DEPS.md P3: mixed versio
 	if [ -n "$$dups" ]; then echo "duplicated OpenTelemetry crates:"; echo "$$dups"; exit 1; fi; \
 	echo "check-deps: one version of each OpenTelemetry crate"
 
-check-config: build ## validate the shipped gateway configurations
+lab-certs: ## the lab's CA and gateway certificate in compose/certs/ (git-ignored), made when missing or near expiry
+	./scripts/lab_certs.sh
+
+check-config: build lab-certs ## validate the shipped gateway configurations
 	$(CARGO_TARGET_DIR)/debug/rustygate check --config config/default.yaml
 	$(CARGO_TARGET_DIR)/debug/rustygate check --config compose/rustygate.lab.yaml
 

@@ -20,6 +20,9 @@ runs unchanged against `make up` with Docker and against the native lab:
   LAB_API_KEY     the key the lab's require-api-key plugin accepts (default lab-api-key)
   BACKEND_URLS    the mock backends as published on this host, comma-separated
                   (default http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003)
+  GATEWAY_HTTPS_URL  the HTTPS listener (default https://localhost:8443)
+  LAB_CA          the lab CA that signed its certificate (default compose/certs/ca.pem,
+                  made by `make lab-certs`)
 
 Usage: scripts/demo.py [SCENARIO ...]   (default: all)
 """
@@ -571,6 +574,34 @@ def plugin() -> str:
             f"{refused:g}")
 
 
+def https() -> str:
+    """HTTPS with the lab CA, by curl (a client from outside the project): HTTP/2 and HTTP/1.1
+    negotiated by ALPN, the backend told `X-Forwarded-Proto: https`, an untrusting client
+    refused the certificate."""
+    ca = os.environ.get("LAB_CA", os.path.join(os.path.dirname(__file__), "..", "compose", "certs", "ca.pem"))
+    url = os.environ.get("GATEWAY_HTTPS_URL", "https://localhost:8443").rstrip("/") + "/api/test/echo"
+    if not os.path.isfile(ca):
+        raise Skip(f"no lab CA at {ca} (make lab-certs)")
+    seen = []
+    for flag, want in (("--http2", "2"), ("--http1.1", "1.1")):
+        try:
+            out = subprocess.run(["curl", "-sS", "--max-time", "10", "--cacert", ca, flag, "-w", "\n%{http_version}", url],
+                                 capture_output=True, text=True, timeout=20)
+        except FileNotFoundError:
+            raise Skip("curl is not installed") from None
+        expect(out.returncode == 0, f"curl {flag} {url}: {out.stderr.strip()}")
+        body, version = out.stdout.rsplit("\n", 1)
+        expect(version == want, f"curl {flag}: HTTP/{version}, expected HTTP/{want}")
+        echo = json.loads(body)
+        proto = [v for k, v in echo.get("headers", []) if k.lower() == "x-forwarded-proto"]
+        expect(proto == ["https"], f"curl {flag}: the backend saw X-Forwarded-Proto {proto}")
+        seen.append(f"HTTP/{version}")
+    untrusted = subprocess.run(["curl", "-sS", "--max-time", "10", url], capture_output=True, text=True, timeout=20)
+    expect(untrusted.returncode != 0, "a client without the lab CA accepted the certificate")
+    return (f"{url}: {' and '.join(seen)} by ALPN with the lab CA, the backend saw X-Forwarded-Proto: https; "
+            f"without the CA curl refused it (exit {untrusted.returncode})")
+
+
 SCENARIOS = {
     "routing": routing,
     "request-id": request_id,
@@ -584,6 +615,7 @@ SCENARIOS = {
     "trace": trace,
     "reload": reload,
     "plugin": plugin,
+    "https": https,
 }
 
 

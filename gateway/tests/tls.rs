@@ -17,24 +17,16 @@ struct Pki {
 impl Pki {
     fn new() -> Self {
         let pki = Self { dir: tempfile::tempdir().unwrap() };
-        pki.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=rustygate test CA",
-        ]);
+        pki.new_key("req -x509 -keyout ca.key -out ca.pem -days 2", "/CN=rustygate test CA");
         pki
+    }
+
+    /// `openssl ARGS` (space-separated, no spaces inside one) with a new ECDSA P-256 key and
+    /// the subject `subject`.
+    fn new_key(&self, args: &str, subject: &str) -> String {
+        let mut all: Vec<&str> = args.split(' ').collect();
+        all.extend(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", subject]);
+        self.openssl(&all)
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -54,20 +46,7 @@ impl Pki {
             (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"));
         let san = dns_names.iter().map(|n| format!("DNS:{n}")).collect::<Vec<_>>().join(",");
         std::fs::write(self.path(&ext), format!("subjectAltName={san}\n")).unwrap();
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &format!("/CN={name}"),
-        ]);
+        self.new_key(&format!("req -keyout {key} -out {csr}"), &format!("/CN={name}"));
         self.openssl(&[
             "x509",
             "-req",
