@@ -41,16 +41,14 @@ pub fn watch(gateway: &Arc<Gateway>, path: &Path) -> Result<ConfigWatcher, Strin
         _ => PathBuf::from("."),
     };
     let file = path.to_owned();
-    // The JWT policies' key files and the HTTPS listener's certificates and keys.
+    // The JWT policies' key files, the HTTPS listener's certificates and keys and its client CA.
     let key_files = |gw: &Gateway| -> Vec<PathBuf> {
         let config = &gw.runtime.load().config;
         let jwt = config.auth.values().filter_map(|p| p.key_file()).map(PathBuf::from);
-        let tls = config
-            .server
-            .tls
-            .iter()
-            .flat_map(|t| &t.certificates)
-            .flat_map(|c| [c.cert_file.clone(), c.key_file.clone()]);
+        let tls = config.server.tls.iter().flat_map(|t| {
+            let pairs = t.certificates.iter().flat_map(|c| [c.cert_file.clone(), c.key_file.clone()]);
+            pairs.chain(t.client_auth.ca_file.clone())
+        });
         jwt.chain(tls).collect()
     };
     let mut dirs = vec![dir_of(path)];

@@ -28,6 +28,10 @@ pub enum GatewayError {
     /// A policy refused the request (e.g. a CORS preflight from an origin not allowed).
     #[error("{0}")]
     Forbidden(&'static str),
+    /// The route asks for a client certificate the request's connection has not (or one it
+    /// does not allow): 403 `client_cert_required`.
+    #[error("{0}")]
+    ClientCertRequired(&'static str),
     /// The route's JWT policy refused the request.
     #[error("{}", .0.description())]
     Unauthorized(crate::filters::jwt::rejection::Rejection),
@@ -108,7 +112,7 @@ impl GatewayError {
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::BodyBroken => StatusCode::BAD_REQUEST,
             Self::BodyStalled => StatusCode::REQUEST_TIMEOUT,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::ClientCertRequired(_) => StatusCode::FORBIDDEN,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NoHealthyUpstream(_) | Self::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
@@ -149,6 +153,7 @@ impl GatewayError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::PluginFailed { .. } => "plugin_failed",
+            Self::ClientCertRequired(_) => "client_cert_required",
             Self::TooManyConnections => "too_many_connections",
             _ => error_code(self.status()),
         }
@@ -218,6 +223,7 @@ mod tests {
             (GatewayError::PayloadTooLarge { limit: 1 }, 413, "payload_too_large"),
             (GatewayError::BadRequest("x"), 400, "bad_request"),
             (GatewayError::Forbidden("x"), 403, "forbidden"),
+            (GatewayError::ClientCertRequired("x"), 403, "client_cert_required"),
             (GatewayError::Unauthorized(crate::filters::jwt::rejection::Rejection::Expired), 401, "unauthorized"),
             (GatewayError::TooManyRequests { retry_after: 1 }, 429, "too_many_requests"),
             (GatewayError::NoHealthyUpstream("u".into()), 503, "no_healthy_upstream"),

@@ -17,7 +17,7 @@ use crate::{
     reload::{Reloaded, startup_only_changes, unix_now},
     runtime::{Plan, Runtime},
     telemetry::otel::Tracing,
-    tls::{ServedCertificates, certs::PairError},
+    tls::{ClientAuth, ServedCertificates, certs::PairError, client_auth::ClientCa},
 };
 
 /// State shared by every worker of both listeners.
@@ -39,6 +39,11 @@ pub struct Gateway {
     /// The HTTPS listener's certificates (`server.tls`), swapped on reload when their files
     /// change.
     pub tls_certificates: Option<ServedCertificates>,
+    /// The HTTPS listener's client CA (`server.tls.client_auth`), swapped likewise.
+    pub tls_client_ca: Option<ClientCa>,
+    /// The port the HTTPS listener bound (set when it is bound): where `redirect_https` sends
+    /// clients.
+    pub https_port: OnceLock<u16>,
     /// One reload at a time.
     pub(crate) reload_lock: Mutex<()>,
     /// Filters of the embedding program's, compiled into the routes at every reload.
@@ -76,6 +81,10 @@ impl Gateway {
         if let Some(served) = &tls_certificates {
             set_expiry_gauges(&metrics, served);
         }
+        let tls_client_ca = match config.server.tls.as_ref().and_then(client_ca_of) {
+            Some((ca_file, mode)) => Some(ClientCa::load(&ca_file, mode).map_err(client_ca_error)?),
+            None => None,
+        };
         let runtime = Runtime::compile(config, 1, &metrics, background.handle(), &Plan::initial(), &extra_filters)?;
         runtime.start(background.handle());
         metrics.config_generation.set(runtime.generation as i64);
@@ -89,6 +98,8 @@ impl Gateway {
             tracing,
             config_path: OnceLock::new(),
             tls_certificates,
+            tls_client_ca,
+            https_port: OnceLock::new(),
             reload_lock: Mutex::new(()),
             extra_filters,
         }))
@@ -202,6 +213,16 @@ impl Gateway {
     /// leaves the served set as it is (the configuration's checks refuse such a reload first:
     /// this only meets files that changed in between).
     fn refresh_certificates(&self, config: &Config) {
+        if let (Some(ca), Some((ca_file, _))) = (&self.tls_client_ca, config.server.tls.as_ref().and_then(client_ca_of))
+        {
+            match ca.refresh(&ca_file) {
+                Ok(true) => {
+                    tracing::info!(ca_file = %ca_file.display(), "client CA reloaded: new handshakes are checked against it")
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "client CA not reloaded; the one in use stays"),
+            }
+        }
         let (Some(served), Some(tls)) = (&self.tls_certificates, &config.server.tls) else { return };
         match served.refresh(&certificate_pairs(tls)) {
             Ok(true) => {
@@ -247,5 +268,22 @@ fn set_expiry_gauges(metrics: &Metrics, served: &ServedCertificates) {
     for cert in served.certificates() {
         let name = cert.names.first().cloned().unwrap_or_else(|| cert.subject.clone());
         metrics.tls_certificate_expiry.with_label_values(&[&name]).set(cert.not_after as f64);
+    }
+}
+
+/// The client CA file and mode of a listener that asks for client certificates.
+fn client_ca_of(tls: &crate::config::TlsListenerConfig) -> Option<(std::path::PathBuf, ClientAuth)> {
+    let mode = match tls.client_auth.mode {
+        crate::config::ClientAuthMode::None => return None,
+        crate::config::ClientAuthMode::Optional => ClientAuth::Optional,
+        crate::config::ClientAuthMode::Require => ClientAuth::Required,
+    };
+    tls.client_auth.ca_file.clone().map(|f| (f, mode))
+}
+
+fn client_ca_error(message: String) -> ConfigError {
+    ConfigError {
+        source_name: "<certificates>".into(),
+        issues: vec![ConfigIssue::at("server.tls.client_auth.ca_file".to_owned(), message)],
     }
 }

@@ -17,6 +17,12 @@ pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 /// `X-Forwarded-Host`.
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// The verified client certificate's subject (mTLS), set by the gateway only.
+pub const X_CLIENT_CERT_SUBJECT: HeaderName = HeaderName::from_static("x-client-cert-subject");
+/// Its subject alternative names, comma-separated (`DNS:…`, `URI:…`, `email:…`).
+pub const X_CLIENT_CERT_SAN: HeaderName = HeaderName::from_static("x-client-cert-san");
+/// The SHA-256 of its DER, lower-case hex.
+pub const X_CLIENT_CERT_SHA256: HeaderName = HeaderName::from_static("x-client-cert-sha256");
 
 /// Hop-by-hop headers of RFC 9110 §7.6.1 (plus the legacy `Proxy-Connection`): they describe one
 /// connection and are never forwarded. Headers named in `Connection` are removed as well.
@@ -133,7 +139,7 @@ fn same_with_dashes(claim: &HeaderName, name: &HeaderName) -> bool {
 }
 
 /// Headers of the client request that the gateway sets itself instead of copying.
-pub const REQUEST_SET_BY_GATEWAY: [HeaderName; 7] = [
+pub const REQUEST_SET_BY_GATEWAY: [HeaderName; 10] = [
     header::HOST,
     header::CONTENT_LENGTH,
     // The gateway answers `Expect: 100-continue` itself (actix does when the body is read), and
@@ -143,6 +149,10 @@ pub const REQUEST_SET_BY_GATEWAY: [HeaderName; 7] = [
     X_FORWARDED_PROTO,
     X_FORWARDED_HOST,
     X_REQUEST_ID,
+    // The client's copies never pass: only the gateway vouches for a certificate.
+    X_CLIENT_CERT_SUBJECT,
+    X_CLIENT_CERT_SAN,
+    X_CLIENT_CERT_SHA256,
 ];
 
 /// Headers of the backend response that the gateway sets itself instead of copying.

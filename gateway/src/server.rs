@@ -83,8 +83,10 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
         let resolver = gateway.tls_certificates.as_ref().map(|c| c.resolver()).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "server.tls: the gateway was started without its certificates")
         })?;
-        let rustls_config = crate::tls::server_config(resolver.clone(), tls.min_version == TlsVersion::Tls13)
-            .map_err(|e| io::Error::other(format!("server.tls: {e}")))?;
+        let client_auth = gateway.tls_client_ca.as_ref().map(|ca| ca.verifier());
+        let rustls_config =
+            crate::tls::server_config(resolver.clone(), tls.min_version == TlsVersion::Tls13, client_auth)
+                .map_err(|e| io::Error::other(format!("server.tls: {e}")))?;
         proxy = proxy.bind_rustls_0_23(listen_addr(&tls.listen)?, rustls_config).map_err(|e| {
             io::Error::new(e.kind(), format!("cannot listen on {} (server.tls.listen): {e}", tls.listen))
         })?;
@@ -106,6 +108,9 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
     let (mut proxy_addrs, mut tls_addrs) = (Vec::new(), Vec::new());
     for (addr, scheme) in proxy.addrs_with_scheme() {
         if scheme == "https" { tls_addrs.push(addr) } else { proxy_addrs.push(addr) }
+    }
+    if let Some(addr) = tls_addrs.first() {
+        let _ = gateway.https_port.set(addr.port());
     }
     let admin_addrs = admin.addrs();
     Ok(Servers { proxy_addrs, tls_addrs, tls_certificates, admin_addrs, proxy: proxy.run(), admin: admin.run() })

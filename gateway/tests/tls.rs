@@ -39,28 +39,50 @@ impl Pki {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// `NAME.pem` and `NAME.key`: a leaf for `dns_names` (its CN is NAME), valid for `days`
-    /// (negative: already expired).
+    /// `NAME.pem` and `NAME.key`: a server leaf for `dns_names` (its CN is NAME), signed by the
+    /// test CA, valid for `days` (negative: already expired).
     fn leaf(&self, name: &str, dns_names: &[&str], days: i32) -> (PathBuf, PathBuf) {
+        let san = dns_names.iter().map(|n| format!("DNS:{n}")).collect::<Vec<_>>().join(",");
+        self.signed("ca", name, &format!("subjectAltName={san}\n"), days)
+    }
+
+    /// A CA of its own, `NAME.pem` / `NAME.key` (e.g. the one client certificates chain to).
+    fn another_ca(&self, name: &str) -> PathBuf {
+        self.new_key(&format!("req -x509 -keyout {name}.key -out {name}.pem -days 2"), &format!("/CN={name}"));
+        self.path(&format!("{name}.pem"))
+    }
+
+    /// A client certificate `NAME.pem` / `NAME.key` (CN=NAME, the given SANs such as
+    /// `URI:spiffe://test/ops`), signed by the CA `ca` (`ca.pem`/`ca.key` in the directory).
+    fn client(&self, ca: &str, name: &str, sans: &[&str]) -> (PathBuf, PathBuf) {
+        let mut ext = String::from("extendedKeyUsage=clientAuth\n");
+        if !sans.is_empty() {
+            ext.push_str(&format!("subjectAltName={}\n", sans.join(",")));
+        }
+        self.signed(ca, name, &ext, 2)
+    }
+
+    fn signed(&self, ca: &str, name: &str, ext_lines: &str, days: i32) -> (PathBuf, PathBuf) {
         let (key, csr, pem, ext) =
             (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"));
-        let san = dns_names.iter().map(|n| format!("DNS:{n}")).collect::<Vec<_>>().join(",");
-        std::fs::write(self.path(&ext), format!("subjectAltName={san}\n")).unwrap();
+        std::fs::write(self.path(&ext), ext_lines).unwrap();
         self.new_key(&format!("req -keyout {key} -out {csr}"), &format!("/CN={name}"));
+        let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+        let days = days.to_string();
         self.openssl(&[
             "x509",
             "-req",
             "-in",
             &csr,
             "-CA",
-            "ca.pem",
+            &ca_pem,
             "-CAkey",
-            "ca.key",
+            &ca_key,
             "-CAcreateserial",
             "-out",
             &pem,
             "-days",
-            &days.to_string(),
+            &days,
             "-extfile",
             &ext,
         ]);
@@ -370,4 +392,248 @@ async fn certificates_are_swapped_under_load_without_a_failed_request_and_a_bad_
     );
     assert!(ok >= 20, "the load made {ok} requests");
     eprintln!("swap seen after {waited:?}, bad pair refused after {refused:?}, {ok} requests, 0 failed");
+}
+
+/// curl with a client certificate (or none) to `path` on the HTTPS listener: (HTTP status, body).
+fn curl_mtls(
+    gw: &TestGateway,
+    pki: &Pki,
+    cert: Option<&(PathBuf, PathBuf)>,
+    path: &str,
+    extra: &[&str],
+) -> Result<(u16, String), String> {
+    let port = gw.tls_addr.unwrap().port();
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "10", "--cacert"]).arg(pki.path("ca.pem"));
+    cmd.args(["--resolve", &format!("api.test:{port}:127.0.0.1"), "-w", "\n%{http_code}"]);
+    if let Some((c, k)) = cert {
+        cmd.arg("--cert").arg(c).arg("--key").arg(k);
+    }
+    let out = cmd.args(extra).arg(format!("https://api.test:{port}{path}")).output().unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    Ok((code.parse().unwrap(), body.to_owned()))
+}
+
+fn sha256_of(pem: &std::path::Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(der_of(pem)))
+}
+
+#[test]
+fn a_listener_that_requires_client_certificates_refuses_the_handshake_without_one_and_forwards_the_identity() {
+    let pki = Pki::new();
+    let server = pki.leaf("api", &["api.test"], 2);
+    let clients_ca = pki.another_ca("clients");
+    let ops = pki.client("clients", "ops", &["URI:spiffe://test/ops", "DNS:ops.test"]);
+    // Signed by the server CA, which the listener does not trust for clients.
+    let stranger = pki.client("ca", "stranger", &[]);
+    let backend = MockServer::start("b0");
+    let extra = format!("    client_auth: {{ mode: require, ca_file: {:?} }}\n", clients_ca.display().to_string());
+    let gw = TestGateway::start(&tls_config(&backend, &[server], "").replace("routes:", &format!("{extra}routes:")))
+        .unwrap();
+
+    let refused = curl_mtls(&gw, &pki, None, "/echo", &[]);
+    assert!(refused.is_err(), "no client certificate: the handshake must fail, got {refused:?}");
+    let refused = curl_mtls(&gw, &pki, Some(&stranger), "/echo", &[]);
+    assert!(refused.is_err(), "a certificate of another CA: the handshake must fail, got {refused:?}");
+
+    // The client's own copies of the identity headers are replaced by the gateway's.
+    let forged = [
+        "-H",
+        "X-Client-Cert-Subject: CN=admin",
+        "-H",
+        "X-Client-Cert-SHA256: 00",
+        "-H",
+        "x-client-cert-san: DNS:admin",
+    ];
+    let (status, body) = curl_mtls(&gw, &pki, Some(&ops), "/echo", &forged).expect("served");
+    assert_eq!(status, 200, "{body}");
+    let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(echoed(&echo, "x-client-cert-subject"), ["CN=ops"]);
+    assert_eq!(echoed(&echo, "x-client-cert-san"), ["URI:spiffe://test/ops, DNS:ops.test"]);
+    assert_eq!(echoed(&echo, "x-client-cert-sha256"), [sha256_of(&ops.0)]);
+}
+
+#[test]
+fn an_optional_listener_lets_routes_require_a_certificate_and_allow_lists_pick_who() {
+    let pki = Pki::new();
+    let server = pki.leaf("api", &["api.test"], 2);
+    let clients_ca = pki.another_ca("clients");
+    let ops = pki.client("clients", "ops", &["DNS:ops.test"]);
+    let dev = pki.client("clients", "dev", &["DNS:dev.test"]);
+    let backend = MockServer::start("b0");
+    let yaml = format!(
+        "server:\n  tls:\n    listen: 127.0.0.1:0\n    certificates: [{{ cert_file: {:?}, key_file: {:?} }}]\n    \
+         client_auth: {{ mode: optional, ca_file: {:?} }}\nroutes:\n\
+         - {{ path: /ops, backend: \"{b}\", client_cert: {{ required: true, allowed_subjects: [\"CN=ops\"] }} }}\n\
+         - {{ path: /by-san, backend: \"{b}\", client_cert: {{ allowed_sans: [\"DNS:dev.test\"] }} }}\n\
+         - {{ path: /any, backend: \"{b}\", client_cert: {{ required: true }} }}\n\
+         - {{ path: /, backend: \"{b}\" }}\n",
+        server.0.display().to_string(),
+        server.1.display().to_string(),
+        clients_ca.display().to_string(),
+        b = backend.url()
+    );
+    let gw = TestGateway::start(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let code = |cert: Option<&(PathBuf, PathBuf)>, path: &str| curl_mtls(&gw, &pki, cert, path, &[]).expect("served").0;
+
+    // Without a certificate: the open route is served (forged identity headers dropped), the
+    // others answer 403 client_cert_required.
+    let (status, body) = curl_mtls(&gw, &pki, None, "/echo", &["-H", "X-Client-Cert-Subject: CN=ops"]).unwrap();
+    assert_eq!(status, 200);
+    let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(echoed(&echo, "x-client-cert-subject").is_empty(), "a forged identity passed: {body}");
+    let (status, body) = curl_mtls(&gw, &pki, None, "/ops/echo", &[]).unwrap();
+    assert_eq!(status, 403);
+    let err: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(err["error"], "client_cert_required", "{body}");
+    assert_eq!(code(None, "/any/echo"), 403);
+    assert_eq!(code(None, "/by-san/echo"), 403);
+
+    // With one: the allow-lists decide.
+    assert_eq!(code(Some(&ops), "/ops/echo"), 200);
+    assert_eq!(code(Some(&dev), "/ops/echo"), 403, "CN=dev is not on /ops's list");
+    assert_eq!(code(Some(&dev), "/by-san/echo"), 200);
+    assert_eq!(code(Some(&ops), "/by-san/echo"), 403, "DNS:ops.test is not on /by-san's list");
+    assert_eq!(code(Some(&dev), "/any/echo"), 200);
+
+    // Over plain HTTP there is no certificate: the route refuses, it never trusts a header.
+    let plain = raw(
+        gw.addr,
+        b"GET /any/echo HTTP/1.1\r\nHost: api.test\r\nX-Client-Cert-Subject: CN=ops\r\nConnection: close\r\n\r\n",
+    );
+    assert!(plain.starts_with("HTTP/1.1 403"), "{plain}");
+
+    // Python's ssl module as the client (another TLS stack): the identity reaches the backend.
+    let port = gw.tls_addr.unwrap().port();
+    let script = format!(
+        "import ssl, http.client, json\n\
+         ctx = ssl.create_default_context(cafile={ca:?})\n\
+         ctx.load_cert_chain({cert:?}, {key:?})\n\
+         conn = http.client.HTTPSConnection('api.test', {port}, context=ctx)\n\
+         conn.sock = ctx.wrap_socket(__import__('socket').create_connection(('127.0.0.1', {port})), server_hostname='api.test')\n\
+         conn.request('GET', '/ops/echo')\n\
+         r = conn.getresponse()\n\
+         body = json.loads(r.read())\n\
+         print(r.status, dict((k.lower(), v) for k, v in body['headers']).get('x-client-cert-subject'), conn.sock.version())\n",
+        ca = pki.path("ca.pem").display().to_string(),
+        cert = ops.0.display().to_string(),
+        key = ops.1.display().to_string(),
+    );
+    let out = Command::new("python3").args(["-c", &script]).output().expect("python3 runs");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "python: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(printed.starts_with("200 CN=ops TLSv1."), "python saw: {printed}");
+}
+
+#[test]
+fn client_certificate_settings_without_a_listener_that_asks_are_config_errors() {
+    let pki = Pki::new();
+    let server = pki.leaf("api", &["api.test"], 2);
+    let backend = MockServer::start("b0");
+    let base = tls_config(&backend, &[server], "");
+    let err = |yaml: String| {
+        TestGateway::start(&yaml).err().map(|e| e.to_string()).unwrap_or_else(|| panic!("accepted:\n{yaml}"))
+    };
+    let e = err(base.replace("    backend:", "    client_cert: { required: true }\n    backend:"));
+    assert!(e.contains("routes[0].client_cert") && e.contains("no listener asks"), "{e}");
+    let e = err(base.replace("routes:", "    client_auth: { mode: require }\nroutes:"));
+    assert!(e.contains("server.tls.client_auth.ca_file") && e.contains("needed"), "{e}");
+    let not_pem = pki.path("not.pem");
+    std::fs::write(&not_pem, "nope\n").unwrap();
+    let e = err(base.replace(
+        "routes:",
+        &format!("    client_auth: {{ mode: optional, ca_file: {:?} }}\nroutes:", not_pem.display().to_string()),
+    ));
+    assert!(e.contains("server.tls.client_auth.ca_file") && e.contains("no PEM"), "{e}");
+}
+
+#[test]
+fn the_client_ca_is_swapped_when_its_file_changes() {
+    let pki = Pki::new();
+    let server = pki.leaf("api", &["api.test"], 2);
+    let (old_ca, new_ca) = (pki.another_ca("old"), pki.another_ca("new"));
+    let client_of_new = pki.client("new", "ops", &[]);
+    let ca_file = pki.path("clients.pem");
+    std::fs::copy(&old_ca, &ca_file).unwrap();
+    let backend = MockServer::start("b0");
+    let extra = format!("    client_auth: {{ mode: optional, ca_file: {:?} }}\n", ca_file.display().to_string());
+    let yaml = tls_config(&backend, &[server], "").replace("routes:", &format!("{extra}routes:"));
+    let gw = TestGateway::start(&yaml).unwrap();
+    assert!(curl_mtls(&gw, &pki, Some(&client_of_new), "/echo", &[]).is_err(), "a CA not yet trusted");
+    replace_file(&new_ca, &ca_file);
+    // The same configuration, reloaded: only the CA file changed.
+    let config = rustygate::config::load_str(&yaml, "<test>").unwrap();
+    let mut running = (*gw.gateway.runtime.load().config).clone();
+    running.server.tls.as_mut().unwrap().client_auth = config.server.tls.unwrap().client_auth;
+    gw.gateway.reload(running).expect("reload");
+    let (status, body) = curl_mtls(&gw, &pki, Some(&client_of_new), "/echo", &[]).expect("the new CA is trusted");
+    assert_eq!(status, 200);
+    assert!(body.contains("CN=ops"), "{body}");
+}
+
+#[test]
+fn the_plain_listener_redirects_to_https_and_hsts_goes_only_over_https() {
+    let pki = Pki::new();
+    let pair = pki.leaf("api", &["api.test"], 2);
+    let backend = MockServer::start("b0");
+    let yaml = tls_config(&backend, &[pair], "")
+        .replace("  tls:\n", "  redirect_https: true\n  tls:\n")
+        .replace("    backend:", "    hsts: true\n    backend:");
+    let gw = TestGateway::start(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let port = gw.tls_addr.unwrap().port();
+
+    let answer = raw(gw.addr, b"GET /a/b?c=d&e HTTP/1.1\r\nHost: API.test:8080\r\nConnection: close\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 308"), "{answer}");
+    let location = format!("location: https://api.test:{port}/a/b?c=d&e\r\n");
+    assert!(answer.to_ascii_lowercase().contains(&location), "expected {location:?} in {answer}");
+    assert!(!answer.to_ascii_lowercase().contains("strict-transport-security"), "no HSTS over plain HTTP: {answer}");
+    // ACME's HTTP-01 challenges are answered over plain HTTP (routed, not redirected).
+    let acme =
+        raw(gw.addr, b"GET /.well-known/acme-challenge/token HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n");
+    assert!(!acme.starts_with("HTTP/1.1 308"), "{acme}");
+    // Without a Host there is nowhere to send the client.
+    let no_host = raw(gw.addr, b"GET / HTTP/1.0\r\n\r\n");
+    assert!(no_host.starts_with("HTTP/1.0 400"), "{no_host}");
+
+    // Over HTTPS: served, with HSTS.
+    let (out, err, ok) = curl(&gw, &pki, "api.test", &["-i", "--http1.1"]);
+    assert!(ok, "{err}");
+    let lower = out.to_ascii_lowercase();
+    assert!(lower.starts_with("http/1.1 200"), "{out}");
+    assert!(lower.contains("strict-transport-security: max-age=31536000\r\n"), "{out}");
+}
+
+#[tokio::test]
+async fn the_server_span_of_a_request_over_tls_carries_the_tls_attributes() {
+    use mock_backends::otlp_sink::OtlpSink;
+    let pki = Pki::new();
+    let pair = pki.leaf("api", &["api.test"], 2);
+    let backend = MockServer::start("b0");
+    let sink = OtlpSink::start();
+    let tracing = format!(
+        "tracing: {{ enabled: true, endpoint: \"http://{}\", protocol: grpc, scheduled_delay: 50ms }}\n",
+        sink.grpc_addr
+    );
+    let gw = TestGateway::start(&tls_config(&backend, &[pair], &tracing)).unwrap();
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let (_, err, ok) =
+        curl(&gw, &pki, "api.test", &["--http2", "-H", &format!("traceparent: 00-{trace}-00f067aa0ba902b7-01")]);
+    assert!(ok, "{err}");
+    let spans = sink.wait_for(trace, 2, std::time::Duration::from_secs(10));
+    let server = spans.iter().find(|s| s.kind == "server").expect("a SERVER span");
+    for (key, value) in [
+        ("url.scheme", "https"),
+        ("tls.protocol.name", "tls"),
+        ("tls.protocol.version", "1.3"),
+        ("tls.client.server_name", "api.test"),
+        ("network.protocol.version", "2"),
+    ] {
+        assert_eq!(server.attribute(key), Some(&serde_json::Value::from(value)), "SERVER {key}: {server:#?}");
+    }
+    assert!(server.attribute("tls.cipher").is_some_and(|c| c.as_str().is_some_and(|c| c.starts_with("TLS13_"))));
 }

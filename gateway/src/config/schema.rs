@@ -174,6 +174,10 @@ pub struct ServerConfig {
     /// The HTTPS listener (docs/security.md, "TLS"), beside the plain one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsListenerConfig>,
+    /// The plain listener answers every request with a 308 to the same URL on the HTTPS
+    /// listener (ACME HTTP-01 challenge paths excepted). Needs `tls`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub redirect_https: bool,
 }
 
 /// `server.tls` — an HTTPS listener: HTTP/2 and HTTP/1.1 by ALPN, on the same routes as the
@@ -190,6 +194,57 @@ pub struct TlsListenerConfig {
     /// certificate (SAN DNS names, `*.example.com` wildcards included) by the client's SNI; the
     /// first is served to clients that send no name or one no certificate has.
     pub certificates: Vec<CertificateFiles>,
+    /// Client certificates (mTLS): not asked for by default.
+    #[serde(default, skip_serializing_if = "ClientAuthConfig::is_none")]
+    pub client_auth: ClientAuthConfig,
+}
+
+/// `server.tls.client_auth` — whether the listener asks clients for a certificate.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAuthConfig {
+    /// `none` (default), `optional` (asked for; routes with `client_cert.required` refuse a
+    /// request without one) or `require` (the handshake fails without a valid one).
+    #[serde(default)]
+    pub mode: ClientAuthMode,
+    /// The CA certificates (PEM) a client certificate must chain to; needed unless `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl ClientAuthConfig {
+    fn is_none(&self) -> bool {
+        self.mode == ClientAuthMode::None && self.ca_file.is_none()
+    }
+}
+
+/// Whether client certificates are asked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMode {
+    /// Not asked for.
+    #[default]
+    None,
+    /// Asked for, not required by the handshake.
+    Optional,
+    /// Required by the handshake.
+    Require,
+}
+
+/// `routes[N].client_cert` — what the route asks of the client's certificate (mTLS).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteClientCertConfig {
+    /// A request without a verified client certificate is refused: 403 `client_cert_required`.
+    pub required: bool,
+    /// If not empty, only certificates whose subject is one of these (as the gateway writes it
+    /// in `X-Client-Cert-Subject`, e.g. `CN=ops`) or that have one of `allowed_sans` pass.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_subjects: Vec<String>,
+    /// Subject alternative names that pass, as written in `X-Client-Cert-SAN`
+    /// (`DNS:ops.example.com`, `URI:spiffe://example.org/ops`, `email:ops@example.com`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_sans: Vec<String>,
 }
 
 /// One served certificate: a PEM chain (leaf first) and its private key (PKCS#8, PKCS#1 or
@@ -246,6 +301,7 @@ impl Default for ServerConfig {
             max_connections_per_ip: 0,
             underscores_in_headers: false,
             tls: None,
+            redirect_https: false,
         }
     }
 }
@@ -616,6 +672,13 @@ pub struct RouteConfig {
     /// would see other path segments than the gateway routed on (docs/security.md).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub allow_encoded_slashes: bool,
+    /// Answers over HTTPS carry `Strict-Transport-Security: max-age=31536000` (never over plain
+    /// HTTP, where browsers ignore it).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub hsts: bool,
+    /// Client-certificate requirements of this route (mTLS on the HTTPS listener).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<RouteClientCertConfig>,
     /// The name derived when `name:` is absent (set by the loader).
     #[serde(skip)]
     pub default_name: String,

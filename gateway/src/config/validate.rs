@@ -23,6 +23,22 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
     check_plugins(config, &mut issue);
 
     let proxy_addr = check_listen(&config.server.listen, "server.listen", &mut issue);
+    if config.server.redirect_https && config.server.tls.is_none() {
+        issue("server.redirect_https".into(), "needs an HTTPS listener to redirect to (server.tls)".into());
+    }
+    let asks_client_certs =
+        config.server.tls.as_ref().is_some_and(|t| t.client_auth.mode != super::schema::ClientAuthMode::None);
+    for (i, route) in config.routes.iter().enumerate() {
+        if let Some(cc) = &route.client_cert
+            && (cc.required || !cc.allowed_subjects.is_empty() || !cc.allowed_sans.is_empty())
+            && !asks_client_certs
+        {
+            issue(
+                format!("routes[{i}].client_cert"),
+                "no listener asks for client certificates: set server.tls.client_auth (optional or require)".into(),
+            );
+        }
+    }
     if let Some(tls) = &config.server.tls {
         check_tls_listener(tls, proxy_addr, &mut issue);
     }
@@ -484,6 +500,19 @@ fn check_tls_listener(
         issue("server.tls.certificates".into(), "at least one certificate (cert_file, key_file) is needed".into());
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let auth = &tls.client_auth;
+    match (auth.mode, &auth.ca_file) {
+        (super::schema::ClientAuthMode::None, _) => {}
+        (_, None) => issue(
+            "server.tls.client_auth.ca_file".into(),
+            "the CA certificates client certificates must chain to are needed when mode is optional or require".into(),
+        ),
+        (_, Some(ca)) => {
+            if let Err(e) = crate::tls::client_auth::load_verifier(ca, crate::tls::ClientAuth::Required) {
+                issue("server.tls.client_auth.ca_file".into(), e);
+            }
+        }
+    }
     for (i, pair) in tls.certificates.iter().enumerate() {
         match crate::tls::load_pair(&pair.cert_file, &pair.key_file, now) {
             Ok(_) => {}

@@ -80,7 +80,7 @@ pub async fn serve(
     let peer = conn.peer;
     let peer_trusted = rt.is_trusted_proxy(peer);
     let client_ip = if peer_trusted { h::client_ip(&head.headers, peer, |ip| rt.is_trusted_proxy(ip)) } else { peer };
-    let trace = gateway.tracing.as_ref().map(|t| t.start_request(&head, client_ip));
+    let trace = gateway.tracing.as_ref().map(|t| t.start_request(&head, client_ip, conn.tls.as_ref()));
     let session = Session {
         head,
         request_id: request_id.clone(),
@@ -144,6 +144,12 @@ async fn run(ctx: &mut RequestCtx, body: BodySource, refused: Option<GatewayErro
     let host = normal_host(head)?;
     let normal = normalize::path(head.uri.path()).map_err(GatewayError::Malformed)?;
     let path = &*normal.path;
+    // `server.redirect_https`: the plain listener sends every request to the HTTPS one (ACME's
+    // HTTP-01 challenges excepted: they must be answered over plain HTTP).
+    if rt.redirect_https && ctx.session.tls.is_none() && !path.starts_with("/.well-known/acme-challenge/") {
+        let port = ctx.gateway().https_port.get().copied().unwrap_or(443);
+        return redirect_to_https(host.as_deref(), port, head);
+    }
     let route = match rt.routes.find(host.as_deref(), path, &head.method) {
         RouteMatch::Found(route) => route.clone(),
         RouteMatch::NotFound if path == "/" && matches!(head.method, Method::GET | Method::HEAD) => {
@@ -206,6 +212,19 @@ async fn run(ctx: &mut RequestCtx, body: BodySource, refused: Option<GatewayErro
     for filter in route.filters.iter().rev() {
         resp = filter.upstream_response(&mut ctx.session, resp)?;
     }
+    Ok(resp)
+}
+
+/// A 308 to the same host, path and query on the HTTPS listener's port (left out when 443).
+fn redirect_to_https(host: Option<&str>, port: u16, head: &RequestHead) -> Result<Response, GatewayError> {
+    let host = host.ok_or(GatewayError::BadRequest("a request without a Host cannot be redirected to HTTPS"))?;
+    let target = head.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let location =
+        if port == 443 { format!("https://{host}{target}") } else { format!("https://{host}:{port}{target}") };
+    let location =
+        HeaderValue::try_from(location).map_err(|_| GatewayError::BadRequest("the request cannot be redirected"))?;
+    let mut resp = Response::full(StatusCode::PERMANENT_REDIRECT, "text/plain; charset=utf-8", "");
+    resp.headers.insert(header::LOCATION, location);
     Ok(resp)
 }
 

@@ -90,6 +90,20 @@ fn upstream_headers(out: &Outgoing<'_>, headers: &mut HeaderMap) {
         headers.insert(h::X_FORWARDED_HOST, fwd_host);
     }
     headers.append(header::VIA, h::via_value(session.head.version));
+    if let Some(client) = session.tls.as_ref().and_then(|t| t.client.as_ref()) {
+        // Text the certificate holds: a value a header cannot carry (a control character in
+        // a name) is left out rather than forwarded altered.
+        let sans = client.sans.join(", ");
+        for (name, value) in [
+            (h::X_CLIENT_CERT_SUBJECT, &client.subject),
+            (h::X_CLIENT_CERT_SAN, &sans),
+            (h::X_CLIENT_CERT_SHA256, &client.sha256),
+        ] {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.insert(name, value);
+            }
+        }
+    }
     headers.insert(h::X_REQUEST_ID, session.request_id.clone());
     // Traced: the backend's parent is this attempt's span. Untraced: the caller's
     // `traceparent` passed through unchanged with the other headers.

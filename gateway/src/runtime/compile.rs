@@ -13,7 +13,9 @@ use crate::{
         values::{self, Parsed},
     },
     filters::{
+        client_cert::ClientCertFilter,
         cors::CorsPolicy,
+        hsts::Hsts,
         jwt::{JwtFilter, JwtPolicy},
         rate_limit::{self, RateLimit, RateLimitFilter},
     },
@@ -168,10 +170,17 @@ impl Runtime {
             let plugins = Arc::new(plugin_chain(&config, rc, &plugin_slots, metrics));
             #[cfg(not(feature = "wasm"))]
             let plugins = Arc::new(crate::plugins::PluginChain);
-            // The route's chain, in the order its phases run: CORS preflights first (they carry
+            // The route's chain, in the order its phases run: the client-certificate requirement
+            // (the connection's identity, known first), CORS preflights (they carry
             // no credentials), JWT (nothing of an unauthenticated request goes further), the
             // rate limit (after auth, so that it can key on a claim), then the plugins.
             let mut filters: Vec<Arc<dyn Filter>> = Vec::new();
+            if rc.hsts {
+                filters.push(Arc::new(Hsts));
+            }
+            if let Some(cc) = rc.client_cert.as_ref().and_then(ClientCertFilter::new) {
+                filters.push(Arc::new(cc));
+            }
             if let Some(cors) = cors_name.and_then(|name| cors_policies.get(name).cloned()) {
                 filters.push(cors);
             }
@@ -228,6 +237,7 @@ impl Runtime {
             max_request_head_size: config.server.max_request_head_size.0 as usize,
             max_connections: config.server.max_connections as usize,
             max_connections_per_ip: config.server.max_connections_per_ip as usize,
+            redirect_https: config.server.redirect_https && config.server.tls.is_some(),
             routes: RouteTable::new(routes),
             upstreams,
             jwt: jwt_policies.into_iter().map(|(name, p)| (name.to_owned(), p)).collect(),

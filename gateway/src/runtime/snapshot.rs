@@ -47,6 +47,9 @@ pub struct Runtime {
     pub max_connections: usize,
     /// `server.max_connections_per_ip` (0: off).
     pub max_connections_per_ip: usize,
+    /// `server.redirect_https`: requests on the plain listener get a 308 to the HTTPS one
+    /// (whose port is [`Gateway::https_port`](crate::gateway::Gateway::https_port)).
+    pub redirect_https: bool,
     /// JWT policies by name (a reload keeps the ones whose definition did not change, with
     /// their key sets and refresh timers).
     pub(super) jwt: HashMap<String, Arc<JwtPolicy>>,

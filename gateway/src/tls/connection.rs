@@ -1,6 +1,8 @@
 //! What a TLS connection negotiated, kept with the connection for the requests on it: the
 //! `X-Forwarded-Proto` they get, and the access log's and span's TLS fields.
 
+use super::client_auth::ClientIdentity;
+
 /// The facts of one TLS connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionTls {
@@ -12,6 +14,8 @@ pub struct ConnectionTls {
     pub sni: Option<Box<str>>,
     /// The application protocol agreed by ALPN (`h2`, `http/1.1`), if any.
     pub alpn: Option<&'static str>,
+    /// The client's verified certificate, on a listener that asks for one (mTLS).
+    pub client: Option<ClientIdentity>,
 }
 
 impl ConnectionTls {
@@ -28,6 +32,8 @@ impl ConnectionTls {
             Some(b"http/1.1") => Some("http/1.1"),
             _ => None,
         };
-        Self { version, cipher, sni: conn.server_name().map(Into::into), alpn }
+        // rustls verified the chain against the listener's CA before the handshake finished.
+        let client = conn.peer_certificates().and_then(|chain| chain.first()).and_then(ClientIdentity::of);
+        Self { version, cipher, sni: conn.server_name().map(Into::into), alpn, client }
     }
 }

@@ -6,6 +6,7 @@
 //! types (the configuration's checks call it to load what a config names).
 
 pub mod certs;
+pub mod client_auth;
 pub mod connection;
 pub mod provider;
 pub mod rustls_config;
@@ -13,6 +14,7 @@ pub mod served;
 pub mod sni;
 
 pub use certs::{LoadedCertificate, load_pair};
+pub use client_auth::{ClientAuth, ClientIdentity, SwappableVerifier};
 pub use connection::ConnectionTls;
 pub use provider::provider;
 pub use rustls_config::server_config;

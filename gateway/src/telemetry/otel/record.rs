@@ -46,6 +46,8 @@ pub struct RequestRecord {
     pub(super) host: Option<HeaderValue>,
     pub(super) user_agent: Option<HeaderValue>,
     pub(super) client_ip: IpAddr,
+    /// What the client's connection negotiated, when it came over TLS.
+    pub(super) tls: Option<Arc<crate::tls::ConnectionTls>>,
     /// Attributes the sampler asked for.
     pub(super) sampler_attributes: Vec<KeyValue>,
     pub(super) route: Option<Arc<dyn TracedRoute>>,
@@ -92,7 +94,7 @@ impl RequestRecord {
         attributes.extend([
             KeyValue::new("http.request.method", semconv_method),
             KeyValue::new("url.path", self.uri.path().to_owned()),
-            KeyValue::new("url.scheme", "http"),
+            KeyValue::new("url.scheme", if self.tls.is_some() { "https" } else { "http" }),
             KeyValue::new("client.address", self.client_ip.to_string()),
             KeyValue::new("server.address", server_address.to_owned()),
             KeyValue::new("network.protocol.version", protocol_version(self.version)),
@@ -103,6 +105,23 @@ impl RequestRecord {
         }
         if let Some(ua) = self.user_agent.as_ref().and_then(|v| v.to_str().ok()) {
             attributes.push(KeyValue::new("user_agent.original", ua.to_owned()));
+        }
+        // OTel's TLS attributes (semantic conventions, `tls.*`), for requests over TLS.
+        if let Some(tls) = &self.tls {
+            attributes.extend([
+                KeyValue::new("tls.protocol.name", "tls"),
+                KeyValue::new("tls.protocol.version", tls.version),
+                KeyValue::new("tls.cipher", tls.cipher),
+            ]);
+            if let Some(sni) = &tls.sni {
+                attributes.push(KeyValue::new("tls.client.server_name", sni.to_string()));
+            }
+            if let Some(client) = &tls.client {
+                attributes.extend([
+                    KeyValue::new("tls.client.subject", client.subject.clone()),
+                    KeyValue::new("tls.client.hash.sha256", client.sha256.clone()),
+                ]);
+            }
         }
         let name = match &self.route {
             Some(route) => {

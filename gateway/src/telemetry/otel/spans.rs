@@ -56,7 +56,12 @@ impl Extractor for RequestHeaders<'_> {
 
 impl Tracing {
     /// Starts the SERVER span of `req`, child of the caller's `traceparent` if it has a valid one.
-    pub fn start_request(&self, req: &RequestHead, client_ip: IpAddr) -> RequestTrace {
+    pub fn start_request(
+        &self,
+        req: &RequestHead,
+        client_ip: IpAddr,
+        tls: Option<&Arc<crate::tls::ConnectionTls>>,
+    ) -> RequestTrace {
         let start = SystemTime::now();
         let parent_cx = self.propagator.extract_with_context(&Context::new(), &RequestHeaders(&req.headers));
         let parent = parent_cx.span().span_context().clone();
@@ -80,6 +85,7 @@ impl Tracing {
                 host: headers.get(header::HOST).cloned(),
                 user_agent: headers.get(header::USER_AGENT).cloned(),
                 client_ip,
+                tls: tls.cloned(),
                 sampler_attributes: sampling.attributes,
                 route: None,
                 status: StatusCode::OK,
