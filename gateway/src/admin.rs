@@ -34,6 +34,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics))
         .route("/admin/config", web::get().to(config))
         .route("/admin/upstreams", web::get().to(upstreams))
+        .route("/admin/certificates", web::get().to(certificates))
         .route("/admin/reload", web::post().to(reload))
         .route("/admin/plugins", web::get().to(plugins))
         .default_service(web::to(|| async { error_response(StatusCode::NOT_FOUND, "no such admin endpoint", "") }));
@@ -111,6 +112,44 @@ async fn upstreams(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
         })
         .collect();
     HttpResponse::Ok().json(json!({ "upstreams": upstreams }))
+}
+
+/// The HTTPS listener's certificates: per certificate its names, subject, issuer, serial,
+/// SHA-256, expiry and files (the first is the default); the client CA file when client
+/// certificates are asked for. No key material.
+async fn certificates(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
+    let rt = gw.runtime.load();
+    if let Some(denied) = authorize(&req, &rt.config.admin.token) {
+        return denied;
+    }
+    let now = crate::tls::certs::unix_now();
+    let served: Vec<_> = gw
+        .tls_certificates
+        .iter()
+        .flat_map(|s| s.with_sources())
+        .enumerate()
+        .map(|(i, (c, cert_file, key_file))| {
+            json!({
+                "names": c.names,
+                "subject": c.subject,
+                "issuer": c.issuer,
+                "serial": c.serial,
+                "sha256": c.sha256,
+                "not_after": crate::tls::certs::utc(c.not_after),
+                "expires_in_seconds": c.not_after - now,
+                "default": i == 0,
+                "source": "file",
+                "cert_file": cert_file,
+                "key_file": key_file,
+            })
+        })
+        .collect();
+    let tls = rt.config.server.tls.as_ref();
+    HttpResponse::Ok().json(json!({
+        "listener": tls.map(|t| t.listen.to_string()),
+        "certificates": served,
+        "client_auth": tls.map(|t| json!({ "mode": t.client_auth.mode, "ca_file": t.client_auth.ca_file })),
+    }))
 }
 
 /// Re-reads the configuration file and applies it: 200 `{"status":"ok","generation","changed"}`,

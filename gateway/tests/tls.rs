@@ -637,3 +637,33 @@ async fn the_server_span_of_a_request_over_tls_carries_the_tls_attributes() {
     }
     assert!(server.attribute("tls.cipher").is_some_and(|c| c.as_str().is_some_and(|c| c.starts_with("TLS13_"))));
 }
+
+#[tokio::test]
+async fn admin_certificates_lists_what_is_served_without_key_material() {
+    let pki = Pki::new();
+    let first = pki.leaf("first", &["first.test"], 2);
+    let wild = pki.leaf("wild", &["*.wild.test"], 2);
+    let backend = MockServer::start("b0");
+    let yaml = tls_config(&backend, &[first.clone(), wild], "admin: { token: t0ken }\n");
+    let gw = TestGateway::start(&yaml).unwrap();
+    let url = gw.admin_url("/admin/certificates");
+    assert_eq!(reqwest::get(&url).await.unwrap().status(), 401, "the admin token is needed");
+    let resp = client().get(&url).bearer_auth("t0ken").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains("PRIVATE KEY"), "{text}");
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let certs = body["certificates"].as_array().unwrap();
+    assert_eq!(certs.len(), 2, "{body}");
+    assert_eq!(certs[0]["names"], serde_json::json!(["first.test"]));
+    assert_eq!(certs[0]["default"], true);
+    assert_eq!(certs[1]["names"], serde_json::json!(["*.wild.test"]));
+    assert_eq!(certs[1]["default"], false);
+    assert_eq!(certs[0]["subject"], "CN=first");
+    assert_eq!(certs[0]["issuer"], "CN=rustygate test CA");
+    assert_eq!(certs[0]["sha256"], sha256_of(&first.0));
+    let left = certs[0]["expires_in_seconds"].as_i64().unwrap();
+    assert!(left > 86_400 && left <= 2 * 86_400, "{left}");
+    assert_eq!(certs[0]["cert_file"], first.0.display().to_string());
+    assert_eq!(body["client_auth"]["mode"], "none");
+}

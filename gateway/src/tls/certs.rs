@@ -18,6 +18,12 @@ pub struct LoadedCertificate {
     pub names: Vec<String>,
     /// The leaf's subject, as text.
     pub subject: String,
+    /// The leaf's issuer, as text.
+    pub issuer: String,
+    /// The leaf's serial number, hex.
+    pub serial: String,
+    /// The SHA-256 of the leaf's DER, hex.
+    pub sha256: String,
     /// The end of the leaf's validity, in seconds since the Unix epoch.
     pub not_after: i64,
 }
@@ -61,7 +67,8 @@ pub fn parse_pair(
     let Some(leaf) = chain.first() else {
         return Err(PairError::Cert(format!("{}: no PEM CERTIFICATE block", cert_file.display())));
     };
-    let (names, subject, not_before, not_after) = read_leaf(leaf).map_err(PairError::Cert)?;
+    let leaf_facts = read_leaf(leaf).map_err(PairError::Cert)?;
+    let (not_before, not_after) = (leaf_facts.not_before, leaf_facts.not_after);
     if now > not_after {
         return Err(PairError::Cert(format!("{}: the certificate expired ({})", cert_file.display(), utc(not_after))));
     }
@@ -82,11 +89,23 @@ pub fn parse_pair(
         )),
         other => PairError::Key(format!("{}: unusable key ({other})", key_file.display())),
     })?;
-    Ok(LoadedCertificate { key: Arc::new(key), names, subject, not_after })
+    let LeafFacts { names, subject, issuer, serial, sha256, .. } = leaf_facts;
+    Ok(LoadedCertificate { key: Arc::new(key), names, subject, issuer, serial, sha256, not_after })
 }
 
-/// The leaf's DNS names, subject and validity bounds.
-fn read_leaf(leaf: &CertificateDer<'_>) -> Result<(Vec<String>, String, i64, i64), String> {
+/// What the loader reads from a leaf.
+struct LeafFacts {
+    names: Vec<String>,
+    subject: String,
+    issuer: String,
+    serial: String,
+    sha256: String,
+    not_before: i64,
+    not_after: i64,
+}
+
+/// The leaf's DNS names, subject, issuer, serial, fingerprint and validity bounds.
+fn read_leaf(leaf: &CertificateDer<'_>) -> Result<LeafFacts, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
         .map_err(|e| format!("the first certificate cannot be parsed as X.509 ({e})"))?;
     let mut names = Vec::new();
@@ -98,11 +117,19 @@ fn read_leaf(leaf: &CertificateDer<'_>) -> Result<(Vec<String>, String, i64, i64
         }
     }
     let validity = cert.validity();
-    Ok((names, cert.subject().to_string(), validity.not_before.timestamp(), validity.not_after.timestamp()))
+    Ok(LeafFacts {
+        names,
+        subject: cert.subject().to_string(),
+        issuer: cert.issuer().to_string(),
+        serial: cert.raw_serial_as_string(),
+        sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(leaf.as_ref())),
+        not_before: validity.not_before.timestamp(),
+        not_after: validity.not_after.timestamp(),
+    })
 }
 
-/// A Unix time as an RFC 3339 UTC date, for messages.
-fn utc(secs: i64) -> String {
+/// A Unix time as an RFC 3339 UTC date, for messages and `/admin/certificates`.
+pub fn utc(secs: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
 }

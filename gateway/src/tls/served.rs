@@ -62,6 +62,18 @@ impl ServedCertificates {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).certificates.clone()
     }
 
+    /// The certificates served now with the files each was loaded from, in order (the first
+    /// is the default).
+    pub fn with_sources(&self) -> Vec<(LoadedCertificate, PathBuf, PathBuf)> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state
+            .certificates
+            .iter()
+            .zip(&state.sources)
+            .map(|(c, (cf, kf, _, _))| (c.clone(), cf.clone(), kf.clone()))
+            .collect()
+    }
+
     /// Serves `pairs` from the next handshake on if they differ from what is served (other
     /// files, or new bytes in the same ones). `Ok(true)`: a new set is served; `Ok(false)`:
     /// nothing changed; `Err`: a pair failed to load and the served set stays.
