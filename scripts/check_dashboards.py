@@ -30,6 +30,7 @@ import json
 import math
 import random
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -379,12 +380,29 @@ def parse_args() -> argparse.Namespace:
 PLUGINS_DIR = Path(__file__).resolve().parent.parent / "plugins"
 
 
-def gateway_config(b1: str, b2: str, closed_port: int) -> str:
+def self_signed(workdir: Path) -> tuple[Path, Path]:
+    """A self-signed ECDSA certificate and key for the gateway's HTTPS listener (the TLS
+    panels read the certificate's expiry), made by the openssl command line."""
+    cert, key = workdir / "gateway.pem", workdir / "gateway.key"
+    try:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "30", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=DNS:localhost"], check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise SetupError(f"cannot make a test certificate with openssl (apt-get install openssl): {e}") from None
+    return cert, key
+
+
+def gateway_config(b1: str, b2: str, closed_port: int, cert: Path, key: Path) -> str:
     """The gateway's config: backends b1 and b2 (URLs), and routes to `closed_port`, where
-    nothing listens. The listeners take ports the OS picks (start_gateway reads them)."""
+    nothing listens; an HTTPS listener with the certificate `cert`. The listeners take ports
+    the OS picks (start_gateway reads them)."""
     closed = f"http://127.0.0.1:{closed_port}"
     return f"""# written by scripts/check_dashboards.py
-server: {{ listen: "127.0.0.1:0", workers: 1 }}
+server:
+  listen: "127.0.0.1:0"
+  workers: 1
+  tls: {{ listen: "127.0.0.1:0", certificates: [ {{ cert_file: "{cert}", key_file: "{key}" }} ] }}
 admin: {{ listen: "127.0.0.1:0", token: "check-dashboards" }}
 log: {{ level: "{services.gateway_log_level('warn')}", access_log: false }}
 upstreams:
@@ -456,7 +474,8 @@ def run(args: argparse.Namespace, sup: Supervisor, closed_port: int) -> int:
         raise SetupError(f"{PLUGINS_DIR}/add-header.wasm is missing: run `make plugins`")
     b1, b2 = (services.start_mock_backend(sup, mock, f"backend{i}", label=f"b{i}", timeout=15) for i in (1, 2))
     gw_conf = sup.workdir / "gateway.yaml"
-    gw_conf.write_text(gateway_config(b1.addr["http"].url, b2.addr["http"].url, closed_port))
+    cert, key = self_signed(sup.workdir)
+    gw_conf.write_text(gateway_config(b1.addr["http"].url, b2.addr["http"].url, closed_port, cert, key))
     gw = services.start_gateway(sup, gateway, gw_conf, timeout=15)
     prom_conf = sup.workdir / "prometheus.yml"
     prom_conf.write_text(prometheus_config(str(gw.addr["admin"]), args.rules))
