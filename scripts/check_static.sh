@@ -23,10 +23,17 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 admin=$(free_port)
+tls=$(free_port)
 cp "$bin" "$root/rustygate"
 mkdir "$root/config"
+# HTTPS too: the TLS stack (rustls, aws-lc) is in the static binary, certificates from files.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$root/config/tls.key" \
+  -out "$root/config/tls.pem" -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null
 cat > "$root/config/gateway.yaml" <<YAML
-server: { listen: "127.0.0.1:$port", workers: 1 }
+server:
+  listen: "127.0.0.1:$port"
+  workers: 1
+  tls: { listen: "127.0.0.1:$tls", certificates: [ { cert_file: /config/tls.pem, key_file: /config/tls.key } ] }
 admin: { listen: "127.0.0.1:$admin" }
 routes:
   - { path: /api, backend: "http://127.0.0.1:9" }
@@ -46,4 +53,9 @@ import urllib.request, urllib.error
 try: urllib.request.urlopen('http://127.0.0.1:$port/api/x', timeout=5)
 except urllib.error.HTTPError as e: print(e.code)")
 [ "$status" = "502" ] || { echo "check-static: a dead backend answered $status, expected 502" >&2; exit 1; }
-echo "check-static: PASS: static binary ($(du -h "$bin" | cut -f1)) serves / and a 502 from an empty root"
+https=$(python3 -c "
+import ssl, urllib.request
+ctx = ssl.create_default_context(cafile='$root/config/tls.pem')
+print(urllib.request.urlopen(urllib.request.Request('https://localhost:$tls/'), context=ctx, timeout=5).read().decode())")
+[ "$https" = "RustyGate is running" ] || { echo "check-static: GET / over HTTPS answered $https" >&2; exit 1; }
+echo "check-static: PASS: static binary ($(du -h "$bin" | cut -f1)) serves / over HTTP and HTTPS and a 502 from an empty root"
