@@ -9,18 +9,26 @@
   4. sends one more request on every connection: all must be answered 200 (none was dropped);
   5. opens max_connections + 1 connections with --limit-check to see the clear refusal (503).
 
+With --tls the connections are made to an HTTPS listener (a certificate made by openssl for
+the run), each with a full TLS handshake before its request: the cost of an idle TLS connection
+(rustls' state and buffers included).
+
 Exit status 0 when every connection was served twice and the refusal check held; 1 otherwise;
 2 on a setup problem.
 
     python3 loadtest/idle_conns.py                 # release build, 10,000 connections
+    python3 loadtest/idle_conns.py --tls --connections 5000
     python3 loadtest/idle_conns.py --profile debug --connections 2000
 """
 
 from __future__ import annotations
 
+import re
 import resource
 import selectors
 import socket
+import ssl
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -82,23 +90,46 @@ def content_length(head: bytes) -> int:
     return 0
 
 
+def self_signed(workdir: Path) -> tuple[Path, Path]:
+    """A self-signed ECDSA P-256 certificate for `localhost`, made by the openssl command line."""
+    cert, key = workdir / "tls.pem", workdir / "tls.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost"], check=True, capture_output=True, timeout=30)
+    return cert, key
+
+
 def run(args) -> int:
     resolve_binaries(args)
     raise_fd_limit(args.connections * 2 + 1024)
     with Supervisor(keep_workdir=args.keep_workdir) as sup:
         max_conns = args.connections + 100
-        _, gw = H.start_single_gateway(sup, args, server_extra=f"max_connections: {max_conns}, keep_alive: 300s")
+        extra = f"max_connections: {max_conns}, keep_alive: 300s"
+        if args.tls:
+            cert, key = self_signed(sup.workdir)
+            extra += (f', tls: {{ listen: "127.0.0.1:0", certificates: '
+                      f'[ {{ cert_file: "{cert}", key_file: "{key}" }} ] }}')
+        _, gw = H.start_single_gateway(sup, args, server_extra=extra)
         port = gw.addr["proxy"].port
+        tls_port = None
+        if args.tls:
+            tls_port = int(re.search(r"tls\W+\[127\.0\.0\.1:(\d+)", gw.log_text()).group(1))
+            ctx = ssl.create_default_context(cafile=str(cert))
         time.sleep(1)  # settle before the baseline reading
         before = procfs.rss_kib(gw.pids())
         socks = []
         for _ in range(args.connections):
-            socks.append(socket.create_connection(("127.0.0.1", port), timeout=30))
+            if tls_port:
+                raw = socket.create_connection(("127.0.0.1", tls_port), timeout=30)
+                socks.append(ctx.wrap_socket(raw, server_hostname="localhost"))  # handshake done here
+            else:
+                socks.append(socket.create_connection(("127.0.0.1", port), timeout=30))
         ok1, other1 = request_all(socks, port, 60)
         time.sleep(2)  # the connections stay idle: that is the state measured
         after = procfs.rss_kib(gw.pids())
         per_conn = (after - before) * 1024 / max(1, args.connections)
-        log(f"{args.connections} idle keep-alive connections: VmRSS {H.fmt_mib(before)} -> {H.fmt_mib(after)}, "
+        kind = "TLS" if tls_port else "keep-alive"
+        log(f"{args.connections} idle {kind} connections: VmRSS {H.fmt_mib(before)} -> {H.fmt_mib(after)}, "
               f"{per_conn:,.0f} bytes per connection; first round {ok1} x 200, other {other1}")
         ok2, other2 = request_all(socks, port, 60)
         log(f"second round on the same connections: {ok2} x 200, other {other2}")
@@ -118,12 +149,12 @@ def run(args) -> int:
             s.close()
         passed = (ok1 == ok2 == args.connections) and answer.startswith("HTTP/1.1 503")
         markdown = (
-            f"| idle keep-alive connections | {args.connections:,} |\n|---|---|\n"
+            f"| idle {kind} connections | {args.connections:,} |\n|---|---|\n"
             f"| gateway VmRSS before / after | {H.fmt_mib(before)} / {H.fmt_mib(after)} |\n"
             f"| per idle connection | {per_conn:,.0f} bytes |\n"
             f"| served afterwards | {ok2:,} of {args.connections:,} |\n"
             f"| connection beyond max_connections | `{answer}` |\n")
-        H.publish(args.out_dir, "idle_conns", {"before_kib": before, "after_kib": after,
+        H.publish(args.out_dir, "idle_conns-tls" if tls_port else "idle_conns", {"before_kib": before, "after_kib": after,
                                                 "per_connection_bytes": per_conn, "served": [ok1, ok2],
                                                 "over_limit": answer}, markdown)
         print("PASS" if passed else "FAIL", flush=True)
@@ -133,6 +164,7 @@ def run(args) -> int:
 def parse_args(argv=None):
     ap = H.arg_parser(__doc__)
     ap.add_argument("--connections", type=int, default=10_000)
+    ap.add_argument("--tls", action="store_true", help="connect to an HTTPS listener (a full handshake each)")
     return ap.parse_args(argv)
 
 
