@@ -638,6 +638,20 @@ def mtls() -> str:
             f"backend saw X-Client-Cert-Subject {subject}, SAN {san}, SHA-256 {fp[:12]}…; forged copies dropped")
 
 
+def https_backend() -> str:
+    """TLS to a backend: /api/tls-backend goes to mock backend 4 over https://, its certificate
+    verified against the lab CA (upstream tls.ca_file); no TLS error counted."""
+    status, _, body = http("GET", f"{GATEWAY}/api/tls-backend/echo")
+    expect(status == 200, f"GET /api/tls-backend/echo -> {status} {body[:160]!r}")
+    echo = json.loads(body)
+    expect(echo.get("backend") == "backend4", f"answered by {echo.get('backend')!r}, expected backend4")
+    errors = gateway_metric("rustygate_upstream_tls_errors_total", upstream="tls-backend")
+    expect(not errors, f"rustygate_upstream_tls_errors_total{{upstream=tls-backend}} = {errors}")
+    up = gateway_metric("rustygate_backend_up", upstream="tls-backend")
+    return (f"/api/tls-backend -> backend4 over https:// (certificate verified against the lab CA); "
+            f"rustygate_backend_up {up:g} (health checks over TLS), TLS errors {errors or 0:g}")
+
+
 SCENARIOS = {
     "routing": routing,
     "request-id": request_id,
@@ -653,6 +667,7 @@ SCENARIOS = {
     "plugin": plugin,
     "https": https,
     "mtls": mtls,
+    "https-backend": https_backend,
 }
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The native lab: three mock backends (8001-8003), the gateway (8080, HTTPS 8443, admin 8081), the OTLP sink
+# The native lab: four mock backends (8001-8003, and 8004 over HTTPS), the gateway (8080, HTTPS 8443, admin 8081), the OTLP sink
 # that stands in for Jaeger (OTLP 4317/4318, Jaeger's query API on 16686) and, when Debian's
 # prometheus is installed, Prometheus (9090) scraping it — all on loopback, the same layout as
 # the compose stack. PIDs and logs live in .lab/.
@@ -58,7 +58,7 @@ start() { # gateway_log
   for f in "$bin/rustygate" "$bin/mock-backend" "$bin/otlp-sink"; do
     [ -x "$f" ] || { echo "lab: $f is missing; run 'make build'" >&2; exit 1; }
   done
-  local ports="8001 8002 8003 8080 8081 8443 4317 4318 16686"
+  local ports="8001 8002 8003 8004 8080 8081 8443 4317 4318 16686"
   command -v prometheus >/dev/null && ports="$ports 9090"
   for port in $ports; do
     if port_busy "$port"; then
@@ -70,6 +70,10 @@ start() { # gateway_log
   ./scripts/lab_certs.sh
   : > "$state/pids"
   for i in 1 2 3; do start_backend "$i"; done
+  # Backend 4 serves HTTPS with a certificate of the lab CA (the gateway's https:// upstream).
+  spawn backend4 "$state/backend4.log" "$bin/mock-backend" --port 8004 --name backend4 \
+    --tls-cert compose/certs/backend.pem --tls-key compose/certs/backend.key
+  wait_port 8004 "$(pid_of backend4)" backend4
   # Before the gateway, so that its first spans find a receiver.
   spawn otlp-sink "$state/otlp-sink.log" "$bin/otlp-sink" --grpc 127.0.0.1:4317 \
     --http 127.0.0.1:4318 --http 127.0.0.1:16686

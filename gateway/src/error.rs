@@ -28,6 +28,16 @@ pub enum GatewayError {
     /// A policy refused the request (e.g. a CORS preflight from an origin not allowed).
     #[error("{0}")]
     Forbidden(&'static str),
+    /// The TLS connection to an `https://` backend failed: its certificate was refused
+    /// (`reason`: `certificate_expired`, `unknown_ca`, `wrong_host`, `bad_certificate`) or the
+    /// handshake failed otherwise. A backend failure, 502.
+    #[error("TLS to the backend failed ({reason})")]
+    UpstreamTls {
+        /// The `reason` label of `rustygate_upstream_tls_errors_total`.
+        reason: &'static str,
+        /// What the TLS stack said (logged, not sent to the client).
+        detail: String,
+    },
     /// The route asks for a client certificate the request's connection has not (or one it
     /// does not allow): 403 `client_cert_required`.
     #[error("{0}")]
@@ -116,7 +126,10 @@ impl GatewayError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NoHealthyUpstream(_) | Self::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
-            Self::UpstreamConnect(_) | Self::UpstreamProtocol(_) | Self::UpstreamInterim(_) => StatusCode::BAD_GATEWAY,
+            Self::UpstreamConnect(_)
+            | Self::UpstreamProtocol(_)
+            | Self::UpstreamInterim(_)
+            | Self::UpstreamTls { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout | Self::UpstreamConnectTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) | Self::PluginFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::ClientGone => StatusCode::from_u16(CLIENT_CLOSED).unwrap_or(StatusCode::BAD_REQUEST),
@@ -130,6 +143,7 @@ impl GatewayError {
             Self::UpstreamTimeout => Some("timeout"),
             Self::UpstreamConnectTimeout => Some("connect_timeout"),
             Self::UpstreamProtocol(_) => Some("protocol_error"),
+            Self::UpstreamTls { .. } => Some("tls_error"),
             _ => None,
         }
     }

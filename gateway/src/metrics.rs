@@ -66,6 +66,9 @@ pub struct Metrics {
     pub client_errors_total: IntCounterVec,
     /// `rustygate_connections`: client connections open on the proxy listener (set at scrape).
     pub connections: IntGauge,
+    /// `rustygate_upstream_tls_errors_total{upstream,reason}`: TLS connections to `https://`
+    /// backends that failed, by why.
+    pub upstream_tls_errors_total: IntCounterVec,
     /// `rustygate_tls_certificate_expiry_seconds{name}`: the Unix time at which each served
     /// certificate expires (`notAfter`), by its first DNS name (or subject).
     pub tls_certificate_expiry: prometheus::GaugeVec,
@@ -212,6 +215,12 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(connections.clone())).expect("unique metric");
+        let upstream_tls_errors_total = counter(
+            "rustygate_upstream_tls_errors_total",
+            "TLS connections to https:// backends that failed, by upstream and reason \
+             (certificate_expired, unknown_ca, wrong_host, bad_certificate, alert_received, handshake_failed).",
+            &["upstream", "reason"],
+        );
         let tls_certificate_expiry = prometheus::GaugeVec::new(
             Opts::new(
                 "rustygate_tls_certificate_expiry_seconds",
@@ -252,6 +261,7 @@ impl Metrics {
             plugin_duration,
             client_errors_total,
             connections,
+            upstream_tls_errors_total,
             tls_certificate_expiry,
         }
     }

@@ -68,6 +68,9 @@ pub struct MockOptions {
     pub error_rate: f64,
     /// Number of actix worker threads (at least 1).
     pub workers: usize,
+    /// Serve HTTPS (HTTP/1.1 and h2 by ALPN) with this PEM certificate chain and key instead of
+    /// plain HTTP (the gateway's `https://` backends).
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl Default for MockOptions {
@@ -78,6 +81,7 @@ impl Default for MockOptions {
             latency: Duration::ZERO,
             error_rate: 0.0,
             workers: 1,
+            tls: None,
         }
     }
 }

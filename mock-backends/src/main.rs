@@ -28,6 +28,12 @@ struct Cli {
     /// Number of worker threads.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     workers: u16,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 /// Parses a fraction between 0 and 1.
@@ -47,6 +53,7 @@ async fn main() -> ExitCode {
         latency: Duration::from_millis(cli.latency),
         error_rate: cli.error_rate,
         workers: usize::from(cli.workers),
+        tls: cli.tls_cert.zip(cli.tls_key),
     };
     match mock_backends::run(opts).await {
         Ok(()) => ExitCode::SUCCESS,

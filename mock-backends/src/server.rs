@@ -62,9 +62,29 @@ fn build(opts: &MockOptions, state: Arc<Shared>, mode: Mode) -> io::Result<(Serv
         Mode::Foreground => http.shutdown_timeout(5),
         Mode::Embedded => http.shutdown_timeout(1).disable_signals(),
     };
-    let http = http.bind_auto_h2c(opts.bind)?;
+    let http = match &opts.tls {
+        Some((cert, key)) => http.bind_rustls_0_23(opts.bind, tls_config(cert, key)?)?,
+        None => http.bind_auto_h2c(opts.bind)?,
+    };
     let addr = *http.addrs().first().ok_or_else(|| io::Error::other("no listening address"))?;
     Ok((http.run(), addr))
+}
+
+/// A rustls server configuration for a PEM certificate chain and key (aws-lc-rs, the provider
+/// the gateway uses), ALPN h2 and http/1.1.
+fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> io::Result<rustls::ServerConfig> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| io::Error::other(format!("{}: {e}", cert.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| io::Error::other(format!("{}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
+        .map_err(io::Error::other)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// Runs a mock backend in the current actix `System` (as `#[actix_web::main]` provides) until
@@ -74,8 +94,9 @@ pub async fn run(opts: MockOptions) -> io::Result<()> {
     let state = Arc::new(Shared::new(&opts)?);
     let (server, addr) = build(&opts, state, Mode::Foreground)?;
     eprintln!(
-        "mock-backend {:?} listening on http://{addr} (workers {}, latency {} ms, error rate {})",
+        "mock-backend {:?} listening on {}://{addr} (workers {}, latency {} ms, error rate {})",
         opts.name,
+        if opts.tls.is_some() { "https" } else { "http" },
         opts.workers.max(1),
         opts.latency.as_millis(),
         opts.error_rate,
@@ -145,9 +166,10 @@ impl MockServer {
         self.addr
     }
 
-    /// Its base URL, `http://127.0.0.1:PORT` (no trailing slash).
+    /// Its base URL, `http://127.0.0.1:PORT` (no trailing slash; `https://` when it serves TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.state.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Its name, as reported in bodies and in the `x-backend` header.

@@ -34,6 +34,8 @@ const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 pub(crate) struct Shared {
     /// Backend name.
     pub(crate) name: String,
+    /// Whether it serves HTTPS.
+    pub(crate) tls: bool,
     /// `name` as a ready-made header value.
     header: HeaderValue,
     /// Latency added to every non-control request, in ms (settable at run time).
@@ -69,6 +71,7 @@ impl Shared {
         let error_rate = if opts.error_rate.is_nan() { 0.0 } else { opts.error_rate.clamp(0.0, 1.0) };
         Ok(Shared {
             name: opts.name.clone(),
+            tls: opts.tls.is_some(),
             header,
             latency_ms: AtomicU64::new(opts.latency.as_millis() as u64),
             initial_latency: opts.latency,

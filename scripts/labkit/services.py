@@ -24,7 +24,7 @@ from .procs import Child, Supervisor
 from .waiting import wait_for
 
 GATEWAY_LISTENING = r"rustygate listening"
-MOCK_LISTENING = r"listening on http://(\S+)"
+MOCK_LISTENING = r"listening on https?://(\S+)"
 # How a child says its port was taken (Rust's io::Error, Go's and NGINX's messages).
 _ADDR_IN_USE = re.compile(r"(?i)address already in use|os error 98|EADDRINUSE")
 

@@ -231,6 +231,18 @@ pub enum ClientAuthMode {
     Require,
 }
 
+/// `upstreams.NAME.tls` — how the gateway checks its `https://` backends. Verification is
+/// always on: a backend certificate that does not chain to these roots, has expired, or does
+/// not name the backend's host fails the attempt (502).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamTlsConfig {
+    /// The CA certificates (PEM) the backends' certificates must chain to, instead of the
+    /// system's trusted roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
 /// `routes[N].client_cert` — what the route asks of the client's certificate (mTLS).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -501,6 +513,10 @@ pub struct UpstreamConfig {
     pub retry_budget: RetryBudgetConfig,
     /// Passive health: backends failing in a row are ejected for a while.
     pub outlier_detection: OutlierConfig,
+    /// TLS to this upstream's `https://` backends: the CA bundle their certificates must chain
+    /// to (default: the system's trusted roots).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTlsConfig>,
 }
 
 impl Default for UpstreamConfig {
@@ -521,6 +537,7 @@ impl Default for UpstreamConfig {
             retry_buffer: ByteSize::kib(64),
             retry_budget: RetryBudgetConfig::default(),
             outlier_detection: OutlierConfig::default(),
+            tls: None,
         }
     }
 }

@@ -106,6 +106,11 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
             check_health(hc, &format!("{base}.health_check"), &mut issue);
         }
         check_retries(up, &base, &mut issue);
+        if let Some(ca) = up.tls.as_ref().and_then(|t| t.ca_file.as_deref())
+            && let Err(e) = crate::tls::upstream::load_roots(ca)
+        {
+            issue(format!("{base}.tls.ca_file"), e);
+        }
         if up.timeout.0.is_zero() {
             issue(format!("{base}.timeout"), "must be greater than 0".into());
         }

@@ -9,7 +9,7 @@ use jsonwebtoken::Algorithm;
 /// Marks a feature the configuration names but this build does not offer yet.
 pub const PLANNED: &str = "is not supported yet";
 
-/// Checks a backend URL: `http://host[:port][/base/path]`.
+/// Checks a backend URL: `http://` or `https://host[:port][/base/path]`.
 pub fn check_url(raw: &str) -> Result<url::Url, String> {
     // Messages show the URL redacted: its userinfo or query may hold a credential.
     let u = url::Url::parse(raw).map_err(|e| format!("not a valid URL ({e}); expected http://host:port"))?;
@@ -18,12 +18,9 @@ pub fn check_url(raw: &str) -> Result<url::Url, String> {
         return Err(format!("{:?}: credentials in backend URLs are not supported", u.host_str().unwrap_or_default()));
     }
     match u.scheme() {
-        "http" => {}
-        "https" => {
-            return Err(format!("{shown:?}: https backends {PLANNED} in this build; use http://"));
-        }
+        "http" | "https" => {}
         other => {
-            return Err(format!("{shown:?}: unsupported scheme {other:?}; expected http://"));
+            return Err(format!("{shown:?}: unsupported scheme {other:?}; expected http:// or https://"));
         }
     }
     if u.host_str().is_none_or(str::is_empty) {

@@ -149,6 +149,10 @@ impl RequestCtx {
             }
             Err(e) => {
                 let reason = e.backend_reason().unwrap_or("error");
+                if let GatewayError::UpstreamTls { reason: tls, detail } = e {
+                    m.upstream_tls_errors_total.with_label_values(&[upstream, tls]).inc();
+                    tracing::warn!(upstream, backend = &*backend.label, reason = *tls, error = %detail, "TLS to the backend failed");
+                }
                 backend.last_error.store(Some(Arc::new(e.to_string())));
                 (reason, Some(reason))
             }

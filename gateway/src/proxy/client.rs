@@ -4,7 +4,7 @@
 //! Redirects are never followed, responses never decompressed, no default headers are added,
 //! and upstream sockets get `TCP_NODELAY`.
 
-use std::{cell::RefCell, collections::HashMap, time::Duration};
+use std::{cell::RefCell, collections::HashMap, sync::Arc, time::Duration};
 
 use actix_tls::connect::{ConnectError, ConnectInfo, Connector as TcpConnector, Resolver};
 use actix_web::body::{None as NoBody, SizedStream};
@@ -23,17 +23,24 @@ const POOL_IDLE: Duration = Duration::from_secs(60);
 /// The longest an upstream connection is reused before it is replaced.
 const POOL_LIFETIME: Duration = Duration::from_secs(300);
 
+/// A worker's clients, by connect timeout and TLS configuration (its address: upstreams share
+/// one when their TLS settings are the same object; a reload that rebuilds an upstream gets a
+/// new entry, and the old one goes idle).
+type ClientKey = (Duration, usize);
+
 thread_local! {
-    static CLIENTS: RefCell<HashMap<Duration, Client>> = RefCell::new(HashMap::new());
+    static CLIENTS: RefCell<HashMap<ClientKey, Client>> = RefCell::new(HashMap::new());
 }
 
-/// The calling worker's client for the given connect timeout.
-pub fn for_worker(connect_timeout: Duration) -> Client {
+/// The calling worker's client for the given connect timeout and TLS configuration (for
+/// `https://` backends; `None` for an upstream of `http://` backends only).
+pub fn for_worker(connect_timeout: Duration, tls: Option<&Arc<rustls::ClientConfig>>) -> Client {
+    let key = (connect_timeout, tls.map_or(0, |t| Arc::as_ptr(t) as usize));
     CLIENTS
-        .with(|clients| clients.borrow_mut().entry(connect_timeout).or_insert_with(|| build(connect_timeout)).clone())
+        .with(|clients| clients.borrow_mut().entry(key).or_insert_with(|| build(connect_timeout, tls.cloned())).clone())
 }
 
-fn build(connect_timeout: Duration) -> Client {
+fn build(connect_timeout: Duration, tls: Option<Arc<rustls::ClientConfig>>) -> Client {
     let tcp = TcpConnector::new(Resolver::default()).service();
     let nodelay = actix_service::fn_service(move |info: ConnectInfo<actix_web::http::Uri>| {
         let tcp = tcp.clone();
@@ -44,12 +51,11 @@ fn build(connect_timeout: Duration) -> Client {
             Ok::<_, ConnectError>(conn)
         }
     });
-    let connector = Connector::new()
-        .connector(nodelay)
-        .timeout(connect_timeout)
-        .limit(0)
-        .conn_keep_alive(POOL_IDLE)
-        .conn_lifetime(POOL_LIFETIME);
+    let mut connector = Connector::new().connector(nodelay);
+    if let Some(tls) = tls {
+        connector = connector.rustls_0_23(tls);
+    }
+    let connector = connector.timeout(connect_timeout).limit(0).conn_keep_alive(POOL_IDLE).conn_lifetime(POOL_LIFETIME);
     Client::builder()
         .connector(connector)
         .disable_redirects()
@@ -64,6 +70,7 @@ fn build(connect_timeout: Duration) -> Client {
 /// 1.x types and awc's 0.2 ones here.
 pub async fn send(
     connect_timeout: Duration,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     method: &Method,
     url: String,
     headers: HeaderMap,
@@ -73,7 +80,7 @@ pub async fn send(
     // awc's own URI type, parsed once from the text (no copy of it).
     let uri = actix_web::http::Uri::try_from(url)
         .map_err(|_| GatewayError::BadRequest("the request path cannot be forwarded"))?;
-    let mut up = for_worker(connect_timeout).request(compat::method_to_02(method), uri).no_decompress();
+    let mut up = for_worker(connect_timeout, tls).request(compat::method_to_02(method), uri).no_decompress();
     *up.headers_mut() = compat::headers_to_02(&headers);
     // A body of size "none" keeps awc from adding `Content-Length: 0` to bodiless requests.
     let send = match body {
@@ -96,6 +103,14 @@ pub async fn send(
 fn map_error(e: SendRequestError) -> GatewayError {
     match e {
         SendRequestError::Connect(awc::error::ConnectError::Timeout) => GatewayError::UpstreamConnectTimeout,
+        // A backend's certificate refused (or another TLS failure): said as such, not as a
+        // connection error.
+        SendRequestError::Connect(awc::error::ConnectError::Io(io))
+            if crate::tls::upstream::failure_reason(&io).is_some() =>
+        {
+            let reason = crate::tls::upstream::failure_reason(&io).unwrap_or("handshake_failed");
+            GatewayError::UpstreamTls { reason, detail: io.to_string() }
+        }
         SendRequestError::Timeout => GatewayError::UpstreamTimeout,
         SendRequestError::Connect(c) => GatewayError::UpstreamConnect(Box::new(c)),
         other => GatewayError::UpstreamProtocol(Box::new(other)),

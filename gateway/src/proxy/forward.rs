@@ -52,7 +52,9 @@ pub async fn attempt(
     let method = &out.session.head.method;
     match client {
         UpstreamClient::Awc => {
-            let resp = super::client::send(pool.connect_timeout, method, url, headers, body, timeout).await?;
+            let resp =
+                super::client::send(pool.connect_timeout, pool.tls.as_ref(), method, url, headers, body, timeout)
+                    .await?;
             client_response(out, resp)
         }
         UpstreamClient::Reqwest => {

@@ -12,6 +12,7 @@ pub mod provider;
 pub mod rustls_config;
 pub mod served;
 pub mod sni;
+pub mod upstream;
 
 pub use certs::{LoadedCertificate, load_pair};
 pub use client_auth::{ClientAuth, ClientIdentity, SwappableVerifier};

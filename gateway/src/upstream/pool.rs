@@ -24,7 +24,7 @@ use crate::config::{BackendConfig, HealthCheckConfig, OutlierConfig, Strategy, U
 pub struct Backend {
     /// The URL as configured (any password removed): the `backend` metrics label.
     pub label: Arc<str>,
-    /// `http` (https is planned).
+    /// `http` or `https`.
     pub scheme: Scheme,
     /// `host:port` to connect to.
     pub authority: Authority,
@@ -52,7 +52,8 @@ pub struct Backend {
 }
 
 /// Every `reason` of `rustygate_backend_failures_total`.
-const FAILURE_REASONS: [&str; 5] = ["connect_error", "connect_timeout", "timeout", "protocol_error", "status_5xx"];
+const FAILURE_REASONS: [&str; 6] =
+    ["connect_error", "connect_timeout", "timeout", "protocol_error", "tls_error", "status_5xx"];
 
 /// A pool of backends with its balancing state and timeouts.
 #[derive(Debug)]
@@ -85,6 +86,8 @@ pub struct UpstreamPool {
     pub read_timeout: Duration,
     /// Send the client's `Host` (true) or the backend's authority (false).
     pub preserve_host: bool,
+    /// TLS to its `https://` backends (none when all are `http://`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// The pool's background tasks (its health checks).
     pub tasks: TaskSet,
 }
@@ -110,6 +113,12 @@ impl UpstreamPool {
             m.retries_total.with_label_values(&[name]);
             m.retry_budget_exhausted_total.with_label_values(&[name]);
         }
+        let tls = if backends.iter().any(|b| b.scheme == Scheme::HTTPS) {
+            let ca_file = config.tls.as_ref().and_then(|t| t.ca_file.as_deref());
+            Some(crate::tls::upstream::client_config(ca_file)?)
+        } else {
+            None
+        };
         let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
         let ring = match config.strategy {
             Strategy::IpHash | Strategy::HeaderHash => ring::Ring::new(backends.iter().map(|b| (&*b.label, b.weight))),
@@ -131,6 +140,7 @@ impl UpstreamPool {
             timeout: config.timeout.0,
             read_timeout: config.read_timeout.0,
             preserve_host: config.preserve_host,
+            tls,
             tasks: TaskSet::default(),
         })
     }
@@ -174,13 +184,15 @@ impl Backend {
             None => host.to_owned(),
         };
         let base_path = url.path().trim_end_matches('/').to_owned();
+        let (scheme, scheme_name) =
+            if url.scheme() == "https" { (Scheme::HTTPS, "https") } else { (Scheme::HTTP, "http") };
         // Userinfo is never part of the label: labels end up in metrics and logs.
-        let label = format!("http://{authority}{base_path}");
+        let label = format!("{scheme_name}://{authority}{base_path}");
         Ok(Self {
+            url_prefix: label.clone(),
             label: label.into(),
-            scheme: Scheme::HTTP,
+            scheme,
             authority: authority.parse().map_err(|e| format!("{:?}: {e}", config.url))?,
-            url_prefix: format!("http://{authority}{base_path}"),
             base_path,
             host_header: HeaderValue::from_str(&authority).map_err(|e| format!("{:?}: {e}", config.url))?,
             weight: config.weight,

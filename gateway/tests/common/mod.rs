@@ -8,6 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod pki;
+
 pub use mock_backends::{MockServer, pattern_sha256};
 pub use rustygate::testing::TestGateway;
 

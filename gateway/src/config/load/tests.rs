@@ -138,7 +138,7 @@ routes:
         e,
         [
             "error: test.yaml:4:5: upstreams.users.backends: needs at least one backend",
-            "error: test.yaml:7:9: upstreams.orders.backends[0].url: \"ftp://orders:21\": unsupported scheme \"ftp\"; expected http://",
+            "error: test.yaml:7:9: upstreams.orders.backends[0].url: \"ftp://orders:21\": unsupported scheme \"ftp\"; expected http:// or https://",
             "error: test.yaml:9:9: upstreams.orders.backends[1].weight: must be between 1 and 1000, found 0",
             "error: test.yaml:12:5: routes[0].upstream: unknown upstream \"user\" (known: orders, users); did you mean \"users\"?",
             "error: test.yaml:13:5: routes[1].path: \"api/orders\" must start with `/`",
@@ -304,7 +304,7 @@ fn listener_and_route_checks() {
 server: { listen: "0.0.0.0:8080", trusted_proxies: ["10.0.0.0/8", "not-a-cidr"] }
 admin: { listen: "127.0.0.1:8080" }
 routes:
-  - { name: a, path: /a, backend: "https://secure:443" }
+  - { name: a, path: /a, backend: "ftp://secure:443" }
   - { name: a, path: /b, backend: "http://user:pw@b:1", methods: [GET, "P0ST"] }
 "#,
     );
@@ -313,7 +313,7 @@ routes:
         [
             "error: test.yaml:2:67: server.trusted_proxies[1]: \"not-a-cidr\" is not an IP address or CIDR (like 10.0.0.0/8)",
             "error: test.yaml:3:10: admin.listen: the admin listener must not share the proxy's address 0.0.0.0:8080",
-            "error: test.yaml:5:26: routes[0].backend: \"https://secure:443\": https backends is not supported yet in this build; use http://",
+            "error: test.yaml:5:26: routes[0].backend: \"ftp://secure:443\": unsupported scheme \"ftp\"; expected http:// or https://",
             "error: test.yaml:6:7: routes[1].name: duplicate route name \"a\" (names label metrics and must be unique; set `name:`)",
             "error: test.yaml:6:26: routes[1].backend: \"b\": credentials in backend URLs are not supported",
             "error: test.yaml:6:72: routes[1].methods[1]: \"P0ST\" is not an HTTP method",

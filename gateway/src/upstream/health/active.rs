@@ -21,8 +21,14 @@ pub fn spawn(background: &tokio::runtime::Handle, pool: &Arc<UpstreamPool>) {
     let Some(config) = pool.health_check.clone() else { return };
     let Ok(range) = config.status_range() else { return };
     let weak: Weak<UpstreamPool> = Arc::downgrade(pool);
+    // `https://` backends are probed over TLS with the upstream's own verification settings.
+    let tls = pool.tls.as_ref().map(|t| (**t).clone());
     pool.tasks.spawn(background, async move {
-        let client = match reqwest::Client::builder().timeout(config.timeout.0).pool_max_idle_per_host(1).build() {
+        let mut builder = reqwest::Client::builder().timeout(config.timeout.0).pool_max_idle_per_host(1);
+        if let Some(tls) = tls {
+            builder = builder.tls_backend_preconfigured(tls);
+        }
+        let client = match builder.build() {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot build the health-check client");
@@ -93,7 +99,7 @@ async fn probe(
     path: &str,
     expected: &std::ops::RangeInclusive<u16>,
 ) -> Result<(), String> {
-    let url = format!("http://{}{}{}", backend.authority, backend.base_path, path);
+    let url = format!("{}{}", backend.url_prefix, path);
     match client.get(&url).send().await {
         Ok(resp) if expected.contains(&resp.status().as_u16()) => Ok(()),
         Ok(resp) => Err(format!("GET {path} answered {}", resp.status().as_u16())),

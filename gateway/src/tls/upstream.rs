@@ -1,0 +1,91 @@
+//! TLS to `https://` backends: the rustls client configuration of an upstream (its CA bundle,
+//! or the system's trusted roots), and what a failed handshake says about the backend.
+
+use std::{
+    path::Path,
+    sync::{Arc, OnceLock},
+};
+
+use rustls::{
+    ClientConfig, RootCertStore,
+    pki_types::{CertificateDer, pem::PemObject},
+};
+
+use super::provider::provider;
+
+/// The system's trusted roots, read once (rustls-native-certs: the OS store, `SSL_CERT_FILE`).
+fn system_roots() -> Arc<RootCertStore> {
+    static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let mut roots = RootCertStore::empty();
+            let found = rustls_native_certs::load_native_certs();
+            for e in &found.errors {
+                tracing::warn!(error = %e, "a system root certificate could not be read");
+            }
+            let (added, ignored) = roots.add_parsable_certificates(found.certs);
+            tracing::debug!(added, ignored, "system roots for https:// backends");
+            Arc::new(roots)
+        })
+        .clone()
+}
+
+/// The CA certificates of a PEM bundle.
+pub fn load_roots(ca_file: &Path) -> Result<Arc<RootCertStore>, String> {
+    let text = std::fs::read(ca_file).map_err(|e| format!("cannot read {}: {e}", ca_file.display()))?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&text) {
+        let cert = cert.map_err(|e| format!("{}: not a PEM certificate bundle ({e})", ca_file.display()))?;
+        roots.add(cert).map_err(|e| format!("{}: a CA certificate cannot be used ({e})", ca_file.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{}: no PEM CERTIFICATE block", ca_file.display()));
+    }
+    Ok(Arc::new(roots))
+}
+
+/// The client configuration for an upstream's `https://` backends: verification always on,
+/// against `ca_file`'s CAs or the system's roots; ALPN `http/1.1` (the forwarding client
+/// speaks HTTP/1.1 to backends).
+pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
+    let roots = match ca_file {
+        Some(path) => load_roots(path)?,
+        None => system_roots(),
+    };
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Why a TLS connection to a backend failed, as the `reason` of
+/// `rustygate_upstream_tls_errors_total`, if `error` (or what it wraps) is a TLS error.
+pub fn failure_reason(error: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    use rustls::{CertificateError, Error};
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(tls) = e.downcast_ref::<Error>() {
+            return Some(match tls {
+                Error::InvalidCertificate(CertificateError::Expired | CertificateError::ExpiredContext { .. }) => {
+                    "certificate_expired"
+                }
+                Error::InvalidCertificate(
+                    CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+                ) => "wrong_host",
+                Error::InvalidCertificate(CertificateError::UnknownIssuer) => "unknown_ca",
+                Error::InvalidCertificate(_) => "bad_certificate",
+                Error::AlertReceived(_) => "alert_received",
+                _ => "handshake_failed",
+            });
+        }
+        // An I/O error wrapping the TLS stack's error hides it from `source()`.
+        cause = match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
+}

@@ -1,0 +1,121 @@
+//! `https://` backends: the gateway verifies their certificates (an upstream's CA bundle, or the
+//! system's roots), and a certificate it cannot trust — unknown CA, expired, another host's — is
+//! a 502 that says which, counted in `rustygate_upstream_tls_errors_total` and logged; health
+//! checks go over TLS too. The backends are the mock backend serving HTTPS with certificates of
+//! a throwaway CA.
+
+mod common;
+
+use std::{path::PathBuf, time::Duration};
+
+use common::{pki::Pki, *};
+use mock_backends::MockOptions;
+
+/// A mock backend serving HTTPS with `pair`.
+fn https_backend(name: &str, pair: (PathBuf, PathBuf)) -> MockServer {
+    MockServer::start_with(MockOptions { name: name.into(), tls: Some(pair), ..Default::default() }).unwrap()
+}
+
+/// A gateway whose upstream `up` has `backend`, with `tls` (YAML flow) as its TLS settings.
+fn gateway_to(backend: &MockServer, tls: &str, extra: &str) -> TestGateway {
+    let yaml = format!(
+        "upstreams:\n  up:\n    backends: [ {{ url: \"{}\" }} ]\n{tls}{extra}routes:\n  - {{ path: /, upstream: up }}\n",
+        backend.url()
+    );
+    TestGateway::start(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+}
+
+fn ca_of(pki: &Pki) -> String {
+    format!("    tls: {{ ca_file: {:?} }}\n", pki.path("ca.pem").display().to_string())
+}
+
+#[tokio::test]
+async fn an_https_backend_signed_by_the_upstreams_ca_is_served() {
+    let pki = Pki::new();
+    let backend = https_backend("b0", pki.signed("ca", "backend", "subjectAltName=IP:127.0.0.1\n", 2));
+    assert!(backend.url().starts_with("https://"));
+    let gw = gateway_to(&backend, &ca_of(&pki), "");
+    for _ in 0..3 {
+        let resp = client().get(gw.url("/echo?x=1")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let echo: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(echo["uri"], "/echo?x=1");
+    }
+    assert_eq!(backend.hits(), 3);
+}
+
+#[tokio::test]
+async fn an_untrusted_backend_certificate_is_a_502_that_says_why() {
+    let pki = Pki::new();
+    pki.another_ca("strangers");
+    let impostor = Pki::new();
+    let cases = [
+        // Signed by a CA the upstream does not trust.
+        ("unknown_ca", pki.signed("strangers", "stranger", "subjectAltName=IP:127.0.0.1\n", 2), ca_of(&pki)),
+        // Expired yesterday.
+        ("certificate_expired", pki.signed("ca", "expired", "subjectAltName=IP:127.0.0.1\n", -1), ca_of(&pki)),
+        // Valid, but for another host.
+        ("wrong_host", pki.signed("ca", "elsewhere", "subjectAltName=DNS:elsewhere.test\n", 2), ca_of(&pki)),
+        // An impostor CA with the trusted CA's very name: its signature does not verify.
+        ("bad_certificate", impostor.signed("ca", "impostor", "subjectAltName=IP:127.0.0.1\n", 2), ca_of(&pki)),
+        // No ca_file: the system's roots, which do not hold the test CA.
+        ("unknown_ca", pki.signed("ca", "system", "subjectAltName=IP:127.0.0.1\n", 2), String::new()),
+    ];
+    for (reason, pair, tls) in cases {
+        let backend = https_backend("b0", pair);
+        let gw = gateway_to(&backend, &tls, "");
+        let resp = client().get(gw.url("/echo")).send().await.unwrap();
+        assert_eq!(resp.status(), 502, "{reason}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "bad_gateway", "{reason}: {body}");
+        assert!(body["message"].as_str().unwrap().contains(reason), "{reason}: {body}");
+        let m = scrape(&gw).await;
+        assert_eq!(metric(&m, "rustygate_upstream_tls_errors_total", &[("upstream", "up"), ("reason", reason)]), 1.0);
+        assert_eq!(
+            metric(&m, "rustygate_backend_failures_total", &[("upstream", "up"), ("reason", "tls_error")]),
+            1.0,
+            "{reason}: a refused certificate is the backend's failure"
+        );
+        assert_eq!(backend.hits(), 0, "{reason}: nothing was sent to a backend that could not be trusted");
+    }
+}
+
+#[tokio::test]
+async fn health_checks_go_over_tls_with_the_upstreams_settings() {
+    let pki = Pki::new();
+    pki.another_ca("strangers");
+    let good = https_backend("good", pki.signed("ca", "good", "subjectAltName=IP:127.0.0.1\n", 2));
+    let bad = https_backend("bad", pki.signed("strangers", "bad", "subjectAltName=IP:127.0.0.1\n", 2));
+    let yaml = format!(
+        "upstreams:\n  up:\n    backends: [ {{ url: \"{}\" }}, {{ url: \"{}\" }} ]\n{}    health_check: {{ path: /health, interval: 200ms, timeout: 150ms, unhealthy_threshold: 1 }}\nroutes:\n  - {{ path: /, upstream: up }}\n",
+        good.url(),
+        bad.url(),
+        ca_of(&pki)
+    );
+    let gw = TestGateway::start(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let up = |label: String| {
+        let gw = &gw;
+        async move { metric(&scrape(gw).await, "rustygate_backend_up", &[("upstream", "up"), ("backend", &label)]) }
+    };
+    wait_until("the untrusted backend out of rotation", Duration::from_secs(10), async || up(bad.url()).await == 0.0)
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(up(good.url()).await, 1.0, "the trusted backend passes its checks over TLS");
+    for _ in 0..4 {
+        assert_eq!(client().get(gw.url("/echo")).send().await.unwrap().status(), 200);
+    }
+    assert_eq!(bad.hits(), 0);
+}
+
+#[test]
+fn a_bad_upstream_ca_file_is_a_located_config_error() {
+    let pki = Pki::new();
+    let not_pem = pki.path("not.pem");
+    std::fs::write(&not_pem, "nope\n").unwrap();
+    let yaml = format!(
+        "upstreams:\n  up:\n    backends: [ {{ url: \"https://127.0.0.1:1\" }} ]\n    tls: {{ ca_file: {:?} }}\nroutes:\n  - {{ path: /, upstream: up }}\n",
+        not_pem.display().to_string()
+    );
+    let err = TestGateway::start(&yaml).err().expect("refused").to_string();
+    assert!(err.contains("upstreams.up.tls.ca_file") && err.contains("no PEM"), "{err}");
+}
