@@ -138,3 +138,17 @@ pub fn utc(secs: i64) -> String {
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
+
+/// The CA certificates of a PEM bundle (client certificates' CAs, backends' CAs).
+pub fn load_ca_bundle(ca_file: &Path) -> Result<rustls::RootCertStore, String> {
+    let text = std::fs::read(ca_file).map_err(|e| format!("cannot read {}: {e}", ca_file.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&text) {
+        let cert = cert.map_err(|e| format!("{}: not a PEM certificate bundle ({e})", ca_file.display()))?;
+        roots.add(cert).map_err(|e| format!("{}: a CA certificate cannot be used ({e})", ca_file.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{}: no PEM CERTIFICATE block", ca_file.display()));
+    }
+    Ok(roots)
+}

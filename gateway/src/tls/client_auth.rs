@@ -6,9 +6,9 @@ use std::{path::Path, sync::Arc};
 
 use arc_swap::ArcSwap;
 use rustls::{
-    DigitallySignedStruct, DistinguishedName, Error, RootCertStore, SignatureScheme,
+    DigitallySignedStruct, DistinguishedName, Error, SignatureScheme,
     client::danger::HandshakeSignatureValid,
-    pki_types::{CertificateDer, UnixTime, pem::PemObject},
+    pki_types::{CertificateDer, UnixTime},
     server::{
         WebPkiClientVerifier,
         danger::{ClientCertVerified, ClientCertVerifier},
@@ -29,15 +29,7 @@ pub enum ClientAuth {
 
 /// The CA certificates of a PEM bundle, as a rustls verifier for `mode`.
 pub fn load_verifier(ca_file: &Path, mode: ClientAuth) -> Result<Arc<dyn ClientCertVerifier>, String> {
-    let text = std::fs::read(ca_file).map_err(|e| format!("cannot read {}: {e}", ca_file.display()))?;
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&text) {
-        let cert = cert.map_err(|e| format!("{}: not a PEM certificate bundle ({e})", ca_file.display()))?;
-        roots.add(cert).map_err(|e| format!("{}: a CA certificate cannot be used ({e})", ca_file.display()))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("{}: no PEM CERTIFICATE block", ca_file.display()));
-    }
+    let roots = super::certs::load_ca_bundle(ca_file)?;
     let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
     let builder = match mode {
         ClientAuth::Optional => builder.allow_unauthenticated(),

@@ -6,10 +6,7 @@ use std::{
     sync::{Arc, OnceLock},
 };
 
-use rustls::{
-    ClientConfig, RootCertStore,
-    pki_types::{CertificateDer, pem::PemObject},
-};
+use rustls::{ClientConfig, RootCertStore};
 
 use super::provider::provider;
 
@@ -32,16 +29,7 @@ fn system_roots() -> Arc<RootCertStore> {
 
 /// The CA certificates of a PEM bundle.
 pub fn load_roots(ca_file: &Path) -> Result<Arc<RootCertStore>, String> {
-    let text = std::fs::read(ca_file).map_err(|e| format!("cannot read {}: {e}", ca_file.display()))?;
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&text) {
-        let cert = cert.map_err(|e| format!("{}: not a PEM certificate bundle ({e})", ca_file.display()))?;
-        roots.add(cert).map_err(|e| format!("{}: a CA certificate cannot be used ({e})", ca_file.display()))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("{}: no PEM CERTIFICATE block", ca_file.display()));
-    }
-    Ok(Arc::new(roots))
+    super::certs::load_ca_bundle(ca_file).map(Arc::new)
 }
 
 /// The client configuration for an upstream's `https://` backends: verification always on,
