@@ -119,3 +119,41 @@ fn a_bad_upstream_ca_file_is_a_located_config_error() {
     let err = TestGateway::start(&yaml).err().expect("refused").to_string();
     assert!(err.contains("upstreams.up.tls.ca_file") && err.contains("no PEM"), "{err}");
 }
+
+#[tokio::test]
+async fn a_backend_that_requires_a_client_certificate_gets_the_gateways() {
+    let pki = Pki::new();
+    let gateways = pki.another_ca("gateways");
+    let gateway_cert = pki.client("gateways", "gateway", &["DNS:gateway.test"]);
+    let backend = MockServer::start_with(MockOptions {
+        name: "b0".into(),
+        tls: Some(pki.signed("ca", "backend", "subjectAltName=IP:127.0.0.1\n", 2)),
+        tls_client_ca: Some(gateways),
+        ..Default::default()
+    })
+    .unwrap();
+    // Without a client certificate the backend refuses the handshake: a 502, nothing sent.
+    let gw = gateway_to(&backend, &ca_of(&pki), "");
+    let resp = client().get(gw.url("/echo")).send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(metric(&scrape(&gw).await, "rustygate_backend_failures_total", &[("reason", "tls_error")]), 1.0);
+    // With the gateway's certificate it is served.
+    let tls = format!(
+        "    tls: {{ ca_file: {:?}, cert_file: {:?}, key_file: {:?} }}\n",
+        pki.path("ca.pem").display().to_string(),
+        gateway_cert.0.display().to_string(),
+        gateway_cert.1.display().to_string()
+    );
+    let gw = gateway_to(&backend, &tls, "");
+    let resp = client().get(gw.url("/echo")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(backend.hits(), 1);
+    // A certificate without its key is a located configuration error.
+    let yaml = format!(
+        "upstreams:\n  up:\n    backends: [ {{ url: \"{}\" }} ]\n    tls: {{ cert_file: {:?} }}\nroutes:\n  - {{ path: /, upstream: up }}\n",
+        backend.url(),
+        gateway_cert.0.display().to_string()
+    );
+    let err = TestGateway::start(&yaml).err().expect("refused").to_string();
+    assert!(err.contains("upstreams.up.tls.key_file") && err.contains("needs its key_file"), "{err}");
+}

@@ -71,6 +71,9 @@ pub struct MockOptions {
     /// Serve HTTPS (HTTP/1.1 and h2 by ALPN) with this PEM certificate chain and key instead of
     /// plain HTTP (the gateway's `https://` backends).
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// With `tls`: require a client certificate chaining to this CA bundle (PEM), as a backend
+    /// that only talks to gateways it knows does.
+    pub tls_client_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for MockOptions {
@@ -82,6 +85,7 @@ impl Default for MockOptions {
             error_rate: 0.0,
             workers: 1,
             tls: None,
+            tls_client_ca: None,
         }
     }
 }

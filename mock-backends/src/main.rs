@@ -34,6 +34,9 @@ struct Cli {
     /// The private key of --tls-cert (PEM).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+    /// With --tls-cert: require client certificates chaining to this CA bundle (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_client_ca: Option<std::path::PathBuf>,
 }
 
 /// Parses a fraction between 0 and 1.
@@ -54,6 +57,7 @@ async fn main() -> ExitCode {
         error_rate: cli.error_rate,
         workers: usize::from(cli.workers),
         tls: cli.tls_cert.zip(cli.tls_key),
+        tls_client_ca: cli.tls_client_ca,
     };
     match mock_backends::run(opts).await {
         Ok(()) => ExitCode::SUCCESS,

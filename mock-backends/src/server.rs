@@ -63,7 +63,7 @@ fn build(opts: &MockOptions, state: Arc<Shared>, mode: Mode) -> io::Result<(Serv
         Mode::Embedded => http.shutdown_timeout(1).disable_signals(),
     };
     let http = match &opts.tls {
-        Some((cert, key)) => http.bind_rustls_0_23(opts.bind, tls_config(cert, key)?)?,
+        Some((cert, key)) => http.bind_rustls_0_23(opts.bind, tls_config(cert, key, opts.tls_client_ca.as_deref())?)?,
         None => http.bind_auto_h2c(opts.bind)?,
     };
     let addr = *http.addrs().first().ok_or_else(|| io::Error::other("no listening address"))?;
@@ -72,17 +72,36 @@ fn build(opts: &MockOptions, state: Arc<Shared>, mode: Mode) -> io::Result<(Serv
 
 /// A rustls server configuration for a PEM certificate chain and key (aws-lc-rs, the provider
 /// the gateway uses), ALPN h2 and http/1.1.
-fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> io::Result<rustls::ServerConfig> {
+fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    client_ca: Option<&std::path::Path>,
+) -> io::Result<rustls::ServerConfig> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| io::Error::other(format!("{}: {e}", cert.display())))?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| io::Error::other(format!("{}: {e}", key.display())))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
         .map_err(io::Error::other)?;
+    let builder = match client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in
+                CertificateDer::pem_file_iter(ca).map_err(|e| io::Error::other(format!("{}: {e}", ca.display())))?
+            {
+                roots.add(c.map_err(io::Error::other)?).map_err(io::Error::other)?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(io::Error::other)?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(chain, key).map_err(io::Error::other)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }

@@ -241,6 +241,13 @@ pub struct UpstreamTlsConfig {
     /// system's trusted roots.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<std::path::PathBuf>,
+    /// The gateway's client certificate (PEM chain) for backends that ask for one (mTLS to
+    /// backends), with `key_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<std::path::PathBuf>,
+    /// The private key of `cert_file` (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 /// `routes[N].client_cert` — what the route asks of the client's certificate (mTLS).

@@ -106,10 +106,8 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
             check_health(hc, &format!("{base}.health_check"), &mut issue);
         }
         check_retries(up, &base, &mut issue);
-        if let Some(ca) = up.tls.as_ref().and_then(|t| t.ca_file.as_deref())
-            && let Err(e) = crate::tls::upstream::load_roots(ca)
-        {
-            issue(format!("{base}.tls.ca_file"), e);
+        if let Some(tls) = &up.tls {
+            check_upstream_tls(tls, &base, &mut issue);
         }
         if up.timeout.0.is_zero() {
             issue(format!("{base}.timeout"), "must be greater than 0".into());
@@ -538,6 +536,26 @@ fn check_listen(
             issue(path.into(), e.to_owned());
             None
         }
+    }
+}
+
+/// `upstreams.NAME.tls`: the CA bundle loads, the client certificate and key come together,
+/// load, match and are valid now.
+fn check_upstream_tls(tls: &super::schema::UpstreamTlsConfig, base: &str, issue: &mut impl FnMut(String, String)) {
+    if let Some(ca) = tls.ca_file.as_deref()
+        && let Err(e) = crate::tls::upstream::load_roots(ca)
+    {
+        issue(format!("{base}.tls.ca_file"), e);
+    }
+    match (tls.cert_file.as_deref(), tls.key_file.as_deref()) {
+        (Some(cert), Some(key)) => match crate::tls::load_pair(cert, key, crate::tls::certs::unix_now()) {
+            Ok(_) => {}
+            Err(crate::tls::certs::PairError::Cert(e)) => issue(format!("{base}.tls.cert_file"), e),
+            Err(crate::tls::certs::PairError::Key(e)) => issue(format!("{base}.tls.key_file"), e),
+        },
+        (Some(_), None) => issue(format!("{base}.tls.key_file"), "cert_file needs its key_file".into()),
+        (None, Some(_)) => issue(format!("{base}.tls.cert_file"), "key_file needs its cert_file".into()),
+        (None, None) => {}
     }
 }
 

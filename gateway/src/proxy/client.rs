@@ -113,6 +113,14 @@ fn map_error(e: SendRequestError) -> GatewayError {
         }
         SendRequestError::Timeout => GatewayError::UpstreamTimeout,
         SendRequestError::Connect(c) => GatewayError::UpstreamConnect(Box::new(c)),
+        // TLS 1.3: a backend that refuses the gateway's certificate says so after the client
+        // side of the handshake has finished, so the failure surfaces on reading the answer.
+        SendRequestError::Response(actix_web::error::ParseError::Io(io))
+            if crate::tls::upstream::failure_reason(&io).is_some() =>
+        {
+            let reason = crate::tls::upstream::failure_reason(&io).unwrap_or("handshake_failed");
+            GatewayError::UpstreamTls { reason, detail: io.to_string() }
+        }
         other => GatewayError::UpstreamProtocol(Box::new(other)),
     }
 }

@@ -33,20 +33,45 @@ pub fn load_roots(ca_file: &Path) -> Result<Arc<RootCertStore>, String> {
 }
 
 /// The client configuration for an upstream's `https://` backends: verification always on,
-/// against `ca_file`'s CAs or the system's roots; ALPN `http/1.1` (the forwarding client
-/// speaks HTTP/1.1 to backends).
-pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
+/// against `ca_file`'s CAs or the system's roots; the gateway's own certificate for backends
+/// that ask for one when `client_cert` (certificate file, key file) is given; ALPN `http/1.1`
+/// (the forwarding client speaks HTTP/1.1 to backends).
+pub fn client_config(ca_file: Option<&Path>, client_cert: Option<(&Path, &Path)>) -> Result<Arc<ClientConfig>, String> {
     let roots = match ca_file {
         Some(path) => load_roots(path)?,
         None => system_roots(),
     };
-    let mut config = ClientConfig::builder_with_provider(provider())
+    let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut config = match client_cert {
+        Some((cert, key)) => {
+            // Checked as a served certificate is (PEM, key match, validity) for the messages.
+            let loaded = super::certs::load_pair(cert, key, super::certs::unix_now()).map_err(|e| match e {
+                super::certs::PairError::Cert(m) | super::certs::PairError::Key(m) => m,
+            })?;
+            builder.with_client_cert_resolver(Arc::new(GatewayCertificate(loaded.key)))
+        }
+        None => builder.with_no_client_auth(),
+    };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The gateway's certificate, offered to every backend that asks for one.
+#[derive(Debug)]
+struct GatewayCertificate(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for GatewayCertificate {
+    fn resolve(&self, _: &[&[u8]], schemes: &[rustls::SignatureScheme]) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        // Offered only when its key can sign with a scheme the backend accepts.
+        self.0.key.choose_scheme(schemes).map(|_| self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 /// Why a TLS connection to a backend failed, as the `reason` of

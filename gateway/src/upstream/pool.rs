@@ -114,8 +114,10 @@ impl UpstreamPool {
             m.retry_budget_exhausted_total.with_label_values(&[name]);
         }
         let tls = if backends.iter().any(|b| b.scheme == Scheme::HTTPS) {
-            let ca_file = config.tls.as_ref().and_then(|t| t.ca_file.as_deref());
-            Some(crate::tls::upstream::client_config(ca_file)?)
+            let tls = config.tls.as_ref();
+            let ca_file = tls.and_then(|t| t.ca_file.as_deref());
+            let client_cert = tls.and_then(|t| t.cert_file.as_deref().zip(t.key_file.as_deref()));
+            Some(crate::tls::upstream::client_config(ca_file, client_cert)?)
         } else {
             None
         };
