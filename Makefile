@@ -173,8 +173,9 @@ policy-args = --extra-gateway gateway-policies=loadtest/configs/gateway-policies
 	  --header "gateway-policies=Authorization: Bearer $$($(1) token --secret $(POLICY_SECRET) --sub bench \
 	    --iss rustygate-bench --aud bench --ttl 24h)" --header "gateway-policies=Origin: https://app.example.com"
 
-bench: build-release release-musl-malloc release plugins ## wrk: the gateway's builds, clients, policies and tracing vs NGINX vs direct, 5 interleaved rounds
-	$(PYTHON) loadtest/bench.py --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml \
+bench: build-release release-musl-malloc release plugins ## wrk: the gateway's builds, clients, policies and tracing vs NGINX vs direct, plain and over TLS, 5 interleaved rounds
+	$(PYTHON) loadtest/bench.py --scenarios small,16k,tls-small,tls-new \
+	  --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml \
 	  $(call policy-args,$(CARGO_TARGET_DIR)/release/rustygate) $(plugin-args) $(tracing-args) \
 	  --extra-gateway gateway-musl=loadtest/configs/gateway.yaml,$(CARGO_TARGET_DIR)/$(MUSL)/release/rustygate \
 	  --extra-gateway gateway-musl-malloc=loadtest/configs/gateway.yaml,$(CARGO_TARGET_DIR)/$(MUSL)/release/rustygate-musl-malloc \

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -49,6 +51,21 @@ SCENARIOS = {
         "desc": "GET /echo (mock backend's ~600 B JSON echo)",
         "check": lambda body: None if body.lstrip().startswith(b"{") else "body is not a JSON object",
     },
+    # Over TLS, to the targets that have an HTTPS listener (gateway, nginx): the same echo on a
+    # kept-alive connection, and with a new connection (a full handshake) for every request.
+    "tls-small": {
+        "path": "/echo",
+        "desc": "GET /echo over HTTPS, keep-alive (ECDSA P-256 certificate; TLS 1.3)",
+        "check": lambda body: None if body.lstrip().startswith(b"{") else "body is not a JSON object",
+        "tls": True,
+    },
+    "tls-new": {
+        "path": "/echo",
+        "desc": "GET /echo over HTTPS, a new connection and a full handshake per request (wrk close.lua)",
+        "check": lambda body: None if body.lstrip().startswith(b"{") else "body is not a JSON object",
+        "tls": True,
+        "script": "close.lua",
+    },
     "16k": {
         "path": "/bytes/16384",
         "desc": "GET /bytes/16384 (16 KiB body with content-length)",
@@ -58,6 +75,8 @@ SCENARIOS = {
 }
 
 DEFAULT_TARGETS = ("gateway", "nginx", "direct")
+# Scenarios run unless --scenarios says otherwise (the TLS ones are asked for by `make bench`).
+DEFAULT_SCENARIOS = ("small", "16k")
 
 
 @dataclass
@@ -69,10 +88,19 @@ class Target:
     service: Child | None = None
     headers: list = field(default_factory=list)
     config: str | None = None
+    # The HTTPS listener's port, for targets that have one (the TLS scenarios).
+    tls_port: int | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def url_for(self, scenario: str) -> str | None:
+        """The scenario's URL on this target; None for a TLS scenario on a target without TLS."""
+        sc = SCENARIOS[scenario]
+        if sc.get("tls"):
+            return f"https://127.0.0.1:{self.tls_port}{sc['path']}" if self.tls_port else None
+        return self.base_url + sc["path"]
 
     def proxy_pids(self) -> list[int]:
         return self.service.pids() if self.service else []
@@ -82,11 +110,51 @@ class Target:
 # Setup
 # ---------------------------------------------------------------------------
 
-def start_nginx(sup: Supervisor, nginx_bin: str, args, backend: Child) -> tuple[Child, int]:
-    """NGINX from --nginx-template with the gateway's worker count, in front of the backend."""
-    return nginx.start_nginx(sup, nginx_bin, Path(args.nginx_template),
-                             {"@WORKERS@": str(args.nginx_workers), "@BACKEND@": str(backend.addr["http"])},
-                             ready_path="/health", port=args.nginx_port, timeout=args.startup_timeout)
+def start_nginx(sup: Supervisor, nginx_bin: str, args, backend: Child,
+                tls: tuple[Path, Path] | None = None) -> tuple[Child, int, int | None]:
+    """NGINX from --nginx-template with the gateway's worker count, in front of the backend;
+    with `tls` (certificate, key) an HTTPS server too. Returns the child and its ports."""
+    def tls_server(ports: list[int]) -> dict:
+        if not tls:
+            return {"@TLS_SERVER@": ""}
+        return {"@TLS_SERVER@": f"""    server {{
+        listen 127.0.0.1:{ports[1]} ssl;
+        ssl_certificate {tls[0]};
+        ssl_certificate_key {tls[1]};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:SSL:1m;
+        ssl_session_tickets off;
+        location / {{
+            proxy_pass http://rustygate_bench_backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_buffering on;
+        }}
+    }}"""}
+    child, ports = nginx.start_nginx_ports(
+        sup, nginx_bin, Path(args.nginx_template),
+        {"@WORKERS@": str(args.nginx_workers), "@BACKEND@": str(backend.addr["http"])},
+        ready_path="/health", port=args.nginx_port, timeout=args.startup_timeout,
+        more_ports=tls_server, nports=2 if tls else 1)
+    return child, ports[0], (ports[1] if tls else None)
+
+
+def make_certificate(workdir: Path) -> tuple[Path, Path]:
+    """The TLS scenarios' certificate: self-signed ECDSA P-256 for 127.0.0.1 (wrk does not
+    verify), readable by NGINX's unprivileged workers."""
+    cert, key = workdir / "bench-tls.pem", workdir / "bench-tls.key"
+    try:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise SetupError(f"the TLS scenarios need openssl (apt-get install openssl): {e}") from None
+    for f in (cert, key):
+        os.chmod(f, 0o644)
+    return cert, key
 
 
 def setup_extra_gateway(sup: Supervisor, spec: str, args, backend: Child) -> Target:
@@ -155,6 +223,8 @@ def preflight(targets: list[Target], scenarios: list[str]) -> list[str]:
         hdrs = dict(h.split(":", 1) for h in t.headers)
         hdrs = {k.strip(): v.strip() for k, v in hdrs.items()}
         for s in scenarios:
+            if SCENARIOS[s].get("tls"):
+                continue  # wrk's own error counts cover these (self-signed certificate)
             path = SCENARIOS[s]["path"]
             try:
                 status, _, body = http_get(f"{t.base_url}{path}", headers=hdrs, timeout=10)
@@ -190,9 +260,9 @@ def cpu_delta(before: dict, after_pids: list[int]) -> float:
 
 def measure(target: Target, scenario: str, args, backend: Child, wrk_bin: str,
             workdir: Path, duration: float) -> dict:
-    url = target.base_url + SCENARIOS[scenario]["path"]
+    url = target.url_for(scenario)
     argv = H.wrk_argv(wrk_bin, url, duration, args.connections, args.threads,
-                      script=H.WRK_DIR / "report.lua", headers=target.headers,
+                      script=H.WRK_DIR / SCENARIOS[scenario].get("script", "report.lua"), headers=target.headers,
                       timeout_s=args.wrk_timeout)
     proxy_pids = target.proxy_pids()
     backend_pids = backend.pids()
@@ -376,7 +446,8 @@ def parse_args(argv=None):
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--wrk-timeout", default="5s", help="wrk --timeout: slower responses count as errors")
-    ap.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma list of {', '.join(SCENARIOS)}")
+    ap.add_argument("--scenarios", default=",".join(DEFAULT_SCENARIOS),
+                    help=f"comma list of {', '.join(SCENARIOS)} (default: {','.join(DEFAULT_SCENARIOS)})")
     ap.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
                     help="comma list of built-in targets to run: gateway,nginx,direct (extra gateways are "
                          "always added)")
@@ -434,20 +505,25 @@ def run(args) -> int:
         backend = H.start_backend(sup, args)
         backend_url = backend.addr["http"].url
         targets: list[Target] = []
+        tls = make_certificate(sup.workdir) if any(SCENARIOS[s].get("tls") for s in args.scenario_list) else None
         if "gateway" in args.target_list:
             if args.gateway_config:
                 cfg_text = H.render_gateway_config(Path(args.gateway_config).expanduser().read_text(),
                                                    backend_url, args.gateway_workers)
             else:
+                tls_extra = (f'tls: {{ listen: "127.0.0.1:0", certificates: '
+                             f'[ {{ cert_file: "{tls[0]}", key_file: "{tls[1]}" }} ] }}' if tls else "")
                 cfg_text = H.gateway_config_text(backend_url, args.gateway_port, args.admin_port,
-                                                 args.gateway_workers)
+                                                 args.gateway_workers, server_extra=tls_extra)
             cfg = sup.workdir / "gateway.yaml"
             cfg.write_text(cfg_text)
             gw = services.start_gateway(sup, args.gateway_bin, cfg, timeout=args.startup_timeout)
-            targets.append(Target("gateway", "gateway", gw.addr["proxy"].port, gw, config=cfg_text))
+            m = re.search(r"tls\W+\[127\.0\.0\.1:(\d+)", gw.log_text())
+            targets.append(Target("gateway", "gateway", gw.addr["proxy"].port, gw, config=cfg_text,
+                                  tls_port=int(m.group(1)) if m else None))
         if nginx_bin:
-            ng, nginx_port = start_nginx(sup, nginx_bin, args, backend)
-            targets.append(Target("nginx", "nginx", nginx_port, ng))
+            ng, nginx_port, nginx_tls = start_nginx(sup, nginx_bin, args, backend, tls)
+            targets.append(Target("nginx", "nginx", nginx_port, ng, tls_port=nginx_tls))
         if "direct" in args.target_list:
             targets.append(Target("direct", "direct", backend.addr["http"].port, None))
         for spec in args.extra_gateway:
@@ -468,15 +544,19 @@ def run(args) -> int:
         if args.warmup_s > 0:
             for s in args.scenario_list:
                 for t in targets:
+                    if not t.url_for(s):
+                        continue
                     log(f"warm-up {t.name} {s} {args.warmup_s:g}s")
                     measure(t, s, args, backend, wrk_bin, sup.workdir, args.warmup_s)
 
         runs: list[dict] = []
-        total = args.rounds * len(args.scenario_list) * len(targets)
+        total = args.rounds * sum(1 for s in args.scenario_list for t in targets if t.url_for(s))
         for rnd in range(args.rounds):
             order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]
             for s in args.scenario_list:
                 for t in order:
+                    if not t.url_for(s):
+                        continue
                     r = measure(t, s, args, backend, wrk_bin, sup.workdir, args.duration_s)
                     r["round"] = rnd + 1
                     runs.append(r)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Callable
 
 from .base import SetupError
 from .procs import Child, Supervisor
@@ -31,6 +32,16 @@ def start_nginx(sup: Supervisor, nginx_bin: str, template: Path, values: dict[st
     """Renders `template` (with `values` plus @PREFIX@, @LISTEN@ and @TEMP_PATHS@) into
     WORKDIR/nginx/nginx.conf, starts NGINX on `port` (0: a picked port, retried if taken) and
     waits until GET `ready_path` answers 200. Returns the child and its port."""
+    child, ports = start_nginx_ports(sup, nginx_bin, template, values, ready_path, port, timeout)
+    return child, ports[0]
+
+
+def start_nginx_ports(sup: Supervisor, nginx_bin: str, template: Path, values: dict[str, str],
+                      ready_path: str = "/", port: int = 0, timeout: float = 15.0,
+                      more_ports: Callable[[list[int]], dict[str, str]] | None = None,
+                      nports: int = 1) -> tuple[Child, list[int]]:
+    """start_nginx with `nports` picked ports (the first is @LISTEN@, the one checked for
+    readiness); `more_ports(ports)` gives the placeholders that use the others."""
     prefix = sup.workdir / "nginx"
     (prefix / "tmp").mkdir(parents=True, exist_ok=True)
     # When started as root, NGINX workers run as an unprivileged user: they must be able to
@@ -41,7 +52,8 @@ def start_nginx(sup: Supervisor, nginx_bin: str, template: Path, values: dict[st
     fixed = {**values, "@PREFIX@": str(prefix), "@TEMP_PATHS@": temp_paths(nginx_bin, prefix)}
 
     def argv(ports: list[int]) -> list[str]:
-        conf.write_text(render(template.read_text(), {**fixed, "@LISTEN@": f"127.0.0.1:{ports[0]}"},
+        extra = more_ports(ports) if more_ports else {}
+        conf.write_text(render(template.read_text(), {**fixed, **extra, "@LISTEN@": f"127.0.0.1:{ports[0]}"},
                                template.name))
         return [nginx_bin, "-p", str(prefix), "-c", str(conf), "-e", str(error_log)]
 
@@ -52,5 +64,4 @@ def start_nginx(sup: Supervisor, nginx_bin: str, template: Path, values: dict[st
             tail = error_log.read_text(errors="replace")[-2000:] if error_log.exists() else ""
             raise SetupError(f"{e}\nnginx error.log:\n{tail}") from None
 
-    child, ports = start_on_picked_ports(sup, "nginx", argv, ready, ports=[port] if port else None)
-    return child, ports[0]
+    return start_on_picked_ports(sup, "nginx", argv, ready, ports=[port] if port else None, nports=nports)
