@@ -27,7 +27,6 @@ import platform
 import re
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the work tree
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent / "scripts")]
 import harness as H  # noqa: E402
 from labkit import nginx, procfs, services  # noqa: E402
+from labkit import tls as labkit_tls  # noqa: E402
 from labkit.base import SetupError, log  # noqa: E402
 from labkit.binaries import find_tool, resolve_binaries, tool_version  # noqa: E402
 from labkit.http import http_get  # noqa: E402
@@ -145,16 +145,7 @@ def start_nginx(sup: Supervisor, nginx_bin: str, args, backend: Child,
 def make_certificate(workdir: Path) -> tuple[Path, Path]:
     """The TLS scenarios' certificate: self-signed ECDSA P-256 for 127.0.0.1 (wrk does not
     verify), readable by NGINX's unprivileged workers."""
-    cert, key = workdir / "bench-tls.pem", workdir / "bench-tls.key"
-    try:
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                        "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
-                        "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=30)
-    except (OSError, subprocess.CalledProcessError) as e:
-        raise SetupError(f"the TLS scenarios need openssl (apt-get install openssl): {e}") from None
-    for f in (cert, key):
-        os.chmod(f, 0o644)
-    return cert, key
+    return labkit_tls.self_signed(workdir, "bench-tls", san="IP:127.0.0.1")
 
 
 def setup_extra_gateway(sup: Supervisor, spec: str, args, backend: Child) -> Target:

@@ -28,7 +28,6 @@ import resource
 import selectors
 import socket
 import ssl
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the work tree
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent / "scripts")]
 import harness as H  # noqa: E402
 from labkit import procfs  # noqa: E402
+from labkit import tls as labkit_tls  # noqa: E402
 from labkit.base import log  # noqa: E402
 from labkit.binaries import resolve_binaries  # noqa: E402
 from labkit.metrics import read_metric  # noqa: E402
@@ -90,15 +90,6 @@ def content_length(head: bytes) -> int:
     return 0
 
 
-def self_signed(workdir: Path) -> tuple[Path, Path]:
-    """A self-signed ECDSA P-256 certificate for `localhost`, made by the openssl command line."""
-    cert, key = workdir / "tls.pem", workdir / "tls.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                    "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost"], check=True, capture_output=True, timeout=30)
-    return cert, key
-
-
 def run(args) -> int:
     resolve_binaries(args)
     raise_fd_limit(args.connections * 2 + 1024)
@@ -106,7 +97,7 @@ def run(args) -> int:
         max_conns = args.connections + 100
         extra = f"max_connections: {max_conns}, keep_alive: 300s"
         if args.tls:
-            cert, key = self_signed(sup.workdir)
+            cert, key = labkit_tls.self_signed(sup.workdir)
             extra += (f', tls: {{ listen: "127.0.0.1:0", certificates: '
                       f'[ {{ cert_file: "{cert}", key_file: "{key}" }} ] }}')
         _, gw = H.start_single_gateway(sup, args, server_extra=extra)

@@ -30,7 +30,6 @@ import json
 import math
 import random
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -39,6 +38,7 @@ from pathlib import Path
 
 sys.dont_write_bytecode = True  # no __pycache__ in the work tree
 from labkit import services  # noqa: E402
+from labkit import tls as labkit_tls  # noqa: E402
 from labkit.base import SetupError  # noqa: E402
 from labkit.binaries import default_bin, require_tool  # noqa: E402
 from labkit.metrics import Prometheus  # noqa: E402
@@ -380,19 +380,6 @@ def parse_args() -> argparse.Namespace:
 PLUGINS_DIR = Path(__file__).resolve().parent.parent / "plugins"
 
 
-def self_signed(workdir: Path) -> tuple[Path, Path]:
-    """A self-signed ECDSA certificate and key for the gateway's HTTPS listener (the TLS
-    panels read the certificate's expiry), made by the openssl command line."""
-    cert, key = workdir / "gateway.pem", workdir / "gateway.key"
-    try:
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                        "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "30", "-subj", "/CN=localhost",
-                        "-addext", "subjectAltName=DNS:localhost"], check=True, capture_output=True, timeout=30)
-    except (OSError, subprocess.CalledProcessError) as e:
-        raise SetupError(f"cannot make a test certificate with openssl (apt-get install openssl): {e}") from None
-    return cert, key
-
-
 def gateway_config(b1: str, b2: str, closed_port: int, cert: Path, key: Path) -> str:
     """The gateway's config: backends b1 and b2 (URLs), and routes to `closed_port`, where
     nothing listens; an HTTPS listener with the certificate `cert`. The listeners take ports
@@ -474,7 +461,7 @@ def run(args: argparse.Namespace, sup: Supervisor, closed_port: int) -> int:
         raise SetupError(f"{PLUGINS_DIR}/add-header.wasm is missing: run `make plugins`")
     b1, b2 = (services.start_mock_backend(sup, mock, f"backend{i}", label=f"b{i}", timeout=15) for i in (1, 2))
     gw_conf = sup.workdir / "gateway.yaml"
-    cert, key = self_signed(sup.workdir)
+    cert, key = labkit_tls.self_signed(sup.workdir, "gateway", san="DNS:localhost", days=30)
     gw_conf.write_text(gateway_config(b1.addr["http"].url, b2.addr["http"].url, closed_port, cert, key))
     gw = services.start_gateway(sup, gateway, gw_conf, timeout=15)
     prom_conf = sup.workdir / "prometheus.yml"
