@@ -17,13 +17,13 @@ import argparse
 import http.server
 import json
 import shutil
-import subprocess
 import sys
 import threading
 
 sys.dont_write_bytecode = True  # no __pycache__ in the work tree
 from labkit import services  # noqa: E402
 from labkit.base import SetupError  # noqa: E402
+from labkit.browser import dump_dom  # noqa: E402
 from labkit.binaries import default_bin  # noqa: E402
 from labkit.http import http_get  # noqa: E402
 from labkit.procs import Supervisor  # noqa: E402
@@ -58,12 +58,7 @@ def serve_page(page: dict) -> http.server.ThreadingHTTPServer:
 
 
 def page_title(chromium: str, url: str, profile: str) -> str:
-    out = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom", url],
-        capture_output=True, text=True, timeout=60,
-    ).stdout
+    out = dump_dom(chromium, url, profile)
     start, end = out.find("<title>"), out.find("</title>")
     return out[start + 7:end] if start >= 0 and end > start else f"(no title in {out[:200]!r})"
 

@@ -28,6 +28,7 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the work tree
 from labkit import services  # noqa: E402
 from labkit.base import SetupError  # noqa: E402
+from labkit.browser import dump_dom  # noqa: E402
 from labkit.binaries import default_bin  # noqa: E402
 from labkit.http import http_get  # noqa: E402
 from labkit.procs import Supervisor  # noqa: E402
@@ -59,13 +60,7 @@ def make_certificate(workdir) -> str:
 
 def load(chromium: str, url: str, profile: str, spki: str) -> str:
     """The DOM Chromium ends with for `url`, trusting the key `spki` only."""
-    return subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--ignore-certificate-errors-spki-list={spki}", f"--user-data-dir={profile}",
-         "--virtual-time-budget=5000", "--dump-dom", url],
-        capture_output=True, text=True, timeout=60,
-    ).stdout
+    return dump_dom(chromium, url, profile, (f"--ignore-certificate-errors-spki-list={spki}",))
 
 
 def main() -> int:

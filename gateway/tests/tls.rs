@@ -377,6 +377,18 @@ fn a_listener_that_requires_client_certificates_refuses_the_handshake_without_on
     assert_eq!(echoed(&echo, "x-client-cert-subject"), ["CN=ops"]);
     assert_eq!(echoed(&echo, "x-client-cert-san"), ["URI:spiffe://test/ops, DNS:ops.test"]);
     assert_eq!(echoed(&echo, "x-client-cert-sha256"), [sha256_of(&ops.0)]);
+
+    // A name holding the list's separator cannot add an entry to the list the backend reads.
+    let forger = pki.signed(
+        "clients",
+        "forger",
+        "extendedKeyUsage=clientAuth\nsubjectAltName=@alt\n[alt]\nURI.1=spiffe://test/a, DNS:admin.test\n",
+        2,
+    );
+    let (status, body) = curl_mtls(&gw, &pki, Some(&forger), "/echo", &[]).expect("served");
+    assert_eq!(status, 200, "{body}");
+    let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(echoed(&echo, "x-client-cert-san"), ["URI:spiffe://test/a%2C DNS:admin.test"]);
 }
 
 #[test]

@@ -157,3 +157,21 @@ async fn a_backend_that_requires_a_client_certificate_gets_the_gateways() {
     let err = TestGateway::start(&yaml).err().expect("refused").to_string();
     assert!(err.contains("upstreams.up.tls.key_file") && err.contains("needs its key_file"), "{err}");
 }
+
+/// The alternative forwarding client (`server.upstream_client: reqwest`) applies the same
+/// upstream TLS settings: trusted through `ca_file`, refused without it.
+#[tokio::test]
+async fn the_reqwest_client_uses_the_upstreams_tls_settings_too() {
+    let pki = Pki::new();
+    let backend = https_backend("b0", pki.signed("ca", "backend", "subjectAltName=IP:127.0.0.1\n", 2));
+    let reqwest_client = "server: { upstream_client: reqwest }\n";
+    let gw = gateway_to(&backend, &ca_of(&pki), reqwest_client);
+    assert_eq!(client().get(gw.url("/echo")).send().await.unwrap().status(), 200);
+    let gw = gateway_to(&backend, "", reqwest_client);
+    assert_eq!(
+        client().get(gw.url("/echo")).send().await.unwrap().status(),
+        502,
+        "the system's roots do not hold the test CA"
+    );
+    assert_eq!(backend.hits(), 1);
+}

@@ -101,26 +101,19 @@ pub async fn send(
 }
 
 fn map_error(e: SendRequestError) -> GatewayError {
+    // A TLS failure (a refused certificate) is said as such, not as a connection error: on
+    // connecting, or — TLS 1.3, where a backend refuses the gateway's certificate after the
+    // client's side of the handshake has finished — on reading the answer.
+    if let SendRequestError::Connect(awc::error::ConnectError::Io(io))
+    | SendRequestError::Response(actix_web::error::ParseError::Io(io)) = &e
+        && let Some(reason) = crate::tls::upstream::failure_reason(io)
+    {
+        return GatewayError::UpstreamTls { reason, detail: io.to_string() };
+    }
     match e {
         SendRequestError::Connect(awc::error::ConnectError::Timeout) => GatewayError::UpstreamConnectTimeout,
-        // A backend's certificate refused (or another TLS failure): said as such, not as a
-        // connection error.
-        SendRequestError::Connect(awc::error::ConnectError::Io(io))
-            if crate::tls::upstream::failure_reason(&io).is_some() =>
-        {
-            let reason = crate::tls::upstream::failure_reason(&io).unwrap_or("handshake_failed");
-            GatewayError::UpstreamTls { reason, detail: io.to_string() }
-        }
         SendRequestError::Timeout => GatewayError::UpstreamTimeout,
         SendRequestError::Connect(c) => GatewayError::UpstreamConnect(Box::new(c)),
-        // TLS 1.3: a backend that refuses the gateway's certificate says so after the client
-        // side of the handshake has finished, so the failure surfaces on reading the answer.
-        SendRequestError::Response(actix_web::error::ParseError::Io(io))
-            if crate::tls::upstream::failure_reason(&io).is_some() =>
-        {
-            let reason = crate::tls::upstream::failure_reason(&io).unwrap_or("handshake_failed");
-            GatewayError::UpstreamTls { reason, detail: io.to_string() }
-        }
         other => GatewayError::UpstreamProtocol(Box::new(other)),
     }
 }

@@ -58,7 +58,16 @@ pub async fn attempt(
             client_response(out, resp)
         }
         UpstreamClient::Reqwest => {
-            let resp = super::reqwest_client::send(pool.connect_timeout, method, &url, headers, body, timeout).await?;
+            let resp = super::reqwest_client::send(
+                pool.connect_timeout,
+                pool.tls.as_ref(),
+                method,
+                &url,
+                headers,
+                body,
+                timeout,
+            )
+            .await?;
             client_response(out, resp)
         }
     }
@@ -92,18 +101,10 @@ fn upstream_headers(out: &Outgoing<'_>, headers: &mut HeaderMap) {
         headers.insert(h::X_FORWARDED_HOST, fwd_host);
     }
     headers.append(header::VIA, h::via_value(session.head.version));
+    // The verified client certificate's identity, made into header values once per connection.
     if let Some(client) = session.tls.as_ref().and_then(|t| t.client.as_ref()) {
-        // Text the certificate holds: a value a header cannot carry (a control character in
-        // a name) is left out rather than forwarded altered.
-        let sans = client.sans.join(", ");
-        for (name, value) in [
-            (h::X_CLIENT_CERT_SUBJECT, &client.subject),
-            (h::X_CLIENT_CERT_SAN, &sans),
-            (h::X_CLIENT_CERT_SHA256, &client.sha256),
-        ] {
-            if let Ok(value) = HeaderValue::from_str(value) {
-                headers.insert(name, value);
-            }
+        for (name, value) in &client.headers {
+            headers.insert(name.clone(), value.clone());
         }
     }
     headers.insert(h::X_REQUEST_ID, session.request_id.clone());

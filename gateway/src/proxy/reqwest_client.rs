@@ -4,7 +4,7 @@
 //! Differences to know: hyper adds `Accept: */*` when the client sent no `Accept`, and request
 //! bodies cross a channel because reqwest needs a `Send` stream and actix's payload is not.
 
-use std::{cell::RefCell, collections::HashMap, time::Duration};
+use std::{cell::RefCell, collections::HashMap, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -20,24 +20,33 @@ use crate::{
 const POOL_IDLE: Duration = Duration::from_secs(60);
 
 thread_local! {
-    static CLIENTS: RefCell<HashMap<Duration, reqwest::Client>> = RefCell::new(HashMap::new());
+    /// By connect timeout and TLS configuration (its address), as the awc clients are.
+    static CLIENTS: RefCell<HashMap<(Duration, usize), reqwest::Client>> = RefCell::new(HashMap::new());
 }
 
-fn for_worker(connect_timeout: Duration) -> Result<reqwest::Client, GatewayError> {
+fn for_worker(
+    connect_timeout: Duration,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<reqwest::Client, GatewayError> {
+    let key = (connect_timeout, tls.map_or(0, |t| Arc::as_ptr(t) as usize));
     CLIENTS.with(|clients| {
-        if let Some(c) = clients.borrow().get(&connect_timeout) {
+        if let Some(c) = clients.borrow().get(&key) {
             return Ok(c.clone());
         }
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .http1_only()
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true)
-            .pool_idle_timeout(POOL_IDLE)
-            .build()
-            .map_err(|e| GatewayError::Internal(format!("cannot build the reqwest client: {e}")))?;
-        clients.borrow_mut().insert(connect_timeout, client.clone());
+            .pool_idle_timeout(POOL_IDLE);
+        // `https://` backends: the upstream's own verification settings, as with awc.
+        if let Some(tls) = tls {
+            builder = builder.tls_backend_preconfigured((**tls).clone());
+        }
+        let client =
+            builder.build().map_err(|e| GatewayError::Internal(format!("cannot build the reqwest client: {e}")))?;
+        clients.borrow_mut().insert(key, client.clone());
         Ok(client)
     })
 }
@@ -45,13 +54,14 @@ fn for_worker(connect_timeout: Duration) -> Result<reqwest::Client, GatewayError
 /// Sends one request with the calling worker's reqwest client.
 pub async fn send(
     connect_timeout: Duration,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     method: &Method,
     url: &str,
     headers: HeaderMap,
     body: RequestBody,
     timeout: Duration,
 ) -> Result<UpstreamResponse<impl Stream<Item = Result<Bytes, reqwest::Error>> + Unpin + use<>>, GatewayError> {
-    let client = for_worker(connect_timeout)?;
+    let client = for_worker(connect_timeout, tls)?;
     let url = reqwest::Url::parse(url).map_err(|_| GatewayError::BadRequest("the request path cannot be forwarded"))?;
     let mut request = client.request(method.clone(), url).headers(headers);
     request = match body {

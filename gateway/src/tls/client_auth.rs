@@ -17,6 +17,10 @@ use rustls::{
 use sha2::{Digest, Sha256};
 
 use super::provider::provider;
+use crate::{
+    headers::{X_CLIENT_CERT_SAN, X_CLIENT_CERT_SHA256, X_CLIENT_CERT_SUBJECT},
+    http_types::{HeaderName, HeaderValue},
+};
 
 /// Whether the listener asks for a client certificate, and whether it requires one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,6 +122,11 @@ pub struct ClientIdentity {
     pub sans: Vec<String>,
     /// The SHA-256 of the certificate's DER, lower-case hex.
     pub sha256: String,
+    /// `X-Client-Cert-Subject`, `-SAN` and `-SHA256` as they go upstream, made once per
+    /// connection. A value a header cannot carry (a control character or non-ASCII text in a
+    /// name) is left out rather than forwarded altered; a `,` inside a SAN is written `%2C`, so
+    /// that the list's `, ` separator cannot be forged from inside one name.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ClientIdentity {
@@ -136,7 +145,15 @@ impl ClientIdentity {
                 }
             }
         }
-        Some(Self { subject: parsed.subject().to_string(), sans, sha256: hex::encode(Sha256::digest(cert.as_ref())) })
+        let subject = parsed.subject().to_string();
+        let sha256 = hex::encode(Sha256::digest(cert.as_ref()));
+        let san_list = sans.iter().map(|s| s.replace(',', "%2C")).collect::<Vec<_>>().join(", ");
+        let headers =
+            [(X_CLIENT_CERT_SUBJECT, &subject), (X_CLIENT_CERT_SAN, &san_list), (X_CLIENT_CERT_SHA256, &sha256)]
+                .into_iter()
+                .filter_map(|(name, value)| HeaderValue::from_str(value).ok().map(|v| (name, v)))
+                .collect();
+        Some(Self { subject, sans, sha256, headers })
     }
 }
 
