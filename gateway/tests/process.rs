@@ -317,7 +317,10 @@ fn with_no_config_flag_the_embedded_default_serves_api_test() {
 }
 
 /// DESIGN.md/issue 2: 256 MiB up and down through a separate gateway process arrive intact
-/// while its peak RSS stays under 64 MiB.
+/// while its peak RSS grows by less than 32 MiB over what it held after one small request
+/// (a body buffered whole would add 256 MiB). The growth, not the total, is bounded: the
+/// total also counts the (debug) binary's code and the allocator's arenas, which move with
+/// every feature and with the load of the box.
 #[test]
 fn large_bodies_stream_through_a_gateway_process_in_bounded_memory() {
     const SIZE: u64 = 256 * 1024 * 1024;
@@ -328,6 +331,10 @@ fn large_bodies_stream_through_a_gateway_process_in_bounded_memory() {
         &[],
     );
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", gw.port).parse().unwrap();
+    // The baseline: after one small request, with the pools and the request path in memory.
+    let warm = raw(addr, b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(warm.starts_with("HTTP/1.1 200"), "{warm}");
+    let before = gw.status_field("VmRSS:");
 
     // Upload: a deterministic body, hashed while it is sent.
     let mut s = TcpStream::connect(addr).unwrap();
@@ -376,8 +383,13 @@ fn large_bodies_stream_through_a_gateway_process_in_bounded_memory() {
     assert_eq!(hex::encode(hasher.finalize()), pattern_sha256(SIZE));
 
     let hwm = gw.status_field("VmHWM:");
-    eprintln!("gateway peak RSS (VmHWM) after 256 MiB up + down: {:.1} MiB", hwm as f64 / 1048576.0);
-    assert!(hwm < 64 * 1024 * 1024, "peak RSS {hwm} bytes: bodies were buffered");
+    let mib = |b: u64| b as f64 / 1048576.0;
+    eprintln!("gateway RSS {:.1} MiB before, peak {:.1} MiB after 256 MiB up + down", mib(before), mib(hwm));
+    assert!(
+        hwm.saturating_sub(before) < 32 * 1024 * 1024,
+        "peak RSS grew by {} bytes: bodies were buffered",
+        hwm - before
+    );
 }
 
 #[test]
