@@ -4,7 +4,7 @@
 //! [`crate::http_compat`].
 
 pub use http::{
-    HeaderMap, Method, StatusCode, Uri, Version,
+    HeaderMap, Method, Request, StatusCode, Uri, Version,
     header::{self, HeaderName, HeaderValue},
     uri,
 };

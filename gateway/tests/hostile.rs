@@ -348,22 +348,32 @@ async fn an_unasked_for_101_from_a_backend_is_a_502() {
     assert!(!resp.contains("RAW"), "{resp}");
 }
 
-/// Interim answers (103 Early Hints) cannot be relayed by the forwarding client: a 502, but not
-/// held against the backend (no failure for passive health, no ejection).
+/// Interim answers (103 Early Hints) are read and dropped by the forwarding client: the final
+/// answer is relayed, and nothing is held against the backend. With `upstream_client: awc`,
+/// which hands an interim answer over as the final one, a 502, but not held against the
+/// backend either (no failure for passive health, no ejection).
 #[tokio::test]
 async fn interim_responses_are_not_held_against_a_backend() {
     let addr = canned_backend(
         b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-        8,
+        16,
     );
-    let gw = TestGateway::start(&format!("routes:\n  - {{ path: /, backend: \"http://{addr}\" }}\n")).unwrap();
-    for _ in 0..5 {
-        let resp = raw(gw.addr, b"GET /x HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n");
-        assert!(resp.starts_with("HTTP/1.1 502"), "{resp}");
+    for (client, expected) in [("hyper", "HTTP/1.1 200"), ("awc", "HTTP/1.1 502")] {
+        let gw = TestGateway::start(&format!(
+            "server: {{ upstream_client: {client} }}\nroutes:\n  - {{ path: /, backend: \"http://{addr}\" }}\n"
+        ))
+        .unwrap();
+        for _ in 0..5 {
+            let resp = raw(gw.addr, b"GET /x HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n");
+            assert!(resp.starts_with(expected), "{client}: {resp}");
+            if expected.ends_with("200") {
+                assert!(resp.ends_with("ok") && !resp.contains("Early Hints") && !resp.contains("a.css"), "{resp}");
+            }
+        }
+        let text = scrape(&gw).await;
+        assert_eq!(metric(&text, "rustygate_backend_ejections_total", &[]), 0.0, "{client}: {text}");
+        assert_eq!(metric(&text, "rustygate_backend_up", &[]), 1.0, "{client}: {text}");
     }
-    let text = scrape(&gw).await;
-    assert_eq!(metric(&text, "rustygate_backend_ejections_total", &[]), 0.0, "{text}");
-    assert_eq!(metric(&text, "rustygate_backend_up", &[]), 1.0, "{text}");
 }
 
 /// Client-side failures (a reset or stalled upload) are not the backend's: no failure counted,

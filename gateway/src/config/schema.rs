@@ -293,8 +293,10 @@ pub enum TlsVersion {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpstreamClient {
-    /// awc on each worker's own event loop (recommended).
+    /// hyper's HTTP/1.1 connections, pooled by each worker (recommended).
     #[default]
+    Hyper,
+    /// awc on each worker's own event loop.
     Awc,
     /// reqwest (hyper), one client per worker.
     Reqwest,
@@ -310,7 +312,7 @@ impl Default for ServerConfig {
             client_header_timeout: HumanDuration::secs(10),
             keep_alive: HumanDuration::secs(75),
             trusted_proxies: Vec::new(),
-            upstream_client: UpstreamClient::Awc,
+            upstream_client: UpstreamClient::Hyper,
             watch_config: true,
             client_body_timeout: HumanDuration::secs(60),
             send_timeout: HumanDuration::secs(60),

@@ -40,7 +40,6 @@ pub async fn attempt(
     client: UpstreamClient,
     timeout: std::time::Duration,
 ) -> Result<Response, GatewayError> {
-    let url = upstream_url(out);
     // The request as the filters prepared it (a clone shares the values), then the gateway's own.
     let mut headers = out.session.upstream.headers.clone();
     upstream_headers(out, &mut headers);
@@ -51,13 +50,25 @@ pub async fn attempt(
     let pool = &out.route.upstream;
     let method = &out.session.head.method;
     match client {
+        UpstreamClient::Hyper => {
+            let target = super::hyper_client::Target {
+                dial: &out.backend.dial,
+                tls: pool.tls.as_ref(),
+                connect_timeout: pool.connect_timeout,
+            };
+            let path = upstream_target(out, &out.backend.base_path);
+            let resp = super::hyper_client::send(target, method, path, headers, body, timeout).await?;
+            client_response(out, resp)
+        }
         UpstreamClient::Awc => {
+            let url = upstream_target(out, &out.backend.url_prefix);
             let resp =
                 super::client::send(pool.connect_timeout, pool.tls.as_ref(), method, url, headers, body, timeout)
                     .await?;
             client_response(out, resp)
         }
         UpstreamClient::Reqwest => {
+            let url = upstream_target(out, &out.backend.url_prefix);
             let resp = super::reqwest_client::send(
                 pool.connect_timeout,
                 pool.tls.as_ref(),
@@ -163,13 +174,13 @@ where
     Ok(Response { status, headers, body })
 }
 
-/// The URL of the request upstream: `scheme://authority` of the backend, its base path, then
-/// the upstream path (the normalised request path, stripped, as the filters left it) and
-/// query. Handed to the client as text, which parses it once into its own type.
-fn upstream_url(out: &Outgoing<'_>) -> String {
+/// The request's target upstream: `prefix` (the backend's base path, after `scheme://authority`
+/// for a client that takes a whole URL), then the upstream path (the normalised request path,
+/// stripped, as the filters left it) and query. Handed to the client as text, which parses it
+/// once into its own type.
+fn upstream_target(out: &Outgoing<'_>, prefix: &str) -> String {
     let up = &out.session.upstream;
     let (path, query) = (up.path.as_str(), up.query.as_deref());
-    let prefix = &out.backend.url_prefix;
     let mut url = String::with_capacity(prefix.len() + path.len() + query.map_or(0, |q| q.len() + 1));
     url.push_str(prefix);
     url.push_str(path);

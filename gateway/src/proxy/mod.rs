@@ -1,9 +1,10 @@
-//! Forwarding to a backend: the upstream clients (awc by default, one per worker; reqwest for
-//! comparison), header rewriting, and one attempt of sending a request and receiving the
-//! response head.
+//! Forwarding to a backend: the upstream clients (hyper connections pooled by each worker, by
+//! default; awc and reqwest for comparison), header rewriting, and one attempt of sending a
+//! request and receiving the response head.
 
 pub mod client;
 pub mod forward;
+pub mod hyper_client;
 pub mod idle;
 pub mod reqwest_client;
 pub mod upstream_response;

@@ -11,5 +11,5 @@ pub mod retry;
 pub mod ring;
 mod select;
 
-pub use pool::{Backend, UpstreamPool, smooth_weighted_schedule};
+pub use pool::{Backend, Dial, UpstreamPool, smooth_weighted_schedule};
 pub use select::SelectionKey;

@@ -33,6 +33,8 @@ pub struct Backend {
     /// `scheme://authority` and the base path: what every forwarded request's URL starts
     /// with (the upstream path and query follow).
     pub url_prefix: String,
+    /// Where the forwarding client connects, and its pool of idle connections' key.
+    pub dial: Dial,
     /// The backend's own authority as a `Host` value (used when `preserve_host: false`).
     pub host_header: HeaderValue,
     /// Relative share of requests.
@@ -49,6 +51,20 @@ pub struct Backend {
     passive: PassiveHealth,
     /// `rustygate_backend_ejections_total{upstream,backend}`.
     ejections_total: Option<IntCounter>,
+}
+
+/// Where a backend is reached: resolved from its URL once, when the pool is built.
+#[derive(Debug)]
+pub struct Dial {
+    /// Host name or IP address, without an IPv6 address's brackets.
+    pub host: String,
+    /// Port (the scheme's default when the URL names none).
+    pub port: u16,
+    /// The name its certificate must hold (`https://` backends only).
+    pub server_name: Option<rustls::pki_types::ServerName<'static>>,
+    /// `scheme://host:port`: connections to the same place are shared by every backend, route
+    /// and snapshot that reaches it (with the same TLS settings).
+    pub origin: Arc<str>,
 }
 
 /// Every `reason` of `rustygate_backend_failures_total`.
@@ -190,7 +206,21 @@ impl Backend {
             if url.scheme() == "https" { (Scheme::HTTPS, "https") } else { (Scheme::HTTP, "http") };
         // Userinfo is never part of the label: labels end up in metrics and logs.
         let label = format!("{scheme_name}://{authority}{base_path}");
+        let dial_host = match url.host() {
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            _ => host.to_owned(),
+        };
+        let server_name = match scheme_name {
+            "https" => Some(
+                rustls::pki_types::ServerName::try_from(dial_host.clone())
+                    .map_err(|e| format!("{:?}: not a name a certificate can hold: {e}", config.url))?,
+            ),
+            _ => None,
+        };
+        let port = url.port_or_known_default().unwrap_or(if server_name.is_some() { 443 } else { 80 });
+        let dial = Dial { origin: format!("{scheme_name}://{host}:{port}").into(), host: dial_host, port, server_name };
         Ok(Self {
+            dial,
             url_prefix: label.clone(),
             label: label.into(),
             scheme,
