@@ -175,6 +175,7 @@ policy-args = --extra-gateway gateway-policies=loadtest/configs/gateway-policies
 
 bench: build-release release-musl-malloc release plugins ## wrk: the gateway's builds, clients, policies and tracing vs NGINX vs direct, plain and over TLS, 5 interleaved rounds
 	$(PYTHON) loadtest/bench.py --scenarios small,16k,tls-small,tls-new \
+	  --extra-gateway gateway-awc=loadtest/configs/gateway-awc.yaml \
 	  --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml \
 	  $(call policy-args,$(CARGO_TARGET_DIR)/release/rustygate) $(plugin-args) $(tracing-args) \
 	  --extra-gateway gateway-musl=loadtest/configs/gateway.yaml,$(CARGO_TARGET_DIR)/$(MUSL)/release/rustygate \
@@ -183,6 +184,7 @@ bench: build-release release-musl-malloc release plugins ## wrk: the gateway's b
 
 bench-smoke: build plugins ## a few seconds of the benchmark harness, no thresholds (keeps it working)
 	$(PYTHON) loadtest/bench.py --smoke --profile debug --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml \
+	  --extra-gateway gateway-awc=loadtest/configs/gateway-awc.yaml \
 	  $(call policy-args,$(CARGO_TARGET_DIR)/debug/rustygate) $(tracing-args) $(plugin-args)
 
 fuzz: ## each fuzz target (gateway/fuzz) under libFuzzer for FUZZ_SECONDS (default 60) s; crashes become corpus entries that make test replays

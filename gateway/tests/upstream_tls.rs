@@ -158,20 +158,22 @@ async fn a_backend_that_requires_a_client_certificate_gets_the_gateways() {
     assert!(err.contains("upstreams.up.tls.key_file") && err.contains("needs its key_file"), "{err}");
 }
 
-/// The alternative forwarding client (`server.upstream_client: reqwest`) applies the same
-/// upstream TLS settings: trusted through `ca_file`, refused without it.
+/// The alternative forwarding clients (`server.upstream_client: awc` or `reqwest`) apply the
+/// same upstream TLS settings: trusted through `ca_file`, refused without it.
 #[tokio::test]
-async fn the_reqwest_client_uses_the_upstreams_tls_settings_too() {
+async fn the_alternative_clients_use_the_upstreams_tls_settings_too() {
     let pki = Pki::new();
     let backend = https_backend("b0", pki.signed("ca", "backend", "subjectAltName=IP:127.0.0.1\n", 2));
-    let reqwest_client = "server: { upstream_client: reqwest }\n";
-    let gw = gateway_to(&backend, &ca_of(&pki), reqwest_client);
-    assert_eq!(client().get(gw.url("/echo")).send().await.unwrap().status(), 200);
-    let gw = gateway_to(&backend, "", reqwest_client);
-    assert_eq!(
-        client().get(gw.url("/echo")).send().await.unwrap().status(),
-        502,
-        "the system's roots do not hold the test CA"
-    );
-    assert_eq!(backend.hits(), 1);
+    for (i, name) in ["reqwest", "awc"].into_iter().enumerate() {
+        let choice = format!("server: {{ upstream_client: {name} }}\n");
+        let gw = gateway_to(&backend, &ca_of(&pki), &choice);
+        assert_eq!(client().get(gw.url("/echo")).send().await.unwrap().status(), 200, "{name}");
+        let gw = gateway_to(&backend, "", &choice);
+        assert_eq!(
+            client().get(gw.url("/echo")).send().await.unwrap().status(),
+            502,
+            "{name}: the system's roots do not hold the test CA"
+        );
+        assert_eq!(backend.hits(), i as u64 + 1, "{name}");
+    }
 }
