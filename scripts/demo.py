@@ -42,6 +42,9 @@ from labkit.http import request as http  # noqa: E402  (status, headers, body); 
 from labkit.jwt import mint_hs256  # noqa: E402
 from labkit.metrics import Prometheus, read_metric  # noqa: E402
 from labkit.waiting import wait_until  # noqa: E402
+from labkit.binaries import default_bin  # noqa: E402
+from labkit.ports import pick_ports  # noqa: E402
+from labkit.procs import Supervisor  # noqa: E402
 
 GATEWAY = os.environ.get("GATEWAY_URL", "http://127.0.0.1:8080").rstrip("/")
 ADMIN = os.environ.get("ADMIN_URL", "http://127.0.0.1:8081").rstrip("/")
@@ -652,6 +655,168 @@ def https_backend() -> str:
             f"rustygate_backend_up {up:g} (health checks over TLS), TLS errors {errors or 0:g}")
 
 
+def cert_rotation() -> str:
+    """The lab gateway's certificate replaced under HTTPS load (a new key and certificate from
+    the lab CA, each file renamed over the old one, key first): every request succeeds, and new
+    handshakes get the new certificate within 3 s."""
+    import hashlib
+    import http.client
+    import ssl
+    import tempfile
+    certs = os.path.dirname(os.environ.get("LAB_CA", os.path.join(os.path.dirname(__file__), "..", "compose", "certs", "ca.pem")))
+    names = ("ca.pem", "ca.key", "gateway.pem", "gateway.key")
+    if not all(os.path.isfile(os.path.join(certs, n)) for n in names):
+        raise Skip(f"no lab CA key and gateway certificate in {certs} (make lab-certs)")
+    base = os.environ.get("GATEWAY_HTTPS_URL", "https://localhost:8443").rstrip("/")
+    host, port = base.split("://", 1)[1].split(":")
+    ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.pem"))
+    seen: dict[str, int] = {}
+    counts = {"ok": 0, "failed": 0}
+    lock, stop = threading.Lock(), threading.Event()
+
+    def one() -> str:
+        conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=10)
+        try:
+            conn.request("GET", "/api/test/echo")
+            resp = conn.getresponse()
+            resp.read()
+            der = conn.sock.getpeercert(binary_form=True)
+            return hashlib.sha256(der).hexdigest() if resp.status == 200 else ""
+        finally:
+            conn.close()
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                fp = one()
+            except (OSError, http.client.HTTPException):
+                fp = ""
+            with lock:
+                if fp:
+                    counts["ok"] += 1
+                    seen[fp] = seen.get(fp, 0) + 1
+                else:
+                    counts["failed"] += 1
+            time.sleep(0.01)
+
+    before = one()
+    expect(bool(before), "the HTTPS listener does not answer /api/test/echo")
+    workers = [threading.Thread(target=load, daemon=True) for _ in range(4)]
+    for w in workers:
+        w.start()
+    try:
+        time.sleep(0.5)  # load before the swap
+        with tempfile.TemporaryDirectory() as tmp:
+            ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+            _openssl(tmp, "req", *ec, "-keyout", "gateway.key", "-out", "gateway.csr", "-subj", "/CN=rustygate lab gateway")
+            with open(os.path.join(tmp, "gateway.ext"), "w") as f:
+                f.write("subjectAltName=DNS:localhost,IP:127.0.0.1,DNS:gateway,DNS:*.lab.test\n"
+                        "extendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n")
+            _openssl(tmp, "x509", "-req", "-in", "gateway.csr", "-CA", os.path.join(certs, "ca.pem"), "-CAkey",
+                     os.path.join(certs, "ca.key"), "-CAcreateserial", "-out", "gateway.pem", "-days", "30",
+                     "-extfile", "gateway.ext")
+            with open(os.path.join(tmp, "gateway.pem"), "rb") as f:
+                new = hashlib.sha256(ssl.PEM_cert_to_DER_cert(f.read().decode())).hexdigest()
+            for n in ("gateway.key", "gateway.pem"):
+                os.chmod(os.path.join(tmp, n), 0o644)  # the compose gateway runs unprivileged
+                staged = os.path.join(certs, n + ".new")  # same file system: the rename is atomic
+                with open(os.path.join(tmp, n), "rb") as src, open(staged, "wb") as dst:
+                    dst.write(src.read())
+                os.replace(staged, os.path.join(certs, n))
+        took = wait_until(lambda: seen.get(new, 0) > 0, 3)
+        time.sleep(0.5)  # load after the swap
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(timeout=15)
+    expect(took is not None, f"the new certificate was not served within 3 s (seen: {len(seen)} certificates)")
+    expect(counts["failed"] == 0, f"{counts['failed']} HTTPS requests failed of {counts['ok'] + counts['failed']}")
+    return (f"gateway.key and gateway.pem replaced under load: new handshakes got the new certificate "
+            f"{took:.2f} s after the swap; {counts['ok']} HTTPS requests on new connections, 0 failed; "
+            f"SHA-256 {before[:12]}… -> {new[:12]}…")
+
+
+def _openssl(workdir: str, *args: str) -> None:
+    subprocess.run(["openssl", *args], cwd=workdir, check=True, capture_output=True, timeout=30)
+
+
+def acme() -> str:
+    """Automatic certificates against Pebble (Let's Encrypt's ACME test server) on loopback: a
+    throwaway gateway with server.tls.acme is issued a certificate by TLS-ALPN-01, and curl,
+    trusting only Pebble's root, reaches the lab through it by name (curl -> ACME gateway ->
+    the lab's gateway -> a backend)."""
+    import shutil
+    import ssl
+    import urllib.request
+    pebble = shutil.which("pebble")
+    if not pebble:
+        raise Skip("Pebble is not installed (apt-get install pebble)")
+    binary = os.environ.get("RUSTYGATE_BIN") or next(
+        (b for b in (default_bin("rustygate", "debug"), default_bin("rustygate", "release")) if os.path.isfile(b)), None)
+    if not binary:
+        raise Skip("no rustygate binary to run the ACME gateway (cargo build, or RUSTYGATE_BIN)")
+    with Supervisor() as sup:
+        work = str(sup.workdir)
+        # Pebble's own HTTPS: a throwaway CA and a leaf for localhost.
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        _openssl(work, "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=demo CA")
+        _openssl(work, "req", *ec, "-keyout", "pebble.key", "-out", "pebble.csr", "-subj", "/CN=localhost")
+        with open(os.path.join(work, "san.ext"), "w") as f:
+            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        _openssl(work, "x509", "-req", "-in", "pebble.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-out", "pebble.pem", "-days", "2", "-extfile", "san.ext")
+        http_port, tls_port, admin_port, acme_port, mgmt_port = pick_ports(5)
+        with open(os.path.join(work, "pebble.json"), "w") as f:
+            json.dump({"pebble": {
+                "listenAddress": f"127.0.0.1:{acme_port}", "managementListenAddress": f"127.0.0.1:{mgmt_port}",
+                "certificate": os.path.join(work, "pebble.pem"), "privateKey": os.path.join(work, "pebble.key"),
+                "httpPort": http_port, "tlsPort": tls_port, "ocspResponderURL": "",
+                "externalAccountBindingRequired": False}}, f)
+        sup.start("pebble", [pebble, "-config", os.path.join(work, "pebble.json")],
+                  env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"})
+        pebble_ctx = ssl.create_default_context(cafile=os.path.join(work, "ca.pem"))
+
+        def pebble_up() -> bool:
+            with urllib.request.urlopen(f"https://127.0.0.1:{acme_port}/dir", context=pebble_ctx, timeout=2) as r:
+                return r.status == 200
+        expect(wait_until(pebble_up, 15, interval=0.2, retry_on=(OSError,)) is not None, "Pebble did not start")
+        config = (f"server:\n  listen: \"127.0.0.1:{http_port}\"\n  tls:\n    listen: \"127.0.0.1:{tls_port}\"\n"
+                  f"    acme:\n      directory: \"https://127.0.0.1:{acme_port}/dir\"\n      domains: [localhost]\n"
+                  f"      state_dir: {json.dumps(os.path.join(work, 'acme'))}\n      challenge: tls-alpn-01\n"
+                  f"      directory_ca_file: {json.dumps(os.path.join(work, 'ca.pem'))}\n"
+                  f"admin: {{ listen: \"127.0.0.1:{admin_port}\", token: demo }}\n"
+                  f"log: {{ level: \"warn,rustygate=info\", access_log: false }}\n"
+                  f"routes:\n  - {{ path: /, backend: \"{GATEWAY}\" }}\n")
+        with open(os.path.join(work, "gateway.yaml"), "w") as f:
+            f.write(config)
+        gw = sup.start("acme-gateway", [binary, "--config", os.path.join(work, "gateway.yaml")])
+        gw.wait_for_line(r"rustygate listening", 15)
+
+        def acme_served() -> dict | None:
+            status, _, body = http("GET", f"http://127.0.0.1:{admin_port}/admin/certificates",
+                                   headers={"Authorization": "Bearer demo"})
+            certs = json.loads(body).get("certificates", []) if status == 200 else []
+            return next((c for c in certs if c.get("source") == "acme"), None)
+        took = wait_until(acme_served, 30, interval=0.2, retry_on=(OSError, ValueError))
+        expect(took is not None, f"no ACME certificate within 30 s:\n{gw.log_tail()}")
+        served = acme_served()
+        with urllib.request.urlopen(f"https://127.0.0.1:{mgmt_port}/roots/0", context=pebble_ctx, timeout=5) as r:
+            root = r.read()
+        with open(os.path.join(work, "pebble-root.pem"), "wb") as f:
+            f.write(root)
+        out = subprocess.run(["curl", "-sS", "--max-time", "10", "--cacert", os.path.join(work, "pebble-root.pem"),
+                              "--resolve", f"localhost:{tls_port}:127.0.0.1", "-w", "\n%{http_code}",
+                              f"https://localhost:{tls_port}/api/test/echo"], capture_output=True, text=True, timeout=20)
+        expect(out.returncode == 0, f"curl through the ACME certificate: {out.stderr.strip()}")
+        code = out.stdout.rsplit("\n", 1)[1]
+        expect(code == "200", f"curl through the ACME certificate -> {code}")
+        issued = read_metric(f"http://127.0.0.1:{admin_port}/metrics", "rustygate_acme_orders_total",
+                             {"result": "issued"})
+        return (f"certificate for localhost issued by {served['issuer']!r} after {took:.1f} s (TLS-ALPN-01), "
+                f"expires {served['not_after']}; curl trusting only Pebble's root -> 200 through it; "
+                f"rustygate_acme_orders_total{{result=issued}} {issued or 0:g}")
+
+
 SCENARIOS = {
     "routing": routing,
     "request-id": request_id,
@@ -668,6 +833,8 @@ SCENARIOS = {
     "https": https,
     "mtls": mtls,
     "https-backend": https_backend,
+    "cert-rotation": cert_rotation,
+    "acme": acme,
 }
 
 

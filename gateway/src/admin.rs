@@ -123,7 +123,7 @@ async fn certificates(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse 
         return denied;
     }
     let now = crate::tls::certs::unix_now();
-    let served: Vec<_> = gw
+    let mut served: Vec<_> = gw
         .tls_certificates
         .iter()
         .flat_map(|s| s.with_sources())
@@ -144,10 +144,33 @@ async fn certificates(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse 
             })
         })
         .collect();
+    // The ACME certificate, served for its domains (and as the default without files).
+    let acme = gw.acme.as_ref().map(|acme| {
+        let now_served = acme.certificates.served();
+        let c = &now_served.certificate;
+        served.push(json!({
+            "names": c.names,
+            "subject": c.subject,
+            "issuer": c.issuer,
+            "serial": c.serial,
+            "sha256": c.sha256,
+            "not_after": crate::tls::certs::utc(c.not_after),
+            "expires_in_seconds": c.not_after - now,
+            "default": served.is_empty(),
+            "source": now_served.source.as_str(),
+            "cert_file": acme.issuer.certificate_path(),
+        }));
+        json!({
+            "directory": acme.issuer.directory,
+            "domains": acme.certificates.domains(),
+            "renew_at": crate::tls::certs::utc(crate::acme::renewal::renew_at(c.not_before, c.not_after)),
+        })
+    });
     let tls = rt.config.server.tls.as_ref();
     HttpResponse::Ok().json(json!({
         "listener": tls.map(|t| t.listen.to_string()),
         "certificates": served,
+        "acme": acme,
         "client_auth": tls.map(|t| json!({ "mode": t.client_auth.mode, "ca_file": t.client_auth.ca_file })),
     }))
 }

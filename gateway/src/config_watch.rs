@@ -41,7 +41,8 @@ pub fn watch(gateway: &Arc<Gateway>, path: &Path) -> Result<ConfigWatcher, Strin
         _ => PathBuf::from("."),
     };
     let file = path.to_owned();
-    // The JWT policies' key files, the HTTPS listener's certificates and keys and its client CA.
+    // The JWT policies' key files, the HTTPS listener's certificates and keys and its client CA,
+    // the upstreams' CA bundles and client certificates.
     let key_files = |gw: &Gateway| -> Vec<PathBuf> {
         let config = &gw.runtime.load().config;
         let jwt = config.auth.values().filter_map(|p| p.key_file()).map(PathBuf::from);
@@ -49,7 +50,12 @@ pub fn watch(gateway: &Arc<Gateway>, path: &Path) -> Result<ConfigWatcher, Strin
             let pairs = t.certificates.iter().flat_map(|c| [c.cert_file.clone(), c.key_file.clone()]);
             pairs.chain(t.client_auth.ca_file.clone())
         });
-        jwt.chain(tls).collect()
+        let upstream_tls = config
+            .upstreams
+            .values()
+            .filter_map(|u| u.tls.as_ref())
+            .flat_map(|t| [t.ca_file.clone(), t.cert_file.clone(), t.key_file.clone()].into_iter().flatten());
+        jwt.chain(tls).chain(upstream_tls).collect()
     };
     let mut dirs = vec![dir_of(path)];
     for key in key_files(gateway) {

@@ -39,6 +39,9 @@ pub struct Gateway {
     /// The HTTPS listener's certificates (`server.tls`), swapped on reload when their files
     /// change.
     pub tls_certificates: Option<ServedCertificates>,
+    /// Automatic certificates (`server.tls.acme`): served through `tls_certificates`' resolver,
+    /// renewed by a background task started once the listeners are bound.
+    pub acme: Option<crate::acme::Acme>,
     /// The HTTPS listener's client CA (`server.tls.client_auth`), swapped likewise.
     pub tls_client_ca: Option<ClientCa>,
     /// The port the HTTPS listener bound (set when it is bound): where `redirect_https` sends
@@ -74,12 +77,25 @@ impl Gateway {
             source_name: "<environment>".into(),
             issues: vec![ConfigIssue::at(String::from("tracing"), e)],
         })?;
+        let acme = match config.server.tls.as_ref().and_then(|t| t.acme.as_ref()) {
+            Some(a) => Some(crate::acme::Acme::new(a).map_err(|e| ConfigError {
+                source_name: "<acme>".into(),
+                issues: vec![ConfigIssue::at("server.tls.acme".to_owned(), e)],
+            })?),
+            None => None,
+        };
         let tls_certificates = match &config.server.tls {
-            Some(tls) => Some(ServedCertificates::load(&certificate_pairs(tls)).map_err(certificate_error)?),
+            Some(tls) => Some(
+                ServedCertificates::load(
+                    &certificate_pairs(tls),
+                    acme.as_ref().map(|a| a.certificates.clone() as Arc<dyn crate::tls::sni::ManagedCertificates>),
+                )
+                .map_err(certificate_error)?,
+            ),
             None => None,
         };
         if let Some(served) = &tls_certificates {
-            set_expiry_gauges(&metrics, served);
+            set_expiry_gauges(&metrics, served, acme.as_ref());
         }
         let tls_client_ca = match config.server.tls.as_ref().and_then(client_ca_of) {
             Some((ca_file, mode)) => Some(ClientCa::load(&ca_file, mode).map_err(client_ca_error)?),
@@ -98,6 +114,7 @@ impl Gateway {
             tracing,
             config_path: OnceLock::new(),
             tls_certificates,
+            acme,
             tls_client_ca,
             https_port: OnceLock::new(),
             reload_lock: Mutex::new(()),
@@ -136,7 +153,9 @@ impl Gateway {
         // would be lost.
         let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let current: Arc<Runtime> = self.runtime.load_full();
-        if *current.config == config {
+        // The same configuration, and the upstreams' TLS files (CA bundles, client
+        // certificates) the same bytes: nothing to rebuild.
+        if *current.config == config && current.upstreams.iter().all(|p| p.tls_files_unchanged()) {
             // The plugin files may have changed though (with `plugins.watch` off, a reload is
             // how they are picked up).
             #[cfg(feature = "wasm")]
@@ -226,7 +245,7 @@ impl Gateway {
         let (Some(served), Some(tls)) = (&self.tls_certificates, &config.server.tls) else { return };
         match served.refresh(&certificate_pairs(tls)) {
             Ok(true) => {
-                set_expiry_gauges(&self.metrics, served);
+                set_expiry_gauges(&self.metrics, served, self.acme.as_ref());
                 let names: Vec<_> = served.certificates().iter().map(|c| c.names.join(",")).collect();
                 tracing::info!(certificates = ?names, "TLS certificates reloaded: new handshakes get them");
             }
@@ -263,9 +282,10 @@ fn certificate_error((i, e): crate::tls::served::SetError) -> ConfigError {
 }
 
 /// `rustygate_tls_certificate_expiry_seconds`, for the certificates served now.
-fn set_expiry_gauges(metrics: &Metrics, served: &ServedCertificates) {
+fn set_expiry_gauges(metrics: &Metrics, served: &ServedCertificates, acme: Option<&crate::acme::Acme>) {
     metrics.tls_certificate_expiry.reset();
-    for cert in served.certificates() {
+    let acme = acme.map(|a| a.certificates.served().certificate.clone());
+    for cert in served.certificates().into_iter().chain(acme) {
         let name = cert.names.first().cloned().unwrap_or_else(|| cert.subject.clone());
         metrics.tls_certificate_expiry.with_label_values(&[&name]).set(cert.not_after as f64);
     }

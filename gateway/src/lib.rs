@@ -12,6 +12,7 @@
 #![deny(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod acme;
 pub mod admin;
 pub mod background;
 pub mod config;

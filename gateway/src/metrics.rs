@@ -72,6 +72,8 @@ pub struct Metrics {
     /// `rustygate_tls_certificate_expiry_seconds{name}`: the Unix time at which each served
     /// certificate expires (`notAfter`), by its first DNS name (or subject).
     pub tls_certificate_expiry: prometheus::GaugeVec,
+    /// `rustygate_acme_orders_total{result}`: ACME orders, `issued` or `failed`.
+    pub acme_orders_total: IntCounterVec,
 }
 
 /// Buckets of `rustygate_plugin_duration_seconds`: a plugin call takes microseconds; the
@@ -221,6 +223,11 @@ impl Metrics {
              (certificate_expired, unknown_ca, wrong_host, bad_certificate, alert_received, handshake_failed).",
             &["upstream", "reason"],
         );
+        let acme_orders_total = counter(
+            "rustygate_acme_orders_total",
+            "ACME certificate orders (server.tls.acme), by result: issued or failed.",
+            &["result"],
+        );
         let tls_certificate_expiry = prometheus::GaugeVec::new(
             Opts::new(
                 "rustygate_tls_certificate_expiry_seconds",
@@ -262,6 +269,7 @@ impl Metrics {
             client_errors_total,
             connections,
             upstream_tls_errors_total,
+            acme_orders_total,
             tls_certificate_expiry,
         }
     }

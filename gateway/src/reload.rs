@@ -96,12 +96,13 @@ pub fn startup_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let (o, n) = (&old.server, &new.server);
     // The certificates reload; the HTTPS listener and its protocol versions do not.
     let (ot, nt) = (o.tls.as_ref(), n.tls.as_ref());
-    let checks: [(&'static str, bool); 16] = [
+    let checks: [(&'static str, bool); 17] = [
         ("server.listen", o.listen != n.listen),
         ("server.tls", ot.is_some() != nt.is_some()),
         ("server.tls.listen", ot.zip(nt).is_some_and(|(a, b)| a.listen != b.listen)),
         ("server.tls.min_version", ot.zip(nt).is_some_and(|(a, b)| a.min_version != b.min_version)),
         ("server.tls.client_auth.mode", ot.zip(nt).is_some_and(|(a, b)| a.client_auth.mode != b.client_auth.mode)),
+        ("server.tls.acme", ot.zip(nt).is_some_and(|(a, b)| a.acme != b.acme)),
         ("server.max_connections_per_ip", o.max_connections_per_ip != n.max_connections_per_ip),
         ("server.send_timeout", o.send_timeout != n.send_timeout),
         ("server.max_connections", o.max_connections != n.max_connections),

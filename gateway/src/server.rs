@@ -84,9 +84,13 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
             io::Error::new(io::ErrorKind::InvalidInput, "server.tls: the gateway was started without its certificates")
         })?;
         let client_auth = gateway.tls_client_ca.as_ref().map(|ca| ca.verifier());
-        let rustls_config =
-            crate::tls::server_config(resolver.clone(), tls.min_version == TlsVersion::Tls13, client_auth)
-                .map_err(|e| io::Error::other(format!("server.tls: {e}")))?;
+        let rustls_config = crate::tls::server_config(
+            resolver.clone(),
+            tls.min_version == TlsVersion::Tls13,
+            client_auth,
+            gateway.acme.as_ref().is_some_and(|a| a.answers_on_tls()),
+        )
+        .map_err(|e| io::Error::other(format!("server.tls: {e}")))?;
         proxy = proxy.bind_rustls_0_23(listen_addr(&tls.listen)?, rustls_config).map_err(|e| {
             io::Error::new(e.kind(), format!("cannot listen on {} (server.tls.listen): {e}", tls.listen))
         })?;
@@ -113,6 +117,10 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
         let _ = gateway.https_port.set(addr.port());
     }
     let admin_addrs = admin.addrs();
+    // The listeners that answer ACME's challenges are bound: orders may start.
+    if let Some(acme) = &gateway.acme {
+        acme.start(gateway.background.handle(), &gateway.metrics);
+    }
     Ok(Servers { proxy_addrs, tls_addrs, tls_certificates, admin_addrs, proxy: proxy.run(), admin: admin.run() })
 }
 

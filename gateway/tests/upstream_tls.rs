@@ -177,3 +177,79 @@ async fn the_alternative_clients_use_the_upstreams_tls_settings_too() {
         assert_eq!(backend.hits(), i as u64 + 1, "{name}");
     }
 }
+
+/// `tls.server_name`: backends reached by an address their certificate does not hold are
+/// verified for the configured name instead — by every forwarding client and by the health
+/// checks — and a certificate for another name is still refused.
+#[tokio::test]
+async fn server_name_verifies_backends_for_the_configured_name() {
+    let pki = Pki::new();
+    let backend = https_backend("b0", pki.signed("ca", "internal", "subjectAltName=DNS:backend.internal\n", 2));
+    let ca = pki.path("ca.pem").display().to_string();
+    // Without it: the URL's host (127.0.0.1) is not in the certificate.
+    let gw = gateway_to(&backend, &ca_of(&pki), "");
+    assert_eq!(client().get(gw.url("/echo")).send().await.unwrap().status(), 502);
+    let m = scrape(&gw).await;
+    assert_eq!(metric(&m, "rustygate_upstream_tls_errors_total", &[("upstream", "up"), ("reason", "wrong_host")]), 1.0);
+    let named = format!(
+        "    tls: {{ ca_file: {ca:?}, server_name: backend.internal }}\n    health_check: {{ path: /health, interval: 300ms, timeout: 290ms, unhealthy_threshold: 1 }}\n"
+    );
+    for client_choice in ["hyper", "awc", "reqwest"] {
+        let gw = gateway_to(&backend, &named, &format!("server: {{ upstream_client: {client_choice} }}\n"));
+        for _ in 0..3 {
+            assert_eq!(client().get(gw.url("/echo")).send().await.unwrap().status(), 200, "{client_choice}");
+        }
+        // Probes that failed verification would have taken the only backend out (503): let
+        // three of them run.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let m = scrape(&gw).await;
+        assert_eq!(metric(&m, "rustygate_backend_up", &[("upstream", "up")]), 1.0, "{client_choice}: health checks");
+        assert_eq!(client().get(gw.url("/echo")).send().await.unwrap().status(), 200, "{client_choice}");
+    }
+    // A name the certificate does not hold is refused as before.
+    let other = format!("    tls: {{ ca_file: {ca:?}, server_name: other.internal }}\n");
+    let gw = gateway_to(&backend, &other, "");
+    assert_eq!(client().get(gw.url("/echo")).send().await.unwrap().status(), 502);
+    // Not a name at all: a located config error.
+    let bad = format!("    tls: {{ ca_file: {ca:?}, server_name: \"not a name\" }}\n");
+    let yaml = format!(
+        "upstreams:\n  up:\n    backends: [ {{ url: \"{}\" }} ]\n{bad}routes:\n  - {{ path: /, upstream: up }}\n",
+        backend.url()
+    );
+    let err = TestGateway::start(&yaml).err().expect("refused").to_string();
+    assert!(err.contains("upstreams.up.tls.server_name"), "{err}");
+}
+
+/// An upstream's CA bundle replaced on disk, its configuration unchanged: the next reload (the
+/// watcher's) rebuilds the upstream with it.
+#[tokio::test]
+async fn a_replaced_upstream_ca_bundle_is_used_after_a_reload() {
+    let pki = Pki::new();
+    let other_ca = pki.another_ca("other");
+    let backend = https_backend("b0", pki.signed("other", "b", "subjectAltName=IP:127.0.0.1\n", 2));
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("upstream-ca.pem");
+    // The wrong CA first: the backend's certificate is refused.
+    std::fs::copy(pki.path("ca.pem"), &ca_file).unwrap();
+    let yaml = format!(
+        "server: {{ listen: 127.0.0.1:0, workers: 2 }}\nadmin: {{ listen: 127.0.0.1:0 }}\nupstreams:\n  up:\n    backends: [ {{ url: \"{}\" }} ]\n    tls: {{ ca_file: {:?} }}\nroutes:\n  - {{ path: /, upstream: up }}\n",
+        backend.url(),
+        ca_file.display().to_string()
+    );
+    let config_path = dir.path().join("gateway.yaml");
+    std::fs::write(&config_path, &yaml).unwrap();
+    let gw = TestGateway::start(&yaml).unwrap();
+    gw.gateway.config_path.set(config_path.clone()).unwrap();
+    let _watcher = rustygate::config_watch::watch(&gw.gateway, &config_path).expect("watching");
+    assert_eq!(client().get(gw.url("/echo")).send().await.unwrap().status(), 502);
+    // The right CA, by rename over the file.
+    let staged = dir.path().join("staged.pem");
+    std::fs::copy(&other_ca, &staged).unwrap();
+    std::fs::rename(&staged, &ca_file).unwrap();
+    wait_until("the new CA bundle", Duration::from_secs(10), async || {
+        client().get(gw.url("/echo")).send().await.unwrap().status() == 200
+    })
+    .await;
+    let m = scrape(&gw).await;
+    assert_eq!(metric(&m, "rustygate_config_reloads_total", &[("result", "success")]), 1.0, "{m}");
+}

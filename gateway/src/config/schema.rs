@@ -192,11 +192,59 @@ pub struct TlsListenerConfig {
     pub min_version: TlsVersion,
     /// Certificate chains and their keys (PEM files). Each is chosen for the names of its
     /// certificate (SAN DNS names, `*.example.com` wildcards included) by the client's SNI; the
-    /// first is served to clients that send no name or one no certificate has.
+    /// first is served to clients that send no name or one no certificate has. May be empty
+    /// with `acme`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificates: Vec<CertificateFiles>,
+    /// Automatic certificates for some hosts (ACME, RFC 8555); they are chosen for their
+    /// domains before the files' certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme: Option<AcmeConfig>,
     /// Client certificates (mTLS): not asked for by default.
     #[serde(default, skip_serializing_if = "ClientAuthConfig::is_none")]
     pub client_auth: ClientAuthConfig,
+}
+
+/// `server.tls.acme` — one certificate for `domains`, obtained and renewed from an ACME
+/// directory (docs/security.md, "ACME").
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeConfig {
+    /// The directory URL (`https://`), e.g. Let's Encrypt's
+    /// `https://acme-v02.api.letsencrypt.org/directory`.
+    pub directory: String,
+    /// Contact address given to the CA (expiry notices), optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The host names the certificate is for (no wildcards: they need DNS-01).
+    pub domains: Vec<String>,
+    /// Where the account key and the certificate are kept across restarts.
+    #[serde(default = "default_acme_state_dir")]
+    pub state_dir: std::path::PathBuf,
+    /// How control of the domains is proven: `tls-alpn-01` (default; on the HTTPS listener,
+    /// which must be reachable on port 443) or `http-01` (on `server.listen`, port 80).
+    #[serde(default)]
+    pub challenge: AcmeChallenge,
+    /// The CA certificates (PEM) to trust for the directory's HTTPS, instead of the system's
+    /// roots (a private or test CA such as Pebble).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_ca_file: Option<std::path::PathBuf>,
+}
+
+fn default_acme_state_dir() -> std::path::PathBuf {
+    "./acme".into()
+}
+
+/// The ACME challenge answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum AcmeChallenge {
+    /// A validation certificate on the HTTPS listener (ALPN `acme-tls/1`).
+    #[default]
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+    /// A token over plain HTTP on the plain listener.
+    #[serde(rename = "http-01")]
+    Http01,
 }
 
 /// `server.tls.client_auth` — whether the listener asks clients for a certificate.
@@ -241,6 +289,11 @@ pub struct UpstreamTlsConfig {
     /// system's trusted roots.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<std::path::PathBuf>,
+    /// The name the backends' certificates must hold, and the SNI the gateway sends, instead of
+    /// the host of each backend's URL (e.g. backends reached by IP address or a service name
+    /// that their certificates do not list).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
     /// The gateway's client certificate (PEM chain) for backends that ask for one (mTLS to
     /// backends), with `key_file`.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -499,8 +499,14 @@ fn check_tls_listener(
             format!("the HTTPS listener must not share the plain listener's address {p}"),
         );
     }
-    if tls.certificates.is_empty() {
-        issue("server.tls.certificates".into(), "at least one certificate (cert_file, key_file) is needed".into());
+    if tls.certificates.is_empty() && tls.acme.is_none() {
+        issue(
+            "server.tls.certificates".into(),
+            "at least one certificate (cert_file, key_file) is needed, or automatic ones (server.tls.acme)".into(),
+        );
+    }
+    if let Some(acme) = &tls.acme {
+        check_acme(acme, tls.client_auth.mode, issue);
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     let auth = &tls.client_auth;
@@ -525,6 +531,59 @@ fn check_tls_listener(
     }
 }
 
+/// `server.tls.acme`: an `https://` directory whose host resolves, a contact that looks like
+/// an address, host names (no wildcard, no IP address), a challenge the listener can answer.
+fn check_acme(
+    acme: &super::schema::AcmeConfig,
+    client_auth: super::schema::ClientAuthMode,
+    issue: &mut impl FnMut(String, String),
+) {
+    match url::Url::parse(&acme.directory) {
+        Ok(u) if u.scheme() == "https" && u.host_str().is_some() => {
+            let port = u.port_or_known_default().unwrap_or(443);
+            let host = u.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+            if std::net::ToSocketAddrs::to_socket_addrs(&(host, port)).is_err() {
+                issue("server.tls.acme.directory".into(), format!("unknown host {host:?}: it does not resolve"));
+            }
+        }
+        Ok(_) => issue("server.tls.acme.directory".into(), format!("{:?} is not an https:// URL", acme.directory)),
+        Err(e) => issue("server.tls.acme.directory".into(), format!("{:?}: {e}", acme.directory)),
+    }
+    if let Some(email) = &acme.email
+        && (!email.contains('@') || email.contains(char::is_whitespace) || email.contains(':'))
+    {
+        issue("server.tls.acme.email".into(), format!("{email:?} is not an email address"));
+    }
+    if acme.domains.is_empty() {
+        issue("server.tls.acme.domains".into(), "at least one host name is needed".into());
+    }
+    for (i, domain) in acme.domains.iter().enumerate() {
+        let path = format!("server.tls.acme.domains[{i}]");
+        if domain.starts_with("*.") {
+            issue(path, format!("{domain:?}: wildcard certificates need the DNS-01 challenge, which is not supported"));
+        } else if domain.parse::<std::net::IpAddr>().is_ok() {
+            issue(path, format!("{domain:?}: an IP address, not a host name"));
+        } else if rustls::pki_types::DnsName::try_from(domain.as_str()).is_err()
+            || !domain.contains('.') && domain != "localhost"
+        {
+            issue(path, format!("{domain:?} is not a host name"));
+        }
+    }
+    if acme.challenge == super::schema::AcmeChallenge::TlsAlpn01
+        && client_auth == super::schema::ClientAuthMode::Require
+    {
+        issue(
+            "server.tls.acme.challenge".into(),
+            "tls-alpn-01 cannot be answered on a listener that requires client certificates (the CA has none): use http-01".into(),
+        );
+    }
+    if let Some(ca) = acme.directory_ca_file.as_deref()
+        && let Err(e) = crate::tls::upstream::load_roots(ca)
+    {
+        issue("server.tls.acme.directory_ca_file".into(), e);
+    }
+}
+
 fn check_listen(
     value: &super::values::Parsed<SocketAddr>,
     path: &str,
@@ -546,6 +605,11 @@ fn check_upstream_tls(tls: &super::schema::UpstreamTlsConfig, base: &str, issue:
         && let Err(e) = crate::tls::upstream::load_roots(ca)
     {
         issue(format!("{base}.tls.ca_file"), e);
+    }
+    if let Some(name) = tls.server_name.as_deref()
+        && let Err(e) = crate::tls::upstream::server_name(name)
+    {
+        issue(format!("{base}.tls.server_name"), e);
     }
     match (tls.cert_file.as_deref(), tls.key_file.as_deref()) {
         (Some(cert), Some(key)) => match crate::tls::load_pair(cert, key, crate::tls::certs::unix_now()) {

@@ -144,9 +144,17 @@ async fn run(ctx: &mut RequestCtx, body: BodySource, refused: Option<GatewayErro
     let host = normal_host(head)?;
     let normal = normalize::path(head.uri.path()).map_err(GatewayError::Malformed)?;
     let path = &*normal.path;
+    // ACME's HTTP-01 challenges of a pending order (`server.tls.acme`), before routing: the
+    // CA asks on port 80, for any host the order names. Unknown tokens go on as any request.
+    if let Some(token) = path.strip_prefix(crate::acme::HTTP01_PREFIX)
+        && let Some(acme) = &ctx.gateway().acme
+        && let Some(answer) = acme.certificates.http01(token)
+    {
+        return Ok(Response::full(StatusCode::OK, "application/octet-stream", answer));
+    }
     // `server.redirect_https`: the plain listener sends every request to the HTTPS one (ACME's
     // HTTP-01 challenges excepted: they must be answered over plain HTTP).
-    if rt.redirect_https && ctx.session.tls.is_none() && !path.starts_with("/.well-known/acme-challenge/") {
+    if rt.redirect_https && ctx.session.tls.is_none() && !path.starts_with(crate::acme::HTTP01_PREFIX) {
         let port = ctx.gateway().https_port.get().copied().unwrap_or(443);
         return redirect_to_https(host.as_deref(), port, head);
     }

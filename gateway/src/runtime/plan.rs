@@ -57,16 +57,16 @@ impl Plan {
         }
         let pool_named = |name: &str| old.upstreams.iter().find(|p| &*p.name == name).cloned();
 
-        // Named upstreams: carried when defined the same.
+        // Named upstreams: carried when defined the same and their TLS files (CA bundle,
+        // client certificate) hold the same bytes.
         for (name, up) in &new.upstreams {
-            match old.config.upstreams.get(name) {
-                None => plan.diff.upstreams_added.push(name.clone()),
-                Some(before) if before == up => {
-                    if let Some(pool) = pool_named(name) {
-                        plan.pools.insert(name.clone(), pool);
-                    }
+            match (old.config.upstreams.get(name), pool_named(name)) {
+                (None, _) => plan.diff.upstreams_added.push(name.clone()),
+                (Some(before), Some(pool)) if before == up && pool.tls_files_unchanged() => {
+                    plan.pools.insert(name.clone(), pool);
                 }
-                Some(_) => plan.diff.upstreams_changed.push(name.clone()),
+                (Some(before), None) if before == up => {}
+                (Some(_), _) => plan.diff.upstreams_changed.push(name.clone()),
             }
         }
         plan.diff.upstreams_removed =

@@ -24,6 +24,8 @@ pub struct LoadedCertificate {
     pub serial: String,
     /// The SHA-256 of the leaf's DER, hex.
     pub sha256: String,
+    /// The start of the leaf's validity, in seconds since the Unix epoch.
+    pub not_before: i64,
     /// The end of the leaf's validity, in seconds since the Unix epoch.
     pub not_after: i64,
 }
@@ -90,7 +92,7 @@ pub fn parse_pair(
         other => PairError::Key(format!("{}: unusable key ({other})", key_file.display())),
     })?;
     let LeafFacts { names, subject, issuer, serial, sha256, .. } = leaf_facts;
-    Ok(LoadedCertificate { key: Arc::new(key), names, subject, issuer, serial, sha256, not_after })
+    Ok(LoadedCertificate { key: Arc::new(key), names, subject, issuer, serial, sha256, not_before, not_after })
 }
 
 /// What the loader reads from a leaf.

@@ -29,7 +29,7 @@ struct Loaded {
 /// Why a set could not be loaded: the index of the pair, and what was wrong with it.
 pub type SetError = (usize, PairError);
 
-fn load_all(pairs: &[(PathBuf, PathBuf)]) -> Result<Loaded, SetError> {
+fn load_all(pairs: &[(PathBuf, PathBuf)], acme: bool) -> Result<Loaded, SetError> {
     let now = unix_now();
     let mut loaded = Loaded { sources: Vec::with_capacity(pairs.len()), certificates: Vec::with_capacity(pairs.len()) };
     for (i, (cert, key)) in pairs.iter().enumerate() {
@@ -38,17 +38,22 @@ fn load_all(pairs: &[(PathBuf, PathBuf)]) -> Result<Loaded, SetError> {
         loaded.certificates.push(parsed);
         loaded.sources.push((cert.clone(), key.clone(), cert_text, key_text));
     }
-    if loaded.certificates.is_empty() {
+    if loaded.certificates.is_empty() && !acme {
         return Err((0, PairError::Cert("no certificate configured".into())));
     }
     Ok(loaded)
 }
 
 impl ServedCertificates {
-    /// Loads every pair (certificate file, key file); the first is the default.
-    pub fn load(pairs: &[(PathBuf, PathBuf)]) -> Result<Self, SetError> {
-        let loaded = load_all(pairs)?;
-        let resolver = SniResolver::new(&loaded.certificates).expect("at least one certificate");
+    /// Loads every pair (certificate file, key file); the first is the default. With `acme`,
+    /// its certificate is served for its domains (and as the default when no pair is given).
+    pub fn load(
+        pairs: &[(PathBuf, PathBuf)],
+        acme: Option<Arc<dyn super::sni::ManagedCertificates>>,
+    ) -> Result<Self, SetError> {
+        let loaded = load_all(pairs, acme.is_some())?;
+        let resolver = SniResolver::new(&loaded.certificates, acme)
+            .ok_or_else(|| (0, PairError::Cert("no certificate configured".into())))?;
         Ok(Self { resolver: Arc::new(resolver), state: Mutex::new(loaded) })
     }
 
@@ -88,8 +93,10 @@ impl ServedCertificates {
         if unchanged {
             return Ok(false);
         }
-        let loaded = load_all(pairs)?;
-        self.resolver.replace(&loaded.certificates);
+        let loaded = load_all(pairs, true)?;
+        if !self.resolver.replace(&loaded.certificates) {
+            return Err((0, PairError::Cert("no certificate configured".into())));
+        }
         *state = loaded;
         Ok(true)
     }

@@ -6,7 +6,14 @@ use std::{
     sync::{Arc, OnceLock},
 };
 
-use rustls::{ClientConfig, RootCertStore};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+    client::{
+        WebPkiServerVerifier,
+        danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    },
+    pki_types::{CertificateDer, ServerName, UnixTime},
+};
 
 use super::provider::provider;
 
@@ -32,19 +39,38 @@ pub fn load_roots(ca_file: &Path) -> Result<Arc<RootCertStore>, String> {
     super::certs::load_ca_bundle(ca_file).map(Arc::new)
 }
 
+/// A configured `server_name`, as rustls takes it: a DNS name or an IP address.
+pub fn server_name(name: &str) -> Result<ServerName<'static>, String> {
+    ServerName::try_from(name.to_owned()).map_err(|_| format!("{name:?} is neither a DNS name nor an IP address"))
+}
+
 /// The client configuration for an upstream's `https://` backends: verification always on,
-/// against `ca_file`'s CAs or the system's roots; the gateway's own certificate for backends
-/// that ask for one when `client_cert` (certificate file, key file) is given; ALPN `http/1.1`
-/// (the forwarding client speaks HTTP/1.1 to backends).
-pub fn client_config(ca_file: Option<&Path>, client_cert: Option<(&Path, &Path)>) -> Result<Arc<ClientConfig>, String> {
+/// against `ca_file`'s CAs or the system's roots, for `server_name` when given (else the name
+/// each connection is made for: the backend URL's host); the gateway's own certificate for
+/// backends that ask for one when `client_cert` (certificate file, key file) is given; ALPN
+/// `http/1.1` (the forwarding client speaks HTTP/1.1 to backends).
+pub fn client_config(
+    ca_file: Option<&Path>,
+    client_cert: Option<(&Path, &Path)>,
+    server_name: Option<&str>,
+) -> Result<Arc<ClientConfig>, String> {
     let roots = match ca_file {
         Some(path) => load_roots(path)?,
         None => system_roots(),
     };
-    let builder = ClientConfig::builder_with_provider(provider())
+    let versions = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots);
+        .map_err(|e| e.to_string())?;
+    let builder = match server_name {
+        None => versions.with_root_certificates(roots),
+        Some(name) => {
+            let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider())
+                .build()
+                .map_err(|e| format!("cannot verify backends with these roots: {e}"))?;
+            let name = self::server_name(name)?;
+            versions.dangerous().with_custom_certificate_verifier(Arc::new(NamedVerifier { inner: verifier, name }))
+        }
+    };
     let mut config = match client_cert {
         Some((cert, key)) => {
             // Checked as a served certificate is (PEM, key match, validity) for the messages.
@@ -57,6 +83,49 @@ pub fn client_config(ca_file: Option<&Path>, client_cert: Option<(&Path, &Path)>
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The standard verification (chain, validity, name), for the configured name instead of the
+/// one a connection was made for: `upstreams.NAME.tls.server_name`. Nothing is relaxed.
+#[derive(Debug)]
+struct NamedVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    name: ServerName<'static>,
+}
+
+impl ServerCertVerifier for NamedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _connected_for: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner.verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// The gateway's certificate, offered to every backend that asks for one.

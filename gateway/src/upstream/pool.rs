@@ -104,6 +104,9 @@ pub struct UpstreamPool {
     pub preserve_host: bool,
     /// TLS to its `https://` backends (none when all are `http://`).
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The bytes of the files `tls` was made from (CA bundle, client certificate and key): a
+    /// reload rebuilds the pool when they change, even if its configuration did not.
+    tls_files: Vec<(std::path::PathBuf, Vec<u8>)>,
     /// The pool's background tasks (its health checks).
     pub tasks: TaskSet,
 }
@@ -133,9 +136,25 @@ impl UpstreamPool {
             let tls = config.tls.as_ref();
             let ca_file = tls.and_then(|t| t.ca_file.as_deref());
             let client_cert = tls.and_then(|t| t.cert_file.as_deref().zip(t.key_file.as_deref()));
-            Some(crate::tls::upstream::client_config(ca_file, client_cert)?)
+            let server_name = tls.and_then(|t| t.server_name.as_deref());
+            if let Some(name) = server_name {
+                // The name sent (SNI) by the forwarding client, and checked by every client.
+                let name = crate::tls::upstream::server_name(name)?;
+                for b in backends.iter_mut().filter(|b| b.scheme == Scheme::HTTPS) {
+                    b.dial.server_name = Some(name.clone());
+                }
+            }
+            Some(crate::tls::upstream::client_config(ca_file, client_cert, server_name)?)
         } else {
             None
+        };
+        let tls_files = match (&tls, config.tls.as_ref()) {
+            (Some(_), Some(t)) => [&t.ca_file, &t.cert_file, &t.key_file]
+                .into_iter()
+                .flatten()
+                .filter_map(|path| std::fs::read(path).ok().map(|bytes| (path.clone(), bytes)))
+                .collect(),
+            _ => Vec::new(),
         };
         let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
         let ring = match config.strategy {
@@ -159,8 +178,14 @@ impl UpstreamPool {
             read_timeout: config.read_timeout.0,
             preserve_host: config.preserve_host,
             tls,
+            tls_files,
             tasks: TaskSet::default(),
         })
+    }
+
+    /// Whether the TLS files the pool was built from still hold the same bytes.
+    pub fn tls_files_unchanged(&self) -> bool {
+        self.tls_files.iter().all(|(path, bytes)| std::fs::read(path).is_ok_and(|now| now == *bytes))
     }
 
     /// Passive health: records an attempt's outcome on `backend` (see [`PassiveHealth::record`]).
