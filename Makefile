@@ -174,7 +174,7 @@ policy-args = --extra-gateway gateway-policies=loadtest/configs/gateway-policies
 	    --iss rustygate-bench --aud bench --ttl 24h)" --header "gateway-policies=Origin: https://app.example.com"
 
 bench: build-release release-musl-malloc release plugins ## wrk: the gateway's builds, clients, policies and tracing vs NGINX vs direct, plain and over TLS, 5 interleaved rounds
-	$(PYTHON) loadtest/bench.py --scenarios small,16k,tls-small,tls-new \
+	$(PYTHON) loadtest/bench.py --scenarios small,16k,tls-small,tls-new,tls-backend \
 	  --extra-gateway gateway-awc=loadtest/configs/gateway-awc.yaml \
 	  --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml \
 	  $(call policy-args,$(CARGO_TARGET_DIR)/release/rustygate) $(plugin-args) $(tracing-args) \
@@ -183,7 +183,8 @@ bench: build-release release-musl-malloc release plugins ## wrk: the gateway's b
 	  $(BENCH_ARGS)
 
 bench-smoke: build plugins ## a few seconds of the benchmark harness, no thresholds (keeps it working)
-	$(PYTHON) loadtest/bench.py --smoke --profile debug --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml \
+	$(PYTHON) loadtest/bench.py --smoke --profile debug --scenarios small,16k,tls-small,tls-backend \
+	  --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml \
 	  --extra-gateway gateway-awc=loadtest/configs/gateway-awc.yaml \
 	  $(call policy-args,$(CARGO_TARGET_DIR)/debug/rustygate) $(tracing-args) $(plugin-args)
 

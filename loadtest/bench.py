@@ -66,6 +66,14 @@ SCENARIOS = {
         "tls": True,
         "script": "close.lua",
     },
+    # Through the proxy to an HTTPS backend (gateway and nginx): TLS to the backend on pooled,
+    # verified connections (a throwaway CA both trust), the echo relayed over plain HTTP.
+    "tls-backend": {
+        "path": "/tls-backend/echo",
+        "desc": "GET /echo from an HTTPS backend (pooled, verified TLS connections; ECDSA P-256)",
+        "check": lambda body: None if b'"b-tls"' in body else "not the HTTPS backend's echo",
+        "backend_tls": True,
+    },
     "16k": {
         "path": "/bytes/16384",
         "desc": "GET /bytes/16384 (16 KiB body with content-length)",
@@ -90,6 +98,8 @@ class Target:
     config: str | None = None
     # The HTTPS listener's port, for targets that have one (the TLS scenarios).
     tls_port: int | None = None
+    # Whether it routes /tls-backend/ to the HTTPS backend (the tls-backend scenario).
+    tls_backend: bool = False
 
     @property
     def base_url(self) -> str:
@@ -98,6 +108,8 @@ class Target:
     def url_for(self, scenario: str) -> str | None:
         """The scenario's URL on this target; None for a TLS scenario on a target without TLS."""
         sc = SCENARIOS[scenario]
+        if sc.get("backend_tls") and not self.tls_backend:
+            return None
         if sc.get("tls"):
             return f"https://127.0.0.1:{self.tls_port}{sc['path']}" if self.tls_port else None
         return self.base_url + sc["path"]
@@ -110,10 +122,26 @@ class Target:
 # Setup
 # ---------------------------------------------------------------------------
 
+def proxy_location(path: str, upstream: str, extra: str = "") -> str:
+    """An NGINX `location` proxying to `upstream` as the template's own does (HTTP/1.1 keep-alive
+    upstream, the gateway's forwarding headers, buffering on), with `extra` directives."""
+    return f"""        location {path} {{
+            proxy_pass {upstream};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+{extra}            proxy_buffering on;
+        }}"""
+
+
 def start_nginx(sup: Supervisor, nginx_bin: str, args, backend: Child,
-                tls: tuple[Path, Path] | None = None) -> tuple[Child, int, int | None]:
+                tls: tuple[Path, Path] | None = None,
+                tls_backend: tuple[Child, Path] | None = None) -> tuple[Child, int, int | None]:
     """NGINX from --nginx-template with the gateway's worker count, in front of the backend;
-    with `tls` (certificate, key) an HTTPS server too. Returns the child and its ports."""
+    with `tls` (certificate, key) an HTTPS server too; with `tls_backend` (the HTTPS backend, its
+    CA) `location /tls-backend/` to it. Returns the child and its ports."""
     def tls_server(ports: list[int]) -> dict:
         if not tls:
             return {"@TLS_SERVER@": ""}
@@ -124,19 +152,28 @@ def start_nginx(sup: Supervisor, nginx_bin: str, args, backend: Child,
         ssl_protocols TLSv1.2 TLSv1.3;
         ssl_session_cache shared:SSL:1m;
         ssl_session_tickets off;
-        location / {{
-            proxy_pass http://rustygate_bench_backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_buffering on;
-        }}
+{proxy_location("/", "http://rustygate_bench_backend")}
     }}"""}
+    values = {"@WORKERS@": str(args.nginx_workers), "@BACKEND@": str(backend.addr["http"]),
+              "@TLS_BACKEND_UPSTREAM@": "", "@TLS_BACKEND_LOCATION@": ""}
+    if tls_backend:
+        child_b, ca = tls_backend
+        values["@TLS_BACKEND_UPSTREAM@"] = f"""
+    upstream rustygate_bench_tls_backend {{
+        server {child_b.addr["http"]};
+        keepalive 64;
+        keepalive_requests 1000000;
+        keepalive_timeout 60s;
+    }}
+"""
+        values["@TLS_BACKEND_LOCATION@"] = proxy_location(
+            "/tls-backend/", "https://rustygate_bench_tls_backend/",
+            f"            proxy_ssl_verify on;\n            proxy_ssl_trusted_certificate {ca};\n"
+            "            proxy_ssl_name localhost;\n            proxy_ssl_server_name on;\n"
+            "            proxy_ssl_session_reuse on;\n")
     child, ports = nginx.start_nginx_ports(
         sup, nginx_bin, Path(args.nginx_template),
-        {"@WORKERS@": str(args.nginx_workers), "@BACKEND@": str(backend.addr["http"])},
+        values,
         ready_path="/health", port=args.nginx_port, timeout=args.startup_timeout,
         more_ports=tls_server, nports=2 if tls else 1)
     return child, ports[0], (ports[1] if tls else None)
@@ -497,6 +534,13 @@ def run(args) -> int:
         backend_url = backend.addr["http"].url
         targets: list[Target] = []
         tls = make_certificate(sup.workdir) if any(SCENARIOS[s].get("tls") for s in args.scenario_list) else None
+        # The tls-backend scenario's HTTPS backend, with a throwaway CA that both proxies trust.
+        tls_backend = None
+        if any(SCENARIOS[s].get("backend_tls") for s in args.scenario_list):
+            backend_ca, backend_cert, backend_key = labkit_tls.ca_signed(sup.workdir, "bench-backend")
+            tls_backend = (services.start_mock_backend(sup, args.mock_bin, "backend-tls", label="b-tls",
+                                                       workers=args.backend_workers, timeout=args.startup_timeout,
+                                                       tls=(backend_cert, backend_key)), backend_ca)
         if "gateway" in args.target_list:
             if args.gateway_config:
                 cfg_text = H.render_gateway_config(Path(args.gateway_config).expanduser().read_text(),
@@ -506,15 +550,22 @@ def run(args) -> int:
                              f'[ {{ cert_file: "{tls[0]}", key_file: "{tls[1]}" }} ] }}' if tls else "")
                 cfg_text = H.gateway_config_text(backend_url, args.gateway_port, args.admin_port,
                                                  args.gateway_workers, server_extra=tls_extra)
+            if tls_backend and not args.gateway_config:
+                cfg_text += (f"  - {{ path: /tls-backend, upstream: tls-backend, strip_prefix: true }}\n"
+                             f"upstreams:\n  tls-backend:\n"
+                             f"    backends: [ {{ url: \"https://{tls_backend[0].addr['http']}\" }} ]\n"
+                             f"    tls: {{ ca_file: \"{tls_backend[1]}\" }}\n")
             cfg = sup.workdir / "gateway.yaml"
             cfg.write_text(cfg_text)
             gw = services.start_gateway(sup, args.gateway_bin, cfg, timeout=args.startup_timeout)
             m = re.search(r"tls\W+\[127\.0\.0\.1:(\d+)", gw.log_text())
             targets.append(Target("gateway", "gateway", gw.addr["proxy"].port, gw, config=cfg_text,
-                                  tls_port=int(m.group(1)) if m else None))
+                                  tls_port=int(m.group(1)) if m else None,
+                                  tls_backend=bool(tls_backend and not args.gateway_config)))
         if nginx_bin:
-            ng, nginx_port, nginx_tls = start_nginx(sup, nginx_bin, args, backend, tls)
-            targets.append(Target("nginx", "nginx", nginx_port, ng, tls_port=nginx_tls))
+            ng, nginx_port, nginx_tls = start_nginx(sup, nginx_bin, args, backend, tls, tls_backend)
+            targets.append(Target("nginx", "nginx", nginx_port, ng, tls_port=nginx_tls,
+                                  tls_backend=tls_backend is not None))
         if "direct" in args.target_list:
             targets.append(Target("direct", "direct", backend.addr["http"].port, None))
         for spec in args.extra_gateway:
@@ -524,6 +575,10 @@ def run(args) -> int:
         unknown = set(headers) - {t.name for t in targets}
         if unknown:
             raise SetupError(f"--header for unknown target(s): {', '.join(sorted(unknown))}")
+
+        def backend_of(scenario: str) -> Child:
+            """The backend a scenario's requests reach (its CPU is measured)."""
+            return tls_backend[0] if SCENARIOS[scenario].get("backend_tls") and tls_backend else backend
 
         problems = preflight(targets, args.scenario_list)
         if problems:
@@ -538,7 +593,7 @@ def run(args) -> int:
                     if not t.url_for(s):
                         continue
                     log(f"warm-up {t.name} {s} {args.warmup_s:g}s")
-                    measure(t, s, args, backend, wrk_bin, sup.workdir, args.warmup_s)
+                    measure(t, s, args, backend_of(s), wrk_bin, sup.workdir, args.warmup_s)
 
         runs: list[dict] = []
         total = args.rounds * sum(1 for s in args.scenario_list for t in targets if t.url_for(s))
@@ -548,7 +603,7 @@ def run(args) -> int:
                 for t in order:
                     if not t.url_for(s):
                         continue
-                    r = measure(t, s, args, backend, wrk_bin, sup.workdir, args.duration_s)
+                    r = measure(t, s, args, backend_of(s), wrk_bin, sup.workdir, args.duration_s)
                     r["round"] = rnd + 1
                     runs.append(r)
                     log(f"[{len(runs)}/{total}] round {rnd + 1} {s:5} {t.name:10} "

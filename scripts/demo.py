@@ -45,6 +45,7 @@ from labkit.waiting import wait_until  # noqa: E402
 from labkit.binaries import default_bin  # noqa: E402
 from labkit.ports import pick_ports  # noqa: E402
 from labkit.procs import Supervisor  # noqa: E402
+from labkit.tls import ca_signed  # noqa: E402
 
 GATEWAY = os.environ.get("GATEWAY_URL", "http://127.0.0.1:8080").rstrip("/")
 ADMIN = os.environ.get("ADMIN_URL", "http://127.0.0.1:8081").rstrip("/")
@@ -758,23 +759,17 @@ def acme() -> str:
     with Supervisor() as sup:
         work = str(sup.workdir)
         # Pebble's own HTTPS: a throwaway CA and a leaf for localhost.
-        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-        _openssl(work, "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=demo CA")
-        _openssl(work, "req", *ec, "-keyout", "pebble.key", "-out", "pebble.csr", "-subj", "/CN=localhost")
-        with open(os.path.join(work, "san.ext"), "w") as f:
-            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-        _openssl(work, "x509", "-req", "-in", "pebble.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-out", "pebble.pem", "-days", "2", "-extfile", "san.ext")
+        ca, pebble_cert, pebble_key = ca_signed(sup.workdir, "pebble")
         http_port, tls_port, admin_port, acme_port, mgmt_port = pick_ports(5)
         with open(os.path.join(work, "pebble.json"), "w") as f:
             json.dump({"pebble": {
                 "listenAddress": f"127.0.0.1:{acme_port}", "managementListenAddress": f"127.0.0.1:{mgmt_port}",
-                "certificate": os.path.join(work, "pebble.pem"), "privateKey": os.path.join(work, "pebble.key"),
+                "certificate": str(pebble_cert), "privateKey": str(pebble_key),
                 "httpPort": http_port, "tlsPort": tls_port, "ocspResponderURL": "",
                 "externalAccountBindingRequired": False}}, f)
         sup.start("pebble", [pebble, "-config", os.path.join(work, "pebble.json")],
                   env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"})
-        pebble_ctx = ssl.create_default_context(cafile=os.path.join(work, "ca.pem"))
+        pebble_ctx = ssl.create_default_context(cafile=str(ca))
 
         def pebble_up() -> bool:
             with urllib.request.urlopen(f"https://127.0.0.1:{acme_port}/dir", context=pebble_ctx, timeout=2) as r:
@@ -783,7 +778,7 @@ def acme() -> str:
         config = (f"server:\n  listen: \"127.0.0.1:{http_port}\"\n  tls:\n    listen: \"127.0.0.1:{tls_port}\"\n"
                   f"    acme:\n      directory: \"https://127.0.0.1:{acme_port}/dir\"\n      domains: [localhost]\n"
                   f"      state_dir: {json.dumps(os.path.join(work, 'acme'))}\n      challenge: tls-alpn-01\n"
-                  f"      directory_ca_file: {json.dumps(os.path.join(work, 'ca.pem'))}\n"
+                  f"      directory_ca_file: {json.dumps(str(ca))}\n"
                   f"admin: {{ listen: \"127.0.0.1:{admin_port}\", token: demo }}\n"
                   f"log: {{ level: \"warn,rustygate=info\", access_log: false }}\n"
                   f"routes:\n  - {{ path: /, backend: \"{GATEWAY}\" }}\n")

@@ -16,7 +16,10 @@ use std::{
 
 use common::{pki::Pki, *};
 
-/// A free loopback port (bound then released: the next user binds it at once).
+/// A free loopback port (bound then released: the next user binds it at once). The one place
+/// the tests hand a port over instead of reading what was bound: Pebble validates against the
+/// ports written in its configuration and the gateway needs Pebble's directory at start, so one
+/// of the two must be chosen before either starts.
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -95,13 +95,18 @@ def start_gateway(sup: Supervisor, binary: str, config, name: str = "gateway",
 
 
 def start_mock_backend(sup: Supervisor, binary: str, name: str = "backend", label: str | None = None,
-                       workers: int = 1, port: int = 0, timeout: float = 30.0) -> Child:
+                       workers: int = 1, port: int = 0, timeout: float = 30.0,
+                       tls: tuple | None = None) -> Child:
     """Starts mock-backend (`--name label`, default `name`) on `port` (0: the OS picks) and
-    waits for the address it prints and its /health. The child's addr["http"] is that address."""
-    child = sup.start(name, [binary, "--port", str(port), "--bind", "127.0.0.1", "--name", label or name,
-                             "--workers", str(workers)])
+    waits for the address it prints and its /health. The child's addr["http"] is that address.
+    With `tls` (certificate, key) it serves HTTPS: then only its listening line is waited for."""
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--name", label or name, "--workers", str(workers)]
+    if tls:
+        argv += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
+    child = sup.start(name, argv)
     child.addr["http"] = parse_addr(child.wait_for_line(MOCK_LISTENING, timeout).group(1))
-    wait_http(child, child.addr["http"].url + "/health", timeout=timeout)
+    if not tls:
+        wait_http(child, child.addr["http"].url + "/health", timeout=timeout)
     return child
 
 
