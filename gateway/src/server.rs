@@ -44,7 +44,7 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
     // Peers are counted only when a per-peer limit is set (a start-up setting).
     let per_ip = (config.server.max_connections_per_ip > 0).then(|| std::sync::Arc::new(PerIpConnections::default()));
     let send_timeout = config.server.send_timeout.0;
-    let mut proxy =
+    let proxy =
         HttpServer::new(move || App::new().app_data(proxy_data.clone()).default_service(web::to(front::handle)))
             .on_connect(move |connection, extensions| {
                 let tls = connection.downcast_ref::<TlsStream<actix_web::rt::net::TcpStream>>();
@@ -73,11 +73,12 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
             .shutdown_timeout(config.server.shutdown_timeout.0.as_secs() + 1)
             .backlog(4096)
             // Response heads are small writes; they must not wait for Nagle's algorithm.
-            .tcp_nodelay(true)
-            .bind(listen_addr(&config.server.listen)?)
-            .map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot listen on {} (server.listen): {e}", config.server.listen))
-            })?;
+            .tcp_nodelay(true);
+    // `server.h2c`: HTTP/1.1 and cleartext HTTP/2 (prior knowledge) told apart by their first bytes.
+    let plain = listen_addr(&config.server.listen)?;
+    let mut proxy = if config.server.h2c { proxy.bind_auto_h2c(plain) } else { proxy.bind(plain) }.map_err(|e| {
+        io::Error::new(e.kind(), format!("cannot listen on {} (server.listen): {e}", config.server.listen))
+    })?;
     let mut tls_certificates = None;
     if let Some(tls) = &config.server.tls {
         let resolver = gateway.tls_certificates.as_ref().map(|c| c.resolver()).ok_or_else(|| {

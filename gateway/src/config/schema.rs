@@ -178,6 +178,10 @@ pub struct ServerConfig {
     /// listener (ACME HTTP-01 challenge paths excepted). Needs `tls`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub redirect_https: bool,
+    /// The plain listener also takes HTTP/2 in cleartext with prior knowledge (`h2c`, as gRPC
+    /// clients inside a cluster speak it), beside HTTP/1.1 on the same port.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub h2c: bool,
 }
 
 /// `server.tls` — an HTTPS listener: HTTP/2 and HTTP/1.1 by ALPN, on the same routes as the
@@ -376,6 +380,7 @@ impl Default for ServerConfig {
             underscores_in_headers: false,
             tls: None,
             redirect_https: false,
+            h2c: false,
         }
     }
 }

@@ -1,0 +1,90 @@
+//! Cleartext HTTP/2 with prior knowledge on the plain listener (`server.h2c`), with curl as the
+//! client: the same routes and pipeline as HTTP/1.1 on the same port, many streams on one
+//! connection, and nothing of it when the setting is off.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn curl(args: &[&str]) -> std::process::Output {
+    Command::new("curl").args(args).output().expect("curl is installed (.ci/run installs it)")
+}
+
+#[tokio::test]
+async fn h2c_serves_http2_with_prior_knowledge_beside_http1() {
+    let backend = MockServer::start("b0");
+    let gw = gateway("server: { h2c: true }\nroutes:\n  - { path: /, backend: \"{b0}\" }\n", &[&backend]);
+    let url = gw.url("/echo?q=1");
+    let out = curl(&["-sS", "--max-time", "10", "--http2-prior-knowledge", "-w", "\n%{http_version}", &url]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (body, version) = text.rsplit_once('\n').unwrap();
+    assert_eq!(version, "2");
+    let echo: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(echo["uri"], "/echo?q=1");
+    // The backend is told the hop was HTTP/2.
+    assert_eq!(echoed(&echo, "via"), ["2 rustygate"], "{echo}");
+    // HTTP/1.1 on the same port, as before.
+    let out =
+        curl(&["-sS", "--max-time", "10", "--http1.1", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", &url]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1.1 200");
+    let m = scrape(&gw).await;
+    assert_eq!(metric(&m, "rustygate_requests_total", &[("status", "200")]), 2.0, "{m}");
+}
+
+/// One h2c connection (the `h2` crate's client, hyper's HTTP/2), 100 requests on it at once:
+/// all answered. (curl 7.88 fails every second request on a reused h2c connection, NGINX's
+/// too, so it cannot show this.)
+#[tokio::test]
+async fn a_hundred_streams_on_one_h2c_connection_are_all_answered() {
+    let backend = MockServer::start("b0");
+    let gw = gateway("server: { h2c: true }\nroutes:\n  - { path: /, backend: \"{b0}\" }\n", &[&backend]);
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    let mut answers = Vec::new();
+    for i in 0..100 {
+        let request = http::Request::get(format!("http://{}/echo?stream={i}", gw.addr)).body(()).unwrap();
+        let (response, _) = client.send_request(request, true).unwrap();
+        answers.push(response);
+        client = client.ready().await.unwrap();
+    }
+    for (i, response) in answers.into_iter().enumerate() {
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), 200, "stream {i}");
+        let mut body = response.into_body();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+            bytes.extend_from_slice(&chunk);
+        }
+        let echo: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(echo["uri"], format!("/echo?stream={i}"));
+    }
+    assert_eq!(backend.hits(), 100);
+}
+
+#[tokio::test]
+async fn without_h2c_a_prior_knowledge_client_gets_no_http2() {
+    let backend = MockServer::start("b0");
+    let gw = gateway("routes:\n  - { path: /, backend: \"{b0}\" }\n", &[&backend]);
+    let out = curl(&[
+        "-sS",
+        "--max-time",
+        "10",
+        "--http2-prior-knowledge",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version}",
+        &gw.url("/echo"),
+    ]);
+    assert!(!out.status.success() || String::from_utf8_lossy(&out.stdout) != "2", "HTTP/2 served without h2c");
+    assert_eq!(backend.hits(), 0);
+}
