@@ -348,6 +348,27 @@ async fn an_unasked_for_101_from_a_backend_is_a_502() {
     assert!(!resp.contains("RAW"), "{resp}");
 }
 
+/// A backend's answer with more headers than the forwarding client parses (100), or a head
+/// past its buffer (~400 KiB): a 502, and the gateway goes on serving.
+#[tokio::test]
+async fn oversized_backend_heads_are_a_502() {
+    let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let huge = format!("X-Big: {}\r\n", "a".repeat(600 * 1024));
+    for extra in [many, huge] {
+        let answer: &'static [u8] = Box::leak(
+            format!("HTTP/1.1 200 OK\r\n{extra}Content-Length: 2\r\nConnection: close\r\n\r\nok")
+                .into_bytes()
+                .into_boxed_slice(),
+        );
+        let addr = canned_backend(answer, 2);
+        let gw = TestGateway::start(&format!("routes:\n  - {{ path: /, backend: \"http://{addr}\" }}\n")).unwrap();
+        let resp = raw(gw.addr, b"GET /x HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n");
+        assert!(resp.starts_with("HTTP/1.1 502"), "{}", &resp[..resp.len().min(200)]);
+        let text = scrape(&gw).await;
+        assert_eq!(metric(&text, "rustygate_backend_failures_total", &[("reason", "protocol_error")]), 1.0);
+    }
+}
+
 /// Interim answers (103 Early Hints) are read and dropped by the forwarding client: the final
 /// answer is relayed, and nothing is held against the backend. With `upstream_client: awc`,
 /// which hands an interim answer over as the final one, a 502, but not held against the

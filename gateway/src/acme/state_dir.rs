@@ -15,10 +15,13 @@ pub struct StateDir {
 }
 
 impl StateDir {
-    /// The directory, created (owner-only) if it does not exist.
+    /// The directory, created owner-only if it does not exist (one that exists keeps its
+    /// permissions: it may be shared, such as `.`; the keys in it are owner-only anyway).
     pub fn open(dir: &Path) -> Result<Self, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        restrict(dir, 0o700);
+        if !dir.is_dir() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            restrict(dir, 0o700);
+        }
         Ok(Self { dir: dir.to_owned() })
     }
 
@@ -106,6 +109,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rustygate-acme-state-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let state = StateDir::open(&dir).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Made here: owner-only. One that exists keeps its mode.
+            assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            StateDir::open(&dir).unwrap();
+            assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o755);
+        }
         assert_eq!(state.account_key().unwrap(), None);
         assert_eq!(state.certificate().unwrap(), None);
         state.save_account_key(b"key").unwrap();
