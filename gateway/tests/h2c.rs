@@ -12,6 +12,12 @@ fn curl(args: &[&str]) -> std::process::Output {
     Command::new("curl").args(args).output().expect("curl is installed (.ci/run installs it)")
 }
 
+/// One request with curl `--http2-prior-knowledge`, and what `-w FORMAT` wrote.
+fn curl_h2c(url: &str, format: &str) -> (bool, String) {
+    let out = curl(&["-sS", "--max-time", "10", "--http2-prior-knowledge", "-o", "/dev/null", "-w", format, url]);
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 #[tokio::test]
 async fn h2c_serves_http2_with_prior_knowledge_beside_http1() {
     let backend = MockServer::start("b0");
@@ -74,17 +80,56 @@ async fn a_hundred_streams_on_one_h2c_connection_are_all_answered() {
 async fn without_h2c_a_prior_knowledge_client_gets_no_http2() {
     let backend = MockServer::start("b0");
     let gw = gateway("routes:\n  - { path: /, backend: \"{b0}\" }\n", &[&backend]);
-    let out = curl(&[
-        "-sS",
-        "--max-time",
-        "10",
-        "--http2-prior-knowledge",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_version}",
-        &gw.url("/echo"),
-    ]);
-    assert!(!out.status.success() || String::from_utf8_lossy(&out.stdout) != "2", "HTTP/2 served without h2c");
+    let (ok, version) = curl_h2c(&gw.url("/echo"), "%{http_version}");
+    assert!(!ok || version != "2", "HTTP/2 served without h2c");
     assert_eq!(backend.hits(), 0);
+}
+
+/// The rapid-reset pattern (CVE-2023-44487) on one h2c connection: streams opened and
+/// cancelled in a loop. The HTTP/2 server cuts the connection (GOAWAY, `too_many_resets`) after
+/// a few hundred, long before the bound, nothing is forwarded for the cancelled streams, and the
+/// gateway goes on serving others, over HTTP/2 too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rapid_reset_flood_is_cut() {
+    let backend = MockServer::start("b0");
+    let gw = gateway("server: { h2c: true }\nroutes:\n  - { path: /, backend: \"{b0}\" }\n", &[&backend]);
+    let addr = gw.addr;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (h2_client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let (mut sender, mut resets, mut cut) = (Some(h2_client), 0u32, None);
+    let started = std::time::Instant::now();
+    while resets < 100_000 && started.elapsed() < std::time::Duration::from_secs(20) {
+        let mut ready = match sender.take().unwrap().ready().await {
+            Ok(ready) => ready,
+            Err(e) => {
+                cut = Some(e.to_string());
+                break;
+            }
+        };
+        let request = http::Request::get(format!("http://{addr}/echo")).body(()).unwrap();
+        match ready.send_request(request, false) {
+            Ok((_, mut stream)) => stream.send_reset(h2::Reason::CANCEL),
+            Err(e) => {
+                cut = Some(e.to_string());
+                break;
+            }
+        }
+        sender = Some(ready);
+        resets += 1;
+        // Let the connection task put the frames on the wire.
+        if resets % 50 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    drop(sender);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), connection).await;
+    let cut =
+        cut.unwrap_or_else(|| panic!("{resets} streams reset in {:?}, the connection never cut", started.elapsed()));
+    assert!(cut.contains("too_many_resets") || cut.contains("GOAWAY") || cut.contains("connection"), "{cut}");
+    assert!(resets < 10_000, "cut only after {resets} resets");
+    assert!(backend.hits() < 50, "{} requests forwarded for cancelled streams", backend.hits());
+    // Others are served, over HTTP/1.1 and over a new HTTP/2 connection.
+    assert_eq!(client().get(gw.url("/echo")).send().await.unwrap().status(), 200);
+    assert_eq!(curl_h2c(&gw.url("/echo"), "%{http_code}"), (true, "200".to_owned()));
 }
