@@ -13,18 +13,15 @@ Exit 0 pass, 1 fail, 2 setup problem (no chromium, a process did not start).
 
 from __future__ import annotations
 
-import argparse
 import http.server
 import json
-import shutil
 import sys
 import threading
 
 sys.dont_write_bytecode = True  # no __pycache__ in the work tree
 from labkit import services  # noqa: E402
 from labkit.base import SetupError  # noqa: E402
-from labkit.browser import dump_dom  # noqa: E402
-from labkit.binaries import default_bin  # noqa: E402
+from labkit.browser import dump_dom, parse_check_args  # noqa: E402
 from labkit.http import http_get  # noqa: E402
 from labkit.procs import Supervisor  # noqa: E402
 
@@ -64,13 +61,8 @@ def page_title(chromium: str, url: str, profile: str) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--gateway-bin", default=default_bin("rustygate", "debug"))
-    ap.add_argument("--mock-bin", default=default_bin("mock-backend", "debug"))
-    ap.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser") or "")
-    args = ap.parse_args()
-    if not args.chromium:
-        print("setup: no chromium (apt-get install chromium)", file=sys.stderr)
+    args = parse_check_args(__doc__.splitlines()[0])
+    if args is None:
         return 2
 
     servers = []

@@ -15,12 +15,10 @@ Exit 0 pass, 1 fail, 2 setup problem (no chromium or openssl, a process did not 
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -28,8 +26,7 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the work tree
 from labkit import services  # noqa: E402
 from labkit.base import SetupError  # noqa: E402
-from labkit.browser import dump_dom  # noqa: E402
-from labkit.binaries import default_bin  # noqa: E402
+from labkit.browser import dump_dom, parse_check_args  # noqa: E402
 from labkit.http import http_get  # noqa: E402
 from labkit.procs import Supervisor  # noqa: E402
 from labkit.waiting import wait_until  # noqa: E402
@@ -64,13 +61,8 @@ def load(chromium: str, url: str, profile: str, spki: str) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--gateway-bin", default=default_bin("rustygate", "debug"))
-    ap.add_argument("--mock-bin", default=default_bin("mock-backend", "debug"))
-    ap.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser") or "")
-    args = ap.parse_args()
-    if not args.chromium:
-        print("setup: no chromium (apt-get install chromium)", file=sys.stderr)
+    args = parse_check_args(__doc__.splitlines()[0])
+    if args is None:
         return 2
     problems = []
     try:

@@ -123,32 +123,8 @@ async fn certificates(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse 
         return denied;
     }
     let now = crate::tls::certs::unix_now();
-    let mut served: Vec<_> = gw
-        .tls_certificates
-        .iter()
-        .flat_map(|s| s.with_sources())
-        .enumerate()
-        .map(|(i, (c, cert_file, key_file))| {
-            json!({
-                "names": c.names,
-                "subject": c.subject,
-                "issuer": c.issuer,
-                "serial": c.serial,
-                "sha256": c.sha256,
-                "not_after": crate::tls::certs::utc(c.not_after),
-                "expires_in_seconds": c.not_after - now,
-                "default": i == 0,
-                "source": "file",
-                "cert_file": cert_file,
-                "key_file": key_file,
-            })
-        })
-        .collect();
-    // The ACME certificate, served for its domains (and as the default without files).
-    let acme = gw.acme.as_ref().map(|acme| {
-        let now_served = acme.certificates.served();
-        let c = &now_served.certificate;
-        served.push(json!({
+    let describe = |c: &crate::tls::LoadedCertificate, default: bool, source: &str, cert_file, key_file| {
+        json!({
             "names": c.names,
             "subject": c.subject,
             "issuer": c.issuer,
@@ -156,10 +132,26 @@ async fn certificates(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse 
             "sha256": c.sha256,
             "not_after": crate::tls::certs::utc(c.not_after),
             "expires_in_seconds": c.not_after - now,
-            "default": served.is_empty(),
-            "source": now_served.source.as_str(),
-            "cert_file": acme.issuer.certificate_path(),
-        }));
+            "default": default,
+            "source": source,
+            "cert_file": cert_file,
+            "key_file": key_file,
+        })
+    };
+    let mut served: Vec<_> = gw
+        .tls_certificates
+        .iter()
+        .flat_map(|s| s.with_sources())
+        .enumerate()
+        .map(|(i, (c, cert_file, key_file))| describe(&c, i == 0, "file", Some(cert_file), Some(key_file)))
+        .collect();
+    // The ACME certificate, served for its domains (and as the default without files; its key
+    // file is not named: it is the state directory's).
+    let acme = gw.acme.as_ref().map(|acme| {
+        let now_served = acme.certificates.served();
+        let c = &now_served.certificate;
+        let default = served.is_empty();
+        served.push(describe(c, default, now_served.source.as_str(), Some(acme.issuer.certificate_path()), None));
         json!({
             "directory": acme.issuer.directory,
             "domains": acme.certificates.domains(),

@@ -117,15 +117,7 @@ fn start(yaml: &str) -> TestGateway {
 
 /// What `/admin/certificates` says of the ACME certificate.
 async fn acme_certificate(gw: &TestGateway) -> serde_json::Value {
-    let body: serde_json::Value = client()
-        .get(gw.admin_url("/admin/certificates"))
-        .bearer_auth("t0ken")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = admin_json(gw, "/admin/certificates", "t0ken").await;
     body["certificates"]
         .as_array()
         .unwrap()
@@ -263,4 +255,36 @@ async fn bad_acme_settings_are_located_errors() {
     let yaml = "server:\n  tls:\n    listen: \"127.0.0.1:0\"\n    client_auth: { mode: require, ca_file: /nonexistent }\n    acme: { directory: \"https://127.0.0.1:14000/dir\", domains: [example.com] }\nroutes:\n  - { path: /, backend: \"http://127.0.0.1:1\" }\n";
     let err = TestGateway::start(yaml).err().expect("refused").to_string();
     assert!(err.contains("server.tls.acme.challenge"), "{err}");
+}
+
+/// The new input, `/.well-known/acme-challenge/TOKEN` on the plain listener: while no order is
+/// pending, or for a token no order gave, the gateway answers nothing of its own — the request
+/// is routed like any other (a backend doing its own ACME still can), and no key
+/// authorization, served certificate or state-directory content comes back.
+#[tokio::test]
+async fn unknown_challenge_tokens_are_ordinary_requests() {
+    let backend = MockServer::start("b0");
+    let (http_port, tls_port) = (free_port(), free_port());
+    let state = tempfile::tempdir().unwrap();
+    // A directory nobody listens on: orders fail, so no challenge is ever pending.
+    let yaml = format!(
+        "admin: {{ listen: \"127.0.0.1:0\", token: t0ken }}\nserver:\n  listen: \"127.0.0.1:{http_port}\"\n  tls:\n    listen: \"127.0.0.1:{tls_port}\"\n    acme: {{ directory: \"https://127.0.0.1:9/dir\", domains: [localhost], state_dir: {:?}, challenge: http-01 }}\nroutes:\n  - {{ path: /, backend: \"{}\" }}\n",
+        state.path().display().to_string(),
+        backend.url()
+    );
+    let gw = start(&yaml);
+    for token in ["abc", "..%2f..%2facme", "", "account.key.der"] {
+        let url = gw.url(&format!("/.well-known/acme-challenge/{token}"));
+        let resp = client().get(&url).send().await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap();
+        // Forwarded (the mock's 404 or echo) or refused by the normalisation policy: never an
+        // answer of the gateway's own with a key authorization.
+        assert!(matches!(status, 200 | 400 | 404), "{token}: {status} {body}");
+        assert!(!body.contains("PRIVATE KEY") && !body.contains("BEGIN CERTIFICATE"), "{token}: {body}");
+    }
+    wait_until("the failed order", Duration::from_secs(20), async || orders(&gw, "failed").await >= 1.0).await;
+    // The stand-in stays served.
+    assert_eq!(acme_certificate(&gw).await["source"], "self-signed");
+    assert!(backend.hits() >= 1, "the challenge paths were routed to the backend");
 }

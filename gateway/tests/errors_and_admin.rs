@@ -147,15 +147,7 @@ async fn a_client_that_goes_away_cancels_the_upstream_request() {
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         let m = scrape(&gw).await;
-        let ups: serde_json::Value = client()
-            .get(gw.admin_url("/admin/upstreams"))
-            .bearer_auth("t0ken")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let ups = admin_json(&gw, "/admin/upstreams", "t0ken").await;
         let in_flight = ups["upstreams"][0]["backends"][0]["in_flight"].as_u64().unwrap();
         if metric(&m, "rustygate_requests_in_flight", &[("route", "drip")]) == 0.0 && in_flight == 0 {
             assert_eq!(metric(&m, "rustygate_requests_total", &[("route", "drip"), ("status", "200")]), 1.0);

@@ -14,3 +14,23 @@ def dump_dom(chromium: str, url: str, profile: str, extra_args: tuple[str, ...] 
          f"--user-data-dir={profile}", "--virtual-time-budget=5000", *extra_args, "--dump-dom", url],
         capture_output=True, text=True, timeout=60,
     ).stdout
+
+
+def parse_check_args(description: str):
+    """The browser checks' command line (--gateway-bin, --mock-bin, --chromium: debug builds and
+    the Chromium on PATH by default). None, after saying why, when no Chromium is found."""
+    import argparse
+    import shutil
+    import sys
+
+    from .binaries import default_bin
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--gateway-bin", default=default_bin("rustygate", "debug"))
+    ap.add_argument("--mock-bin", default=default_bin("mock-backend", "debug"))
+    ap.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser") or "")
+    args = ap.parse_args()
+    if not args.chromium:
+        print("setup: no chromium (apt-get install chromium)", file=sys.stderr)
+        return None
+    return args

@@ -68,6 +68,11 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
 }
 
+/// GET an admin endpoint with the admin token, as JSON.
+pub async fn admin_json(gw: &TestGateway, path: &str, token: &str) -> serde_json::Value {
+    client().get(gw.admin_url(path)).bearer_auth(token).send().await.unwrap().json().await.unwrap()
+}
+
 /// Fetches the gateway's metrics text.
 pub async fn scrape(gw: &TestGateway) -> String {
     client().get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap()
