@@ -47,6 +47,8 @@ pub struct Gateway {
     /// The port the HTTPS listener bound (set when it is bound): where `redirect_https` sends
     /// clients.
     pub https_port: OnceLock<u16>,
+    /// Open WebSocket sessions, and the signal that closes them at the end of a drain.
+    pub websockets: crate::websocket::Sessions,
     /// One reload at a time.
     pub(crate) reload_lock: Mutex<()>,
     /// Filters of the embedding program's, compiled into the routes at every reload.
@@ -117,6 +119,7 @@ impl Gateway {
             acme,
             tls_client_ca,
             https_port: OnceLock::new(),
+            websockets: Default::default(),
             reload_lock: Mutex::new(()),
             extra_filters,
         }))

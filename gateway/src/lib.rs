@@ -41,6 +41,7 @@ pub mod testing;
 pub mod tls;
 pub mod token;
 pub mod upstream;
+pub mod websocket;
 
 /// `docs/architecture.md`, whose worked example of a filter is compiled and run as a doc test.
 #[cfg(doctest)]

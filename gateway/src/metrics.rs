@@ -74,6 +74,14 @@ pub struct Metrics {
     pub tls_certificate_expiry: prometheus::GaugeVec,
     /// `rustygate_acme_orders_total{result}`: ACME orders, `issued` or `failed`.
     pub acme_orders_total: IntCounterVec,
+    /// `rustygate_websocket_connections{route}`: WebSocket sessions open.
+    pub websocket_connections: IntGaugeVec,
+    /// `rustygate_websocket_connections_total{route,result}`: WebSocket sessions ended (and
+    /// handshakes the backend refused), by how.
+    pub websocket_connections_total: IntCounterVec,
+    /// `rustygate_websocket_bytes_total{route,direction}`: bytes relayed on WebSocket sessions,
+    /// `client_to_backend` or `backend_to_client` (frames as they are on the wire).
+    pub websocket_bytes_total: IntCounterVec,
 }
 
 /// Buckets of `rustygate_plugin_duration_seconds`: a plugin call takes microseconds; the
@@ -228,6 +236,23 @@ impl Metrics {
             "ACME certificate orders (server.tls.acme), by result: issued or failed.",
             &["result"],
         );
+        let websocket_connections = IntGaugeVec::new(
+            Opts::new("rustygate_websocket_connections", "WebSocket sessions open, by route."),
+            &["route"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(websocket_connections.clone())).expect("unique metric");
+        let websocket_connections_total = counter(
+            "rustygate_websocket_connections_total",
+            "WebSocket sessions by route and how they ended (closed, idle_timeout, max_duration, cut, \
+             message_too_big, protocol_error, client_error, backend_error), and handshakes the backend refused (refused).",
+            &["route", "result"],
+        );
+        let websocket_bytes_total = counter(
+            "rustygate_websocket_bytes_total",
+            "Bytes relayed on WebSocket sessions, by route and direction (client_to_backend, backend_to_client).",
+            &["route", "direction"],
+        );
         let tls_certificate_expiry = prometheus::GaugeVec::new(
             Opts::new(
                 "rustygate_tls_certificate_expiry_seconds",
@@ -270,6 +295,9 @@ impl Metrics {
             connections,
             upstream_tls_errors_total,
             acme_orders_total,
+            websocket_connections,
+            websocket_connections_total,
+            websocket_bytes_total,
             tls_certificate_expiry,
         }
     }

@@ -38,6 +38,8 @@ pub struct Route {
     pub allow_encoded_slashes: bool,
     /// Rules for the client's headers shared by every route of the snapshot.
     pub header_rules: Arc<crate::headers::RequestHeaderRules>,
+    /// WebSocket handshakes are relayed (`websocket: true`): the limits and metric series.
+    pub websocket: Option<Arc<crate::websocket::RouteSessions>>,
 }
 
 impl Route {
@@ -79,6 +81,7 @@ impl Route {
             plugins: Default::default(),
             allow_encoded_slashes: false,
             header_rules: Default::default(),
+            websocket: None,
         }
     }
 

@@ -7,7 +7,8 @@
 //! 3. The drain waits until no request is in flight (`rustygate_requests_in_flight`, from the
 //!    route match to the end of the response body), logging the count every second, or until
 //!    the timeout: the requests still running then are cut, and their number is returned (the
-//!    process exits non-zero, saying so).
+//!    process exits non-zero, saying so). WebSocket sessions are requests in flight: at the
+//!    timeout they are closed with a close frame (1001, going away) and counted as cut.
 //! 4. The admin listener closes; the caller exports the queued spans and exits.
 
 use std::{
@@ -23,6 +24,8 @@ use crate::gateway::Gateway;
 const POLL: Duration = Duration::from_millis(20);
 /// After the last response body was handed to its connection: time for its bytes to leave.
 const LAST_BYTES: Duration = Duration::from_millis(200);
+/// At the end of the drain: how long WebSocket sessions have to send their close frames.
+const WEBSOCKET_CLOSE: Duration = Duration::from_millis(500);
 
 /// Drains the gateway after `signal`; returns how many requests had to be cut.
 pub async fn drain(
@@ -55,6 +58,7 @@ pub async fn drain(
         }
         if Instant::now() >= deadline {
             tracing::warn!(cut = n, "server.shutdown_timeout reached: cutting the requests still in flight");
+            close_websockets(gateway).await;
             break n;
         }
         if last_report.elapsed() >= Duration::from_secs(1) {
@@ -66,4 +70,20 @@ pub async fn drain(
     admin.stop(false).await;
     tracing::info!(cut, "listeners closed");
     cut
+}
+
+/// Closes the WebSocket sessions still open with 1001 ("going away"), and gives their close
+/// frames time to leave (actix's own force-stop comes a second after the drain's deadline).
+async fn close_websockets(gateway: &Gateway) {
+    let open = gateway.websockets.open();
+    if open == 0 {
+        return;
+    }
+    gateway.websockets.close_all();
+    let until = Instant::now() + WEBSOCKET_CLOSE;
+    while gateway.websockets.open() > 0 && Instant::now() < until {
+        tokio::time::sleep(POLL).await;
+    }
+    tracing::warn!(sessions = open, "WebSocket sessions closed with 1001 (going away)");
+    tokio::time::sleep(LAST_BYTES).await;
 }

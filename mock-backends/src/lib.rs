@@ -20,6 +20,8 @@
 //! - `/bytes/{n}[?chunked=1]`: `n` bytes (at most 8 GiB) of the pattern `i % 251`, see
 //!   [`pattern_sha256`].
 //! - `/drip/{n}?interval_ms=X`: `n` one-byte chunks, `X` ms apart (default 100).
+//! - `GET /ws/echo[?headers=1]`: a WebSocket echo (with `headers=1`, the first message is the
+//!   handshake's headers as JSON).
 //! - anything else: the echo, a JSON description of the request (raw path, query and
 //!   request-target, headers, body length and SHA-256).
 //!
@@ -35,6 +37,7 @@ pub mod otlp_sink;
 mod server;
 mod state;
 mod streams;
+mod websocket;
 
 use std::{net::SocketAddr, time::Duration};
 

@@ -19,7 +19,7 @@ use actix_web::{
     web,
 };
 
-use crate::{MockOptions, control, echo, state::Shared, streams};
+use crate::{MockOptions, control, echo, state::Shared, streams, websocket};
 
 /// How long idle connections are kept open.
 const KEEP_ALIVE: Duration = Duration::from_secs(75);
@@ -49,6 +49,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/delay/{ms}", web::route().to(echo::delay))
         .route("/bytes/{n}", web::route().to(streams::bytes))
         .route("/drip/{n}", web::route().to(streams::drip))
+        .route("/ws/echo", web::get().to(websocket::echo))
         .default_service(web::to(echo::echo));
 }
 

@@ -763,10 +763,29 @@ pub struct RouteConfig {
     /// Client-certificate requirements of this route (mTLS on the HTTPS listener).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_cert: Option<RouteClientCertConfig>,
+    /// Relay WebSocket handshakes (`Upgrade: websocket`) on this route; without it they are
+    /// forwarded without the upgrade.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub websocket: bool,
+    /// A WebSocket session with no byte either way for this long is closed (1001).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub websocket_idle_timeout: Option<HumanDuration>,
+    /// A WebSocket session open this long is closed (1001). Absent: no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub websocket_max_duration: Option<HumanDuration>,
+    /// A WebSocket frame whose payload is longer closes the session (1009).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub websocket_max_frame_size: Option<ByteSize>,
     /// The name derived when `name:` is absent (set by the loader).
     #[serde(skip)]
     pub default_name: String,
 }
+
+/// `websocket_idle_timeout` when absent: Envoy's stream idle timeout.
+pub const DEFAULT_WEBSOCKET_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+/// `websocket_max_frame_size` when absent: the largest message tungstenite and most servers
+/// accept by default. The relay streams frames, so the limit protects backends, not the gateway.
+pub const DEFAULT_WEBSOCKET_MAX_FRAME: u64 = 64 * 1024 * 1024;
 
 impl RouteConfig {
     /// The route's name: `name:` if given, else one derived from what identifies it (its

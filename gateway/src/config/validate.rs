@@ -29,6 +29,7 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
     let asks_client_certs =
         config.server.tls.as_ref().is_some_and(|t| t.client_auth.mode != super::schema::ClientAuthMode::None);
     for (i, route) in config.routes.iter().enumerate() {
+        check_websocket(route, &format!("routes[{i}]"), &mut issue);
         if let Some(cc) = &route.client_cert
             && (cc.required || !cc.allowed_subjects.is_empty() || !cc.allowed_sans.is_empty())
             && !asks_client_certs
@@ -794,6 +795,24 @@ fn check_tracing(t: &super::schema::TracingConfig, issue: &mut impl FnMut(String
             issue(format!("tracing.headers.{name}"), format!("{name:?} is not a valid header name"));
         } else if crate::http_types::HeaderValue::from_str(value).is_err() {
             issue(format!("tracing.headers.{name}"), "the value is not a valid header value".into());
+        }
+    }
+}
+
+/// A route's `websocket_*` limits: only with `websocket: true`, and not zero.
+fn check_websocket(route: &super::schema::RouteConfig, at: &str, issue: &mut impl FnMut(String, String)) {
+    let set = [
+        ("websocket_idle_timeout", route.websocket_idle_timeout.map(|d| d.0.is_zero())),
+        ("websocket_max_duration", route.websocket_max_duration.map(|d| d.0.is_zero())),
+        ("websocket_max_frame_size", route.websocket_max_frame_size.map(|s| s.0 == 0)),
+    ];
+    for (key, zero) in set {
+        match zero {
+            Some(_) if !route.websocket => {
+                issue(format!("{at}.{key}"), "has no effect without `websocket: true` on the route".into())
+            }
+            Some(true) => issue(format!("{at}.{key}"), "must be greater than 0".into()),
+            _ => {}
         }
     }
 }

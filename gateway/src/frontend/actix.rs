@@ -130,7 +130,9 @@ pub async fn handle(req: HttpRequest, payload: web::Payload, gw: web::Data<Gatew
         headers: compat::headers_from_02(req.headers()),
     };
     let limit = rt.max_body_size;
-    let body: BodySource = if might_have_body(&req) {
+    // A WebSocket handshake's payload is the rest of the connection (actix hands it over as
+    // such): the session's bytes, if the route relays it.
+    let body: BodySource = if might_have_body(&req) || req.head().upgrade() {
         payload
             .into_inner()
             .map(move |chunk| {
@@ -156,7 +158,11 @@ pub async fn handle(req: HttpRequest, payload: web::Payload, gw: web::Data<Gatew
     }
     // The answer to a request that closes the connection says so (actix decides from the last
     // request it parsed, which may be a pipelined one after it).
-    if req.head().connection_type() == ConnectionType::Close
+    if status == crate::http_types::StatusCode::SWITCHING_PROTOCOLS {
+        // The connection is the session's now: actix writes the body as it comes (no framing)
+        // and closes the connection when it ends.
+        resp.head_mut().set_connection_type(ConnectionType::Upgrade);
+    } else if req.head().connection_type() == ConnectionType::Close
         || req.conn_data::<ConnectionState>().is_some_and(|c| c.closing.get())
     {
         resp.head_mut().set_connection_type(ConnectionType::Close);

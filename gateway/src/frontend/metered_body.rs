@@ -38,7 +38,8 @@ impl MessageBody for MeteredBody {
 
     fn size(&self) -> BodySize {
         match &self.inner {
-            ResponseBody::None => BodySize::None,
+            // (Relayed by the driver before a front end sees it.)
+            ResponseBody::None | ResponseBody::Switched(_) => BodySize::None,
             // The head carries `Content-Length` and is marked not to be chunked: an empty stream
             // then makes actix's encoder write no body and keep the header, whatever it believes
             // of the request (with pipelining, its idea of "the request was HEAD" belongs to the
@@ -53,7 +54,7 @@ impl MessageBody for MeteredBody {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
         let this = self.get_mut();
         let polled = match &mut this.inner {
-            ResponseBody::None | ResponseBody::HeadOf(_) => Poll::Ready(None),
+            ResponseBody::None | ResponseBody::HeadOf(_) | ResponseBody::Switched(_) => Poll::Ready(None),
             ResponseBody::Full(bytes) if bytes.is_empty() => Poll::Ready(None),
             ResponseBody::Full(bytes) => Poll::Ready(Some(Ok(std::mem::take(bytes)))),
             ResponseBody::Stream { stream, .. } => stream.as_mut().poll_next(cx),

@@ -43,6 +43,8 @@ pub struct RequestCtx {
     bytes_in: Rc<Cell<u64>>,
     /// Why the gateway answered itself, if it did.
     pub error: Option<GatewayError>,
+    /// The WebSocket session this request opened, if it did (how it ended goes in its log line).
+    pub websocket: Option<Rc<crate::websocket::Record>>,
     /// The record (metrics, span, access line) has been written.
     recorded: bool,
 }
@@ -81,6 +83,7 @@ impl RequestCtx {
             attempts: 0,
             bytes_in,
             error: None,
+            websocket: None,
             recorded: false,
             runtime,
         }
@@ -273,6 +276,9 @@ impl RequestCtx {
             attempts = ctx.attempts,
             completed,
             error = ctx.error.as_ref().map(ToString::to_string).as_deref(),
+            websocket = ctx.websocket.as_ref().and_then(|w| w.outcome()).map(|o| o.label()),
+            ws_client_close = ctx.websocket.as_ref().and_then(|w| w.client_close()),
+            ws_backend_close = ctx.websocket.as_ref().and_then(|w| w.backend_close()),
             "access"
         );
     }

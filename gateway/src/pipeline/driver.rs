@@ -25,7 +25,7 @@ use super::{
     body::{BodySource, RequestBody},
     ctx::{Finish, RequestCtx},
     filter::Flow,
-    message::{RequestHead, Response, UpstreamRequest},
+    message::{BoxError, RequestHead, Response, ResponseBody, UpstreamRequest},
     session::Session,
 };
 use crate::{
@@ -38,7 +38,9 @@ use crate::{
     runtime::Runtime,
     telemetry::{correlation::correlate, otel::spans::TRACERESPONSE},
     tls::ConnectionTls,
+    websocket,
 };
+use futures_util::{StreamExt, TryStreamExt};
 
 /// The text `GET /` answers when no route claims `/`.
 pub const BANNER: &str = "RustyGate is running";
@@ -185,6 +187,7 @@ async fn run(ctx: &mut RequestCtx, body: BodySource, refused: Option<GatewayErro
         path: route.upstream_path(path).to_owned(),
         query: head.uri.query().map(str::to_owned),
         headers: upstream_headers,
+        websocket: route.websocket.is_some() && websocket::is_handshake(&head.method, head.version, &head.headers),
     };
     ctx.enter_route(route.clone());
 
@@ -212,7 +215,14 @@ async fn run(ctx: &mut RequestCtx, body: BodySource, refused: Option<GatewayErro
     {
         return Err(GatewayError::Malformed(Refusal::UpgradeWithBody));
     }
-    let body = RequestBody::new(&ctx.session.head, body, rt.max_body_size, ctx.bytes_in(), rt.client_body_timeout)?;
+    // A WebSocket handshake goes upstream without a body; what the client sends after it is
+    // the session's, relayed once the backend has answered 101.
+    let (body, session_bytes) = match &route.websocket {
+        Some(sessions) if ctx.session.upstream.websocket => (RequestBody::Empty, Some((sessions.clone(), body))),
+        _ => {
+            (RequestBody::new(&ctx.session.head, body, rt.max_body_size, ctx.bytes_in(), rt.client_body_timeout)?, None)
+        }
+    };
     // Boxed: the attempts' state (the upstream client's send future among it) is large, and
     // inline it would be copied with the request's future every time that one moves.
     let mut resp = Box::pin(attempts::forward(&route, ctx, body)).await?;
@@ -220,7 +230,36 @@ async fn run(ctx: &mut RequestCtx, body: BodySource, refused: Option<GatewayErro
     for filter in route.filters.iter().rev() {
         resp = filter.upstream_response(&mut ctx.session, resp)?;
     }
+    if let Some((sessions, client)) = session_bytes {
+        relay_websocket(ctx, sessions, &mut resp, client);
+    }
     Ok(resp)
+}
+
+/// After a WebSocket handshake: on the backend's `101` (still one after the filters), the
+/// session's relay becomes the response's body; any other answer is the backend's refusal,
+/// relayed as it is.
+fn relay_websocket(
+    ctx: &mut RequestCtx,
+    sessions: Arc<websocket::RouteSessions>,
+    resp: &mut Response,
+    client: BodySource,
+) {
+    match std::mem::replace(&mut resp.body, ResponseBody::None) {
+        ResponseBody::Switched(backend) if resp.status == StatusCode::SWITCHING_PROTOCOLS => {
+            let gateway = ctx.gateway();
+            let (relay, record) =
+                websocket::relay::start(sessions, &gateway.websockets, backend, client, ctx.bytes_in());
+            ctx.websocket = Some(record);
+            resp.body = ResponseBody::Stream { length: None, stream: relay.map_err(BoxError::from).boxed_local() };
+        }
+        // A filter replaced the 101: the backend's connection is closed with it.
+        ResponseBody::Switched(_) => {}
+        other => {
+            sessions.refused();
+            resp.body = other;
+        }
+    }
 }
 
 /// A 308 to the same host, path and query on the HTTPS listener's port (left out when 443).

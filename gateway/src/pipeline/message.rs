@@ -32,10 +32,18 @@ pub struct UpstreamRequest {
     pub query: Option<String>,
     /// The client's end-to-end headers, cleaned of what the gateway owns.
     pub headers: HeaderMap,
+    /// The request goes upstream as a WebSocket handshake (`Connection: upgrade`,
+    /// `Upgrade: websocket`) on a connection of its own: the route relays WebSocket sessions.
+    pub websocket: bool,
 }
 
 /// An error while reading a body, in a form every front end and client can carry.
 pub type BoxError = Box<dyn std::error::Error>;
+
+/// A connection that switched protocols: bytes both ways.
+pub trait Tunnel: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Tunnel for T {}
 
 /// A response body.
 pub enum ResponseBody {
@@ -46,6 +54,9 @@ pub enum ResponseBody {
     HeadOf(u64),
     /// A body held whole (the gateway's own answers).
     Full(Bytes),
+    /// The backend switched protocols (`101`): its connection, which the driver turns into the
+    /// session's relay before the front end sees the response.
+    Switched(Box<dyn Tunnel>),
     /// A body streamed as it arrives (the backend's), of a known length or not.
     Stream {
         /// The length, when the backend declared it.
@@ -61,6 +72,7 @@ impl std::fmt::Debug for ResponseBody {
             Self::None => f.write_str("None"),
             Self::HeadOf(n) => write!(f, "HeadOf({n})"),
             Self::Full(b) => write!(f, "Full({} bytes)", b.len()),
+            Self::Switched(_) => f.write_str("Switched"),
             Self::Stream { length, .. } => write!(f, "Stream({length:?})"),
         }
     }

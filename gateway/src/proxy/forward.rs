@@ -49,6 +49,21 @@ pub async fn attempt(
     }
     let pool = &out.route.upstream;
     let method = &out.session.head.method;
+    if out.session.upstream.websocket {
+        // Always hyper's client, whichever `server.upstream_client` forwards the rest.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        let target = super::hyper_client::Target {
+            dial: &out.backend.dial,
+            tls: pool.tls.as_ref(),
+            connect_timeout: pool.connect_timeout,
+        };
+        let path = upstream_target(out, &out.backend.base_path);
+        return match super::hyper_client::upgrade(target, path, headers, timeout).await? {
+            super::hyper_client::Upgrade::Answered(resp) => client_response(out, resp),
+            super::hyper_client::Upgrade::Switched { version, headers, io } => switched(version, headers, io),
+        };
+    }
     match client {
         UpstreamClient::Hyper => {
             let target = super::hyper_client::Target {
@@ -172,6 +187,28 @@ where
         (false, length) => ResponseBody::Stream { length, stream: Box::pin(IdleTimeout::new(resp.body, read_timeout)) },
     };
     Ok(Response { status, headers, body })
+}
+
+/// The client's `101` for a backend's: its end-to-end headers (`Sec-WebSocket-Accept`, the
+/// chosen subprotocol and extensions) with `Upgrade: websocket` and `Via`; the connection as the
+/// body, for the driver to relay. A `101` that switches to anything but WebSocket is the
+/// backend's protocol failure.
+fn switched(
+    version: crate::http_types::Version,
+    mut headers: HeaderMap,
+    io: impl crate::pipeline::message::Tunnel + 'static,
+) -> Result<Response, GatewayError> {
+    let websocket = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
+    if !websocket {
+        return Err(GatewayError::UpstreamProtocol("a 101 that does not switch to WebSocket".into()));
+    }
+    h::retain_end_to_end(&mut headers, &h::RESPONSE_SET_BY_GATEWAY);
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.append(header::VIA, h::via_value(version));
+    Ok(Response { status: StatusCode::SWITCHING_PROTOCOLS, headers, body: ResponseBody::Switched(Box::new(io)) })
 }
 
 /// The request's target upstream: `prefix` (the backend's base path, after `scheme://authority`

@@ -183,15 +183,71 @@ async fn exchange(
             },
         }
     }
-    let mut pooled = connect(target).await?;
+    let mut pooled = connect(target, false).await?;
     match pooled.sender.send_request(request).await {
         Ok(response) => Ok(UpstreamBody::response(response, key, pooled)),
         Err(e) => Err(send_error(e)),
     }
 }
 
-/// A new connection (TCP, then TLS for `https://`), its task spawned on the worker's loop.
-async fn connect(target: &Target<'_>) -> Result<Pooled, GatewayError> {
+/// What a WebSocket handshake got from the backend.
+pub enum Upgrade {
+    /// `101 Switching Protocols`: the answer's head, and the connection, now the session's.
+    Switched {
+        /// The backend's HTTP version.
+        version: Version,
+        /// The `101`'s headers.
+        headers: HeaderMap,
+        /// The connection.
+        io: TokioIo<hyper::upgrade::Upgraded>,
+    },
+    /// Any other answer (the backend refused the upgrade): relayed as it is.
+    Answered(UpstreamResponse<UpstreamBody>),
+}
+
+/// Sends a WebSocket handshake (the pipeline's `GET` with `Connection: upgrade` and
+/// `Upgrade: websocket`) on a new connection of its own — never a pooled one: after a `101` it
+/// belongs to the session, and a refused upgrade closes it. `timeout` bounds connecting and the
+/// answer's head.
+pub async fn upgrade(
+    target: Target<'_>,
+    path_and_query: String,
+    headers: HeaderMap,
+    timeout: Duration,
+) -> Result<Upgrade, GatewayError> {
+    let uri =
+        Uri::try_from(path_and_query).map_err(|_| GatewayError::BadRequest("the request path cannot be forwarded"))?;
+    let mut request = Request::new(OutgoingBody::Empty);
+    *request.uri_mut() = uri;
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = headers;
+    let exchange = async {
+        let mut pooled = connect(&target, true).await?;
+        let mut response = pooled.sender.send_request(request).await.map_err(send_error)?;
+        if response.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
+            let (head, incoming) = response.into_parts();
+            let body = UpstreamBody { incoming, connection: None };
+            return Ok(Upgrade::Answered(UpstreamResponse {
+                status: head.status,
+                version: head.version,
+                headers: head.headers,
+                body,
+            }));
+        }
+        let upgraded =
+            hyper::upgrade::on(&mut response).await.map_err(|e| GatewayError::UpstreamProtocol(Box::new(e)))?;
+        let (head, _) = response.into_parts();
+        Ok(Upgrade::Switched { version: head.version, headers: head.headers, io: TokioIo::new(upgraded) })
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Err(_elapsed) => Err(GatewayError::UpstreamTimeout),
+        Ok(result) => result,
+    }
+}
+
+/// A new connection (TCP, then TLS for `https://`), its task spawned on the worker's loop;
+/// `upgrades`: the task hands the connection over after a `101` instead of closing it.
+async fn connect(target: &Target<'_>, upgrades: bool) -> Result<Pooled, GatewayError> {
     let dial = target.dial;
     let connecting = async {
         let tcp = TcpStream::connect((dial.host.as_str(), dial.port))
@@ -208,9 +264,9 @@ async fn connect(target: &Target<'_>) -> Result<Pooled, GatewayError> {
                             None => GatewayError::UpstreamConnect(Box::new(e)),
                         }
                     })?;
-                handshake(TokioIo::new(stream)).await
+                handshake(TokioIo::new(stream), upgrades).await
             }
-            _ => handshake(TokioIo::new(tcp)).await,
+            _ => handshake(TokioIo::new(tcp), upgrades).await,
         }
     };
     match tokio::time::timeout(target.connect_timeout, connecting).await {
@@ -219,9 +275,9 @@ async fn connect(target: &Target<'_>) -> Result<Pooled, GatewayError> {
     }
 }
 
-async fn handshake<T>(io: T) -> Result<Pooled, GatewayError>
+async fn handshake<T>(io: T, upgrades: bool) -> Result<Pooled, GatewayError>
 where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     // Head and body written with one `write` from one buffer, not `writev` from a queue of
     // them: 4-7 % less CPU per request measured on this box (docs/benchmarks.md, "Fourth round").
@@ -232,7 +288,8 @@ where
         .map_err(|e| GatewayError::UpstreamConnect(Box::new(e)))?;
     // The connection's reading and writing run on this worker's loop, as long as it is open.
     actix_web::rt::spawn(async move {
-        if let Err(e) = connection.await {
+        let ended = if upgrades { connection.with_upgrades().await } else { connection.await };
+        if let Err(e) = ended {
             tracing::debug!(error = %e, "upstream connection ended");
         }
     });

@@ -208,6 +208,18 @@ impl Runtime {
                 plugins,
                 allow_encoded_slashes: rc.allow_encoded_slashes,
                 header_rules: header_rules.clone(),
+                websocket: rc.websocket.then(|| {
+                    let policy = crate::websocket::Policy {
+                        idle_timeout: rc
+                            .websocket_idle_timeout
+                            .map_or(crate::config::DEFAULT_WEBSOCKET_IDLE_TIMEOUT, |d| d.0),
+                        max_duration: rc.websocket_max_duration.map(|d| d.0),
+                        max_frame_size: rc
+                            .websocket_max_frame_size
+                            .map_or(crate::config::DEFAULT_WEBSOCKET_MAX_FRAME, |s| s.0),
+                    };
+                    Arc::new(crate::websocket::RouteSessions::new(policy, rc.display_name(), metrics))
+                }),
             }));
         }
         if !issues.is_empty() {
