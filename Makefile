@@ -14,7 +14,7 @@ COMPOSE ?= docker compose -f compose/docker-compose.yml
 DOCKER_ENGINE = docker info >/dev/null 2>&1
 
 .PHONY: help lab-certs plugins unit-nowasm build build-release release release-musl-malloc image test unit lint fmt clippy module-cycles check-tools check-config check-compose \
-        check-prometheus check-dashboards check-static check-k6 check-cors-browser check-tls-browser check-differential demo-native lab up down ps logs demo \
+        check-prometheus check-dashboards check-static check-k6 check-cors-browser check-tls-browser check-ws-browser check-differential demo-native lab up down ps logs demo \
         loadtest bench bench-smoke instructions soak keychurn stream fuzz idle-conns
 
 help: ## list the targets
@@ -75,7 +75,7 @@ loadtest: ## load against the running lab: k6 in compose, wrk natively
 
 # --- checks (all run by `make test`) -------------------------------------------------------
 
-test: lint check-tools plugins check-deps check-config check-compose check-prometheus check-k6 check-static check-dashboards check-cors-browser check-tls-browser check-differential demo-native bench-smoke unit-nowasm unit ## everything CI runs; the test runner's summary is last
+test: lint check-tools plugins check-deps check-config check-compose check-prometheus check-k6 check-static check-dashboards check-cors-browser check-tls-browser check-ws-browser check-differential demo-native bench-smoke unit-nowasm unit ## everything CI runs; the test runner's summary is last
 
 unit: plugins ## all tests of the workspace (doc tests, then unit, integration and process tests)
 	$(CARGO) test --locked --workspace --doc $(FEATURES)
@@ -145,6 +145,9 @@ check-cors-browser: build ## CORS in headless Chromium: the allowed origin's fet
 
 check-tls-browser: build ## HTTPS in headless Chromium: a pinned test key loads over h2 (access line protocol h2, TLS version, SNI), another pin is refused
 	$(PYTHON) scripts/check_tls_browser.py
+
+check-ws-browser: build ## WebSocket in headless Chromium: an echo session through the gateway closes normally, an oversized frame gets 1009; both sessions in the access log
+	$(PYTHON) scripts/check_ws_browser.py
 
 check-differential: build ## 392 hostile requests through NGINX and the gateway to a recording backend: nothing NGINX refuses is forwarded, nothing smuggled, every case answered (docs/security.md)
 	$(PYTHON) scripts/differential/run.py --gateway $(CARGO_TARGET_DIR)/debug/rustygate

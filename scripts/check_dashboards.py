@@ -6,7 +6,7 @@ temporary storage, alerts.yml loaded), all on loopback; drives ~20 s of mixed tr
 404 unmatched, backend 500s, a 502 from a route to a closed port, slow /delay requests, 401s
 from a JWT route without a token, 429s from a route limited to 5 requests a minute, retries
 and ejections on an upstream with one dead backend, a spent retry budget on one whose backends
-are all dead); then
+are all dead, WebSocket sessions); then
 evaluates every PromQL target of every dashboard under dashboards/ through /api/v1/query, with
 Grafana's variables substituted ($route and other query variables -> ".*",
 $__rate_interval / $__interval -> 30s, $__range -> 5m). One line per panel:
@@ -131,13 +131,66 @@ def drive_load(host: str, port: int, seconds: float, threads: int = 4) -> dict[s
         if holder[0] is not None:
             holder[0].close()
 
+    def websocket_worker() -> None:
+        # WebSocket sessions on /ws (a raw client: the standard library has none), each echoing
+        # a few messages and held open a moment, so the session gauge is seen above 0.
+        while time.monotonic() < stop_at - 1:
+            try:
+                record(websocket_session(host, port, "/ws/echo", messages=5, hold=0.8))
+            except OSError as e:
+                record(f"ws-error:{type(e).__name__}")
+
     pool = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
     pool.append(threading.Thread(target=slow_worker, daemon=True))
+    pool.append(threading.Thread(target=websocket_worker, daemon=True))
     for t in pool:
         t.start()
     for t in pool:
         t.join(timeout=seconds + 15)
     return counts
+
+
+def websocket_session(host: str, port: int, path: str, messages: int, hold: float) -> str:
+    """One WebSocket session (RFC 6455, by hand): the handshake, `messages` masked text frames
+    each read back from the echo, a pause of `hold` s, then the close handshake. Returns
+    "ws-closed" or what went wrong."""
+    import base64
+    import os
+    import socket
+    import struct
+
+    def frame(opcode: int, payload: bytes) -> bytes:
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked
+
+    def read_frame(f) -> tuple[int, bytes]:
+        b0, b1 = f.read(2)
+        n = b1 & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", f.read(2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", f.read(8))[0]
+        return b0 & 0x0F, f.read(n)
+
+    key = base64.b64encode(os.urandom(16)).decode()
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                     f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n".encode())
+        f = sock.makefile("rb")
+        status = f.readline().split(b" ")[1:2]
+        while f.readline() not in (b"\r\n", b""):
+            pass
+        if status != [b"101"]:
+            return f"ws-status:{status[0].decode() if status else '?'}"
+        for i in range(messages):
+            sock.sendall(frame(0x1, f"hello {i}".encode()))
+            if read_frame(f) != (0x1, f"hello {i}".encode()):
+                return "ws-bad-echo"
+        time.sleep(hold)
+        sock.sendall(frame(0x8, struct.pack("!H", 1000)))
+        opcode, _ = read_frame(f)
+        return "ws-closed" if opcode == 0x8 else "ws-no-close"
 
 
 # ----------------------------------------------------------------------------------- dashboards
@@ -414,6 +467,7 @@ routes:
   - {{ name: flaky, path: /api/flaky, upstream: flaky, strip_prefix: true }}
   - {{ name: doomed, path: /api/doomed, upstream: doomed, strip_prefix: true }}
   - {{ name: plugged, path: /api/plugged, backend: "{b1}", plugins: [add-header] }}
+  - {{ name: ws, path: /ws, backend: "{b1}", websocket: true }}
 plugins: {{ dir: "{PLUGINS_DIR}", watch: false }}
 """
 

@@ -812,6 +812,48 @@ def acme() -> str:
                 f"rustygate_acme_orders_total{{result=issued}} {issued or 0:g}")
 
 
+def websocket() -> str:
+    """WebSocket through the gateway: three sessions on /ws (round-robin over the users
+    backends' /ws/echo) echo a message each; the gauge shows them open, then closed."""
+    try:
+        import asyncio
+
+        import websockets
+    except ImportError:
+        raise Skip("the Python 'websockets' package is not installed (pip install websockets)") from None
+    url = GATEWAY.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/ws/echo"
+    closed_before = gateway_metric("rustygate_websocket_connections_total", route="ws", result="closed")
+    seen: dict = {}
+
+    async def run() -> None:
+        sessions = [await websockets.connect(url, open_timeout=10) for _ in range(3)]
+        try:
+            for i, ws in enumerate(sessions):
+                await ws.send(f"hello {i}")
+                seen[i] = await asyncio.wait_for(ws.recv(), 10)
+            seen["backends"] = sorted({ws.response.headers.get("x-backend", "?") for ws in sessions})
+            seen["open"] = gateway_metric("rustygate_websocket_connections", route="ws")
+        finally:
+            for ws in sessions:
+                await ws.close()
+
+    asyncio.run(run())
+    expect(all(seen[i] == f"hello {i}" for i in range(3)), f"echoes: {seen}")
+    expect(seen["open"] == 3, f"rustygate_websocket_connections{{route=ws}} = {seen['open']} while 3 were open")
+    closed = wait_until(
+        lambda: gateway_metric("rustygate_websocket_connections_total", route="ws", result="closed") >= closed_before + 3,
+        10,
+    )
+    expect(closed is not None, "the 3 sessions were not counted closed within 10 s")
+    now_open = gateway_metric("rustygate_websocket_connections", route="ws")
+    expect(now_open == 0, f"rustygate_websocket_connections{{route=ws}} = {now_open} after closing")
+    print(f"     look: Grafana 'WebSocket sessions' panel; Prometheus "
+          f"sum by (result) (rustygate_websocket_connections_total{{route=\"ws\"}}); "
+          f"the access log lines with status 101 (written at close, with the session's duration)", flush=True)
+    return (f"3 sessions echoed through /ws (backends {', '.join(seen['backends'])}); "
+            f"rustygate_websocket_connections{{route=ws}} 3 while open, {now_open:g} after; closed +3")
+
+
 SCENARIOS = {
     "routing": routing,
     "request-id": request_id,
@@ -830,6 +872,7 @@ SCENARIOS = {
     "https-backend": https_backend,
     "cert-rotation": cert_rotation,
     "acme": acme,
+    "websocket": websocket,
 }
 
 

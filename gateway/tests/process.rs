@@ -913,3 +913,91 @@ fn malformed_requests_are_counted_not_logged_as_errors() {
     }
     assert!(out.contains("rustygate::access"), "access lines are still written: {out}");
 }
+
+const WS_CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/ws_client.py");
+
+/// WebSocket sessions still open when `shutdown_timeout` runs out are closed with a close frame
+/// (1001, going away), counted as cut, and each writes its access log line (`websocket: cut`).
+#[test]
+fn sigterm_closes_open_websocket_sessions_with_1001_after_shutdown_timeout() {
+    let backend = MockServer::start("ws");
+    let (mut gw, dir) = Proc::start_with(
+        "shutdown_timeout: 2s, ",
+        &format!("routes:\n  - {{ name: ws, path: /ws, backend: \"{}\", websocket: true }}\n", backend.url()),
+        &[],
+    );
+    let ready = dir.path().join("ready");
+    let client = Command::new("python3")
+        .arg(WS_CLIENT)
+        .args(["hold", &format!("ws://127.0.0.1:{}/ws/echo", gw.port), "--sessions", "5", "--timeout", "20"])
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    wait_until_blocking("5 sessions to open", Duration::from_secs(10), || ready.exists());
+    let signalled = Instant::now();
+    signal(&gw, "TERM");
+    let out = client.wait_with_output().unwrap();
+    let closed = signalled.elapsed();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    });
+    assert_eq!(report["codes"], serde_json::json!([1001, 1001, 1001, 1001, 1001]), "{report}");
+    assert!(closed >= Duration::from_millis(1900), "closed after {closed:?}: before shutdown_timeout");
+    assert!(closed < Duration::from_secs(6), "closed after {closed:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = gw.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the gateway did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success(), "cut sessions make the exit non-zero");
+    let log = gw.stdout.rest(Instant::now() + Duration::from_secs(10), "end of the log");
+    let sessions: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["status"] == 101)
+        .collect();
+    assert_eq!(sessions.len(), 5, "one access line per session:\n{log}");
+    for s in &sessions {
+        assert_eq!(s["websocket"], "cut", "{s}");
+        assert!(s["duration_ms"].as_f64().unwrap() >= 1900.0, "the line is written at close: {s}");
+    }
+    assert!(log.contains("WebSocket sessions closed with 1001"), "{log}");
+}
+
+/// A 64 MiB message each way through a gateway process: its peak RSS grows far less than the
+/// message (the relay streams frames; it never holds a message whole).
+#[test]
+fn a_64_mib_websocket_message_passes_a_gateway_process_in_bounded_memory() {
+    let backend = MockServer::start("ws");
+    let (gw, _dir) = Proc::start_with(
+        "",
+        &format!(
+            "log: {{ access_log: false }}\nroutes:\n  - {{ name: ws, path: /ws, backend: \"{}\", websocket: true }}\n",
+            backend.url()
+        ),
+        &[],
+    );
+    let url = format!("ws://127.0.0.1:{}/ws/echo", gw.port);
+    let run = |size: &str| {
+        let out = Command::new("python3").args([WS_CLIENT, "big", &url, "--size", size]).output().unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        report
+    };
+    // The baseline: after one small session, with the relay's code and buffers in memory.
+    let warm = run("1024");
+    assert_eq!(warm["same"], true, "{warm}");
+    let before = gw.status_field("VmRSS:");
+    let report = run(&(64 << 20).to_string());
+    assert_eq!((report["received"].as_u64(), report["same"].as_bool()), (Some(64 << 20), Some(true)), "{report}");
+    let hwm = gw.status_field("VmHWM:");
+    let mib = |b: u64| b as f64 / 1048576.0;
+    eprintln!("gateway RSS {:.1} MiB before, peak {:.1} MiB after a 64 MiB message each way", mib(before), mib(hwm));
+    assert!(hwm.saturating_sub(before) < 16 * 1024 * 1024, "peak RSS grew by {} bytes", hwm - before);
+}

@@ -340,6 +340,8 @@ impl ClientToBackend {
                 Ok(forward) => (forward, None),
                 Err((forward, v)) => (forward, Some(v)),
             };
+            // Known as soon as seen: the session's log line may be written before this task ends.
+            shared.record.client_close.set(self.scanner.close_code());
             if !forward.is_empty() && !self.write(&mut backend, &forward).await {
                 break;
             }
@@ -348,7 +350,6 @@ impl ClientToBackend {
                 break;
             }
         }
-        self.shared.record.client_close.set(self.scanner.close_code());
         // The gateway's close frame, when the session ends for a reason of the gateway's and the
         // backend is between two frames; then the end of the gateway's side.
         let close = self.shared.stop.get().and_then(|s| s.close);
@@ -425,7 +426,9 @@ impl<R: AsyncRead + AsyncWrite> BackendToClient<R> {
                     self.shared.touch();
                     self.guard.route.bytes_out.inc_by(n as u64);
                     let chunk = self.buf.split().freeze();
-                    match self.scanner.scan(chunk) {
+                    let scanned = self.scanner.scan(chunk);
+                    self.shared.record.backend_close.set(self.scanner.close_code());
+                    match scanned {
                         Ok(forward) if forward.is_empty() => {}
                         Ok(forward) => return Some(Ok(forward)),
                         Err((forward, v)) => {
@@ -443,11 +446,13 @@ impl<R: AsyncRead + AsyncWrite> BackendToClient<R> {
 
 impl<R> Drop for BackendToClient<R> {
     fn drop(&mut self) {
-        // Dropped before the session ended: the client's connection is gone.
+        // Dropped before the session ended: the client's connection is gone — after the
+        // backend's close frame reached it (an orderly end whose last steps the front end cut
+        // short), or unannounced.
         if self.shared.stop.get().is_none() {
-            self.shared.stop(Stop::quiet(Outcome::ClientError));
+            let closing = self.scanner.close_code().is_some();
+            self.shared.stop(Stop::quiet(if closing { Outcome::Closed } else { Outcome::ClientError }));
         }
-        self.shared.record.backend_close.set(self.scanner.close_code());
         let outcome = self.shared.record.outcome().unwrap_or(Outcome::ClientError);
         let route = &self.guard.route;
         route.open.dec();
