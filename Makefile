@@ -176,8 +176,8 @@ policy-args = --extra-gateway gateway-policies=loadtest/configs/gateway-policies
 	  --header "gateway-policies=Authorization: Bearer $$($(1) token --secret $(POLICY_SECRET) --sub bench \
 	    --iss rustygate-bench --aud bench --ttl 24h)" --header "gateway-policies=Origin: https://app.example.com"
 
-bench: build-release release-musl-malloc release plugins ## wrk: the gateway's builds, clients, policies and tracing vs NGINX vs direct, plain and over TLS, 5 interleaved rounds
-	$(PYTHON) loadtest/bench.py --scenarios small,16k,tls-small,tls-new,tls-backend \
+bench: build-release release-musl-malloc release plugins ## wrk (h2load, a WebSocket client): the gateway's builds, clients, policies and tracing vs NGINX vs direct, plain, over TLS, h2c and WebSocket, 5 interleaved rounds
+	$(PYTHON) loadtest/bench.py --scenarios small,16k,tls-small,tls-new,tls-backend,h2,ws-echo \
 	  --extra-gateway gateway-awc=loadtest/configs/gateway-awc.yaml \
 	  --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml \
 	  $(call policy-args,$(CARGO_TARGET_DIR)/release/rustygate) $(plugin-args) $(tracing-args) \
@@ -186,7 +186,7 @@ bench: build-release release-musl-malloc release plugins ## wrk: the gateway's b
 	  $(BENCH_ARGS)
 
 bench-smoke: build plugins ## a few seconds of the benchmark harness, no thresholds (keeps it working)
-	$(PYTHON) loadtest/bench.py --smoke --profile debug --scenarios small,16k,tls-small,tls-backend \
+	$(PYTHON) loadtest/bench.py --smoke --profile debug --scenarios small,16k,tls-small,tls-backend,h2,ws-echo \
 	  --extra-gateway gateway-reqwest=loadtest/configs/gateway-reqwest.yaml \
 	  --extra-gateway gateway-awc=loadtest/configs/gateway-awc.yaml \
 	  $(call policy-args,$(CARGO_TARGET_DIR)/debug/rustygate) $(tracing-args) $(plugin-args)

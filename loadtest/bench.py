@@ -22,11 +22,13 @@ Python 3.11 stdlib only; loopback only; every wrk run is bounded by -d.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -74,6 +76,24 @@ SCENARIOS = {
         "check": lambda body: None if b'"b-tls"' in body else "not the HTTPS backend's echo",
         "backend_tls": True,
     },
+    # Cleartext HTTP/2 with prior knowledge (the gateway's `server.h2c`, NGINX's `listen … http2`,
+    # the mock backend's own h2c): one connection carrying 64 concurrent streams (h2load).
+    "h2": {
+        "path": "/echo",
+        "desc": "GET /echo over h2c, one connection, 64 concurrent streams (h2load -c1 -m64)",
+        "check": lambda body: None if body.lstrip().startswith(b"{") else "body is not a JSON object",
+        "h2": True,
+    },
+    # WebSocket: sessions through the proxy, each sending a small text message and waiting for
+    # its echo, then the next (scripts/ws_client.py throughput: Python's `websockets`, so the
+    # client bounds the rate and the comparison is at a like offered load). Per message.
+    "ws-echo": {
+        "path": "/ws/echo",
+        "desc": "WebSocket: 64 sessions, each a 32 B text message and its echo in turn "
+                "(mock backend's actix-ws echo); one 'request' = one message echoed",
+        "check": None,
+        "websocket": True,
+    },
     "16k": {
         "path": "/bytes/16384",
         "desc": "GET /bytes/16384 (16 KiB body with content-length)",
@@ -100,6 +120,10 @@ class Target:
     tls_port: int | None = None
     # Whether it routes /tls-backend/ to the HTTPS backend (the tls-backend scenario).
     tls_backend: bool = False
+    # Whether it relays WebSocket sessions on /ws (the ws-echo scenario).
+    websocket: bool = False
+    # The port that takes cleartext HTTP/2 with prior knowledge (the h2 scenario), if any.
+    h2_port: int | None = None
 
     @property
     def base_url(self) -> str:
@@ -110,6 +134,10 @@ class Target:
         sc = SCENARIOS[scenario]
         if sc.get("backend_tls") and not self.tls_backend:
             return None
+        if sc.get("websocket"):
+            return f"ws://127.0.0.1:{self.port}{sc['path']}" if self.websocket else None
+        if sc.get("h2"):
+            return f"http://127.0.0.1:{self.h2_port}{sc['path']}" if self.h2_port else None
         if sc.get("tls"):
             return f"https://127.0.0.1:{self.tls_port}{sc['path']}" if self.tls_port else None
         return self.base_url + sc["path"]
@@ -138,10 +166,22 @@ def proxy_location(path: str, upstream: str, extra: str = "") -> str:
 
 def start_nginx(sup: Supervisor, nginx_bin: str, args, backend: Child,
                 tls: tuple[Path, Path] | None = None,
-                tls_backend: tuple[Child, Path] | None = None) -> tuple[Child, int, int | None]:
+                tls_backend: tuple[Child, Path] | None = None) -> tuple[Child, int, int | None, int | None]:
     """NGINX from --nginx-template with the gateway's worker count, in front of the backend;
     with `tls` (certificate, key) an HTTPS server too; with `tls_backend` (the HTTPS backend, its
-    CA) `location /tls-backend/` to it. Returns the child and its ports."""
+    CA) `location /tls-backend/` to it; for the h2 scenario a cleartext HTTP/2 server. Returns
+    the child and its ports (plain, HTTPS, h2c)."""
+    h2 = any(SCENARIOS[s].get("h2") for s in args.scenario_list)
+
+    def more_servers(ports: list[int]) -> dict:
+        out = {"@H2_SERVER@": ""}
+        if h2:
+            out["@H2_SERVER@"] = f"""    server {{
+        listen 127.0.0.1:{ports[-1]} http2;
+{proxy_location("/", "http://rustygate_bench_backend")}
+    }}"""
+        return out | tls_server(ports)
+
     def tls_server(ports: list[int]) -> dict:
         if not tls:
             return {"@TLS_SERVER@": ""}
@@ -155,7 +195,18 @@ def start_nginx(sup: Supervisor, nginx_bin: str, args, backend: Child,
 {proxy_location("/", "http://rustygate_bench_backend")}
     }}"""}
     values = {"@WORKERS@": str(args.nginx_workers), "@BACKEND@": str(backend.addr["http"]),
-              "@TLS_BACKEND_UPSTREAM@": "", "@TLS_BACKEND_LOCATION@": ""}
+              "@TLS_BACKEND_UPSTREAM@": "", "@TLS_BACKEND_LOCATION@": "", "@WS_LOCATION@": ""}
+    if any(SCENARIOS[s].get("websocket") for s in args.scenario_list):
+        values["@WS_LOCATION@"] = """        location /ws/ {
+            proxy_pass http://rustygate_bench_backend;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_read_timeout 300s;
+        }"""
     if tls_backend:
         child_b, ca = tls_backend
         values["@TLS_BACKEND_UPSTREAM@"] = f"""
@@ -175,8 +226,8 @@ def start_nginx(sup: Supervisor, nginx_bin: str, args, backend: Child,
         sup, nginx_bin, Path(args.nginx_template),
         values,
         ready_path="/health", port=args.nginx_port, timeout=args.startup_timeout,
-        more_ports=tls_server, nports=2 if tls else 1)
-    return child, ports[0], (ports[1] if tls else None)
+        more_ports=more_servers, nports=1 + bool(tls) + h2)
+    return child, ports[0], (ports[1] if tls else None), (ports[-1] if h2 else None)
 
 
 def make_certificate(workdir: Path) -> tuple[Path, Path]:
@@ -251,8 +302,8 @@ def preflight(targets: list[Target], scenarios: list[str]) -> list[str]:
         hdrs = dict(h.split(":", 1) for h in t.headers)
         hdrs = {k.strip(): v.strip() for k, v in hdrs.items()}
         for s in scenarios:
-            if SCENARIOS[s].get("tls"):
-                continue  # wrk's own error counts cover these (self-signed certificate)
+            if SCENARIOS[s].get("tls") or SCENARIOS[s].get("websocket"):
+                continue  # the load tools' own error counts cover these
             if t.url_for(s) is None:
                 continue  # not run on this target
             path = SCENARIOS[s]["path"]
@@ -288,17 +339,70 @@ def cpu_delta(before: dict, after_pids: list[int]) -> float:
     return max(total, 0.0)
 
 
+WS_CLIENT = Path(__file__).resolve().parent.parent / "scripts" / "ws_client.py"
+
+
+def run_ws_client(url: str, duration: float, sessions: int) -> dict:
+    """The ws-echo load: scripts/ws_client.py throughput, in wrk's result shape (no latencies)."""
+    argv = [sys.executable, str(WS_CLIENT), "throughput", url, "--sessions", str(sessions),
+            "--seconds", f"{duration:g}", "--size", "32"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
+    try:
+        report = json.loads(out.stdout)
+    except ValueError:
+        report = {"messages": 0, "seconds": duration, "per_second": 0.0}
+    errors = 0 if out.returncode == 0 and not report.get("closed_by_server") else 1
+    return {"argv": argv, "requests": report["messages"], "rps": report["per_second"],
+            "duration_s": report["seconds"], "latency_us": {}, "latency_avg_us": None,
+            "errors": {"client": errors} if errors else {}, "error_total": errors, "bytes_read": 0,
+            "raw": out.stdout + out.stderr[-2000:]}
+
+
+def run_h2load(h2load: str, url: str, duration: float) -> dict:
+    """The h2 load: h2load over one connection with 64 concurrent streams for `duration` s, in
+    wrk's result shape (h2load reports a mean, not percentiles)."""
+    argv = [h2load, "-c", "1", "-m", "64", "-t", "1", "-D", f"{max(1, round(duration))}", url]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
+    text = out.stdout
+    rps = re.search(r"finished in ([\d.]+)s, ([\d.]+) req/s", text)
+    counts = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, "
+                       r"(\d+) errored, (\d+) timeout", text)
+    status = re.search(r"status codes: \d+ 2xx, \d+ 3xx, (\d+) 4xx, (\d+) 5xx", text)
+    mean = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", text)
+    ok = int(counts.group(1)) if counts else 0
+    errors = sum(int(g) for g in counts.groups()[1:]) if counts else 1
+    if status:
+        errors += int(status.group(1)) + int(status.group(2))
+    scale = {"us": 1, "ms": 1e3, "s": 1e6}
+    return {"argv": argv, "requests": ok, "rps": float(rps.group(2)) if rps else 0.0,
+            "duration_s": float(rps.group(1)) if rps else duration, "latency_us": {},
+            "latency_avg_us": float(mean.group(1)) * scale[mean.group(2)] if mean else None,
+            "errors": {"h2load": errors} if errors else {}, "error_total": errors, "bytes_read": 0,
+            "raw": text[-3000:] + out.stderr[-1000:]}
+
+
 def measure(target: Target, scenario: str, args, backend: Child, wrk_bin: str,
             workdir: Path, duration: float) -> dict:
     url = target.url_for(scenario)
+    if SCENARIOS[scenario].get("websocket"):
+        return measure_with(target, scenario, url, backend, lambda: run_ws_client(url, duration, args.connections))
+    if SCENARIOS[scenario].get("h2"):
+        return measure_with(target, scenario, url, backend, lambda: run_h2load(args.h2load_bin, url, duration))
     argv = H.wrk_argv(wrk_bin, url, duration, args.connections, args.threads,
                       script=H.WRK_DIR / SCENARIOS[scenario].get("script", "report.lua"), headers=target.headers,
                       timeout_s=args.wrk_timeout)
+    return measure_with(target, scenario, url, backend, lambda: H.run_wrk(argv, workdir) | {"argv": argv})
+
+
+def measure_with(target: Target, scenario: str, url: str, backend: Child, load) -> dict:
+    """Runs `load` (wrk, or the WebSocket client) and measures the proxy's and the backend's CPU
+    while it runs."""
     proxy_pids = target.proxy_pids()
     backend_pids = backend.pids()
     p0, b0 = cpu_snapshot(proxy_pids), cpu_snapshot(backend_pids)
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    res = H.run_wrk(argv, workdir)
+    res = load()
+    argv = res["argv"]
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proxy_cpu = cpu_delta(p0, target.proxy_pids()) if target.service else None
     backend_cpu = cpu_delta(b0, backend.pids())
@@ -536,6 +640,11 @@ def run(args) -> int:
         backend_url = backend.addr["http"].url
         targets: list[Target] = []
         tls = make_certificate(sup.workdir) if any(SCENARIOS[s].get("tls") for s in args.scenario_list) else None
+        h2 = any(SCENARIOS[s].get("h2") for s in args.scenario_list)
+        if h2:
+            args.h2load_bin = find_tool("h2load", None)
+            if not args.h2load_bin:
+                raise SetupError("the h2 scenario needs h2load: apt-get install -y nghttp2-client")
         # The tls-backend scenario's HTTPS backend, with a throwaway CA that both proxies trust.
         tls_backend = None
         if any(SCENARIOS[s].get("backend_tls") for s in args.scenario_list):
@@ -550,8 +659,13 @@ def run(args) -> int:
             else:
                 tls_extra = (f'tls: {{ listen: "127.0.0.1:0", certificates: '
                              f'[ {{ cert_file: "{tls[0]}", key_file: "{tls[1]}" }} ] }}' if tls else "")
+                if h2:
+                    tls_extra = ", ".join(x for x in (tls_extra, "h2c: true") if x)
                 cfg_text = H.gateway_config_text(backend_url, args.gateway_port, args.admin_port,
                                                  args.gateway_workers, server_extra=tls_extra)
+            websocket = any(SCENARIOS[s].get("websocket") for s in args.scenario_list)
+            if websocket and not args.gateway_config:
+                cfg_text += f'  - {{ path: /ws, backend: "{backend_url}", websocket: true }}\n'
             if tls_backend and not args.gateway_config:
                 cfg_text += (f"  - {{ path: /tls-backend, upstream: tls-backend, strip_prefix: true }}\n"
                              f"upstreams:\n  tls-backend:\n"
@@ -563,13 +677,16 @@ def run(args) -> int:
             m = re.search(r"tls\W+\[127\.0\.0\.1:(\d+)", gw.log_text())
             targets.append(Target("gateway", "gateway", gw.addr["proxy"].port, gw, config=cfg_text,
                                   tls_port=int(m.group(1)) if m else None,
-                                  tls_backend=bool(tls_backend and not args.gateway_config)))
+                                  tls_backend=bool(tls_backend and not args.gateway_config),
+                                  websocket=websocket and not args.gateway_config,
+                                  h2_port=gw.addr["proxy"].port if h2 and not args.gateway_config else None))
         if nginx_bin:
-            ng, nginx_port, nginx_tls = start_nginx(sup, nginx_bin, args, backend, tls, tls_backend)
+            ng, nginx_port, nginx_tls, nginx_h2 = start_nginx(sup, nginx_bin, args, backend, tls, tls_backend)
             targets.append(Target("nginx", "nginx", nginx_port, ng, tls_port=nginx_tls,
-                                  tls_backend=tls_backend is not None))
+                                  tls_backend=tls_backend is not None, websocket=True, h2_port=nginx_h2))
         if "direct" in args.target_list:
-            targets.append(Target("direct", "direct", backend.addr["http"].port, None))
+            # (No h2 row: the mock backend's own h2c under h2load -m64 is not a reference.)
+            targets.append(Target("direct", "direct", backend.addr["http"].port, None, websocket=True))
         for spec in args.extra_gateway:
             targets.append(setup_extra_gateway(sup, spec, args, backend))
         for t in targets:

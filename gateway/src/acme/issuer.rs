@@ -63,7 +63,7 @@ impl Issuer {
         state_dir: &std::path::Path,
         certificates: Arc<AcmeCertificates>,
     ) -> Result<Self, String> {
-        let tls = crate::tls::upstream::client_config(directory_ca, None, None)?;
+        let tls = crate::tls::upstream::client_config(directory_ca, None, None, false)?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured((*tls).clone())
             .no_proxy()

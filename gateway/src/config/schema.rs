@@ -584,6 +584,31 @@ pub struct UpstreamConfig {
     /// to (default: the system's trusted roots).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<UpstreamTlsConfig>,
+    /// The protocol spoken to the backends: `http1`, `h2` (HTTP/2 over TLS, by ALPN) or `h2c`
+    /// (cleartext HTTP/2 with prior knowledge).
+    pub protocol: UpstreamProtocol,
+    /// HTTP/2 (`h2`, `h2c`): requests in flight per connection before another is opened.
+    pub max_concurrent_streams: u32,
+}
+
+/// `upstreams.NAME.protocol`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (`server.upstream_client`'s pooled connections).
+    #[default]
+    Http1,
+    /// HTTP/2 over TLS (`https://` backends; the backend must select `h2` by ALPN).
+    H2,
+    /// Cleartext HTTP/2 with prior knowledge (`http://` backends).
+    H2c,
+}
+
+impl UpstreamProtocol {
+    /// Whether the backends are spoken to in HTTP/2.
+    pub fn is_http2(self) -> bool {
+        self != Self::Http1
+    }
 }
 
 impl Default for UpstreamConfig {
@@ -605,6 +630,8 @@ impl Default for UpstreamConfig {
             retry_budget: RetryBudgetConfig::default(),
             outlier_detection: OutlierConfig::default(),
             tls: None,
+            protocol: UpstreamProtocol::Http1,
+            max_concurrent_streams: 100,
         }
     }
 }

@@ -119,6 +119,17 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
         if up.connect_timeout.0.is_zero() {
             issue(format!("{base}.connect_timeout"), "must be greater than 0".into());
         }
+        check_protocol(up, &base, &mut issue);
+    }
+    // WebSocket sessions are HTTP/1.1 upgrades: their route's backends must speak HTTP/1.1.
+    for (i, route) in config.routes.iter().enumerate() {
+        let protocol = route.upstream.as_ref().and_then(|u| config.upstreams.get(u)).map(|u| u.protocol);
+        if route.websocket && protocol.is_some_and(|p| p.is_http2()) {
+            issue(
+                format!("routes[{i}].websocket"),
+                "WebSocket sessions are HTTP/1.1 upgrades: the route's upstream must have protocol: http1".into(),
+            );
+        }
     }
 
     for (name, policy) in &config.cors {
@@ -814,5 +825,31 @@ fn check_websocket(route: &super::schema::RouteConfig, at: &str, issue: &mut imp
             Some(true) => issue(format!("{at}.{key}"), "must be greater than 0".into()),
             _ => {}
         }
+    }
+}
+
+/// `protocol`: `h2` needs `https://` backends (HTTP/2 is chosen by ALPN in the TLS handshake),
+/// `h2c` `http://` ones; a stream limit of at least 1.
+fn check_protocol(up: &super::schema::UpstreamConfig, base: &str, issue: &mut impl FnMut(String, String)) {
+    use super::schema::UpstreamProtocol;
+    let want = match up.protocol {
+        UpstreamProtocol::Http1 => None,
+        UpstreamProtocol::H2 => Some("https"),
+        UpstreamProtocol::H2c => Some("http"),
+    };
+    if let Some(scheme) = want {
+        for (i, b) in up.backends.iter().enumerate() {
+            if let Ok(url) = b.url.get()
+                && url.scheme() != scheme
+            {
+                issue(
+                    format!("{base}.backends[{i}].url"),
+                    format!("protocol {:?} needs {scheme}:// backends", up.protocol).to_lowercase(),
+                );
+            }
+        }
+    }
+    if up.max_concurrent_streams == 0 {
+        issue(format!("{base}.max_concurrent_streams"), "must be at least 1".into());
     }
 }

@@ -64,6 +64,18 @@ pub async fn attempt(
             super::hyper_client::Upgrade::Switched { version, headers, io } => switched(version, headers, io),
         };
     }
+    if pool.protocol.is_http2() {
+        // HTTP/2 to the backends: hyper's HTTP/2 client, whichever client forwards HTTP/1.1.
+        let target = super::hyper_client::Target {
+            dial: &out.backend.dial,
+            tls: pool.tls.as_ref(),
+            connect_timeout: pool.connect_timeout,
+        };
+        let path = upstream_target(out, &out.backend.base_path);
+        let resp =
+            super::h2_client::send(target, method, path, headers, body, timeout, pool.max_concurrent_streams).await?;
+        return client_response(out, resp);
+    }
     match client {
         UpstreamClient::Hyper => {
             let target = super::hyper_client::Target {

@@ -250,22 +250,9 @@ pub async fn upgrade(
 async fn connect(target: &Target<'_>, upgrades: bool) -> Result<Pooled, GatewayError> {
     let dial = target.dial;
     let connecting = async {
-        let tcp = TcpStream::connect((dial.host.as_str(), dial.port))
-            .await
-            .map_err(|e| GatewayError::UpstreamConnect(Box::new(e)))?;
-        // Small request/response heads must not wait for Nagle's algorithm.
-        let _ = tcp.set_nodelay(true);
+        let tcp = tcp_connect(dial).await?;
         match (target.tls, &dial.server_name) {
-            (Some(tls), Some(name)) => {
-                let stream =
-                    tokio_rustls::TlsConnector::from(tls.clone()).connect(name.clone(), tcp).await.map_err(|e| {
-                        match crate::tls::upstream::failure_reason(&e) {
-                            Some(reason) => GatewayError::UpstreamTls { reason, detail: e.to_string() },
-                            None => GatewayError::UpstreamConnect(Box::new(e)),
-                        }
-                    })?;
-                handshake(TokioIo::new(stream), upgrades).await
-            }
+            (Some(tls), Some(name)) => handshake(TokioIo::new(tls_connect(tls, name, tcp).await?), upgrades).await,
             _ => handshake(TokioIo::new(tcp), upgrades).await,
         }
     };
@@ -273,6 +260,30 @@ async fn connect(target: &Target<'_>, upgrades: bool) -> Result<Pooled, GatewayE
         Err(_elapsed) => Err(GatewayError::UpstreamConnectTimeout),
         Ok(result) => result,
     }
+}
+
+/// A TCP connection to the backend, with Nagle's algorithm off (small request and response
+/// heads must not wait for it).
+pub(super) async fn tcp_connect(dial: &Dial) -> Result<TcpStream, GatewayError> {
+    let tcp = TcpStream::connect((dial.host.as_str(), dial.port))
+        .await
+        .map_err(|e| GatewayError::UpstreamConnect(Box::new(e)))?;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+/// The TLS handshake with a backend, its failure said as the TLS refusal it is when it is one.
+pub(super) async fn tls_connect(
+    tls: &Arc<rustls::ClientConfig>,
+    name: &rustls::pki_types::ServerName<'static>,
+    tcp: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, GatewayError> {
+    tokio_rustls::TlsConnector::from(tls.clone()).connect(name.clone(), tcp).await.map_err(|e| {
+        match crate::tls::upstream::failure_reason(&e) {
+            Some(reason) => GatewayError::UpstreamTls { reason, detail: e.to_string() },
+            None => GatewayError::UpstreamConnect(Box::new(e)),
+        }
+    })
 }
 
 async fn handshake<T>(io: T, upgrades: bool) -> Result<Pooled, GatewayError>
@@ -300,7 +311,7 @@ where
 /// How a failed exchange is said: a TLS refusal that arrives on reading the answer (TLS 1.3:
 /// a backend refuses the gateway's certificate after the client's side of the handshake) as
 /// such, anything else as the backend's protocol failure.
-fn send_error(e: hyper::Error) -> GatewayError {
+pub(super) fn send_error(e: hyper::Error) -> GatewayError {
     match crate::tls::upstream::failure_reason(&e) {
         Some(reason) => GatewayError::UpstreamTls { reason, detail: e.to_string() },
         None => GatewayError::UpstreamProtocol(Box::new(e)),

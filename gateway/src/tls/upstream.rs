@@ -48,11 +48,12 @@ pub fn server_name(name: &str) -> Result<ServerName<'static>, String> {
 /// against `ca_file`'s CAs or the system's roots, for `server_name` when given (else the name
 /// each connection is made for: the backend URL's host); the gateway's own certificate for
 /// backends that ask for one when `client_cert` (certificate file, key file) is given; ALPN
-/// `http/1.1` (the forwarding client speaks HTTP/1.1 to backends).
+/// `h2` when `http2` (the upstream's protocol is `h2`), else `http/1.1`.
 pub fn client_config(
     ca_file: Option<&Path>,
     client_cert: Option<(&Path, &Path)>,
     server_name: Option<&str>,
+    http2: bool,
 ) -> Result<Arc<ClientConfig>, String> {
     let roots = match ca_file {
         Some(path) => load_roots(path)?,
@@ -81,7 +82,7 @@ pub fn client_config(
         }
         None => builder.with_no_client_auth(),
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![if http2 { b"h2".to_vec() } else { b"http/1.1".to_vec() }];
     Ok(Arc::new(config))
 }
 

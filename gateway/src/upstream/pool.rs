@@ -17,7 +17,7 @@ use prometheus::{IntCounter, IntGauge};
 
 use super::{health::passive::PassiveHealth, retry::RetryPolicy, ring};
 use crate::background::TaskSet;
-use crate::config::{BackendConfig, HealthCheckConfig, OutlierConfig, Strategy, UpstreamConfig};
+use crate::config::{BackendConfig, HealthCheckConfig, OutlierConfig, Strategy, UpstreamConfig, UpstreamProtocol};
 
 /// One backend server.
 #[derive(Debug)]
@@ -104,6 +104,10 @@ pub struct UpstreamPool {
     pub preserve_host: bool,
     /// TLS to its `https://` backends (none when all are `http://`).
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The protocol spoken to the backends.
+    pub protocol: UpstreamProtocol,
+    /// HTTP/2: requests in flight per connection before another is opened.
+    pub max_concurrent_streams: usize,
     /// The bytes of the files `tls` was made from (CA bundle, client certificate and key): a
     /// reload rebuilds the pool when they change, even if its configuration did not.
     tls_files: Vec<(std::path::PathBuf, Vec<u8>)>,
@@ -144,7 +148,12 @@ impl UpstreamPool {
                     b.dial.server_name = Some(name.clone());
                 }
             }
-            Some(crate::tls::upstream::client_config(ca_file, client_cert, server_name)?)
+            Some(crate::tls::upstream::client_config(
+                ca_file,
+                client_cert,
+                server_name,
+                config.protocol == UpstreamProtocol::H2,
+            )?)
         } else {
             None
         };
@@ -178,6 +187,8 @@ impl UpstreamPool {
             read_timeout: config.read_timeout.0,
             preserve_host: config.preserve_host,
             tls,
+            protocol: config.protocol,
+            max_concurrent_streams: config.max_concurrent_streams as usize,
             tls_files,
             tasks: TaskSet::default(),
         })

@@ -23,10 +23,15 @@ pub fn spawn(background: &tokio::runtime::Handle, pool: &Arc<UpstreamPool>) {
     let weak: Weak<UpstreamPool> = Arc::downgrade(pool);
     // `https://` backends are probed over TLS with the upstream's own verification settings.
     let tls = pool.tls.as_ref().map(|t| (**t).clone());
+    let http2 = pool.protocol.is_http2();
     pool.tasks.spawn(background, async move {
         let mut builder = reqwest::Client::builder().timeout(config.timeout.0).pool_max_idle_per_host(1);
         if let Some(tls) = tls {
             builder = builder.tls_backend_preconfigured(tls);
+        }
+        // Probed in the protocol requests use: HTTP/2 (`h2` by ALPN, `h2c` by prior knowledge).
+        if http2 {
+            builder = builder.http2_prior_knowledge();
         }
         let client = match builder.build() {
             Ok(c) => c,
