@@ -133,3 +133,33 @@ async fn a_rapid_reset_flood_is_cut() {
     assert_eq!(client().get(gw.url("/echo")).send().await.unwrap().status(), 200);
     assert_eq!(curl_h2c(&gw.url("/echo"), "%{http_code}"), (true, "200".to_owned()));
 }
+
+/// Oversized header blocks over HTTP/2: a 100 KiB header, and a thousand small ones, get the
+/// same 431 as over HTTP/1.1 (the head limits are the pipeline's), nothing is forwarded, and
+/// the connection goes on serving other streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_header_blocks_over_h2c_are_refused_like_over_http1() {
+    let backend = MockServer::start("b0");
+    let gw = gateway("server: { h2c: true }\nroutes:\n  - { path: /, backend: \"{b0}\" }\n", &[&backend]);
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    let big = http::Request::get(format!("http://{}/echo", gw.addr)).header("x-big", "a".repeat(100 * 1024));
+    let mut many = http::Request::get(format!("http://{}/echo", gw.addr));
+    for i in 0..1000 {
+        many = many.header(format!("x-h{i}"), "0123456789abcdef0123456789abcdef");
+    }
+    for (what, request) in [("one 100 KiB header", big), ("1000 headers", many)] {
+        let (response, _) = client.send_request(request.body(()).unwrap(), true).unwrap();
+        let response = response.await.unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(response.status(), 431, "{what}");
+        client = client.ready().await.unwrap();
+    }
+    assert_eq!(backend.hits(), 0, "nothing forwarded");
+    let (response, _) =
+        client.send_request(http::Request::get(format!("http://{}/echo", gw.addr)).body(()).unwrap(), true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 200, "the same connection serves the next stream");
+}

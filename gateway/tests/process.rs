@@ -1001,3 +1001,69 @@ fn a_64_mib_websocket_message_passes_a_gateway_process_in_bounded_memory() {
     eprintln!("gateway RSS {:.1} MiB before, peak {:.1} MiB after a 64 MiB message each way", mib(before), mib(hwm));
     assert!(hwm.saturating_sub(before) < 16 * 1024 * 1024, "peak RSS grew by {} bytes", hwm - before);
 }
+
+/// The 256 MiB upload and download of `large_bodies_stream_through_a_gateway_process_in_bounded_memory`
+/// over cleartext HTTP/2 (curl `--http2-prior-knowledge`): HTTP/2 flow control keeps the same
+/// bound, the peak RSS growing by less than 32 MiB.
+#[test]
+fn large_bodies_stream_over_h2c_in_bounded_memory() {
+    const SIZE: u64 = 256 * 1024 * 1024;
+    let b = MockServer::start("big");
+    let (gw, dir) = Proc::start_with(
+        "max_body_size: 1GiB, h2c: true, ",
+        &format!("log: {{ access_log: false }}\nroutes:\n  - {{ path: /, backend: \"{}\" }}\n", b.url()),
+        &[],
+    );
+    let base = format!("http://127.0.0.1:{}", gw.port);
+    let curl = |args: &[&str]| {
+        let out =
+            Command::new("curl").args(["-sS", "--max-time", "120", "--http2-prior-knowledge"]).args(args).output();
+        out.expect("curl is installed (.ci/run installs it)")
+    };
+    let warm = curl(&["-o", "/dev/null", "-w", "%{http_version} %{http_code}", &format!("{base}/echo")]);
+    assert_eq!(String::from_utf8_lossy(&warm.stdout), "2 200");
+    let before = gw.status_field("VmRSS:");
+
+    // Upload: a deterministic file, hashed while written, sent with PUT -T (streamed by curl).
+    let file = dir.path().join("upload.bin");
+    let chunk: Vec<u8> = (0..1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let mut hasher = Sha256::new();
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        for _ in 0..(SIZE / chunk.len() as u64) {
+            f.write_all(&chunk).unwrap();
+            hasher.update(&chunk);
+        }
+    }
+    let up = curl(&["-T", file.to_str().unwrap(), &format!("{base}/upload")]);
+    std::fs::remove_file(&file).unwrap();
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let echo: serde_json::Value = serde_json::from_slice(&up.stdout).unwrap();
+    assert_eq!(echo["body_length"], SIZE);
+    assert_eq!(echo["body_sha256"], hex::encode(hasher.finalize()));
+
+    // Download, hashed as curl writes it.
+    let mut child = Command::new("curl")
+        .args(["-sS", "--max-time", "120", "--http2-prior-knowledge", &format!("{base}/bytes/{SIZE}")])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (mut hasher, mut total, mut buf) = (Sha256::new(), 0u64, vec![0u8; 1 << 20]);
+    loop {
+        let n = stdout.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(total, SIZE);
+    assert_eq!(hex::encode(hasher.finalize()), pattern_sha256(SIZE));
+
+    let hwm = gw.status_field("VmHWM:");
+    let mib = |b: u64| b as f64 / 1048576.0;
+    eprintln!("gateway RSS {:.1} MiB before, peak {:.1} MiB after 256 MiB up + down over h2c", mib(before), mib(hwm));
+    assert!(hwm.saturating_sub(before) < 32 * 1024 * 1024, "peak RSS grew by {} bytes over h2c", hwm - before);
+}
