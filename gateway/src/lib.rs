@@ -22,6 +22,7 @@ pub mod filters;
 pub mod frontend;
 pub mod fuzzing;
 pub mod gateway;
+pub mod grpc;
 pub mod headers;
 pub mod healthcheck;
 pub mod http_compat;

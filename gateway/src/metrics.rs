@@ -74,6 +74,9 @@ pub struct Metrics {
     pub tls_certificate_expiry: prometheus::GaugeVec,
     /// `rustygate_acme_orders_total{result}`: ACME orders, `issued` or `failed`.
     pub acme_orders_total: IntCounterVec,
+    /// `rustygate_grpc_requests_total{route,grpc_status}`: gRPC calls by the status their
+    /// answer's head carried (`none` when it comes in trailers).
+    pub grpc_requests_total: IntCounterVec,
     /// `rustygate_websocket_connections{route}`: WebSocket sessions open.
     pub websocket_connections: IntGaugeVec,
     /// `rustygate_websocket_connections_total{route,result}`: WebSocket sessions ended (and
@@ -236,6 +239,12 @@ impl Metrics {
             "ACME certificate orders (server.tls.acme), by result: issued or failed.",
             &["result"],
         );
+        let grpc_requests_total = counter(
+            "rustygate_grpc_requests_total",
+            "gRPC calls (content-type application/grpc) by route and the grpc-status of the answer's head \
+             (gateway-made errors, backends' Trailers-Only answers); none when the status comes in trailers.",
+            &["route", "grpc_status"],
+        );
         let websocket_connections = IntGaugeVec::new(
             Opts::new("rustygate_websocket_connections", "WebSocket sessions open, by route."),
             &["route"],
@@ -295,6 +304,7 @@ impl Metrics {
             connections,
             upstream_tls_errors_total,
             acme_orders_total,
+            grpc_requests_total,
             websocket_connections,
             websocket_connections_total,
             websocket_bytes_total,

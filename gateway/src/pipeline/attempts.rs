@@ -25,7 +25,13 @@ pub(super) async fn forward(
     let pool = &route.upstream;
     let policy = &pool.retry;
     let started = Instant::now();
-    let deadline = route.request_timeout.map(|d| started + d);
+    let mut deadline = route.request_timeout.map(|d| started + d);
+    // A gRPC call's own deadline (`grpc-timeout`), when sooner: past it the caller has given up.
+    if ctx.grpc
+        && let Some(call) = crate::grpc::timeout(&ctx.session.head.headers)
+    {
+        deadline = Some(deadline.map_or(started + call, |d| d.min(started + call)));
+    }
     let retrying = policy.enabled() && pool.backends.len() > 1;
     let body = body.prefetch(policy.buffer).await?;
     // A body still streaming can fail an attempt by the client's fault (see below).

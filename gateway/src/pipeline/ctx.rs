@@ -45,6 +45,10 @@ pub struct RequestCtx {
     pub error: Option<GatewayError>,
     /// The WebSocket session this request opened, if it did (how it ended goes in its log line).
     pub websocket: Option<Rc<crate::websocket::Record>>,
+    /// The request is a gRPC call (`content-type: application/grpc`).
+    pub grpc: bool,
+    /// The `grpc_status` label of its answer, once there is one.
+    pub grpc_status: Option<&'static str>,
     /// The record (metrics, span, access line) has been written.
     recorded: bool,
 }
@@ -70,6 +74,7 @@ impl RequestCtx {
             }
             _ => uri.path().to_owned(),
         };
+        let grpc = crate::grpc::is_call(&session.head.headers);
         Self {
             gateway,
             start: Instant::now(),
@@ -84,6 +89,8 @@ impl RequestCtx {
             bytes_in,
             error: None,
             websocket: None,
+            grpc,
+            grpc_status: None,
             recorded: false,
             runtime,
         }
@@ -239,6 +246,11 @@ impl RequestCtx {
         let route = ctx.route.as_ref().map_or(UNMATCHED, |r| &*r.name);
         let method = method_label(&ctx.method);
         m.requests_total.with_label_values(&[route, method, status.as_str()]).inc();
+        if ctx.grpc {
+            // A call that ended with no answer was cancelled (1 CANCELLED).
+            let grpc_status = ctx.grpc_status.unwrap_or("1");
+            m.grpc_requests_total.with_label_values(&[route, grpc_status]).inc();
+        }
         match &ctx.route {
             Some(r) => {
                 r.metrics.duration(&ctx.method).observe(elapsed.as_secs_f64());
@@ -276,6 +288,7 @@ impl RequestCtx {
             attempts = ctx.attempts,
             completed,
             error = ctx.error.as_ref().map(ToString::to_string).as_deref(),
+            grpc_status = ctx.grpc.then(|| ctx.grpc_status.unwrap_or("1")),
             websocket = ctx.websocket.as_ref().and_then(|w| w.outcome()).map(|o| o.label()),
             ws_client_close = ctx.websocket.as_ref().and_then(|w| w.client_close()),
             ws_backend_close = ctx.websocket.as_ref().and_then(|w| w.backend_close()),

@@ -108,7 +108,12 @@ pub async fn serve(
                 gateway.metrics.client_errors_total.with_label_values(&[reason]).inc();
                 tracing::debug!(reason, error = %err, "client error");
             }
-            let resp = err.to_response(request_id.to_str().unwrap_or_default());
+            // A gRPC client reads a status, not a JSON body.
+            let resp = if ctx.grpc {
+                crate::grpc::error_response(&err)
+            } else {
+                err.to_response(request_id.to_str().unwrap_or_default())
+            };
             ctx.error = Some(err);
             resp
         }
@@ -128,6 +133,9 @@ pub async fn serve(
         && gateway.tracing.as_ref().is_some_and(|t| t.traceresponse)
     {
         resp.headers.insert(TRACERESPONSE, trace.traceresponse());
+    }
+    if ctx.grpc {
+        ctx.grpc_status = Some(crate::grpc::status_label(&resp.headers));
     }
     let finish = ctx.finish(resp.status);
     Served { response: resp, finish }
