@@ -10,24 +10,12 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-const GRPC_CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/grpc_client.py");
 const SECRET: &str = "grpc-test-secret-0123456789abcdef0123";
 
 /// One unary call with grpcio; its JSON report.
 async fn call(gw: &TestGateway, method: &str, args: &[&str]) -> Value {
-    let out = tokio::process::Command::new("python3")
-        .args([GRPC_CLIENT, "call", &gw.addr.to_string(), method])
-        .args(args)
-        .output()
-        .await
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "grpc_client failed (pip install grpcio?):\n{}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+    let target = gw.addr.to_string();
+    python_client("grpc_client.py", &[&["call", &target, method], args].concat()).await
 }
 
 fn grpc_gateway(backend: &MockServer) -> TestGateway {

@@ -10,25 +10,9 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-const WS_CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/ws_client.py");
-
 /// Runs `ws_client.py MODE URL ARGS…` and returns its JSON report.
 async fn ws(mode: &str, url: &str, args: &[&str]) -> Value {
-    let out = tokio::process::Command::new("python3")
-        .arg(WS_CLIENT)
-        .arg(mode)
-        .arg(url)
-        .args(args)
-        .output()
-        .await
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "ws_client {mode} {args:?} failed (pip install websockets?):\n{}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+    python_client("ws_client.py", &[&[mode, url], args].concat()).await
 }
 
 fn ws_url(gw: &TestGateway, path: &str) -> String {

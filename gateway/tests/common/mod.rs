@@ -111,3 +111,17 @@ pub fn wait_until_blocking(what: &str, deadline: Duration, mut probe: impl FnMut
         std::thread::sleep(POLL);
     }
 }
+
+/// Runs one of the repository's Python clients (`scripts/NAME`, clients from outside the
+/// project: websockets, grpcio) with `args` and returns the JSON object it prints.
+pub async fn python_client(script: &str, args: &[&str]) -> serde_json::Value {
+    let path = format!("{}/../scripts/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::process::Command::new("python3").arg(&path).args(args).output().await.expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed (.ci/run installs its Python package):\n{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{script}: not JSON ({e}): {stdout}"))
+}
