@@ -96,8 +96,9 @@ pub fn startup_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let (o, n) = (&old.server, &new.server);
     // The certificates reload; the HTTPS listener and its protocol versions do not.
     let (ot, nt) = (o.tls.as_ref(), n.tls.as_ref());
-    let checks: [(&'static str, bool); 18] = [
+    let checks: [(&'static str, bool); 19] = [
         ("server.listen", o.listen != n.listen),
+        ("server.frontend", o.frontend != n.frontend),
         ("server.h2c", o.h2c != n.h2c),
         ("server.tls", ot.is_some() != nt.is_some()),
         ("server.tls.listen", ot.zip(nt).is_some_and(|(a, b)| a.listen != b.listen)),

@@ -9,8 +9,11 @@ use actix_web::{App, HttpServer, dev::Server, web};
 
 use crate::{
     admin,
-    config::{Config, TlsVersion, values::Parsed},
-    frontend::actix::{self as front, ConnectionState, PerIpConnections},
+    config::{Config, Frontend, TlsVersion, values::Parsed},
+    frontend::{
+        actix::{self as front_actix, ConnectionState, PerIpConnections},
+        hyper as front_hyper,
+    },
     gateway::Gateway,
     tls::{ConnectionTls, SniResolver},
 };
@@ -45,7 +48,7 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
     let per_ip = (config.server.max_connections_per_ip > 0).then(|| std::sync::Arc::new(PerIpConnections::default()));
     let send_timeout = config.server.send_timeout.0;
     let proxy =
-        HttpServer::new(move || App::new().app_data(proxy_data.clone()).default_service(web::to(front::handle)))
+        HttpServer::new(move || App::new().app_data(proxy_data.clone()).default_service(web::to(front_actix::handle)))
             .on_connect(move |connection, extensions| {
                 let tls = connection.downcast_ref::<TlsStream<actix_web::rt::net::TcpStream>>();
                 let tcp =
@@ -76,6 +79,9 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
             .tcp_nodelay(true);
     // `server.h2c`: HTTP/1.1 and cleartext HTTP/2 (prior knowledge) told apart by their first bytes.
     let plain = listen_addr(&config.server.listen)?;
+    if config.server.frontend == Frontend::Hyper {
+        return bind_hyper(gateway, config, plain, workers, handle_signals, data);
+    }
     let mut proxy = if config.server.h2c { proxy.bind_auto_h2c(plain) } else { proxy.bind(plain) }.map_err(|e| {
         io::Error::new(e.kind(), format!("cannot listen on {} (server.listen): {e}", config.server.listen))
     })?;
@@ -97,18 +103,8 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
         })?;
         tls_certificates = Some(resolver);
     }
-    let admin_data = data;
-    let mut admin = HttpServer::new(move || App::new().app_data(admin_data.clone()).configure(admin::routes))
-        .workers(1)
-        .client_request_timeout(Duration::from_secs(10))
-        .shutdown_timeout(config.server.shutdown_timeout.0.as_secs())
-        .bind(listen_addr(&config.admin.listen)?)
-        .map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot listen on {} (admin.listen): {e}", config.admin.listen))
-        })?;
     if !handle_signals {
         proxy = proxy.disable_signals();
-        admin = admin.disable_signals();
     }
     let (mut proxy_addrs, mut tls_addrs) = (Vec::new(), Vec::new());
     for (addr, scheme) in proxy.addrs_with_scheme() {
@@ -117,12 +113,92 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
     if let Some(addr) = tls_addrs.first() {
         let _ = gateway.https_port.set(addr.port());
     }
-    let admin_addrs = admin.addrs();
+    let (admin, admin_addrs) = admin_server(config, data, handle_signals)?;
     // The listeners that answer ACME's challenges are bound: orders may start.
     if let Some(acme) = &gateway.acme {
         acme.start(gateway.background.handle(), &gateway.metrics);
     }
-    Ok(Servers { proxy_addrs, tls_addrs, tls_certificates, admin_addrs, proxy: proxy.run(), admin: admin.run() })
+    Ok(Servers { proxy_addrs, tls_addrs, tls_certificates, admin_addrs, proxy: proxy.run(), admin })
+}
+
+/// The admin listener: bound, running (the returned future), and its addresses.
+fn admin_server(
+    config: &Config,
+    data: web::Data<Gateway>,
+    handle_signals: bool,
+) -> io::Result<(Server, Vec<SocketAddr>)> {
+    let mut admin = HttpServer::new(move || App::new().app_data(data.clone()).configure(admin::routes))
+        .workers(1)
+        .client_request_timeout(Duration::from_secs(10))
+        .shutdown_timeout(config.server.shutdown_timeout.0.as_secs())
+        .bind(listen_addr(&config.admin.listen)?)
+        .map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen on {} (admin.listen): {e}", config.admin.listen))
+        })?;
+    if !handle_signals {
+        admin = admin.disable_signals();
+    }
+    let addrs = admin.addrs();
+    Ok((admin.run(), addrs))
+}
+
+/// The proxy listener served by the hyper front end (`server.frontend: hyper`): actix-server's
+/// workers and accept loop, each connection handed to hyper on the worker that accepted it.
+fn bind_hyper(
+    gateway: Arc<Gateway>,
+    config: &Config,
+    plain: SocketAddr,
+    workers: usize,
+    handle_signals: bool,
+    data: web::Data<Gateway>,
+) -> io::Result<Servers> {
+    let listener = std::net::TcpListener::bind(plain).map_err(|e| {
+        io::Error::new(e.kind(), format!("cannot listen on {} (server.listen): {e}", config.server.listen))
+    })?;
+    let proxy_addrs = vec![listener.local_addr()?];
+    let h2c = config.server.h2c;
+    let connections = gateway.connections.clone();
+    let served = gateway.clone();
+    let mut proxy = actix_server::Server::build()
+        .workers(workers)
+        .backlog(4096)
+        .max_concurrent_connections((config.server.max_connections as usize).div_ceil(workers) + 64)
+        .shutdown_timeout(config.server.shutdown_timeout.0.as_secs() + 1)
+        .listen("proxy", listener, move || {
+            let gateway = served.clone();
+            let connections = connections.clone();
+            actix_service::fn_service(move |tcp: actix_web::rt::net::TcpStream| {
+                let gateway = gateway.clone();
+                // Counted while open (`rustygate_connections`), as the actix front end does.
+                let open = OpenConnection::new(&connections);
+                async move {
+                    front_hyper::serve_connection(gateway, tcp, h2c).await;
+                    drop(open);
+                    Ok::<_, std::convert::Infallible>(())
+                }
+            })
+        })?;
+    if !handle_signals {
+        proxy = proxy.disable_signals();
+    }
+    let (admin, admin_addrs) = admin_server(config, data, handle_signals)?;
+    Ok(Servers { proxy_addrs, tls_addrs: Vec::new(), tls_certificates: None, admin_addrs, proxy: proxy.run(), admin })
+}
+
+/// One open client connection in the gateway's count, for as long as it lives.
+struct OpenConnection(Arc<std::sync::atomic::AtomicUsize>);
+
+impl OpenConnection {
+    fn new(count: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A listen address, as parsed when the configuration was read.

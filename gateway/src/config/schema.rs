@@ -145,6 +145,9 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<Parsed<ipnet::IpNet>>,
     /// The forwarding client: `awc` (default) or `reqwest` (kept for benchmarking the choice).
     pub upstream_client: UpstreamClient,
+    /// The HTTP server in front of the pipeline on the plain listener: `actix` (default) or
+    /// `hyper` (experimental: docs/architecture.md, "Front ends").
+    pub frontend: Frontend,
     /// Reload when the configuration file changes (its directory is watched).
     pub watch_config: bool,
     /// The longest wait for the next bytes of a request body (NGINX's `client_body_timeout`):
@@ -346,6 +349,18 @@ pub enum TlsVersion {
     Tls13,
 }
 
+/// The HTTP server that parses requests on the plain listener.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Frontend {
+    /// actix-web (actix-http): every feature.
+    #[default]
+    Actix,
+    /// hyper's server (HTTP/1.1, and h2c with `server.h2c`), experimental: no HTTPS listener,
+    /// no WebSocket, no per-connection limits yet.
+    Hyper,
+}
+
 /// The HTTP client that forwards requests to backends.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -370,6 +385,7 @@ impl Default for ServerConfig {
             keep_alive: HumanDuration::secs(75),
             trusted_proxies: Vec::new(),
             upstream_client: UpstreamClient::Hyper,
+            frontend: Frontend::Actix,
             watch_config: true,
             client_body_timeout: HumanDuration::secs(60),
             send_timeout: HumanDuration::secs(60),

@@ -1,0 +1,167 @@
+//! The hyper front end (`server.frontend: hyper`, experimental): hyper's HTTP/1.1 server, and
+//! HTTP/2 with prior knowledge when `server.h2c` is on, in front of the same pipeline as the
+//! actix front end. Each connection runs on the actix worker that accepted it (actix-server's
+//! accept loop and workers), so the pipeline's per-worker state (the upstream pools) is shared
+//! with nothing else.
+//!
+//! Why a second front end: the request head arrives in the pipeline's own types (`http` 1.x,
+//! no conversion), and hyper's server sends response trailers and takes HTTP/2 limits, which
+//! gRPC and the HTTPS listener's handshake accounting need. What it does not do yet (the
+//! configuration refuses it): the HTTPS listener, WebSocket, per-peer connection limits; the
+//! keep-alive idle timeout is hyper's header timeout (`server.client_header_timeout`).
+
+use std::{
+    convert::Infallible,
+    net::{IpAddr, Ipv6Addr},
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use futures_util::{StreamExt, stream};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+
+use crate::{
+    gateway::Gateway,
+    pipeline::{
+        body::{BodyError, BodySource},
+        ctx::Finish,
+        driver::{self, Connection, Served},
+        message::{RequestHead, ResponseBody},
+    },
+    proxy::h2_client::LocalExec,
+};
+
+/// Serves one client connection until it ends.
+pub async fn serve_connection(gateway: Arc<Gateway>, tcp: tokio::net::TcpStream, h2c: bool) {
+    let peer = tcp.peer_addr().map(|a| a.ip()).unwrap_or(Ipv6Addr::UNSPECIFIED.into());
+    let _ = tcp.set_nodelay(true);
+    let io = TokioIo::new(tcp);
+    let server = &gateway.runtime.load().config.server;
+    let header_timeout = server.client_header_timeout.0;
+    let service = hyper::service::service_fn(move |req| handle(gateway.clone(), peer, req));
+    let result = if h2c {
+        let mut builder = hyper_util::server::conn::auto::Builder::new(LocalExec);
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+        builder.serve_connection(io, service).await
+    } else {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).writev(false);
+        builder.serve_connection(io, service).await.map_err(Into::into)
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "client connection ended");
+    }
+}
+
+/// One request: its head and body into the pipeline, the pipeline's response back.
+async fn handle(
+    gateway: Arc<Gateway>,
+    peer: IpAddr,
+    req: hyper::Request<Incoming>,
+) -> Result<hyper::Response<FrontBody>, Infallible> {
+    let rt = gateway.runtime.load_full();
+    let (parts, incoming) = req.into_parts();
+    let head = RequestHead { method: parts.method, uri: parts.uri, version: parts.version, headers: parts.headers };
+    let body: BodySource = if incoming.is_end_stream() {
+        stream::empty().boxed_local()
+    } else {
+        stream::unfold(incoming, move |mut incoming| async move {
+            loop {
+                match std::future::poll_fn(|cx| Pin::new(&mut incoming).poll_frame(cx)).await? {
+                    Ok(frame) => {
+                        if let Ok(data) = frame.into_data() {
+                            return Some((Ok(data), incoming));
+                        }
+                    }
+                    Err(e) => return Some((Err(BodyError::Read(e.to_string())), incoming)),
+                }
+            }
+        })
+        .boxed_local()
+    };
+    let Served { response, finish } =
+        driver::serve(&gateway, rt, head, body, Connection { peer, refused: None, tls: None }).await;
+    let mut resp = hyper::Response::new(FrontBody::new(response.body, finish));
+    *resp.status_mut() = response.status;
+    *resp.headers_mut() = response.headers;
+    Ok(resp)
+}
+
+/// The pipeline's response body as hyper sends it, ending the request's record when done or
+/// dropped (as `MeteredBody` does for actix).
+pub struct FrontBody {
+    inner: ResponseBody,
+    finish: Option<Finish>,
+}
+
+impl FrontBody {
+    fn new(inner: ResponseBody, mut finish: Finish) -> Self {
+        let empty = match &inner {
+            ResponseBody::None | ResponseBody::HeadOf(_) | ResponseBody::Switched(_) => true,
+            ResponseBody::Full(b) => b.is_empty(),
+            ResponseBody::Stream { length, .. } => *length == Some(0),
+        };
+        if empty {
+            finish.completed = true;
+        }
+        Self { inner, finish: Some(finish) }
+    }
+}
+
+impl Body for FrontBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = self.get_mut();
+        let polled = match &mut this.inner {
+            ResponseBody::None | ResponseBody::HeadOf(_) | ResponseBody::Switched(_) => Poll::Ready(None),
+            ResponseBody::Full(bytes) if bytes.is_empty() => Poll::Ready(None),
+            ResponseBody::Full(bytes) => Poll::Ready(Some(Ok(std::mem::take(bytes)))),
+            ResponseBody::Stream { stream, .. } => stream
+                .as_mut()
+                .poll_next(cx)
+                .map(|item| item.map(|r| r.map_err(|e| std::io::Error::other(e.to_string())))),
+        };
+        match polled {
+            Poll::Ready(Some(Ok(chunk))) => {
+                if let Some(f) = this.finish.as_mut() {
+                    f.bytes_out += chunk.len() as u64;
+                }
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+            Poll::Ready(None) => {
+                if let Some(mut f) = this.finish.take() {
+                    f.completed = true;
+                }
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            ResponseBody::None | ResponseBody::HeadOf(_) | ResponseBody::Switched(_) => true,
+            ResponseBody::Full(b) => b.is_empty(),
+            ResponseBody::Stream { length, .. } => *length == Some(0),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            ResponseBody::None | ResponseBody::Switched(_) => SizeHint::with_exact(0),
+            // A HEAD answer: hyper sends no body, and the length announced is the `Content-Length`
+            // header the pipeline set.
+            ResponseBody::HeadOf(_) => SizeHint::default(),
+            ResponseBody::Full(b) => SizeHint::with_exact(b.len() as u64),
+            ResponseBody::Stream { length: Some(n), .. } => SizeHint::with_exact(*n),
+            ResponseBody::Stream { length: None, .. } => SizeHint::default(),
+        }
+    }
+}
