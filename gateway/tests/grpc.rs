@@ -113,3 +113,98 @@ async fn other_requests_keep_json_errors() {
         assert_eq!(body["error"], "not_found", "{content_type}");
     }
 }
+
+/// The reference gRPC server (grpcio, `scripts/grpc_client.py serve`), killed when dropped.
+struct EchoServer {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl EchoServer {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port_file = dir.path().join("port");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/grpc_client.py");
+        let child = std::process::Command::new("python3")
+            .args([script, "serve", "--port-file"])
+            .arg(&port_file)
+            .spawn()
+            .expect("python3 runs");
+        let mut server = Self { child, port: 0, _dir: dir };
+        wait_until_blocking("the gRPC echo server's port", Duration::from_secs(20), || {
+            std::fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse().ok()).is_some_and(|p| {
+                server.port = p;
+                true
+            })
+        });
+        server
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A gateway on the hyper front end (it sends trailers) with h2c, to the echo server over h2c.
+fn grpc_through_hyper(server: &EchoServer) -> TestGateway {
+    let yaml = format!(
+        "server: {{ h2c: true, frontend: hyper }}\n\
+         upstreams:\n  echo:\n    protocol: h2c\n    backends: [ {{ url: \"http://127.0.0.1:{}\" }} ]\n\
+         routes:\n  - {{ name: echo, path: /rustygate.test.Echo, upstream: echo }}\n",
+        server.port
+    );
+    TestGateway::start(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+}
+
+/// The four call kinds end to end (grpcio client → gateway → grpcio server), with the server's
+/// trailers (`grpc-status`, its own trailing metadata) relayed, and a server error status.
+#[tokio::test]
+async fn the_four_call_kinds_pass_with_their_trailers() {
+    let server = EchoServer::start();
+    let gw = grpc_through_hyper(&server);
+    let r = python_client("grpc_client.py", &["kinds", &gw.addr.to_string()]).await;
+    let expect = [
+        ("unary", serde_json::json!("hello")),
+        ("server_streaming", serde_json::json!(["part 0", "part 1", "part 2", "part 3", "part 4"])),
+        ("client_streaming", serde_json::json!("a+b+c")),
+        ("bidi_streaming", serde_json::json!(["m0", "m1", "m2", "m3", "m4"])),
+    ];
+    for (kind, value) in expect {
+        let got = &r[kind];
+        assert_eq!((got["ok"].as_bool(), &got["value"]), (Some(true), &value), "{kind}: {r}");
+        assert_eq!(got["code"], "OK", "{kind}: {r}");
+        assert_eq!(got["trailing"]["x-echo-trailer"], "yes", "{kind}: the server's trailers relayed: {r}");
+    }
+    assert_eq!(
+        (r["fail"]["code"].as_str(), r["fail"]["details"].as_str()),
+        (Some("NOT_FOUND"), Some("no such thing")),
+        "{r}"
+    );
+    assert_eq!(r["fail"]["trailing"]["x-echo-trailer"], "yes", "{r}");
+    // Counted by the status the trailers carried.
+    let m = scrape(&gw).await;
+    assert_eq!(metric(&m, "rustygate_grpc_requests_total", &[("route", "echo"), ("grpc_status", "0")]), 4.0, "{m}");
+    assert_eq!(metric(&m, "rustygate_grpc_requests_total", &[("route", "echo"), ("grpc_status", "5")]), 1.0, "{m}");
+}
+
+/// The backend killed while a call streams: the client gets an error status, never a hang.
+#[tokio::test]
+async fn a_backend_killed_mid_stream_ends_the_call_with_an_error() {
+    let mut server = EchoServer::start();
+    let gw = grpc_through_hyper(&server);
+    let target = gw.addr.to_string();
+    let call =
+        tokio::spawn(async move { python_client("grpc_client.py", &["forever", &target, "--timeout", "30"]).await });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    server.child.kill().unwrap();
+    let started = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(15), call).await.expect("the call ended").unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10), "the call hung {:?}", started.elapsed());
+    assert!(r["messages"].as_u64().unwrap() >= 2, "{r}");
+    assert_ne!(r["ok"], true, "a killed backend is not a clean end: {r}");
+    assert!(["UNAVAILABLE", "INTERNAL", "UNKNOWN", "CANCELLED"].contains(&r["code"].as_str().unwrap()), "{r}");
+}

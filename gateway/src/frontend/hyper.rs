@@ -96,6 +96,8 @@ async fn handle(
 pub struct FrontBody {
     inner: ResponseBody,
     finish: Option<Finish>,
+    /// The stream has ended (it is not polled again); its trailers go next, if it has any.
+    ended: bool,
 }
 
 impl FrontBody {
@@ -108,7 +110,7 @@ impl FrontBody {
         if empty {
             finish.completed = true;
         }
-        Self { inner, finish: Some(finish) }
+        Self { inner, finish: Some(finish), ended: false }
     }
 }
 
@@ -119,6 +121,7 @@ impl Body for FrontBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let this = self.get_mut();
         let polled = match &mut this.inner {
+            _ if this.ended => Poll::Ready(None),
             ResponseBody::None | ResponseBody::HeadOf(_) | ResponseBody::Switched(_) => Poll::Ready(None),
             ResponseBody::Full(bytes) if bytes.is_empty() => Poll::Ready(None),
             ResponseBody::Full(bytes) => Poll::Ready(Some(Ok(std::mem::take(bytes)))),
@@ -135,6 +138,14 @@ impl Body for FrontBody {
                 Poll::Ready(Some(Ok(Frame::data(chunk))))
             }
             Poll::Ready(None) => {
+                // The backend's trailers, once, after the last chunk (a copy: the request's
+                // record reads gRPC's status from them).
+                if !std::mem::replace(&mut this.ended, true)
+                    && let ResponseBody::Stream { trailers: Some(trailers), .. } = &this.inner
+                    && let Some(map) = trailers.borrow().clone()
+                {
+                    return Poll::Ready(Some(Ok(Frame::trailers(map))));
+                }
                 if let Some(mut f) = this.finish.take() {
                     f.completed = true;
                 }

@@ -33,7 +33,8 @@ pub(super) async fn forward(
         deadline = Some(deadline.map_or(started + call, |d| d.min(started + call)));
     }
     let retrying = policy.enabled() && pool.backends.len() > 1;
-    let body = body.prefetch(policy.buffer).await?;
+    // A gRPC call's messages are not read ahead: a streaming call waits for answers between them.
+    let body = if ctx.grpc { body } else { body.prefetch(policy.buffer).await? };
     // A body still streaming can fail an attempt by the client's fault (see below).
     let client_side = body.client_side();
     let mut body = Some(body);

@@ -47,8 +47,10 @@ pub struct RequestCtx {
     pub websocket: Option<Rc<crate::websocket::Record>>,
     /// The request is a gRPC call (`content-type: application/grpc`).
     pub grpc: bool,
-    /// The `grpc_status` label of its answer, once there is one.
+    /// The `grpc_status` label of its answer's head, once there is one.
     pub grpc_status: Option<&'static str>,
+    /// The trailers of its answer's body, where a gRPC call's status comes when the head had none.
+    pub trailers: Option<super::message::Trailers>,
     /// The record (metrics, span, access line) has been written.
     recorded: bool,
 }
@@ -91,6 +93,7 @@ impl RequestCtx {
             websocket: None,
             grpc,
             grpc_status: None,
+            trailers: None,
             recorded: false,
             runtime,
         }
@@ -246,9 +249,8 @@ impl RequestCtx {
         let route = ctx.route.as_ref().map_or(UNMATCHED, |r| &*r.name);
         let method = method_label(&ctx.method);
         m.requests_total.with_label_values(&[route, method, status.as_str()]).inc();
-        if ctx.grpc {
-            // A call that ended with no answer was cancelled (1 CANCELLED).
-            let grpc_status = ctx.grpc_status.unwrap_or("1");
+        let grpc_status = ctx.grpc.then(|| ctx.grpc_label());
+        if let Some(grpc_status) = grpc_status {
             m.grpc_requests_total.with_label_values(&[route, grpc_status]).inc();
         }
         match &ctx.route {
@@ -288,12 +290,28 @@ impl RequestCtx {
             attempts = ctx.attempts,
             completed,
             error = ctx.error.as_ref().map(ToString::to_string).as_deref(),
-            grpc_status = ctx.grpc.then(|| ctx.grpc_status.unwrap_or("1")),
+            grpc_status,
             websocket = ctx.websocket.as_ref().and_then(|w| w.outcome()).map(|o| o.label()),
             ws_client_close = ctx.websocket.as_ref().and_then(|w| w.client_close()),
             ws_backend_close = ctx.websocket.as_ref().and_then(|w| w.backend_close()),
             "access"
         );
+    }
+}
+
+impl RequestCtx {
+    /// The `grpc_status` label of a gRPC call: its answer's head's, else its trailers' (`none`
+    /// when neither had one); `1` (CANCELLED) when the client left before any answer.
+    fn grpc_label(&self) -> &'static str {
+        match self.grpc_status {
+            None => "1",
+            Some("none") => self
+                .trailers
+                .as_ref()
+                .and_then(|t| t.borrow().as_ref().map(crate::grpc::status_label))
+                .unwrap_or("none"),
+            Some(label) => label,
+        }
     }
 }
 

@@ -136,6 +136,9 @@ pub async fn serve(
     }
     if ctx.grpc {
         ctx.grpc_status = Some(crate::grpc::status_label(&resp.headers));
+        if let ResponseBody::Stream { trailers: Some(trailers), .. } = &resp.body {
+            ctx.trailers = Some(trailers.clone());
+        }
     }
     let finish = ctx.finish(resp.status);
     Served { response: resp, finish }
@@ -259,7 +262,11 @@ fn relay_websocket(
             let (relay, record) =
                 websocket::relay::start(sessions, &gateway.websockets, backend, client, ctx.bytes_in());
             ctx.websocket = Some(record);
-            resp.body = ResponseBody::Stream { length: None, stream: relay.map_err(BoxError::from).boxed_local() };
+            resp.body = ResponseBody::Stream {
+                length: None,
+                stream: relay.map_err(BoxError::from).boxed_local(),
+                trailers: None,
+            };
         }
         // A filter replaced the 101: the backend's connection is closed with it.
         ResponseBody::Switched(_) => {}

@@ -40,6 +40,10 @@ pub struct UpstreamRequest {
 /// An error while reading a body, in a form every front end and client can carry.
 pub type BoxError = Box<dyn std::error::Error>;
 
+/// The trailers of a streamed body, filled in by the stream when they arrive (after its last
+/// chunk): a front end that can send trailers (hyper's) reads them when the stream has ended.
+pub type Trailers = std::rc::Rc<std::cell::RefCell<Option<HeaderMap>>>;
+
 /// A connection that switched protocols: bytes both ways.
 pub trait Tunnel: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin {}
 
@@ -63,6 +67,8 @@ pub enum ResponseBody {
         length: Option<u64>,
         /// The chunks.
         stream: LocalBoxStream<'static, Result<Bytes, BoxError>>,
+        /// Its trailers, when the backend's protocol carries them (HTTP/2: gRPC's status).
+        trailers: Option<Trailers>,
     },
 }
 

@@ -97,7 +97,7 @@ pub async fn send(
     let status = compat::status_from_02(resp.status());
     let version = compat::version_from_02(resp.version());
     let headers = compat::headers_from_02(resp.headers());
-    Ok(UpstreamResponse { status, version, headers, body: resp })
+    Ok(UpstreamResponse { status, version, headers, body: resp, trailers: None })
 }
 
 fn map_error(e: SendRequestError) -> GatewayError {

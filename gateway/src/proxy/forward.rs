@@ -72,9 +72,20 @@ pub async fn attempt(
             connect_timeout: pool.connect_timeout,
         };
         let path = upstream_target(out, &out.backend.base_path);
+        // `TE: trailers` is the one `TE` HTTP/2 allows; gRPC servers look for it.
+        if out.session.head.headers.get(header::TE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers")) {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
         let resp =
             super::h2_client::send(target, method, path, headers, body, timeout, pool.max_concurrent_streams).await?;
-        return client_response(out, resp);
+        let ended = resp.body.is_end_stream();
+        let mut resp = client_response(out, resp)?;
+        // A head that ended the stream (gRPC's Trailers-Only answer) goes on as one: an empty
+        // body of known length, so that the client's stream ends with the head too.
+        if ended && matches!(resp.body, ResponseBody::Stream { .. }) {
+            resp.body = ResponseBody::Full(Bytes::new());
+        }
+        return Ok(resp);
     }
     match client {
         UpstreamClient::Hyper => {
@@ -196,7 +207,11 @@ where
             ResponseBody::HeadOf(len)
         }
         (true, None) => ResponseBody::None,
-        (false, length) => ResponseBody::Stream { length, stream: Box::pin(IdleTimeout::new(resp.body, read_timeout)) },
+        (false, length) => ResponseBody::Stream {
+            length,
+            stream: Box::pin(IdleTimeout::new(resp.body, read_timeout)),
+            trailers: resp.trailers,
+        },
     };
     Ok(Response { status, headers, body })
 }

@@ -39,7 +39,7 @@ use super::{
 use crate::{
     error::GatewayError,
     http_types::{HeaderMap, Method, Request, Uri, Version, header},
-    pipeline::body::RequestBody,
+    pipeline::{body::RequestBody, message::Trailers},
 };
 
 /// Runs hyper's HTTP/2 tasks (the connection, each request body's sending) on the worker's own
@@ -158,11 +158,13 @@ pub async fn send(
         let guard = InFlight(in_flight);
         let response = sender.send_request(request).await.map_err(super::hyper_client::send_error)?;
         let (head, incoming) = response.into_parts();
+        let trailers = Trailers::default();
         Ok(UpstreamResponse {
             status: head.status,
             version: head.version,
             headers: head.headers,
-            body: H2Body { incoming, _in_flight: guard },
+            body: H2Body { incoming, trailers: trailers.clone(), _in_flight: guard },
+            trailers: Some(trailers),
         })
     };
     match tokio::time::timeout(timeout, exchange).await {
@@ -241,11 +243,20 @@ impl Drop for InFlight {
     }
 }
 
-/// The backend's response body over HTTP/2, streamed (its trailers are not relayed: see
-/// docs/protocols.md).
+/// The backend's response body over HTTP/2, streamed; its trailers (gRPC's status) are kept
+/// for the front end, which sends them after the last chunk if it can.
 pub struct H2Body {
     incoming: Incoming,
+    trailers: Trailers,
     _in_flight: InFlight,
+}
+
+impl H2Body {
+    /// Whether the answer has no body at all (its head ended the stream: a gRPC Trailers-Only
+    /// answer, a 204).
+    pub fn is_end_stream(&self) -> bool {
+        self.incoming.is_end_stream()
+    }
 }
 
 impl Stream for H2Body {
@@ -257,11 +268,14 @@ impl Stream for H2Body {
             match ready!(Pin::new(&mut this.incoming).poll_frame(cx)) {
                 None => return Poll::Ready(None),
                 Some(Err(e)) => return Poll::Ready(Some(Err(e))),
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        return Poll::Ready(Some(Ok(data)));
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => return Poll::Ready(Some(Ok(data))),
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers() {
+                            *this.trailers.borrow_mut() = Some(trailers);
+                        }
                     }
-                }
+                },
             }
         }
     }

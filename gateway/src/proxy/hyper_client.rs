@@ -232,6 +232,7 @@ pub async fn upgrade(
                 version: head.version,
                 headers: head.headers,
                 body,
+                trailers: None,
             }));
         }
         let upgraded =
@@ -399,6 +400,7 @@ impl UpstreamBody {
             version: head.version,
             headers: head.headers,
             body: UpstreamBody { incoming, connection: Some((key, pooled)) },
+            trailers: None,
         }
     }
 

@@ -85,6 +85,7 @@ pub async fn send(
         version: resp.version(),
         headers: resp.headers().clone(),
         body: Box::pin(resp.bytes_stream()),
+        trailers: None,
     })
 }
 

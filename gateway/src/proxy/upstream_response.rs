@@ -12,4 +12,6 @@ pub struct UpstreamResponse<S> {
     pub headers: HeaderMap,
     /// The body, streaming.
     pub body: S,
+    /// Where the body's trailers go when they arrive (clients that read them: HTTP/2).
+    pub trailers: Option<crate::pipeline::message::Trailers>,
 }
