@@ -12,7 +12,8 @@ a reference echo server. Messages are raw bytes (no generated stubs needed).
       ServerStream answers "PAYLOAD i" for i < 5, ClientStream joins what it got with "+",
       Bidi echoes each message, Fail aborts with NOT_FOUND, Forever streams a message every
       100 ms until the call ends; every call but Forever sends the trailing metadata
-      x-echo-trailer: yes
+      x-echo-trailer: yes; and grpc.health.v1.Health/Check: SERVING, NOT_SERVING for a service
+      whose name contains "down"
   forever TARGET [--timeout S]
       a Forever call: how many messages came and how it ended (the server killed meanwhile)
 
@@ -149,8 +150,15 @@ def serve(args) -> None:
         "Fail": grpc.unary_unary_rpc_method_handler(fail),
         "Forever": grpc.unary_stream_rpc_method_handler(forever),
     }
+    def health(request, context):
+        # grpc.health.v1.HealthCheckResponse: SERVING (1), or NOT_SERVING (2) for a service
+        # whose name contains "down".
+        return b"\x08\x02" if b"down" in request else b"\x08\x01"
+
+    health_handlers = {"Check": grpc.unary_unary_rpc_method_handler(health)}
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),
+                                     grpc.method_handlers_generic_handler("grpc.health.v1.Health", health_handlers)))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     with open(args.port_file, "w") as f:

@@ -208,3 +208,43 @@ async fn a_backend_killed_mid_stream_ends_the_call_with_an_error() {
     assert_ne!(r["ok"], true, "a killed backend is not a clean end: {r}");
     assert!(["UNAVAILABLE", "INTERNAL", "UNKNOWN", "CANCELLED"].contains(&r["code"].as_str().unwrap()), "{r}");
 }
+
+/// Active health checks with the gRPC health-checking protocol (`health_check.protocol: grpc`):
+/// the reference server answers SERVING and the backend stays up with no failure; asked about a
+/// service it says NOT_SERVING for, the backend is taken out of rotation (and the calls get 14
+/// UNAVAILABLE from the gateway). An HTTP `GET /health` to the same gRPC server fails.
+#[tokio::test]
+async fn grpc_health_checks_follow_the_servers_serving_status() {
+    let server = EchoServer::start();
+    let gateway_with = |health: &str| {
+        let yaml = format!(
+            "server: {{ h2c: true, frontend: hyper }}\n\
+             upstreams:\n  echo:\n    protocol: h2c\n    backends: [ {{ url: \"http://127.0.0.1:{}\" }} ]\n    \
+             health_check: {{ interval: 200ms, timeout: 150ms, unhealthy_threshold: 1, healthy_threshold: 1, jitter: 0s{health} }}\n\
+             routes:\n  - {{ name: echo, path: /rustygate.test.Echo, upstream: echo }}\n",
+            server.port
+        );
+        TestGateway::start(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+    };
+    let up = |m: &str| metric(m, "rustygate_backend_up", &[("upstream", "echo")]);
+    let failures = |m: &str| metric(m, "rustygate_backend_failures_total", &[("upstream", "echo")]);
+
+    let serving = gateway_with(", protocol: grpc");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let m = scrape(&serving).await;
+    assert_eq!((up(&m), failures(&m)), (1.0, 0.0), "{m}");
+
+    let not_serving = gateway_with(", protocol: grpc, grpc_service: going-down");
+    wait_until("NOT_SERVING to take the backend out", Duration::from_secs(10), async || {
+        up(&scrape(&not_serving).await) == 0.0
+    })
+    .await;
+    let r = call(&not_serving, "/rustygate.test.Echo/Unary", &[]).await;
+    assert_eq!(r["code"], "UNAVAILABLE", "{r}");
+
+    let http = gateway_with("");
+    wait_until("a GET /health to a gRPC server to fail", Duration::from_secs(10), async || {
+        up(&scrape(&http).await) == 0.0
+    })
+    .await;
+}

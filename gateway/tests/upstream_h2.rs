@@ -70,7 +70,8 @@ async fn concurrent_requests_share_one_connection_up_to_max_concurrent_streams()
         let client = client();
         let requests = (0..100).map(|i| {
             let client = client.clone();
-            let url = gw.url(&format!("/delay/300?i={i}"));
+            // Held 1 s each, so that all 100 are in flight together even on a loaded box.
+            let url = gw.url(&format!("/delay/1000?i={i}"));
             async move { client.get(url).send().await.map(|r| r.status().as_u16()) }
         });
         let statuses = futures_util::future::join_all(requests).await;
@@ -194,4 +195,8 @@ fn protocol_settings_are_checked() {
         "upstreams:\n  up:\n    protocol: h2c\n    max_concurrent_streams: 0\n    backends: [ { url: \"http://127.0.0.1:1\" } ]\nroutes:\n  - { path: /, upstream: up }\n",
     );
     assert!(e.contains("max_concurrent_streams"), "{e}");
+    let e = refused(
+        "upstreams:\n  up:\n    backends: [ { url: \"http://127.0.0.1:1\" } ]\n    health_check: { protocol: grpc }\nroutes:\n  - { path: /, upstream: up }\n",
+    );
+    assert!(e.contains("grpc health checks need an HTTP/2 upstream"), "{e}");
 }

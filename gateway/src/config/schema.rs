@@ -718,6 +718,22 @@ pub struct HealthCheckConfig {
     /// (default: a tenth of `interval`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jitter: Option<HumanDuration>,
+    /// `http` (a `GET` of `path`) or `grpc` (the gRPC health-checking protocol's
+    /// `grpc.health.v1.Health/Check`, for HTTP/2 upstreams).
+    pub protocol: HealthCheckProtocol,
+    /// `grpc`: the service name asked about (`""`: the server as a whole).
+    pub grpc_service: String,
+}
+
+/// `upstreams.NAME.health_check.protocol`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthCheckProtocol {
+    /// `GET path`, healthy on `expected_status`.
+    #[default]
+    Http,
+    /// `grpc.health.v1.Health/Check`, healthy when the answer says SERVING.
+    Grpc,
 }
 
 impl Default for HealthCheckConfig {
@@ -730,6 +746,8 @@ impl Default for HealthCheckConfig {
             unhealthy_threshold: 2,
             healthy_threshold: 1,
             jitter: None,
+            protocol: HealthCheckProtocol::Http,
+            grpc_service: String::new(),
         }
     }
 }

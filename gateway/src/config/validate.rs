@@ -125,6 +125,12 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
         }
         if let Some(hc) = &up.health_check {
             check_health(hc, &format!("{base}.health_check"), &mut issue);
+            if hc.protocol == super::schema::HealthCheckProtocol::Grpc && !up.protocol.is_http2() {
+                issue(
+                    format!("{base}.health_check.protocol"),
+                    "grpc health checks need an HTTP/2 upstream (protocol: h2 or h2c)".into(),
+                );
+            }
         }
         check_retries(up, &base, &mut issue);
         if let Some(tls) = &up.tls {

@@ -12,7 +12,7 @@ use std::{
 
 use rand::Rng;
 
-use crate::config::HealthCheckConfig;
+use crate::config::{HealthCheckConfig, HealthCheckProtocol};
 use crate::upstream::{Backend, UpstreamPool};
 
 /// Starts the health checks of `pool` (if it has any) on `background`; they stop when the pool
@@ -45,7 +45,14 @@ pub fn spawn(background: &tokio::runtime::Handle, pool: &Arc<UpstreamPool>) {
         loop {
             let Some(pool) = weak.upgrade() else { break };
             streaks.resize(pool.backends.len(), Streak::default());
-            let probes = pool.backends.iter().map(|b| probe(&client, b, &config.path, &range));
+            let probes = pool.backends.iter().map(|b| match config.protocol {
+                HealthCheckProtocol::Http => {
+                    futures_util::future::Either::Left(probe(&client, b, &config.path, &range))
+                }
+                HealthCheckProtocol::Grpc => {
+                    futures_util::future::Either::Right(probe_grpc(&client, b, &config.grpc_service))
+                }
+            });
             let results = futures_util::future::join_all(probes).await;
             for ((backend, streak), result) in pool.backends.iter().zip(&mut streaks).zip(results) {
                 streak.record(&pool.name, backend, result, &config);
@@ -111,5 +118,54 @@ async fn probe(
         Err(e) if e.is_timeout() => Err(format!("GET {path} timed out")),
         Err(e) if e.is_connect() => Err(format!("GET {path}: cannot connect")),
         Err(e) => Err(format!("GET {path}: {e}")),
+    }
+}
+
+/// The gRPC health-checking protocol's path.
+const GRPC_HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
+
+/// `grpc.health.v1.Health/Check` for `service`: healthy when the answer is a
+/// `HealthCheckResponse` saying SERVING (field 1 = 1). A Trailers-Only error answer
+/// (`grpc-status` in its head, no message), NOT_SERVING or anything else is a failure.
+async fn probe_grpc(client: &reqwest::Client, backend: &Backend, service: &str) -> Result<(), String> {
+    // The request message, `HealthCheckRequest { service }`, in gRPC's length-prefixed frame.
+    let mut message = Vec::with_capacity(service.len() + 2);
+    if !service.is_empty() {
+        message.push(0x0a); // field 1, length-delimited
+        let mut n = service.len();
+        while n >= 0x80 {
+            message.push((n as u8 & 0x7f) | 0x80);
+            n >>= 7;
+        }
+        message.push(n as u8);
+        message.extend_from_slice(service.as_bytes());
+    }
+    let mut frame = Vec::with_capacity(5 + message.len());
+    frame.push(0);
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    let url = format!("{}{GRPC_HEALTH_CHECK}", backend.url_prefix);
+    let resp = client
+        .post(&url)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(frame)
+        .send()
+        .await
+        .map_err(|e| {
+            if e.is_timeout() { "gRPC health check timed out".into() } else { format!("gRPC health check: {e}") }
+        })?;
+    if resp.status() != reqwest::StatusCode::OK {
+        return Err(format!("gRPC health check answered HTTP {}", resp.status().as_u16()));
+    }
+    if let Some(status) = resp.headers().get("grpc-status").filter(|s| s.as_bytes() != b"0") {
+        return Err(format!("gRPC health check answered grpc-status {}", String::from_utf8_lossy(status.as_bytes())));
+    }
+    let body = resp.bytes().await.map_err(|e| format!("gRPC health check: {e}"))?;
+    // One frame: uncompressed flag, length, then `HealthCheckResponse { status: 1 }` (SERVING).
+    match body.as_ref() {
+        [0, 0, 0, 0, 2, 0x08, 1] => Ok(()),
+        [0, _, _, _, _, 0x08, status, ..] => Err(format!("gRPC health check: status {status} (1 is SERVING)")),
+        _ => Err("gRPC health check: no HealthCheckResponse in the answer".into()),
     }
 }
