@@ -74,6 +74,9 @@ pub struct Metrics {
     pub tls_certificate_expiry: prometheus::GaugeVec,
     /// `rustygate_acme_orders_total{result}`: ACME orders, `issued` or `failed`.
     pub acme_orders_total: IntCounterVec,
+    /// `rustygate_tls_handshakes_total{listener,version,result}`: TLS handshakes on the HTTPS
+    /// listener (counted by the hyper front end, which accepts TLS itself).
+    pub tls_handshakes_total: IntCounterVec,
     /// `rustygate_grpc_requests_total{route,grpc_status}`: gRPC calls by the status their
     /// answer's head carried (`none` when it comes in trailers).
     pub grpc_requests_total: IntCounterVec,
@@ -239,6 +242,12 @@ impl Metrics {
             "ACME certificate orders (server.tls.acme), by result: issued or failed.",
             &["result"],
         );
+        let tls_handshakes_total = counter(
+            "rustygate_tls_handshakes_total",
+            "TLS handshakes by listener, negotiated version (1.2, 1.3; unknown when it failed) and result \
+             (success, failed). Counted by the hyper front end (server.frontend: hyper).",
+            &["listener", "version", "result"],
+        );
         let grpc_requests_total = counter(
             "rustygate_grpc_requests_total",
             "gRPC calls (content-type application/grpc) by route and the grpc-status of the answer's head \
@@ -304,6 +313,7 @@ impl Metrics {
             connections,
             upstream_tls_errors_total,
             acme_orders_total,
+            tls_handshakes_total,
             grpc_requests_total,
             websocket_connections,
             websocket_connections_total,

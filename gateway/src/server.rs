@@ -86,21 +86,10 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
         io::Error::new(e.kind(), format!("cannot listen on {} (server.listen): {e}", config.server.listen))
     })?;
     let mut tls_certificates = None;
-    if let Some(tls) = &config.server.tls {
-        let resolver = gateway.tls_certificates.as_ref().map(|c| c.resolver()).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "server.tls: the gateway was started without its certificates")
-        })?;
-        let client_auth = gateway.tls_client_ca.as_ref().map(|ca| ca.verifier());
-        let rustls_config = crate::tls::server_config(
-            resolver.clone(),
-            tls.min_version == TlsVersion::Tls13,
-            client_auth,
-            gateway.acme.as_ref().is_some_and(|a| a.answers_on_tls()),
-        )
-        .map_err(|e| io::Error::other(format!("server.tls: {e}")))?;
-        proxy = proxy.bind_rustls_0_23(listen_addr(&tls.listen)?, rustls_config).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot listen on {} (server.tls.listen): {e}", tls.listen))
-        })?;
+    if let Some((resolver, rustls_config, addr)) = tls_setup(&gateway, config)? {
+        proxy = proxy
+            .bind_rustls_0_23(addr, rustls_config)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr} (server.tls.listen): {e}")))?;
         tls_certificates = Some(resolver);
     }
     if !handle_signals {
@@ -119,6 +108,26 @@ pub fn bind(gateway: Arc<Gateway>, config: &Config, handle_signals: bool) -> io:
         acme.start(gateway.background.handle(), &gateway.metrics);
     }
     Ok(Servers { proxy_addrs, tls_addrs, tls_certificates, admin_addrs, proxy: proxy.run(), admin })
+}
+
+/// The HTTPS listener's certificates, rustls configuration and address, when there is one.
+fn tls_setup(
+    gateway: &Gateway,
+    config: &Config,
+) -> io::Result<Option<(Arc<SniResolver>, rustls::ServerConfig, SocketAddr)>> {
+    let Some(tls) = &config.server.tls else { return Ok(None) };
+    let resolver = gateway.tls_certificates.as_ref().map(|c| c.resolver()).ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "server.tls: the gateway was started without its certificates")
+    })?;
+    let client_auth = gateway.tls_client_ca.as_ref().map(|ca| ca.verifier());
+    let rustls_config = crate::tls::server_config(
+        resolver.clone(),
+        tls.min_version == TlsVersion::Tls13,
+        client_auth,
+        gateway.acme.as_ref().is_some_and(|a| a.answers_on_tls()),
+    )
+    .map_err(|e| io::Error::other(format!("server.tls: {e}")))?;
+    Ok(Some((resolver, rustls_config, listen_addr(&tls.listen)?)))
 }
 
 /// The admin listener: bound, running (the returned future), and its addresses.
@@ -159,6 +168,7 @@ fn bind_hyper(
     let h2c = config.server.h2c;
     let connections = gateway.connections.clone();
     let served = gateway.clone();
+    let tls = tls_setup(&gateway, config)?;
     let mut proxy = actix_server::Server::build()
         .workers(workers)
         .backlog(4096)
@@ -178,11 +188,39 @@ fn bind_hyper(
                 }
             })
         })?;
+    let (mut tls_addrs, mut tls_certificates) = (Vec::new(), None);
+    if let Some((resolver, rustls_config, addr)) = tls {
+        let listener = std::net::TcpListener::bind(addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr} (server.tls.listen): {e}")))?;
+        tls_addrs.push(listener.local_addr()?);
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(rustls_config));
+        let (served, connections) = (gateway.clone(), gateway.connections.clone());
+        let handshake_timeout = config.server.client_header_timeout.0;
+        proxy = proxy.listen("https", listener, move || {
+            let (gateway, connections, acceptor) = (served.clone(), connections.clone(), acceptor.clone());
+            actix_service::fn_service(move |tcp: actix_web::rt::net::TcpStream| {
+                let (gateway, acceptor) = (gateway.clone(), acceptor.clone());
+                let open = OpenConnection::new(&connections);
+                async move {
+                    front_hyper::serve_tls_connection(gateway, tcp, acceptor, handshake_timeout).await;
+                    drop(open);
+                    Ok::<_, std::convert::Infallible>(())
+                }
+            })
+        })?;
+        tls_certificates = Some(resolver);
+    }
+    if let Some(addr) = tls_addrs.first() {
+        let _ = gateway.https_port.set(addr.port());
+    }
     if !handle_signals {
         proxy = proxy.disable_signals();
     }
     let (admin, admin_addrs) = admin_server(config, data, handle_signals)?;
-    Ok(Servers { proxy_addrs, tls_addrs: Vec::new(), tls_certificates: None, admin_addrs, proxy: proxy.run(), admin })
+    if let Some(acme) = &gateway.acme {
+        acme.start(gateway.background.handle(), &gateway.metrics);
+    }
+    Ok(Servers { proxy_addrs, tls_addrs, tls_certificates, admin_addrs, proxy: proxy.run(), admin })
 }
 
 /// One open client connection in the gateway's count, for as long as it lives.

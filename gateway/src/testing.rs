@@ -46,7 +46,6 @@ impl TestGateway {
         // `RUSTYGATE_TEST_FRONTEND=hyper`: the same tests against the experimental front end
         // (configurations it cannot serve yet keep actix's).
         if std::env::var("RUSTYGATE_TEST_FRONTEND").is_ok_and(|f| f == "hyper")
-            && config.server.tls.is_none()
             && config.server.max_connections_per_ip == 0
             && !config.routes.iter().any(|r| r.websocket)
         {

@@ -648,3 +648,36 @@ fn large_bodies_stream_both_ways_over_http2() {
 fn byte_pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
 }
+
+/// `rustygate_tls_handshakes_total{listener,version,result}` on the hyper front end, which
+/// accepts TLS itself: curl's handshakes count as successes with their version; plain HTTP sent
+/// to the HTTPS port, and a TLS 1.2 client on a TLS 1.3-only listener, as failures. Both front
+/// ends serve the same answers (curl over HTTP/1.1 and HTTP/2, the backend told `https`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_handshakes_are_counted_by_version_and_result() {
+    let pki = Pki::new();
+    let pair = pki.leaf("api", &["api.test"], 2);
+    let backend = MockServer::start("b0");
+    let yaml = tls_config(&backend, &[pair], "    min_version: \"1.3\"\n")
+        .replace("server:\n", "server:\n  frontend: hyper\n");
+    let gw = TestGateway::start(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    for flag in ["--http1.1", "--http2"] {
+        let (out, err, ok) = curl(&gw, &pki, "api.test", &[flag, "-w", "\n%{http_code}"]);
+        assert!(ok && out.ends_with("\n200"), "curl {flag}: {err}{out}");
+        assert_eq!(
+            echoed(&serde_json::from_str(out.rsplit_once('\n').unwrap().0).unwrap(), "x-forwarded-proto"),
+            ["https"]
+        );
+    }
+    let tls_addr = gw.tls_addr.unwrap();
+    let answer = raw(tls_addr, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(!answer.starts_with("HTTP/1.1 200"), "plain HTTP on the TLS port: {answer}");
+    let old = s_client(&gw, &["-tls1_2", "-servername", "api.test"]);
+    assert!(!handshake_done(&old), "TLS 1.2 on a 1.3-only listener: {old}");
+    let m = scrape(&gw).await;
+    let handshakes = |version: &str, result: &str| {
+        metric(&m, "rustygate_tls_handshakes_total", &[("listener", "https"), ("version", version), ("result", result)])
+    };
+    assert_eq!(handshakes("1.3", "success"), 2.0, "{m}");
+    assert_eq!(handshakes("unknown", "failed"), 2.0, "{m}");
+}

@@ -1,14 +1,15 @@
 //! The hyper front end (`server.frontend: hyper`, experimental): hyper's HTTP/1.1 server, and
-//! HTTP/2 with prior knowledge when `server.h2c` is on, in front of the same pipeline as the
-//! actix front end. Each connection runs on the actix worker that accepted it (actix-server's
+//! HTTP/2 with prior knowledge when `server.h2c` is on; on the HTTPS listener, the TLS handshake
+//! (tokio-rustls with the listener's rustls configuration, counted by result and version) then
+//! HTTP/2 or HTTP/1.1 by ALPN; in front of the same pipeline as the actix front end. Each connection runs on the actix worker that accepted it (actix-server's
 //! accept loop and workers), so the pipeline's per-worker state (the upstream pools) is shared
 //! with nothing else.
 //!
 //! Why a second front end: the request head arrives in the pipeline's own types (`http` 1.x,
 //! no conversion), and hyper's server sends response trailers and takes HTTP/2 limits, which
 //! gRPC and the HTTPS listener's handshake accounting need. What it does not do yet (the
-//! configuration refuses it): the HTTPS listener, WebSocket, per-peer connection limits; the
-//! keep-alive idle timeout is hyper's header timeout (`server.client_header_timeout`).
+//! configuration refuses it): WebSocket, per-peer connection limits; the keep-alive idle
+//! timeout is hyper's header timeout (`server.client_header_timeout`).
 
 use std::{
     convert::Infallible,
@@ -33,17 +34,81 @@ use crate::{
         message::{RequestHead, ResponseBody},
     },
     proxy::h2_client::LocalExec,
+    tls::ConnectionTls,
 };
 
-/// Serves one client connection until it ends.
+/// Serves one plain client connection until it ends.
 pub async fn serve_connection(gateway: Arc<Gateway>, tcp: tokio::net::TcpStream, h2c: bool) {
     let peer = tcp.peer_addr().map(|a| a.ip()).unwrap_or(Ipv6Addr::UNSPECIFIED.into());
     let _ = tcp.set_nodelay(true);
-    let io = TokioIo::new(tcp);
+    serve_io(gateway, TokioIo::new(tcp), peer, None, if h2c { Protocols::Auto } else { Protocols::Http1 }).await;
+}
+
+/// Serves one connection of the HTTPS listener: the TLS handshake (counted in
+/// `rustygate_tls_handshakes_total`), then HTTP/2 or HTTP/1.1 as ALPN agreed.
+pub async fn serve_tls_connection(
+    gateway: Arc<Gateway>,
+    tcp: tokio::net::TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    handshake_timeout: std::time::Duration,
+) {
+    let peer = tcp.peer_addr().map(|a| a.ip()).unwrap_or(Ipv6Addr::UNSPECIFIED.into());
+    let _ = tcp.set_nodelay(true);
+    let counted = |version: &str, result: &str| {
+        gateway.metrics.tls_handshakes_total.with_label_values(&["https", version, result]).inc();
+    };
+    let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            counted("unknown", "failed");
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_elapsed) => {
+            counted("unknown", "failed");
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let tls = ConnectionTls::of(stream.get_ref().1);
+    counted(if tls.version.is_empty() { "unknown" } else { tls.version }, "success");
+    let protocols = match stream.get_ref().1.alpn_protocol() {
+        Some(b"h2") => Protocols::Http2,
+        // ACME's TLS-ALPN-01 validation ends with the handshake.
+        Some(b"acme-tls/1") => return,
+        _ => Protocols::Http1,
+    };
+    serve_io(gateway, TokioIo::new(stream), peer, Some(Arc::new(tls)), protocols).await;
+}
+
+/// What a connection may speak.
+#[derive(Clone, Copy)]
+enum Protocols {
+    Http1,
+    Http2,
+    /// HTTP/1.1, or HTTP/2 with prior knowledge (told apart by the first bytes).
+    Auto,
+}
+
+async fn serve_io<T>(
+    gateway: Arc<Gateway>,
+    io: TokioIo<T>,
+    peer: IpAddr,
+    tls: Option<Arc<ConnectionTls>>,
+    protocols: Protocols,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let server = &gateway.runtime.load().config.server;
     let header_timeout = server.client_header_timeout.0;
-    let service = hyper::service::service_fn(move |req| handle(gateway.clone(), peer, req));
-    let result = if h2c {
+    let service = hyper::service::service_fn(move |req| handle(gateway.clone(), peer, tls.clone(), req));
+    let result = if let Protocols::Http2 = protocols {
+        hyper::server::conn::http2::Builder::new(LocalExec)
+            .timer(TokioTimer::new())
+            .serve_connection(io, service)
+            .await
+            .map_err(Into::into)
+    } else if let Protocols::Auto = protocols {
         let mut builder = hyper_util::server::conn::auto::Builder::new(LocalExec);
         builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
         builder.serve_connection(io, service).await
@@ -61,6 +126,7 @@ pub async fn serve_connection(gateway: Arc<Gateway>, tcp: tokio::net::TcpStream,
 async fn handle(
     gateway: Arc<Gateway>,
     peer: IpAddr,
+    tls: Option<Arc<ConnectionTls>>,
     req: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<FrontBody>, Infallible> {
     let rt = gateway.runtime.load_full();
@@ -84,7 +150,7 @@ async fn handle(
         .boxed_local()
     };
     let Served { response, finish } =
-        driver::serve(&gateway, rt, head, body, Connection { peer, refused: None, tls: None }).await;
+        driver::serve(&gateway, rt, head, body, Connection { peer, refused: None, tls }).await;
     let mut resp = hyper::Response::new(FrontBody::new(response.body, finish));
     *resp.status_mut() = response.status;
     *resp.headers_mut() = response.headers;
