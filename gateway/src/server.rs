@@ -182,7 +182,7 @@ fn bind_hyper(
                 // Counted while open (`rustygate_connections`), as the actix front end does.
                 let open = OpenConnection::new(&connections);
                 async move {
-                    front_hyper::serve_connection(gateway, tcp, h2c).await;
+                    front_hyper::serve_connection(gateway, tcp, open.1, h2c).await;
                     drop(open);
                     Ok::<_, std::convert::Infallible>(())
                 }
@@ -202,7 +202,7 @@ fn bind_hyper(
                 let (gateway, acceptor) = (gateway.clone(), acceptor.clone());
                 let open = OpenConnection::new(&connections);
                 async move {
-                    front_hyper::serve_tls_connection(gateway, tcp, acceptor, handshake_timeout).await;
+                    front_hyper::serve_tls_connection(gateway, tcp, open.1, acceptor, handshake_timeout).await;
                     drop(open);
                     Ok::<_, std::convert::Infallible>(())
                 }
@@ -224,12 +224,12 @@ fn bind_hyper(
 }
 
 /// One open client connection in the gateway's count, for as long as it lives.
-struct OpenConnection(Arc<std::sync::atomic::AtomicUsize>);
+struct OpenConnection(Arc<std::sync::atomic::AtomicUsize>, usize);
 
 impl OpenConnection {
     fn new(count: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
-        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Self(count.clone())
+        let rank = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        Self(count.clone(), rank)
     }
 }
 

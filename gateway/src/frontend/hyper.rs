@@ -9,7 +9,9 @@
 //! no conversion), and hyper's server sends response trailers and takes HTTP/2 limits, which
 //! gRPC and the HTTPS listener's handshake accounting need. What it does not do yet (the
 //! configuration refuses it): WebSocket, per-peer connection limits; the keep-alive idle
-//! timeout is hyper's header timeout (`server.client_header_timeout`).
+//! timeout is hyper's header timeout (`server.client_header_timeout`); no 408 on a slow head.
+//! Like the actix front end: `server.max_connections` (503 and the connection closed past it),
+//! `server.send_timeout` (the kernel's limit on unacknowledged writes).
 
 use std::{
     convert::Infallible,
@@ -26,6 +28,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 
 use crate::{
+    error::GatewayError,
     gateway::Gateway,
     pipeline::{
         body::{BodyError, BodySource},
@@ -37,11 +40,30 @@ use crate::{
     tls::ConnectionTls,
 };
 
-/// Serves one plain client connection until it ends.
-pub async fn serve_connection(gateway: Arc<Gateway>, tcp: tokio::net::TcpStream, h2c: bool) {
-    let peer = tcp.peer_addr().map(|a| a.ip()).unwrap_or(Ipv6Addr::UNSPECIFIED.into());
+/// Serves one plain client connection until it ends; `rank` is its number among the open
+/// connections when it was accepted (past `server.max_connections`, its requests get 503).
+pub async fn serve_connection(gateway: Arc<Gateway>, tcp: tokio::net::TcpStream, rank: usize, h2c: bool) {
+    let peer = prepare(&gateway, &tcp);
+    let protocols = if h2c { Protocols::Auto } else { Protocols::Http1 };
+    serve_io(gateway, TokioIo::new(tcp), Accepted { peer, rank, tls: None }, protocols).await;
+}
+
+/// The peer's address, and the socket set up as the actix front end sets its own: no Nagle, and
+/// `server.send_timeout` as the kernel's limit on unacknowledged writes (a client that stops
+/// reading cannot hold the connection).
+fn prepare(gateway: &Gateway, tcp: &tokio::net::TcpStream) -> IpAddr {
     let _ = tcp.set_nodelay(true);
-    serve_io(gateway, TokioIo::new(tcp), peer, None, if h2c { Protocols::Auto } else { Protocols::Http1 }).await;
+    let send_timeout = gateway.runtime.load().config.server.send_timeout.0;
+    let _ = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(send_timeout));
+    tcp.peer_addr().map(|a| a.ip()).unwrap_or(Ipv6Addr::UNSPECIFIED.into())
+}
+
+/// What the front end knows of an accepted connection.
+#[derive(Clone)]
+struct Accepted {
+    peer: IpAddr,
+    rank: usize,
+    tls: Option<Arc<ConnectionTls>>,
 }
 
 /// Serves one connection of the HTTPS listener: the TLS handshake (counted in
@@ -49,11 +71,11 @@ pub async fn serve_connection(gateway: Arc<Gateway>, tcp: tokio::net::TcpStream,
 pub async fn serve_tls_connection(
     gateway: Arc<Gateway>,
     tcp: tokio::net::TcpStream,
+    rank: usize,
     acceptor: tokio_rustls::TlsAcceptor,
     handshake_timeout: std::time::Duration,
 ) {
-    let peer = tcp.peer_addr().map(|a| a.ip()).unwrap_or(Ipv6Addr::UNSPECIFIED.into());
-    let _ = tcp.set_nodelay(true);
+    let peer = prepare(&gateway, &tcp);
     let counted = |version: &str, result: &str| {
         gateway.metrics.tls_handshakes_total.with_label_values(&["https", version, result]).inc();
     };
@@ -78,7 +100,7 @@ pub async fn serve_tls_connection(
         Some(b"acme-tls/1") => return,
         _ => Protocols::Http1,
     };
-    serve_io(gateway, TokioIo::new(stream), peer, Some(Arc::new(tls)), protocols).await;
+    serve_io(gateway, TokioIo::new(stream), Accepted { peer, rank, tls: Some(Arc::new(tls)) }, protocols).await;
 }
 
 /// What a connection may speak.
@@ -90,18 +112,13 @@ enum Protocols {
     Auto,
 }
 
-async fn serve_io<T>(
-    gateway: Arc<Gateway>,
-    io: TokioIo<T>,
-    peer: IpAddr,
-    tls: Option<Arc<ConnectionTls>>,
-    protocols: Protocols,
-) where
+async fn serve_io<T>(gateway: Arc<Gateway>, io: TokioIo<T>, accepted: Accepted, protocols: Protocols)
+where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let server = &gateway.runtime.load().config.server;
     let header_timeout = server.client_header_timeout.0;
-    let service = hyper::service::service_fn(move |req| handle(gateway.clone(), peer, tls.clone(), req));
+    let service = hyper::service::service_fn(move |req| handle(gateway.clone(), accepted.clone(), req));
     let result = if let Protocols::Http2 = protocols {
         hyper::server::conn::http2::Builder::new(LocalExec)
             .timer(TokioTimer::new())
@@ -125,11 +142,13 @@ async fn serve_io<T>(
 /// One request: its head and body into the pipeline, the pipeline's response back.
 async fn handle(
     gateway: Arc<Gateway>,
-    peer: IpAddr,
-    tls: Option<Arc<ConnectionTls>>,
+    accepted: Accepted,
     req: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<FrontBody>, Infallible> {
     let rt = gateway.runtime.load_full();
+    // Over `server.max_connections`: refused with a 503 that closes the connection.
+    let refused = (accepted.rank > rt.max_connections).then_some(GatewayError::TooManyConnections);
+    let closing = refused.is_some() && req.version() < hyper::Version::HTTP_2;
     let (parts, incoming) = req.into_parts();
     let head = RequestHead { method: parts.method, uri: parts.uri, version: parts.version, headers: parts.headers };
     let body: BodySource = if incoming.is_end_stream() {
@@ -150,10 +169,14 @@ async fn handle(
         .boxed_local()
     };
     let Served { response, finish } =
-        driver::serve(&gateway, rt, head, body, Connection { peer, refused: None, tls }).await;
+        driver::serve(&gateway, rt, head, body, Connection { peer: accepted.peer, refused, tls: accepted.tls }).await;
     let mut resp = hyper::Response::new(FrontBody::new(response.body, finish));
     *resp.status_mut() = response.status;
     *resp.headers_mut() = response.headers;
+    if closing {
+        resp.headers_mut()
+            .insert(crate::http_types::header::CONNECTION, crate::http_types::HeaderValue::from_static("close"));
+    }
     Ok(resp)
 }
 
