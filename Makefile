@@ -95,7 +95,7 @@ unit-hyper-frontend: ## the core integration suites again, served by the experim
 	RUSTYGATE_TEST_FRONTEND=hyper $(CARGO) nextest run --locked -p rustygate $(FEATURES) --no-fail-fast \
 	  --test forwarding --test errors_and_admin --test upstreams --test auth --test rate_limit --test cors \
 	  --test h2c --test grpc --test hostile --test reload --test resilience --test tls --test acme \
-	  --test upstream_tls --test upstream_h2 \
+	  --test upstream_tls --test upstream_h2 --test websocket \
 	  -E 'not test(/$(HYPER_FRONTEND_GAPS)/)'
 
 unit-nowasm: ## a build without the `wasm` feature refuses configurations naming plugins

@@ -47,7 +47,6 @@ impl TestGateway {
         // (configurations it cannot serve yet keep actix's).
         if std::env::var("RUSTYGATE_TEST_FRONTEND").is_ok_and(|f| f == "hyper")
             && config.server.max_connections_per_ip == 0
-            && !config.routes.iter().any(|r| r.websocket)
         {
             config.server.frontend = config::Frontend::Hyper;
         }

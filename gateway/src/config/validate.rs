@@ -31,14 +31,6 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
                 issue(key.into(), "not supported with server.frontend: hyper (experimental) yet".into());
             }
         }
-        for (i, route) in config.routes.iter().enumerate() {
-            if route.websocket {
-                issue(
-                    format!("routes[{i}].websocket"),
-                    "not supported with server.frontend: hyper (experimental) yet".into(),
-                );
-            }
-        }
     }
     if config.server.redirect_https && config.server.tls.is_none() {
         issue("server.redirect_https".into(), "needs an HTTPS listener to redirect to (server.tls)".into());

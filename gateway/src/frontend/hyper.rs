@@ -8,7 +8,7 @@
 //! Why a second front end: the request head arrives in the pipeline's own types (`http` 1.x,
 //! no conversion), and hyper's server sends response trailers and takes HTTP/2 limits, which
 //! gRPC and the HTTPS listener's handshake accounting need. What it does not do yet (the
-//! configuration refuses it): WebSocket, per-peer connection limits; the keep-alive idle
+//! configuration refuses it): per-peer connection limits; the keep-alive idle
 //! timeout is hyper's header timeout (`server.client_header_timeout`); no 408 on a slow head.
 //! Like the actix front end: `server.max_connections` (503 and the connection closed past it),
 //! `server.send_timeout` (the kernel's limit on unacknowledged writes).
@@ -30,6 +30,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use crate::{
     error::GatewayError,
     gateway::Gateway,
+    http_types::StatusCode,
     pipeline::{
         body::{BodyError, BodySource},
         ctx::Finish,
@@ -128,11 +129,11 @@ where
     } else if let Protocols::Auto = protocols {
         let mut builder = hyper_util::server::conn::auto::Builder::new(LocalExec);
         builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
-        builder.serve_connection(io, service).await
+        builder.serve_connection_with_upgrades(io, service).await
     } else {
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).writev(false);
-        builder.serve_connection(io, service).await.map_err(Into::into)
+        builder.serve_connection(io, service).with_upgrades().await.map_err(Into::into)
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "client connection ended");
@@ -143,15 +144,51 @@ where
 async fn handle(
     gateway: Arc<Gateway>,
     accepted: Accepted,
-    req: hyper::Request<Incoming>,
+    mut req: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<FrontBody>, Infallible> {
     let rt = gateway.runtime.load_full();
+    // A WebSocket handshake: what the client sends after it comes from the upgraded connection.
+    let upgrade = crate::websocket::is_handshake(req.method(), req.version(), req.headers())
+        .then(|| Upgrade::new(hyper::upgrade::on(&mut req)));
     // Over `server.max_connections`: refused with a 503 that closes the connection.
     let refused = (accepted.rank > rt.max_connections).then_some(GatewayError::TooManyConnections);
     let closing = refused.is_some() && req.version() < hyper::Version::HTTP_2;
     let (parts, incoming) = req.into_parts();
     let head = RequestHead { method: parts.method, uri: parts.uri, version: parts.version, headers: parts.headers };
-    let body: BodySource = if incoming.is_end_stream() {
+    let (body, client_writer): (BodySource, _) = match upgrade {
+        Some(upgrade) => (upgrade.client_bytes, Some(upgrade.writer)),
+        None => (request_body(incoming), None),
+    };
+    let Served { response, finish } =
+        driver::serve(&gateway, rt, head, body, Connection { peer: accepted.peer, refused, tls: accepted.tls }).await;
+    // A WebSocket session: the 101 goes out bodiless, and its relay is written to the upgraded
+    // connection by a task that keeps the request's record until the session ends.
+    let (resp_body, finish) = match (response.body, client_writer) {
+        (ResponseBody::Stream { stream, .. }, Some(writer)) if response.status == StatusCode::SWITCHING_PROTOCOLS => {
+            actix_web::rt::spawn(relay_to_client(stream, writer, finish));
+            (ResponseBody::None, None)
+        }
+        (body, _) => (body, Some(finish)),
+    };
+    let mut resp = hyper::Response::new(FrontBody::new(resp_body, finish));
+    *resp.status_mut() = response.status;
+    *resp.headers_mut() = response.headers;
+    if response.status == StatusCode::SWITCHING_PROTOCOLS {
+        // The connection option that goes with `Upgrade` (hyper adds none).
+        resp.headers_mut()
+            .insert(crate::http_types::header::CONNECTION, crate::http_types::HeaderValue::from_static("upgrade"));
+    }
+    if closing {
+        resp.headers_mut()
+            .insert(crate::http_types::header::CONNECTION, crate::http_types::HeaderValue::from_static("close"));
+    }
+    Ok(resp)
+}
+
+/// The request body as the pipeline reads it: the data frames of hyper's body (trailers are
+/// not read: the pipeline has no use for them).
+fn request_body(incoming: Incoming) -> BodySource {
+    if incoming.is_end_stream() {
         stream::empty().boxed_local()
     } else {
         stream::unfold(incoming, move |mut incoming| async move {
@@ -167,17 +204,74 @@ async fn handle(
             }
         })
         .boxed_local()
-    };
-    let Served { response, finish } =
-        driver::serve(&gateway, rt, head, body, Connection { peer: accepted.peer, refused, tls: accepted.tls }).await;
-    let mut resp = hyper::Response::new(FrontBody::new(response.body, finish));
-    *resp.status_mut() = response.status;
-    *resp.headers_mut() = response.headers;
-    if closing {
-        resp.headers_mut()
-            .insert(crate::http_types::header::CONNECTION, crate::http_types::HeaderValue::from_static("close"));
     }
-    Ok(resp)
+}
+
+/// The client's side of a WebSocket handshake on this front end: once hyper has sent the 101 and
+/// handed the connection over, its bytes (for the relay's client-to-backend direction) and its
+/// writing half (for the backend-to-client one).
+struct Upgrade {
+    client_bytes: BodySource,
+    writer: tokio::sync::oneshot::Receiver<ClientWriter>,
+}
+
+type ClientWriter = tokio::io::WriteHalf<TokioIo<hyper::upgrade::Upgraded>>;
+
+impl Upgrade {
+    fn new(on_upgrade: hyper::upgrade::OnUpgrade) -> Self {
+        let (tx, writer) = tokio::sync::oneshot::channel();
+        let mut tx = Some(tx);
+        let client_bytes = stream::once(on_upgrade)
+            .flat_map(move |upgraded| -> BodySource {
+                match upgraded {
+                    Ok(upgraded) => {
+                        let (reader, writer) = tokio::io::split(TokioIo::new(upgraded));
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(writer);
+                        }
+                        read_stream(reader)
+                    }
+                    Err(e) => stream::once(async move { Err(BodyError::Read(e.to_string())) }).boxed_local(),
+                }
+            })
+            .boxed_local();
+        Self { client_bytes, writer }
+    }
+}
+
+/// Bytes read from `reader` until it ends or fails.
+fn read_stream(reader: tokio::io::ReadHalf<TokioIo<hyper::upgrade::Upgraded>>) -> BodySource {
+    use tokio::io::AsyncReadExt;
+    stream::unfold(Some((reader, bytes::BytesMut::new())), |state| async move {
+        let (mut reader, mut buf) = state?;
+        buf.reserve(16 * 1024);
+        match reader.read_buf(&mut buf).await {
+            Ok(0) => None,
+            Ok(_) => Some((Ok(buf.split().freeze()), Some((reader, buf)))),
+            Err(e) => Some((Err(BodyError::Read(e.to_string())), None)),
+        }
+    })
+    .boxed_local()
+}
+
+/// Writes the session's backend-to-client bytes to the upgraded connection, then ends the
+/// request's record (its access log line is the session's).
+async fn relay_to_client(
+    mut relay: futures_util::stream::LocalBoxStream<'static, Result<Bytes, crate::pipeline::message::BoxError>>,
+    writer: tokio::sync::oneshot::Receiver<ClientWriter>,
+    mut finish: Finish,
+) {
+    use tokio::io::AsyncWriteExt;
+    let Ok(mut writer) = writer.await else { return };
+    while let Some(Ok(chunk)) = relay.next().await {
+        if writer.write_all(&chunk).await.is_err() {
+            break;
+        }
+        finish.bytes_out += chunk.len() as u64;
+    }
+    let _ = writer.shutdown().await;
+    drop(relay);
+    finish.completed = true;
 }
 
 /// The pipeline's response body as hyper sends it, ending the request's record when done or
@@ -190,16 +284,16 @@ pub struct FrontBody {
 }
 
 impl FrontBody {
-    fn new(inner: ResponseBody, mut finish: Finish) -> Self {
+    fn new(inner: ResponseBody, mut finish: Option<Finish>) -> Self {
         let empty = match &inner {
             ResponseBody::None | ResponseBody::HeadOf(_) | ResponseBody::Switched(_) => true,
             ResponseBody::Full(b) => b.is_empty(),
             ResponseBody::Stream { length, .. } => *length == Some(0),
         };
-        if empty {
-            finish.completed = true;
+        if empty && let Some(f) = finish.as_mut() {
+            f.completed = true;
         }
-        Self { inner, finish: Some(finish), ended: false }
+        Self { inner, finish, ended: false }
     }
 }
 
