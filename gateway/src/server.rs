@@ -169,21 +169,23 @@ fn bind_hyper(
     let connections = gateway.connections.clone();
     let served = gateway.clone();
     let tls = tls_setup(&gateway, config)?;
+    let per_ip = (config.server.max_connections_per_ip > 0).then(|| Arc::new(PerIpConnections::default()));
+    let per_ip_tls = per_ip.clone();
     let mut proxy = actix_server::Server::build()
         .workers(workers)
         .backlog(4096)
         .max_concurrent_connections((config.server.max_connections as usize).div_ceil(workers) + 64)
         .shutdown_timeout(config.server.shutdown_timeout.0.as_secs() + 1)
         .listen("proxy", listener, move || {
-            let gateway = served.clone();
-            let connections = connections.clone();
+            let (gateway, connections, per_ip) = (served.clone(), connections.clone(), per_ip.clone());
             actix_service::fn_service(move |tcp: actix_web::rt::net::TcpStream| {
                 let gateway = gateway.clone();
-                // Counted while open (`rustygate_connections`), as the actix front end does.
-                let open = OpenConnection::new(&connections);
+                // Counted while open (`rustygate_connections`, the peer's share), as the actix
+                // front end does.
+                let peer = tcp.peer_addr().ok().map(|a| a.ip());
+                let state = ConnectionState::open(&connections, per_ip.as_ref(), peer);
                 async move {
-                    front_hyper::serve_connection(gateway, tcp, open.1, h2c).await;
-                    drop(open);
+                    front_hyper::serve_connection(gateway, tcp, state, h2c).await;
                     Ok::<_, std::convert::Infallible>(())
                 }
             })
@@ -198,12 +200,13 @@ fn bind_hyper(
         let handshake_timeout = config.server.client_header_timeout.0;
         proxy = proxy.listen("https", listener, move || {
             let (gateway, connections, acceptor) = (served.clone(), connections.clone(), acceptor.clone());
+            let per_ip = per_ip_tls.clone();
             actix_service::fn_service(move |tcp: actix_web::rt::net::TcpStream| {
                 let (gateway, acceptor) = (gateway.clone(), acceptor.clone());
-                let open = OpenConnection::new(&connections);
+                let peer = tcp.peer_addr().ok().map(|a| a.ip());
+                let state = ConnectionState::open(&connections, per_ip.as_ref(), peer);
                 async move {
-                    front_hyper::serve_tls_connection(gateway, tcp, open.1, acceptor, handshake_timeout).await;
-                    drop(open);
+                    front_hyper::serve_tls_connection(gateway, tcp, state, acceptor, handshake_timeout).await;
                     Ok::<_, std::convert::Infallible>(())
                 }
             })
@@ -221,22 +224,6 @@ fn bind_hyper(
         acme.start(gateway.background.handle(), &gateway.metrics);
     }
     Ok(Servers { proxy_addrs, tls_addrs, tls_certificates, admin_addrs, proxy: proxy.run(), admin })
-}
-
-/// One open client connection in the gateway's count, for as long as it lives.
-struct OpenConnection(Arc<std::sync::atomic::AtomicUsize>, usize);
-
-impl OpenConnection {
-    fn new(count: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
-        let rank = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        Self(count.clone(), rank)
-    }
-}
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 /// A listen address, as parsed when the configuration was read.

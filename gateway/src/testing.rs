@@ -43,11 +43,8 @@ impl TestGateway {
         if config.server.workers == 0 {
             config.server.workers = 2;
         }
-        // `RUSTYGATE_TEST_FRONTEND=hyper`: the same tests against the experimental front end
-        // (configurations it cannot serve yet keep actix's).
-        if std::env::var("RUSTYGATE_TEST_FRONTEND").is_ok_and(|f| f == "hyper")
-            && config.server.max_connections_per_ip == 0
-        {
+        // `RUSTYGATE_TEST_FRONTEND=hyper`: the same tests against the experimental front end.
+        if std::env::var("RUSTYGATE_TEST_FRONTEND").is_ok_and(|f| f == "hyper") {
             config.server.frontend = config::Frontend::Hyper;
         }
         Self::run(Gateway::with_filters(config.clone(), filters)?, config)

@@ -356,8 +356,8 @@ pub enum Frontend {
     /// actix-web (actix-http): every feature.
     #[default]
     Actix,
-    /// hyper's server (HTTP/1.1, h2c with `server.h2c`, the HTTPS listener), experimental: no
-    /// per-peer connection limits yet (docs/architecture.md, "Front ends").
+    /// hyper's server (HTTP/1.1, h2c with `server.h2c`, the HTTPS listener), experimental
+    /// (docs/architecture.md, "Front ends").
     Hyper,
 }
 

@@ -23,15 +23,6 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
     check_plugins(config, &mut issue);
 
     let proxy_addr = check_listen(&config.server.listen, "server.listen", &mut issue);
-    if config.server.frontend == super::schema::Frontend::Hyper {
-        // What the experimental front end does not do yet is refused, not silently skipped.
-        let unsupported = [("server.max_connections_per_ip", config.server.max_connections_per_ip > 0)];
-        for (key, set) in unsupported {
-            if set {
-                issue(key.into(), "not supported with server.frontend: hyper (experimental) yet".into());
-            }
-        }
-    }
     if config.server.redirect_https && config.server.tls.is_none() {
         issue("server.redirect_https".into(), "needs an HTTPS listener to redirect to (server.tls)".into());
     }

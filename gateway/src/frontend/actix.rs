@@ -79,6 +79,13 @@ impl ConnectionState {
         self
     }
 
+    /// Whether this connection is over `server.max_connections` or its peer's share
+    /// (`max_connections_per_ip`): its requests are refused with a 503 that closes it. Any front
+    /// end's.
+    pub fn over_limits(&self, rt: &Runtime) -> bool {
+        self.rank > rt.max_connections || (rt.max_connections_per_ip > 0 && self.ip_rank > rt.max_connections_per_ip)
+    }
+
     /// Why a request on this connection is refused before it is looked at, if it is.
     fn admit(&self, req: &HttpRequest, rt: &Runtime) -> Option<GatewayError> {
         if self.closing.get() {
@@ -86,8 +93,7 @@ impl ConnectionState {
         }
         // Over `server.max_connections` (or the peer's share): refused with a 503 that closes
         // the connection.
-        if self.rank > rt.max_connections || (rt.max_connections_per_ip > 0 && self.ip_rank > rt.max_connections_per_ip)
-        {
+        if self.over_limits(rt) {
             self.closing.set(true);
             return Some(GatewayError::TooManyConnections);
         }

@@ -1,22 +1,23 @@
 //! The hyper front end (`server.frontend: hyper`, experimental): hyper's HTTP/1.1 server, and
 //! HTTP/2 with prior knowledge when `server.h2c` is on; on the HTTPS listener, the TLS handshake
-//! (tokio-rustls with the listener's rustls configuration, counted by result and version) then
-//! HTTP/2 or HTTP/1.1 by ALPN; in front of the same pipeline as the actix front end. Each connection runs on the actix worker that accepted it (actix-server's
-//! accept loop and workers), so the pipeline's per-worker state (the upstream pools) is shared
-//! with nothing else.
+//! (tokio-rustls with the listener's rustls configuration, counted by result and version), then
+//! HTTP/2 or HTTP/1.1 by ALPN; in front of the same pipeline as the actix front end. Each
+//! connection runs on the actix worker that accepted it (actix-server's accept loop and
+//! workers), so the pipeline's per-worker state (the upstream pools) is shared with nothing else.
 //!
 //! Why a second front end: the request head arrives in the pipeline's own types (`http` 1.x,
 //! no conversion), and hyper's server sends response trailers and takes HTTP/2 limits, which
-//! gRPC and the HTTPS listener's handshake accounting need. What it does not do yet (the
-//! configuration refuses it): per-peer connection limits; the keep-alive idle
-//! timeout is hyper's header timeout (`server.client_header_timeout`); no 408 on a slow head.
-//! Like the actix front end: `server.max_connections` (503 and the connection closed past it),
-//! `server.send_timeout` (the kernel's limit on unacknowledged writes).
+//! gRPC and the HTTPS listener's handshake accounting need. Like the actix front end: the
+//! connection limits (a 503 that closes the connection past them), `server.send_timeout` (the
+//! kernel's limit on unacknowledged writes), WebSocket sessions. Not yet (docs/architecture.md,
+//! "Front ends"): the keep-alive idle timeout (idle connections wait
+//! `server.client_header_timeout`), a 408 on a slow head, lingering after an early answer.
 
 use std::{
     convert::Infallible,
     net::{IpAddr, Ipv6Addr},
     pin::Pin,
+    rc::Rc,
     sync::Arc,
     task::{Context, Poll},
 };
@@ -27,6 +28,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 
+use super::actix::ConnectionState;
 use crate::{
     error::GatewayError,
     gateway::Gateway,
@@ -43,10 +45,10 @@ use crate::{
 
 /// Serves one plain client connection until it ends; `rank` is its number among the open
 /// connections when it was accepted (past `server.max_connections`, its requests get 503).
-pub async fn serve_connection(gateway: Arc<Gateway>, tcp: tokio::net::TcpStream, rank: usize, h2c: bool) {
+pub async fn serve_connection(gateway: Arc<Gateway>, tcp: tokio::net::TcpStream, state: ConnectionState, h2c: bool) {
     let peer = prepare(&gateway, &tcp);
     let protocols = if h2c { Protocols::Auto } else { Protocols::Http1 };
-    serve_io(gateway, TokioIo::new(tcp), Accepted { peer, rank, tls: None }, protocols).await;
+    serve_io(gateway, TokioIo::new(tcp), Accepted { peer, state: Rc::new(state), tls: None }, protocols).await;
 }
 
 /// The peer's address, and the socket set up as the actix front end sets its own: no Nagle, and
@@ -63,7 +65,8 @@ fn prepare(gateway: &Gateway, tcp: &tokio::net::TcpStream) -> IpAddr {
 #[derive(Clone)]
 struct Accepted {
     peer: IpAddr,
-    rank: usize,
+    /// Its place in the connection counts (decremented when the connection ends).
+    state: Rc<ConnectionState>,
     tls: Option<Arc<ConnectionTls>>,
 }
 
@@ -72,7 +75,7 @@ struct Accepted {
 pub async fn serve_tls_connection(
     gateway: Arc<Gateway>,
     tcp: tokio::net::TcpStream,
-    rank: usize,
+    state: ConnectionState,
     acceptor: tokio_rustls::TlsAcceptor,
     handshake_timeout: std::time::Duration,
 ) {
@@ -101,7 +104,13 @@ pub async fn serve_tls_connection(
         Some(b"acme-tls/1") => return,
         _ => Protocols::Http1,
     };
-    serve_io(gateway, TokioIo::new(stream), Accepted { peer, rank, tls: Some(Arc::new(tls)) }, protocols).await;
+    serve_io(
+        gateway,
+        TokioIo::new(stream),
+        Accepted { peer, state: Rc::new(state), tls: Some(Arc::new(tls)) },
+        protocols,
+    )
+    .await;
 }
 
 /// What a connection may speak.
@@ -119,16 +128,21 @@ where
 {
     let server = &gateway.runtime.load().config.server;
     let header_timeout = server.client_header_timeout.0;
+    // HTTP/2 header blocks up to four times the pipeline's own head limit are decoded, so that the
+    // pipeline answers 431 as over HTTP/1.1; larger ones reset the stream (bounded memory).
+    let header_list = u32::try_from(server.max_request_head_size.0.saturating_mul(4)).unwrap_or(u32::MAX);
     let service = hyper::service::service_fn(move |req| handle(gateway.clone(), accepted.clone(), req));
     let result = if let Protocols::Http2 = protocols {
         hyper::server::conn::http2::Builder::new(LocalExec)
             .timer(TokioTimer::new())
+            .max_header_list_size(header_list)
             .serve_connection(io, service)
             .await
             .map_err(Into::into)
     } else if let Protocols::Auto = protocols {
         let mut builder = hyper_util::server::conn::auto::Builder::new(LocalExec);
         builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+        builder.http2().timer(TokioTimer::new()).max_header_list_size(header_list);
         builder.serve_connection_with_upgrades(io, service).await
     } else {
         let mut builder = hyper::server::conn::http1::Builder::new();
@@ -151,7 +165,7 @@ async fn handle(
     let upgrade = crate::websocket::is_handshake(req.method(), req.version(), req.headers())
         .then(|| Upgrade::new(hyper::upgrade::on(&mut req)));
     // Over `server.max_connections`: refused with a 503 that closes the connection.
-    let refused = (accepted.rank > rt.max_connections).then_some(GatewayError::TooManyConnections);
+    let refused = accepted.state.over_limits(&rt).then_some(GatewayError::TooManyConnections);
     let closing = refused.is_some() && req.version() < hyper::Version::HTTP_2;
     let (parts, incoming) = req.into_parts();
     let head = RequestHead { method: parts.method, uri: parts.uri, version: parts.version, headers: parts.headers };
