@@ -9,17 +9,19 @@
 //! no conversion), and hyper's server sends response trailers and takes HTTP/2 limits, which
 //! gRPC and the HTTPS listener's handshake accounting need. Like the actix front end: the
 //! connection limits (a 503 that closes the connection past them), `server.send_timeout` (the
-//! kernel's limit on unacknowledged writes), WebSocket sessions. Not yet (docs/architecture.md,
-//! "Front ends"): the keep-alive idle timeout (idle connections wait
-//! `server.client_header_timeout`), a 408 on a slow head, lingering after an early answer.
+//! kernel's limit on unacknowledged writes), `server.keep_alive` (a per-connection watchdog),
+//! WebSocket sessions. Not yet (docs/architecture.md, "Front ends"): a 408 on a slow head,
+//! lingering after an early answer.
 
 use std::{
+    cell::Cell,
     convert::Infallible,
     net::{IpAddr, Ipv6Addr},
     pin::Pin,
     rc::Rc,
     sync::Arc,
     task::{Context, Poll},
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -48,7 +50,13 @@ use crate::{
 pub async fn serve_connection(gateway: Arc<Gateway>, tcp: tokio::net::TcpStream, state: ConnectionState, h2c: bool) {
     let peer = prepare(&gateway, &tcp);
     let protocols = if h2c { Protocols::Auto } else { Protocols::Http1 };
-    serve_io(gateway, TokioIo::new(tcp), Accepted { peer, state: Rc::new(state), tls: None }, protocols).await;
+    serve_io(
+        gateway,
+        TokioIo::new(tcp),
+        Accepted { peer, activity: Rc::new(Activity::new()), state: Rc::new(state), tls: None },
+        protocols,
+    )
+    .await;
 }
 
 /// The peer's address, and the socket set up as the actix front end sets its own: no Nagle, and
@@ -65,6 +73,8 @@ fn prepare(gateway: &Gateway, tcp: &tokio::net::TcpStream) -> IpAddr {
 #[derive(Clone)]
 struct Accepted {
     peer: IpAddr,
+    /// Its open requests (for the keep-alive idle timeout).
+    activity: Rc<Activity>,
     /// Its place in the connection counts (decremented when the connection ends).
     state: Rc<ConnectionState>,
     tls: Option<Arc<ConnectionTls>>,
@@ -107,7 +117,7 @@ pub async fn serve_tls_connection(
     serve_io(
         gateway,
         TokioIo::new(stream),
-        Accepted { peer, state: Rc::new(state), tls: Some(Arc::new(tls)) },
+        Accepted { peer, activity: Rc::new(Activity::new()), state: Rc::new(state), tls: Some(Arc::new(tls)) },
         protocols,
     )
     .await;
@@ -131,26 +141,87 @@ where
     // HTTP/2 header blocks up to four times the pipeline's own head limit are decoded, so that the
     // pipeline answers 431 as over HTTP/1.1; larger ones reset the stream (bounded memory).
     let header_list = u32::try_from(server.max_request_head_size.0.saturating_mul(4)).unwrap_or(u32::MAX);
+    let keep_alive = server.keep_alive.0;
+    let activity = accepted.activity.clone();
     let service = hyper::service::service_fn(move |req| handle(gateway.clone(), accepted.clone(), req));
     let result = if let Protocols::Http2 = protocols {
-        hyper::server::conn::http2::Builder::new(LocalExec)
-            .timer(TokioTimer::new())
-            .max_header_list_size(header_list)
-            .serve_connection(io, service)
-            .await
-            .map_err(Into::into)
+        let mut builder = hyper::server::conn::http2::Builder::new(LocalExec);
+        builder.timer(TokioTimer::new()).max_header_list_size(header_list);
+        let conn = builder.serve_connection(io, service);
+        close_when_idle(conn, &activity, keep_alive, |c| c.graceful_shutdown()).await.map_err(Into::into)
     } else if let Protocols::Auto = protocols {
         let mut builder = hyper_util::server::conn::auto::Builder::new(LocalExec);
         builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
         builder.http2().timer(TokioTimer::new()).max_header_list_size(header_list);
-        builder.serve_connection_with_upgrades(io, service).await
+        let conn = builder.serve_connection_with_upgrades(io, service);
+        close_when_idle(conn, &activity, keep_alive, |c| c.graceful_shutdown()).await
     } else {
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).writev(false);
-        builder.serve_connection(io, service).with_upgrades().await.map_err(Into::into)
+        let conn = builder.serve_connection(io, service).with_upgrades();
+        close_when_idle(conn, &activity, keep_alive, |c| c.graceful_shutdown()).await.map_err(Into::into)
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "client connection ended");
+    }
+}
+
+/// The requests open on one connection, and since when it has had none.
+struct Activity {
+    open: Cell<usize>,
+    idle_since: Cell<Instant>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self { open: Cell::new(0), idle_since: Cell::new(Instant::now()) }
+    }
+}
+
+/// A request open on its connection, until its response has been sent (or dropped).
+struct Active(Rc<Activity>);
+
+impl Active {
+    fn new(activity: &Rc<Activity>) -> Self {
+        activity.open.set(activity.open.get() + 1);
+        Self(activity.clone())
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        let open = self.0.open.get().saturating_sub(1);
+        self.0.open.set(open);
+        if open == 0 {
+            self.0.idle_since.set(Instant::now());
+        }
+    }
+}
+
+/// Runs a connection, shutting it down gracefully once it has had no request open for
+/// `server.keep_alive` (hyper has no idle timeout of its own: its header timeout would govern).
+async fn close_when_idle<C, E>(
+    conn: C,
+    activity: &Activity,
+    keep_alive: Duration,
+    shutdown: impl Fn(Pin<&mut C>),
+) -> Result<(), E>
+where
+    C: std::future::Future<Output = Result<(), E>>,
+{
+    tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        let due = activity.idle_since.get() + keep_alive;
+        tokio::select! {
+            result = conn.as_mut() => return result,
+            _ = tokio::time::sleep_until(due.into()), if !closing => {
+                if activity.open.get() == 0 && activity.idle_since.get() + keep_alive <= Instant::now() {
+                    shutdown(conn.as_mut());
+                    closing = true;
+                }
+            }
+        }
     }
 }
 
@@ -160,6 +231,7 @@ async fn handle(
     accepted: Accepted,
     mut req: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<FrontBody>, Infallible> {
+    let active = Active::new(&accepted.activity);
     let rt = gateway.runtime.load_full();
     // A WebSocket handshake: what the client sends after it comes from the upgraded connection.
     let upgrade = crate::websocket::is_handshake(req.method(), req.version(), req.headers())
@@ -184,7 +256,7 @@ async fn handle(
         }
         (body, _) => (body, Some(finish)),
     };
-    let mut resp = hyper::Response::new(FrontBody::new(resp_body, finish));
+    let mut resp = hyper::Response::new(FrontBody::new(resp_body, finish, active));
     *resp.status_mut() = response.status;
     *resp.headers_mut() = response.headers;
     if response.status == StatusCode::SWITCHING_PROTOCOLS {
@@ -293,12 +365,14 @@ async fn relay_to_client(
 pub struct FrontBody {
     inner: ResponseBody,
     finish: Option<Finish>,
+    /// Its request counts as open on the connection while the body lives.
+    _active: Active,
     /// The stream has ended (it is not polled again); its trailers go next, if it has any.
     ended: bool,
 }
 
 impl FrontBody {
-    fn new(inner: ResponseBody, mut finish: Option<Finish>) -> Self {
+    fn new(inner: ResponseBody, mut finish: Option<Finish>, active: Active) -> Self {
         let empty = match &inner {
             ResponseBody::None | ResponseBody::HeadOf(_) | ResponseBody::Switched(_) => true,
             ResponseBody::Full(b) => b.is_empty(),
@@ -307,7 +381,7 @@ impl FrontBody {
         if empty && let Some(f) = finish.as_mut() {
             f.completed = true;
         }
-        Self { inner, finish, ended: false }
+        Self { inner, finish, _active: active, ended: false }
     }
 }
 
