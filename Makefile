@@ -86,10 +86,9 @@ unit: plugins ## all tests of the workspace (doc tests, then unit, integration a
 	fi
 
 # The experimental hyper front end (server.frontend: hyper) under the core suites. Excluded: what
-# it does not do yet (docs/architecture.md, "Front ends": 408 on a slow head, no lingering after an
-# early answer to an unread upload) and the reload tests whose configuration
+# it does not do yet (docs/architecture.md, "Front ends": 408 on a slow head) and the reload tests whose configuration
 # (made by hand, or re-read from a file) does not carry the test's server.frontend override.
-HYPER_FRONTEND_GAPS := a_slow_client_head_gets_408|a_removed_upstreams_health_probes|bodies_over_the_limit_are_413|certificates_are_swapped_under_load|a_replaced_upstream_ca_bundle
+HYPER_FRONTEND_GAPS := a_slow_client_head_gets_408|a_removed_upstreams_health_probes|certificates_are_swapped_under_load|a_replaced_upstream_ca_bundle
 unit-hyper-frontend: ## the core integration suites again, served by the experimental hyper front end
 	RUSTYGATE_TEST_FRONTEND=hyper $(CARGO) nextest run --locked -p rustygate $(FEATURES) --no-fail-fast \
 	  --test forwarding --test errors_and_admin --test upstreams --test auth --test rate_limit --test cors \

@@ -10,8 +10,8 @@
 //! gRPC and the HTTPS listener's handshake accounting need. Like the actix front end: the
 //! connection limits (a 503 that closes the connection past them), `server.send_timeout` (the
 //! kernel's limit on unacknowledged writes), `server.keep_alive` (a per-connection watchdog),
-//! WebSocket sessions. Not yet (docs/architecture.md, "Front ends"): a 408 on a slow head,
-//! lingering after an early answer.
+//! lingering after an early answer, WebSocket sessions. Not yet (docs/architecture.md, "Front
+//! ends"): a 408 on a slow head (hyper closes the connection without an answer).
 
 use std::{
     cell::Cell,
@@ -277,19 +277,48 @@ fn request_body(incoming: Incoming) -> BodySource {
     if incoming.is_end_stream() {
         stream::empty().boxed_local()
     } else {
-        stream::unfold(incoming, move |mut incoming| async move {
+        stream::unfold(Lingering(Some(incoming)), move |mut state| async move {
+            let incoming = state.0.as_mut()?;
             loop {
-                match std::future::poll_fn(|cx| Pin::new(&mut incoming).poll_frame(cx)).await? {
+                match std::future::poll_fn(|cx| Pin::new(&mut *incoming).poll_frame(cx)).await? {
                     Ok(frame) => {
                         if let Ok(data) = frame.into_data() {
-                            return Some((Ok(data), incoming));
+                            return Some((Ok(data), state));
                         }
                     }
-                    Err(e) => return Some((Err(BodyError::Read(e.to_string())), incoming)),
+                    Err(e) => return Some((Err(BodyError::Read(e.to_string())), state)),
                 }
             }
         })
         .boxed_local()
+    }
+}
+
+/// How much of a request body the gateway reads and discards after answering without it (a 413,
+/// a 401 to an upload), and for how long: enough for the client to finish sending and read the
+/// answer, instead of a reset that can lose it (as actix's lingering does).
+const LINGER_BYTES: usize = 1024 * 1024;
+const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// A request body that, dropped before its end, is read and discarded in the background
+/// (within [`LINGER_BYTES`] and [`LINGER_TIME`]), so that the connection ends cleanly.
+struct Lingering(Option<Incoming>);
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        let Some(mut incoming) = self.0.take().filter(|i| !i.is_end_stream()) else { return };
+        actix_web::rt::spawn(async move {
+            let drained = async {
+                let mut read = 0;
+                while let Some(Ok(frame)) = std::future::poll_fn(|cx| Pin::new(&mut incoming).poll_frame(cx)).await {
+                    read += frame.data_ref().map_or(0, Bytes::len);
+                    if read > LINGER_BYTES {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(LINGER_TIME, drained).await;
+        });
     }
 }
 
