@@ -13,15 +13,13 @@ Exit 0 pass, 1 fail, 2 setup problem (no chromium, a process did not start).
 
 from __future__ import annotations
 
-import http.server
 import json
 import sys
-import threading
 
 sys.dont_write_bytecode = True  # no __pycache__ in the work tree
 from labkit import services  # noqa: E402
 from labkit.base import SetupError  # noqa: E402
-from labkit.browser import dump_dom, parse_check_args  # noqa: E402
+from labkit.browser import dump_dom, parse_check_args, serve_page  # noqa: E402
 from labkit.http import http_get  # noqa: E402
 from labkit.procs import Supervisor  # noqa: E402
 
@@ -31,27 +29,6 @@ fetch("%(target)s", {headers: {"X-Api-Key": "demo"}})
   .then(r => r.json().then(j => { document.title = "OK " + r.status + " " + j.backend; }))
   .catch(e => { document.title = "BLOCKED " + e.name; });
 </script></body></html>"""
-
-
-def serve_page(page: dict) -> http.server.ThreadingHTTPServer:
-    """Serves page["html"] (read per request) at every path, on a loopback port the OS picks
-    (`.server_address`)."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (stdlib naming)
-            body = page["html"].encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 def page_title(chromium: str, url: str, profile: str) -> str:

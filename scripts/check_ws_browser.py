@@ -15,15 +15,13 @@ Exit 0 pass, 1 fail, 2 setup problem (no chromium, a process did not start).
 
 from __future__ import annotations
 
-import http.server
 import json
 import sys
-import threading
 
 sys.dont_write_bytecode = True  # no __pycache__ in the work tree
 from labkit import services  # noqa: E402
 from labkit.base import SetupError  # noqa: E402
-from labkit.browser import dump_dom, parse_check_args  # noqa: E402
+from labkit.browser import dump_dom, parse_check_args, serve_page  # noqa: E402
 from labkit.metrics import read_metric  # noqa: E402
 from labkit.procs import Supervisor  # noqa: E402
 from labkit.waiting import wait_until  # noqa: E402
@@ -57,32 +55,6 @@ big.onclose = (e) => { result.big = e.code; done(); };
 </script></body></html>"""
 
 
-def serve_page(html: str) -> http.server.ThreadingHTTPServer:
-    body = html.encode()
-    finished = threading.Event()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (stdlib naming)
-            if self.path == "/done":
-                finished.set()
-            elif self.path == "/wait":
-                finished.wait(15)
-            page = body if self.path == "/" else b""
-            self.send_response(200 if page else 204)
-            if page:
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 def main() -> int:
     args = parse_check_args(__doc__.splitlines()[0])
     if args is None:
@@ -103,7 +75,7 @@ routes:
 """)
             gw = services.start_gateway(sup, args.gateway_bin, config, timeout=20)
             base = gw.addr["proxy"].url.replace("http://", "ws://", 1)
-            server = serve_page(PAGE % {"base": base})
+            server = serve_page({"html": PAGE % {"base": base}})
             page = f"http://127.0.0.1:{server.server_address[1]}/"
             out = dump_dom(args.chromium, page, str(sup.workdir / "profile"))
             start, end = out.find("<title>"), out.find("</title>")

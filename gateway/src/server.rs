@@ -11,7 +11,8 @@ use crate::{
     admin,
     config::{Config, Frontend, TlsVersion, values::Parsed},
     frontend::{
-        actix::{self as front_actix, ConnectionState, PerIpConnections},
+        actix as front_actix,
+        connection::{ConnectionState, PerIpConnections},
         hyper as front_hyper,
     },
     gateway::Gateway,

@@ -75,14 +75,11 @@ async fn grpc_timeout_is_the_calls_deadline() {
         ..Default::default()
     })
     .unwrap();
-    let gw =
-        gateway("server: { h2c: true }\nroutes:\n  - { name: slow, path: /slow.Svc, backend: \"{b0}\" }\n", &[&slow]);
-    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let mut client = client.ready().await.unwrap();
+    let gw = gateway(
+        "server: { h2c: true }\nroutes:\n  - { name: slow, path: /slow.Svc, backend: \"{b0}\", timeout: 1s }\n",
+        &[&slow],
+    );
+    let mut client = h2c_client(gw.addr).await;
     let request = http::Request::post(format!("http://{}/slow.Svc/Call", gw.addr))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
@@ -99,6 +96,20 @@ async fn grpc_timeout_is_the_calls_deadline() {
     assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(3), "answered after {took:?}");
     let m = scrape(&gw).await;
     assert_eq!(metric(&m, "rustygate_grpc_requests_total", &[("route", "slow"), ("grpc_status", "4")]), 1.0, "{m}");
+
+    // Hostile deadlines: the largest `grpc-timeout` (99999999 hours) is no deadline (the route's
+    // 1 s timeout cuts the call), a malformed one is ignored; neither breaks the gateway.
+    for value in ["99999999H", "1.5S", "-1S"] {
+        let mut client = h2c_client(gw.addr).await;
+        let request = http::Request::post(format!("http://{}/slow.Svc/Call", gw.addr))
+            .header("content-type", "application/grpc")
+            .header("grpc-timeout", value)
+            .body(())
+            .unwrap();
+        let (response, _) = client.send_request(request, true).unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(4), response).await.expect("answered").unwrap();
+        assert_eq!(response.headers()["grpc-status"], "4", "grpc-timeout {value}: {:?}", response.headers());
+    }
 }
 
 /// Not gRPC (gRPC-Web, or no gRPC content type): errors stay JSON.

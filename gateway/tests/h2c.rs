@@ -47,12 +47,7 @@ async fn h2c_serves_http2_with_prior_knowledge_beside_http1() {
 async fn a_hundred_streams_on_one_h2c_connection_are_all_answered() {
     let backend = MockServer::start("b0");
     let gw = gateway("server: { h2c: true }\nroutes:\n  - { path: /, backend: \"{b0}\" }\n", &[&backend]);
-    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let mut client = client.ready().await.unwrap();
+    let mut client = h2c_client(gw.addr).await;
     let mut answers = Vec::new();
     for i in 0..100 {
         let request = http::Request::get(format!("http://{}/echo?stream={i}", gw.addr)).body(()).unwrap();
@@ -141,12 +136,7 @@ async fn a_rapid_reset_flood_is_cut() {
 async fn oversized_header_blocks_over_h2c_are_refused_like_over_http1() {
     let backend = MockServer::start("b0");
     let gw = gateway("server: { h2c: true }\nroutes:\n  - { path: /, backend: \"{b0}\" }\n", &[&backend]);
-    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let mut client = client.ready().await.unwrap();
+    let mut client = h2c_client(gw.addr).await;
     let big = http::Request::get(format!("http://{}/echo", gw.addr)).header("x-big", "a".repeat(100 * 1024));
     let mut many = http::Request::get(format!("http://{}/echo", gw.addr));
     for i in 0..1000 {

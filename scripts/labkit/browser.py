@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import subprocess
+import threading
 
 
 def dump_dom(chromium: str, url: str, profile: str, extra_args: tuple[str, ...] = ()) -> str:
@@ -34,3 +36,32 @@ def parse_check_args(description: str):
         print("setup: no chromium (apt-get install chromium)", file=sys.stderr)
         return None
     return args
+
+
+def serve_page(page: dict) -> http.server.ThreadingHTTPServer:
+    """Serves page["html"] (read per request) at `/`, on a loopback port the OS picks
+    (`.server_address`). A page whose scripts wait on events Chromium's virtual time does not wait
+    for (WebSocket) holds an `<img src="/wait">` and fetches `/done` when finished: `/wait`
+    answers only then (at most 15 s), so the DOM is dumped once the page is done."""
+    finished = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (stdlib naming)
+            if self.path == "/done":
+                finished.set()
+            elif self.path == "/wait":
+                finished.wait(15)
+            body = page["html"].encode() if self.path == "/" else b""
+            self.send_response(200 if body else 204)
+            if body:
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

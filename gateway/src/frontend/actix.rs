@@ -4,16 +4,6 @@
 //! actix's, with
 //! a body that ends the request's record when it has been sent.
 
-use std::{
-    cell::Cell,
-    collections::HashMap,
-    net::IpAddr,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
-};
-
 use actix_web::{
     HttpRequest, HttpResponse,
     error::PayloadError,
@@ -22,7 +12,7 @@ use actix_web::{
 };
 use futures_util::{StreamExt, stream};
 
-use super::metered_body::MeteredBody;
+use super::{connection::ConnectionState, metered_body::MeteredBody};
 use crate::{
     error::GatewayError,
     gateway::Gateway,
@@ -34,58 +24,9 @@ use crate::{
         message::{RequestHead, Response, ResponseBody},
     },
     runtime::Runtime,
-    tls::ConnectionTls,
 };
 
-/// Per-connection state, inserted by the proxy listener's `on_connect` and dropped with the
-/// connection.
-pub struct ConnectionState {
-    /// A request on this connection asked for `Connection: close` (or was HTTP/1.0 without
-    /// keep-alive): requests pipelined after it are not served. actix parses them anyway.
-    closing: Cell<bool>,
-    /// The gateway's count of open connections, decremented on drop.
-    open: Arc<AtomicUsize>,
-    /// This connection's number among the open ones when it was accepted.
-    rank: usize,
-    /// The peer's address and its count of open connections, decremented on drop.
-    per_ip: Option<(IpAddr, Arc<PerIpConnections>)>,
-    /// This connection's number among its peer's open ones when it was accepted.
-    ip_rank: usize,
-    /// What the connection negotiated, when it came over TLS.
-    tls: Option<Arc<ConnectionTls>>,
-}
-
-/// Open client connections per peer address (`server.max_connections_per_ip`).
-#[derive(Debug, Default)]
-pub struct PerIpConnections(Mutex<HashMap<IpAddr, usize>>);
-
 impl ConnectionState {
-    /// Counts a new connection from `peer` (per peer only when `per_ip` counts are kept).
-    pub fn open(counter: &Arc<AtomicUsize>, per_ip: Option<&Arc<PerIpConnections>>, peer: Option<IpAddr>) -> Self {
-        let rank = counter.fetch_add(1, Ordering::Relaxed) + 1;
-        let per_ip = per_ip.zip(peer).map(|(counts, ip)| (ip, counts.clone()));
-        let ip_rank = per_ip.as_ref().map_or(0, |(ip, counts)| {
-            let mut counts = counts.0.lock().unwrap_or_else(|e| e.into_inner());
-            let n = counts.entry(*ip).or_insert(0);
-            *n += 1;
-            *n
-        });
-        Self { closing: Cell::default(), open: counter.clone(), rank, per_ip, ip_rank, tls: None }
-    }
-
-    /// The connection came over TLS and negotiated this.
-    pub fn with_tls(mut self, tls: ConnectionTls) -> Self {
-        self.tls = Some(Arc::new(tls));
-        self
-    }
-
-    /// Whether this connection is over `server.max_connections` or its peer's share
-    /// (`max_connections_per_ip`): its requests are refused with a 503 that closes it. Any front
-    /// end's.
-    pub fn over_limits(&self, rt: &Runtime) -> bool {
-        self.rank > rt.max_connections || (rt.max_connections_per_ip > 0 && self.ip_rank > rt.max_connections_per_ip)
-    }
-
     /// Why a request on this connection is refused before it is looked at, if it is.
     fn admit(&self, req: &HttpRequest, rt: &Runtime) -> Option<GatewayError> {
         if self.closing.get() {
@@ -99,21 +40,6 @@ impl ConnectionState {
         }
         self.closing.set(req.head().connection_type() == ConnectionType::Close);
         None
-    }
-}
-
-impl Drop for ConnectionState {
-    fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
-        if let Some((ip, per_ip)) = &self.per_ip {
-            let mut counts = per_ip.0.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(n) = counts.get_mut(ip) {
-                *n -= 1;
-                if *n == 0 {
-                    counts.remove(ip);
-                }
-            }
-        }
     }
 }
 
@@ -173,7 +99,7 @@ pub async fn handle(req: HttpRequest, payload: web::Payload, gw: web::Data<Gatew
     {
         resp.head_mut().set_connection_type(ConnectionType::Close);
     }
-    resp.set_body(MeteredBody::new(body, finish))
+    resp.set_body(MeteredBody::new(body, Some(finish)))
 }
 
 /// Whether the request may carry a body: one declared by its framing (HTTP/1.1), or any over

@@ -20,7 +20,7 @@ use std::{
     pin::Pin,
     rc::Rc,
     sync::Arc,
-    task::{Context, Poll},
+    task::{Context, Poll, ready},
     time::{Duration, Instant},
 };
 
@@ -30,7 +30,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 
-use super::actix::ConnectionState;
+use super::{connection::ConnectionState, metered_body::MeteredBody};
 use crate::{
     error::GatewayError,
     gateway::Gateway,
@@ -389,28 +389,19 @@ async fn relay_to_client(
     finish.completed = true;
 }
 
-/// The pipeline's response body as hyper sends it, ending the request's record when done or
-/// dropped (as `MeteredBody` does for actix).
+/// The pipeline's response body as hyper sends it: the front ends' [`MeteredBody`] (counted, the
+/// request's record ended with it), then the backend's trailers, if it sent any.
 pub struct FrontBody {
-    inner: ResponseBody,
-    finish: Option<Finish>,
+    metered: MeteredBody,
     /// Its request counts as open on the connection while the body lives.
     _active: Active,
-    /// The stream has ended (it is not polled again); its trailers go next, if it has any.
+    /// The body has ended (it is not polled again); its trailers go next, if it has any.
     ended: bool,
 }
 
 impl FrontBody {
-    fn new(inner: ResponseBody, mut finish: Option<Finish>, active: Active) -> Self {
-        let empty = match &inner {
-            ResponseBody::None | ResponseBody::HeadOf(_) | ResponseBody::Switched(_) => true,
-            ResponseBody::Full(b) => b.is_empty(),
-            ResponseBody::Stream { length, .. } => *length == Some(0),
-        };
-        if empty && let Some(f) = finish.as_mut() {
-            f.completed = true;
-        }
-        Self { inner, finish, _active: active, ended: false }
+    fn new(inner: ResponseBody, finish: Option<Finish>, active: Active) -> Self {
+        Self { metered: MeteredBody::new(inner, finish), _active: active, ended: false }
     }
 }
 
@@ -420,52 +411,32 @@ impl Body for FrontBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let this = self.get_mut();
-        let polled = match &mut this.inner {
-            _ if this.ended => Poll::Ready(None),
-            ResponseBody::None | ResponseBody::HeadOf(_) | ResponseBody::Switched(_) => Poll::Ready(None),
-            ResponseBody::Full(bytes) if bytes.is_empty() => Poll::Ready(None),
-            ResponseBody::Full(bytes) => Poll::Ready(Some(Ok(std::mem::take(bytes)))),
-            ResponseBody::Stream { stream, .. } => stream
-                .as_mut()
-                .poll_next(cx)
-                .map(|item| item.map(|r| r.map_err(|e| std::io::Error::other(e.to_string())))),
-        };
-        match polled {
-            Poll::Ready(Some(Ok(chunk))) => {
-                if let Some(f) = this.finish.as_mut() {
-                    f.bytes_out += chunk.len() as u64;
-                }
-                Poll::Ready(Some(Ok(Frame::data(chunk))))
-            }
-            Poll::Ready(None) => {
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        match ready!(this.metered.poll_chunk(cx)) {
+            Some(Ok(chunk)) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+            Some(Err(e)) => Poll::Ready(Some(Err(std::io::Error::other(e.to_string())))),
+            None => {
+                this.ended = true;
                 // The backend's trailers, once, after the last chunk (a copy: the request's
                 // record reads gRPC's status from them).
-                if !std::mem::replace(&mut this.ended, true)
-                    && let ResponseBody::Stream { trailers: Some(trailers), .. } = &this.inner
-                    && let Some(map) = trailers.borrow().clone()
-                {
-                    return Poll::Ready(Some(Ok(Frame::trailers(map))));
+                match this.metered.body() {
+                    ResponseBody::Stream { trailers: Some(trailers), .. } => {
+                        Poll::Ready(trailers.borrow().clone().map(|map| Ok(Frame::trailers(map))))
+                    }
+                    _ => Poll::Ready(None),
                 }
-                if let Some(mut f) = this.finish.take() {
-                    f.completed = true;
-                }
-                Poll::Ready(None)
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
-            Poll::Pending => Poll::Pending,
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.inner {
-            ResponseBody::None | ResponseBody::HeadOf(_) | ResponseBody::Switched(_) => true,
-            ResponseBody::Full(b) => b.is_empty(),
-            ResponseBody::Stream { length, .. } => *length == Some(0),
-        }
+        self.ended || self.metered.is_empty()
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.inner {
+        match self.metered.body() {
             ResponseBody::None | ResponseBody::Switched(_) => SizeHint::with_exact(0),
             // A HEAD answer: hyper sends no body, and the length announced is the `Content-Length`
             // header the pipeline set.

@@ -5,5 +5,6 @@
 //! the `Response` and drop the `Finish` when the body has gone out.
 
 pub mod actix;
+pub mod connection;
 pub mod hyper;
 mod metered_body;

@@ -27,10 +27,11 @@ pub(super) async fn forward(
     let started = Instant::now();
     let mut deadline = route.request_timeout.map(|d| started + d);
     // A gRPC call's own deadline (`grpc-timeout`), when sooner: past it the caller has given up.
+    // (A client's `99999999H` is no deadline at all: checked, never an overflow.)
     if ctx.grpc
-        && let Some(call) = crate::grpc::timeout(&ctx.session.head.headers)
+        && let Some(call) = crate::grpc::timeout(&ctx.session.head.headers).and_then(|t| started.checked_add(t))
     {
-        deadline = Some(deadline.map_or(started + call, |d| d.min(started + call)));
+        deadline = Some(deadline.map_or(call, |d| d.min(call)));
     }
     let retrying = policy.enabled() && pool.backends.len() > 1;
     // A gRPC call's messages are not read ahead: a streaming call waits for answers between them.

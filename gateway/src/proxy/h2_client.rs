@@ -6,7 +6,8 @@
 //! requests in flight (and within what the backend's `SETTINGS_MAX_CONCURRENT_STREAMS` allows,
 //! which hyper enforces by queueing), else on a new connection. So a worker holds one connection
 //! per backend at moderate load, and as many as the concurrency needs beyond it. A connection is
-//! dropped once closed (GOAWAY, an error) or older than [`super::hyper_client::POOL_LIFETIME`]
+//! dropped once closed (GOAWAY, an error), idle for [`super::hyper_client::POOL_IDLE`] or older
+//! than [`super::hyper_client::POOL_LIFETIME`]
 //! (it then finishes its streams and closes).
 //!
 //! `h2` is HTTP/2 over TLS, chosen by ALPN (the backend must select `h2`: anything else is the
@@ -33,7 +34,7 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::Notify;
 
 use super::{
-    hyper_client::{OutgoingBody, POOL_LIFETIME, Target},
+    hyper_client::{OutgoingBody, POOL_IDLE, POOL_LIFETIME, Target},
     upstream_response::UpstreamResponse,
 };
 use crate::{
@@ -61,14 +62,22 @@ where
 /// One multiplexed connection and the requests in flight on it.
 struct H2Connection {
     sender: http2::SendRequest<OutgoingBody>,
-    in_flight: Rc<Cell<usize>>,
+    streams: Rc<Streams>,
     born: Instant,
 }
 
 impl H2Connection {
     fn usable(&self, now: Instant) -> bool {
-        !self.sender.is_closed() && now.duration_since(self.born) < POOL_LIFETIME
+        let busy_or_fresh =
+            self.streams.open.get() > 0 || now.duration_since(self.streams.idle_since.get()) < POOL_IDLE;
+        !self.sender.is_closed() && now.duration_since(self.born) < POOL_LIFETIME && busy_or_fresh
     }
+}
+
+/// The requests in flight on one connection, and since when it has had none.
+struct Streams {
+    open: Cell<usize>,
+    idle_since: Cell<Instant>,
 }
 
 /// The key of a worker's connections: the backend's origin and its TLS settings (by address).
@@ -89,7 +98,7 @@ thread_local! {
 /// What a request finds in the worker's pool.
 enum Checkout {
     /// A connection with room for its stream.
-    Ready(http2::SendRequest<OutgoingBody>, Rc<Cell<usize>>),
+    Ready(http2::SendRequest<OutgoingBody>, Rc<Streams>),
     /// None, but one is being opened: wait for it, then look again.
     Wait(Rc<Notify>),
     /// None: this request opens one.
@@ -136,7 +145,7 @@ pub async fn send(
         let key: PoolKey = (target.dial.origin.clone(), target.tls.map_or(0, |t| Arc::as_ptr(t) as usize));
         let (mut sender, in_flight) = loop {
             match checkout(&key, max_streams) {
-                Checkout::Ready(sender, in_flight) => break (sender, in_flight),
+                Checkout::Ready(sender, streams) => break (sender, streams),
                 Checkout::Wait(opened) => opened.notified().await,
                 Checkout::Connect => {
                     let opened = Rc::new(Notify::new());
@@ -154,7 +163,7 @@ pub async fn send(
                 }
             }
         };
-        in_flight.set(in_flight.get() + 1);
+        in_flight.open.set(in_flight.open.get() + 1);
         let guard = InFlight(in_flight);
         let response = sender.send_request(request).await.map_err(super::hyper_client::send_error)?;
         let (head, incoming) = response.into_parts();
@@ -181,8 +190,8 @@ fn checkout(key: &PoolKey, max_streams: usize) -> Checkout {
         let mut pool = pool.borrow_mut();
         let Some(origin) = pool.get_mut(key) else { return Checkout::Connect };
         origin.connections.retain(|c| c.usable(now));
-        match origin.connections.iter().find(|c| c.in_flight.get() < max_streams) {
-            Some(c) => Checkout::Ready(c.sender.clone(), c.in_flight.clone()),
+        match origin.connections.iter().find(|c| c.streams.open.get() < max_streams) {
+            Some(c) => Checkout::Ready(c.sender.clone(), c.streams.clone()),
             None => origin.connecting.clone().map_or(Checkout::Connect, Checkout::Wait),
         }
     })
@@ -193,7 +202,7 @@ fn checkout(key: &PoolKey, max_streams: usize) -> Checkout {
 async fn connect(
     target: &Target<'_>,
     key: &PoolKey,
-) -> Result<(http2::SendRequest<OutgoingBody>, Rc<Cell<usize>>), GatewayError> {
+) -> Result<(http2::SendRequest<OutgoingBody>, Rc<Streams>), GatewayError> {
     let dial = target.dial;
     let connecting = async {
         let tcp = super::hyper_client::tcp_connect(dial).await?;
@@ -214,10 +223,19 @@ async fn connect(
         Err(_elapsed) => return Err(GatewayError::UpstreamConnectTimeout),
         Ok(result) => result?,
     };
-    let in_flight = Rc::new(Cell::new(0));
-    let connection = H2Connection { sender: sender.clone(), in_flight: in_flight.clone(), born: Instant::now() };
+    let now = Instant::now();
+    let streams = Rc::new(Streams { open: Cell::new(0), idle_since: Cell::new(now) });
+    let connection = H2Connection { sender: sender.clone(), streams: streams.clone(), born: now };
+    // Rare (a new connection): the moment to drop every worker's connection that closed or
+    // outlived its use, to backends no longer asked for included.
+    POOL.with(|pool| {
+        pool.borrow_mut().retain(|_, origin| {
+            origin.connections.retain(|c| c.usable(now));
+            !origin.connections.is_empty() || origin.connecting.is_some()
+        })
+    });
     POOL.with(|pool| pool.borrow_mut().entry(key.clone()).or_default().connections.push(connection));
-    Ok((sender, in_flight))
+    Ok((sender, streams))
 }
 
 async fn handshake<T>(io: T) -> Result<http2::SendRequest<OutgoingBody>, GatewayError>
@@ -235,11 +253,15 @@ where
 }
 
 /// Counts a request in flight on its connection until its response body is done or dropped.
-struct InFlight(Rc<Cell<usize>>);
+struct InFlight(Rc<Streams>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.set(self.0.get().saturating_sub(1));
+        let open = self.0.open.get().saturating_sub(1);
+        self.0.open.set(open);
+        if open == 0 {
+            self.0.idle_since.set(Instant::now());
+        }
     }
 }
 

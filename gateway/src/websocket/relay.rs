@@ -335,15 +335,18 @@ impl ClientToBackend {
             };
             shared.touch();
             self.bytes_in.set(self.bytes_in.get() + chunk.len() as u64);
-            self.counted.inc_by(chunk.len() as u64);
             let (forward, violation) = match self.scanner.scan(chunk) {
                 Ok(forward) => (forward, None),
                 Err((forward, v)) => (forward, Some(v)),
             };
             // Known as soon as seen: the session's log line may be written before this task ends.
             shared.record.client_close.set(self.scanner.close_code());
-            if !forward.is_empty() && !self.write(&mut backend, &forward).await {
-                break;
+            if !forward.is_empty() {
+                if !self.write(&mut backend, &forward).await {
+                    break;
+                }
+                // Relayed bytes (a refused frame is not).
+                self.counted.inc_by(forward.len() as u64);
             }
             if let Some(v) = violation {
                 shared.stop(Stop { outcome: Outcome::of(v), close: Some((v.code, v.reason)) });
@@ -422,21 +425,22 @@ impl<R: AsyncRead + AsyncWrite> BackendToClient<R> {
             match read {
                 Ok(0) => self.shared.stop(Stop::quiet(Outcome::Closed)),
                 Err(_) => self.shared.stop(Stop::quiet(Outcome::BackendError)),
-                Ok(n) => {
+                Ok(_) => {
                     self.shared.touch();
-                    self.guard.route.bytes_out.inc_by(n as u64);
                     let chunk = self.buf.split().freeze();
                     let scanned = self.scanner.scan(chunk);
                     self.shared.record.backend_close.set(self.scanner.close_code());
-                    match scanned {
-                        Ok(forward) if forward.is_empty() => {}
-                        Ok(forward) => return Some(Ok(forward)),
+                    let forward = match scanned {
+                        Ok(forward) => forward,
                         Err((forward, v)) => {
                             self.shared.stop(Stop { outcome: Outcome::of(v), close: Some((v.code, v.reason)) });
-                            if !forward.is_empty() {
-                                return Some(Ok(forward));
-                            }
+                            forward
                         }
+                    };
+                    if !forward.is_empty() {
+                        // Relayed bytes (a refused frame is not).
+                        self.guard.route.bytes_out.inc_by(forward.len() as u64);
+                        return Some(Ok(forward));
                     }
                 }
             }

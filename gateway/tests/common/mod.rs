@@ -125,3 +125,14 @@ pub async fn python_client(script: &str, args: &[&str]) -> serde_json::Value {
     );
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{script}: not JSON ({e}): {stdout}"))
 }
+
+/// An HTTP/2 client connection with prior knowledge (the `h2` crate's, explicit streams on one
+/// connection), ready for a request; its connection task runs on the test's runtime.
+pub async fn h2c_client(addr: SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client.ready().await.expect("HTTP/2 connection ready")
+}
